@@ -1,0 +1,37 @@
+"""dask_coded: straggler-proof matrix products and cheap shuffles on Dask, with codes.
+
+Lee, Lam, Pedarsani, Papailiopoulos, Ramchandran, "Speeding Up Distributed Machine
+Learning Using Codes", IEEE Trans. Inf. Theory 64(3), 2018.
+"""
+
+from __future__ import annotations
+
+from . import config  # noqa: F401  (registers the coded.* dask.config defaults)
+from .audit import CodeAudit, audit, worst_case_error
+from .codes import MDSCode, make_code
+from .errors import (
+    BlockShapeError,
+    CodedError,
+    CodeParameterError,
+    DtypeError,
+    NonFiniteError,
+    TooFewResultsError,
+    TooFewWorkersError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockShapeError",
+    "CodeAudit",
+    "CodeParameterError",
+    "CodedError",
+    "DtypeError",
+    "MDSCode",
+    "NonFiniteError",
+    "TooFewResultsError",
+    "TooFewWorkersError",
+    "audit",
+    "make_code",
+    "worst_case_error",
+]

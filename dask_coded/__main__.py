@@ -1,0 +1,26 @@
+"""Command line: ``python -m dask_coded demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dask_coded", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="encode, lose stragglers, decode, report the error")
+    demo.add_argument("--n", type=int, default=12, help="coded blocks (workers)")
+    demo.add_argument("--k", type=int, default=9, help="blocks needed to decode")
+    demo.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(n=args.n, k=args.k, seed=args.seed)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

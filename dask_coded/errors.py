@@ -1,0 +1,36 @@
+"""Exceptions raised by dask_coded.
+
+Every error is a ``ValueError`` (or ``TypeError``) subclass, so code that already
+catches the builtin types keeps working, and every message names the argument that
+was wrong and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class CodedError(ValueError):
+    """Base class for dask_coded's input errors."""
+
+
+class CodeParameterError(CodedError):
+    """``n``/``k``/``kind`` do not describe a code the family can build."""
+
+
+class BlockShapeError(CodedError):
+    """Blocks (or operands) have shapes that do not fit together."""
+
+
+class DtypeError(CodedError, TypeError):
+    """A dtype the codes cannot work with (non-numeric, or complex)."""
+
+
+class TooFewResultsError(CodedError):
+    """Fewer than ``k`` coded results survived, so the data cannot be decoded."""
+
+
+class NonFiniteError(CodedError):
+    """NaN or Inf where it would spread through a decode to every block."""
+
+
+class TooFewWorkersError(CodedError):
+    """The cluster has fewer workers than the code needs."""
