@@ -17,8 +17,8 @@ Families
     coefficient acts as the 2x2 rotation ``[[cos, -sin], [sin, cos]]``. Non-systematic.
 ``"gaussian"``
     Systematic ``[I_k; P]`` with ``P`` i.i.d. normal from a *screened* seed: the best of
-    many seeds by worst-case conditioning over survivor sets (table in
-    ``SCREENED_SEEDS``, screened at run time for other ``(n, k)``). The decode is a copy
+    48 seeds by worst-case conditioning over survivor sets (:func:`screened_seed`,
+    deterministic, once per ``(n, k)`` and process). The decode is a copy
     when the ``k`` systematic results are the ones that arrive.
 ``"vandermonde"``
     The plain polynomial code: monomials evaluated at Chebyshev nodes on [-1, 1].
