@@ -9,6 +9,15 @@ from __future__ import annotations
 from . import config  # noqa: F401  (registers the coded.* dask.config defaults)
 from .audit import CodeAudit, audit, worst_case_error
 from .codes import MDSCode, make_code
+from .first_k import FirstKPlugin
+from .matmul import CodedMatrix, encode
+from .stragglers import (
+    DelayModel,
+    ShiftedExponential,
+    SlowWorkers,
+    StragglerPlugin,
+    local_stragglers,
+)
 from .errors import (
     BlockShapeError,
     CodedError,
@@ -24,14 +33,22 @@ __version__ = "0.1.0"
 __all__ = [
     "BlockShapeError",
     "CodeAudit",
+    "CodedMatrix",
+    "FirstKPlugin",
     "CodeParameterError",
     "CodedError",
+    "DelayModel",
     "DtypeError",
     "MDSCode",
     "NonFiniteError",
+    "ShiftedExponential",
+    "SlowWorkers",
+    "StragglerPlugin",
     "TooFewResultsError",
     "TooFewWorkersError",
     "audit",
+    "encode",
+    "local_stragglers",
     "make_code",
     "worst_case_error",
 ]

@@ -210,9 +210,17 @@ class MDSCode:
         multiple of ``symbols`` (the rotation code pads an odd block with one zero row)."""
         return -(-rows // self.symbols) * self.symbols
 
+    def blocks_needed(self, j: int) -> tuple[int, ...]:
+        """Data blocks that coded block ``j`` mixes (nonzero generator entries)."""
+        s = self.symbols
+        rows = self.generator[j * s : (j + 1) * s].reshape(s, self.k, s)
+        return tuple(int(i) for i in np.flatnonzero(np.any(rows != 0, axis=(0, 2))))
+
     # ---- encode -------------------------------------------------------------------------
 
-    def encode(self, blocks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def encode(
+        self, blocks: Sequence[np.ndarray], workers: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
         """Coded blocks ``C_j = sum_i G[j, i] A_i`` for ``j = 0..n-1``.
 
         Parameters
@@ -220,12 +228,15 @@ class MDSCode:
         blocks : sequence of k array_like
             Equal-shape real (integer, boolean or floating) blocks with at least one axis;
             the code acts on axis 0.
+        workers : sequence of int, optional
+            Produce only these coded blocks (default: all ``n``, in order).
 
         Returns
         -------
-        list of n numpy.ndarray
-            Each of shape ``(coded_rows(rows), *rest)``; floating input keeps its dtype,
-            integer input becomes float64. Computed in float64.
+        list of numpy.ndarray
+            One per requested worker, each of shape ``(coded_rows(rows), *rest)``;
+            floating input keeps its dtype, integer input becomes float64. Computed in
+            float64.
         """
         if isinstance(blocks, np.ndarray) or not isinstance(blocks, Sequence):
             raise BlockShapeError(
@@ -236,7 +247,7 @@ class MDSCode:
         arrays = [np.asarray(b) for b in blocks]
         shape = arrays[0].shape
         for i, a in enumerate(arrays):
-            _check_real_dtype(a.dtype, f"blocks[{i}]")
+            check_real_dtype(a.dtype, f"blocks[{i}]")
             if a.shape != shape:
                 raise BlockShapeError(
                     f"blocks must all have one shape: blocks[0] is {shape}, blocks[{i}] is {a.shape}"
@@ -249,8 +260,13 @@ class MDSCode:
         X = np.zeros((self.k, crows) + rest, dtype=np.float64)
         for i, a in enumerate(arrays):
             X[i, :rows] = a
-        C = self.generator @ X.reshape(self.k * self.symbols, -1)
-        C = C.reshape((self.n, crows) + rest).astype(out_dtype, copy=False)
+        workers = list(range(self.n)) if workers is None else [int(j) for j in workers]
+        for j in workers:
+            if not 0 <= j < self.n:
+                raise CodeParameterError(f"worker {j} is not in 0..{self.n - 1} (n={self.n})")
+        G = self.generator[generator_rows(np.array([workers], dtype=np.intp), self.symbols)[0]]
+        C = G @ X.reshape(self.k * self.symbols, -1)
+        C = C.reshape((len(workers), crows) + rest).astype(out_dtype, copy=False)
         return list(C)
 
     # ---- decode -------------------------------------------------------------------------
@@ -276,7 +292,7 @@ class MDSCode:
         arrays = [np.asarray(results[j]) for j in chosen]
         shape = arrays[0].shape
         for j, a in zip(chosen, arrays):
-            _check_real_dtype(a.dtype, f"results[{j}]")
+            check_real_dtype(a.dtype, f"results[{j}]")
             if a.shape != shape:
                 raise BlockShapeError(
                     f"results must all have one shape: results[{chosen[0]}] is {shape}, "
@@ -452,7 +468,8 @@ def make_code(n: int, k: int, kind: str | None = None) -> MDSCode:
 # dtype rules
 
 
-def _check_real_dtype(dtype: np.dtype, name: str) -> None:
+def check_real_dtype(dtype: np.dtype, name: str) -> None:
+    """Raise :class:`DtypeError` naming ``name`` unless ``dtype`` is real numeric."""
     if dtype.kind == "c":
         raise DtypeError(
             f"{name} has complex dtype {dtype}; the codes act over the reals: "

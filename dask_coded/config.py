@@ -16,6 +16,13 @@ with open(_FN) as f:
 dask.config.update_defaults(defaults)
 
 
-def get(key: str, default: Any = None) -> Any:
-    """Return ``dask.config.get("coded." + key)`` (``default`` when unset)."""
-    return dask.config.get(f"coded.{key}", default=default)
+def get(key: str) -> Any:
+    """``dask.config.get("coded." + key)``, falling back to the packaged default.
+
+    The fallback keeps the package working when something resets ``dask.config`` to a
+    snapshot taken before this module was imported (``distributed.utils_test`` does).
+    """
+    fallback: Any = defaults["coded"]
+    for part in key.split("."):
+        fallback = fallback[part]
+    return dask.config.get(f"coded.{key}", default=fallback)

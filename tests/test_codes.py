@@ -259,3 +259,15 @@ def test_decode_rejects_mismatched_results(code):
         code.decode({0: np.ones(3), 1: np.ones(3), 2: np.ones(3)})
     with pytest.raises(TypeError, match="mapping"):
         code.decode([coded[0], coded[1], coded[2]])
+
+
+def test_encode_selected_workers_matches_full_encode():
+    code = dc.make_code(7, 4, "rotation")
+    rng = np.random.default_rng(2)
+    blocks = [rng.standard_normal((3, 2)) for _ in range(4)]
+    full = code.encode(blocks)
+    some = code.encode(blocks, workers=[6, 2])
+    np.testing.assert_array_equal(some[0], full[6])
+    np.testing.assert_array_equal(some[1], full[2])
+    with pytest.raises(dc.CodeParameterError, match="worker 7 is not in 0..6"):
+        code.encode(blocks, workers=[7])

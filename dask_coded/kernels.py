@@ -1,0 +1,134 @@
+"""The functions coded tasks run: encode one coded block, multiply, decode, race locally.
+
+Kept apart from graph construction (:mod:`dask_coded.graph`), the way
+``dask/array/blockwise.py`` keeps graphs apart from chunk functions. Everything here is a
+plain numpy function of its arguments, so it runs on any scheduler.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codes import MDSCode
+from .errors import NonFiniteError, TooFewResultsError
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a matrix of ``rows`` rows is split for an ``(n, k)`` code.
+
+    Invariant: row block ``i`` is rows ``i*block_rows .. min((i+1)*block_rows, rows)``;
+    every block is zero-padded to ``block_rows`` and encoded to ``coded_rows`` rows.
+    """
+
+    rows: int
+    block_rows: int
+    coded_rows: int
+
+    @classmethod
+    def for_code(cls, code: MDSCode, rows: int) -> "Layout":
+        block_rows = max(1, -(-rows // code.k))
+        return cls(rows, block_rows, code.coded_rows(block_rows))
+
+    def split(self, A: np.ndarray, k: int) -> list[np.ndarray]:
+        """The ``k`` zero-padded row blocks of ``A``."""
+        out = []
+        for i in range(k):
+            block = A[i * self.block_rows : (i + 1) * self.block_rows]
+            if len(block) < self.block_rows:
+                pad = np.zeros((self.block_rows - len(block),) + A.shape[1:], dtype=A.dtype)
+                block = np.concatenate([block, pad])
+            out.append(block)
+        return out
+
+
+def check_finite_rows(A: np.ndarray, name: str = "A", offset: int = 0) -> None:
+    """Raise :class:`NonFiniteError` naming the first row of ``A`` holding NaN or Inf."""
+    finite = np.isfinite(A)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite.reshape(len(A), -1).all(axis=1))[0]) + offset
+        raise NonFiniteError(
+            f"{name} contains NaN or Inf (first in row {bad}); a coded block mixes k row "
+            f"blocks, so it would corrupt every decode"
+        )
+
+
+def encode_block(
+    code: MDSCode,
+    j: int,
+    layout: Layout,
+    *row_blocks: np.ndarray,
+    needed: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Coded block ``j``: ``sum_i G[j, i] A_i``.
+
+    ``row_blocks`` are A's row blocks ``needed`` (default: all ``k``, in order); the
+    blocks coded block ``j`` does not mix are taken as zeros.
+    """
+    needed = tuple(range(code.k)) if needed is None else tuple(needed)
+    blocks = [None] * code.k
+    for i, block in zip(needed, row_blocks):
+        block = np.asarray(block)
+        check_finite_rows(block, offset=i * layout.block_rows)
+        if len(block) < layout.block_rows:
+            pad = np.zeros((layout.block_rows - len(block),) + block.shape[1:], block.dtype)
+            block = np.concatenate([block, pad])
+        blocks[i] = block
+    zero = np.zeros_like(blocks[needed[0]])
+    return code.encode([zero if b is None else b for b in blocks], workers=[j])[0]
+
+
+def coded_product(block: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``block @ x`` for one coded block; refuses NaN/Inf in ``x`` (it would reach every result)."""
+    if not np.isfinite(x).all():
+        raise NonFiniteError("x contains NaN or Inf; the coded product would be NaN everywhere")
+    return block @ x
+
+
+def decode_products(code: MDSCode, layout: Layout, *products: np.ndarray | None) -> np.ndarray:
+    """``A @ x`` (all ``layout.rows`` rows) from the products that arrived.
+
+    ``products[j]`` is coded block ``j`` times ``x``, or ``None`` for a straggler the
+    scheduler released (or a worker that died). Any ``k`` suffice.
+    """
+    results = {j: p for j, p in enumerate(products) if p is not None}
+    if len(results) < code.k:
+        raise TooFewResultsError(
+            f"only {len(results)} of n={code.n} coded products survived (the others' workers "
+            f"were lost); k={code.k} are needed to decode"
+        )
+    blocks = code.decode(results, rows=layout.block_rows)
+    return np.concatenate(blocks)[: layout.rows]
+
+
+def _raced_product(index: int, block: np.ndarray, x: np.ndarray) -> np.ndarray:
+    from .stragglers import local_delay
+
+    seconds = local_delay(index)
+    if seconds > 0:
+        time.sleep(seconds)
+    return coded_product(block, x)
+
+
+def first_k_threads(
+    code: MDSCode, layout: Layout, blocks: list[np.ndarray], x: np.ndarray
+) -> np.ndarray:
+    """Local-scheduler first-k-of-n: race the ``n`` products in a private thread pool and
+    decode from the first ``k`` to finish; stragglers finish in the background."""
+    pool = ThreadPoolExecutor(len(blocks), thread_name_prefix="dask-coded-race")
+    try:
+        futures = {pool.submit(_raced_product, j, b, x): j for j, b in enumerate(blocks)}
+        done: dict[int, np.ndarray] = {}
+        pending = set(futures)
+        while len(done) < code.k:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                done[futures[f]] = f.result()  # re-raises a product's error
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    products = [done.get(j) for j in range(len(blocks))]
+    return decode_products(code, layout, *products)

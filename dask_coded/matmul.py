@@ -1,0 +1,293 @@
+"""Coded matrix multiplication: encode A once, then ``CA @ x`` waits for the first k of n.
+
+``encode(A, n, k)`` splits A's rows into ``k`` blocks, encodes them into ``n`` coded blocks
+and keeps each resident on its own worker (pinned: a block never moves). ``CA @ x`` is a
+dask Array whose graph has ``n`` coded products, each on its block's worker, and one
+decode per column block of x; :class:`~dask_coded.first_k.FirstKPlugin` starts the decode
+once any ``k`` products are done and releases the stragglers. Only x and the results
+travel.
+
+Without a distributed client the coded blocks are numpy arrays in this process and each
+product races its ``n`` products in threads (first k of n still holds).
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask.highlevelgraph import HighLevelGraph
+
+from .codes import MDSCode, check_real_dtype, make_code
+from .errors import BlockShapeError, CodedError, NonFiniteError, TooFewWorkersError
+from .graph import BLOCK_PREFIX, DECODE_PREFIX, coded_matmul_tasks
+from .kernels import Layout, check_finite_rows, encode_block
+
+
+def _default_client():
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _as_matrix(A: Any, name: str = "A"):
+    if not isinstance(A, da.Array):
+        A = np.asarray(A)
+    if A.ndim != 2:
+        raise BlockShapeError(f"{name} must be 2-D, got {A.ndim}-D with shape {A.shape}")
+    check_real_dtype(np.dtype(A.dtype), name)
+    return A
+
+
+def _pick_workers(workers, n: int, allow_shared_workers: bool) -> list[str]:
+    available = sorted(workers)
+    if not available:
+        raise TooFewWorkersError("the cluster has no workers; start some before encoding")
+    if len(available) >= n:
+        return available[:n]
+    if not allow_shared_workers:
+        raise TooFewWorkersError(
+            f"n={n} coded blocks need n distinct workers, but the cluster has "
+            f"{len(available)}; lower n, add workers, or pass allow_shared_workers=True "
+            f"to place blocks round-robin"
+        )
+    warnings.warn(
+        f"placing n={n} coded blocks on {len(available)} workers round-robin: a shared "
+        f"worker that straggles delays all of its blocks",
+        stacklevel=3,
+    )
+    return [available[j % len(available)] for j in range(n)]
+
+
+class CodedMatrix:
+    """A matrix A encoded with an (n, k) MDS code, its coded blocks resident on workers.
+
+    Build it with :func:`encode`. ``CA @ x`` (x numpy or dask, 1-D or 2-D) is a dask
+    Array equal to ``A @ x`` that needs only the first ``k`` of the ``n`` coded products.
+    ``CA.T`` is the coded ``A.T`` (encoded on first use, then kept).
+
+    Attributes
+    ----------
+    code : MDSCode
+    shape, dtype : tuple, numpy.dtype
+        Of A (the dtype of the coded blocks: floating, integers become float64).
+    workers : list of str or None
+        ``workers[j]`` holds coded block ``j`` (``None`` on the local scheduler).
+    """
+
+    def __init__(self, code, layout, shape, dtype, blocks, workers, client, source, token,
+                 transposed):
+        self.code: MDSCode = code
+        self.layout: Layout = layout
+        self.shape: tuple[int, int] = shape
+        self.dtype: np.dtype = dtype
+        self.blocks = blocks  # Futures (distributed) or numpy arrays (local)
+        self.workers: list[str] | None = workers
+        self.client = client
+        self.token = token
+        self._source = source
+        self._transposed = transposed
+        self._T: CodedMatrix | None = None
+
+    n = property(lambda self: self.code.n)
+    k = property(lambda self: self.code.k)
+    ndim = 2
+
+    @property
+    def local(self) -> bool:
+        """True when the coded blocks live in this process (no distributed client)."""
+        return self.client is None
+
+    @property
+    def T(self) -> CodedMatrix:
+        """The coded ``A.T`` with the same code, encoded on first use and kept."""
+        if self._T is None:
+            if not self.local and self.client.asynchronous:
+                raise CodedError(
+                    "CA.T encodes A.T on first use, which an asynchronous client cannot do "
+                    "inside a property; use `await dask_coded.encode(A, n, k, transpose=True)`"
+                )
+            self._T = encode(
+                self._source, self.n, self.k, kind=self.code.kind, client=self.client,
+                transpose=not self._transposed, workers=self.workers and sorted(set(self.workers)),
+                allow_shared_workers=self.workers is not None and len(set(self.workers)) < self.n,
+            )
+            self._T._T = self
+        return self._T
+
+    def __repr__(self) -> str:
+        where = "local" if self.local else f"{len(set(self.workers))} workers"
+        return (
+            f"CodedMatrix(shape={self.shape}, dtype={self.dtype}, n={self.n}, k={self.k}, "
+            f"kind={self.code.kind!r}, {where})"
+        )
+
+    # ---- products ----------------------------------------------------------------------
+
+    def __matmul__(self, x: Any) -> da.Array:
+        return self.dot(x)
+
+    def dot(self, x: Any) -> da.Array:
+        """``A @ x`` as a dask Array computed from the first ``k`` of ``n`` coded products.
+
+        ``x``: numpy or dask, 1-D of length ``A.shape[1]`` or 2-D with that many rows.
+        """
+        if not self.local and self.client.status in ("closing", "closed"):
+            raise CodedError(
+                "this CodedMatrix's client is closed and its coded blocks are gone; "
+                "encode A again with a live client"
+            )
+        x = self._check_operand(x)
+        if isinstance(x, np.ndarray):
+            x = da.from_array(x, chunks=x.shape)
+        else:
+            x = x.rechunk({0: -1})
+        out_dtype = np.result_type(self.dtype, x.dtype)
+        if out_dtype.kind != "f":
+            out_dtype = np.dtype(np.float64)
+        token = f"{self.token}-{uuid.uuid4().hex[:12]}"
+        name = f"{DECODE_PREFIX}{token}"
+        if x.ndim == 1:
+            x_keys, out_keys, chunks = [(x.name, 0)], [(name, 0)], ((self.shape[0],),)
+        else:
+            ncols = len(x.chunks[1])
+            x_keys = [(x.name, 0, c) for c in range(ncols)]
+            out_keys = [(name, 0, c) for c in range(ncols)]
+            chunks = ((self.shape[0],), x.chunks[1])
+        tasks = coded_matmul_tasks(
+            token, self.code, self.layout, self.blocks, x_keys, out_keys, local=self.local
+        )
+        graph = HighLevelGraph.from_collections(name, tasks, dependencies=[x])
+        return da.Array(graph, name, chunks, dtype=out_dtype)
+
+    def _check_operand(self, x: Any):
+        if not isinstance(x, da.Array):
+            x = np.asarray(x)
+        if x.ndim not in (1, 2):
+            raise BlockShapeError(f"x must be 1-D or 2-D, got {x.ndim}-D with shape {x.shape}")
+        check_real_dtype(np.dtype(x.dtype), "x")
+        if x.shape[0] != self.shape[1]:
+            raise BlockShapeError(
+                f"shapes do not align: A is {self.shape} and x is {x.shape}; x needs "
+                f"{self.shape[1]} rows"
+            )
+        if isinstance(x, np.ndarray) and not np.isfinite(x).all():
+            raise NonFiniteError("x contains NaN or Inf; the product would be NaN everywhere")
+        return x
+
+    # ---- lifetime ----------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Drop the coded blocks (and those of ``.T``) from the cluster."""
+        for m in (self, self._T):
+            if m is not None and not m.local:
+                for f in m.blocks:
+                    f.release()
+                m.blocks = []
+        self._T = None
+
+
+def encode(
+    A: Any,
+    n: int,
+    k: int,
+    kind: str | None = None,
+    *,
+    client: Any = None,
+    transpose: bool = False,
+    allow_shared_workers: bool = False,
+    workers: list[str] | None = None,
+) -> CodedMatrix:
+    """Encode ``A`` (or ``A.T``) once with an (n, k) MDS code and keep the coded blocks.
+
+    Parameters
+    ----------
+    A : numpy.ndarray or dask.array.Array
+        2-D, real numeric. Its rows are split into ``k`` blocks of ``ceil(rows / k)``
+        rows (the last zero-padded).
+    n, k : int
+        Coded blocks (one per worker) and how many products a decode needs.
+    kind : str, optional
+        Code family (see :func:`dask_coded.make_code`); default ``coded.code-kind``.
+    client : distributed.Client, optional
+        Default: the current default client; without one the coded blocks stay in this
+        process and products race in threads.
+    transpose : bool
+        Encode ``A.T`` instead of ``A``.
+    allow_shared_workers : bool
+        With fewer than ``n`` workers, place blocks round-robin (with a warning) instead
+        of raising :class:`~dask_coded.TooFewWorkersError`.
+    workers : list of str, optional
+        Worker addresses to use (default: all, sorted by address).
+
+    Returns
+    -------
+    CodedMatrix
+        Block ``j`` is ``sum_i G[j, i] A_i``, pinned to ``CodedMatrix.workers[j]``.
+    """
+    A = _as_matrix(A)
+    code = make_code(n, k, kind)
+    source = A
+    if transpose:
+        A = A.T
+    layout = Layout.for_code(code, A.shape[0])
+    dtype = np.dtype(np.promote_types(A.dtype, np.float32) if A.dtype.kind == "f" else np.float64)
+    client = client if client is not None else _default_client()
+    token = f"{uuid.uuid4().hex[:16]}"
+
+    if client is None:
+        values = np.asarray(A.compute() if isinstance(A, da.Array) else A)
+        check_finite_rows(values)
+        blocks = code.encode(layout.split(values, code.k))
+        return CodedMatrix(code, layout, A.shape, dtype, blocks, None, None, source, token,
+                           transpose)
+
+    shape = source.shape[::-1] if transpose else source.shape
+    return client.sync(
+        _encode_on_cluster, client, A, code, layout, shape, dtype, source, token, transpose,
+        allow_shared_workers, workers,
+    )
+
+
+async def _encode_on_cluster(client, A, code, layout, shape, dtype, source, token, transpose,
+                             allow_shared_workers, workers) -> CodedMatrix:
+    """The cluster half of :func:`encode`, run on the client's loop (sync or async client)."""
+    from distributed import wait
+
+    from .first_k import FirstKPlugin
+
+    await client.register_plugin(FirstKPlugin())
+    if workers is None:
+        workers = (await client.scheduler.identity(n_workers=-1))["workers"]
+    placement = _pick_workers(workers, code.n, allow_shared_workers)
+    A = client.persist(da.asarray(A).rechunk((layout.block_rows, -1)))
+    row_blocks = _futures_in_order(A)
+    blocks = []
+    for j, addr in enumerate(placement):
+        needed = code.blocks_needed(j)
+        blocks.append(
+            client.submit(
+                encode_block, code, j, layout, *[row_blocks[i] for i in needed],
+                needed=needed, key=(f"{BLOCK_PREFIX}{token}", j), workers=[addr],
+                allow_other_workers=False, pure=False,
+            )
+        )
+    await wait(blocks)
+    for f in blocks:
+        if f.status == "error":
+            await f  # raise the encode's error here, where the user called encode
+    return CodedMatrix(code, layout, shape, dtype, blocks, placement, client, source, token,
+                       transpose)
+
+
+def _futures_in_order(A: da.Array) -> list:
+    from distributed import futures_of
+
+    futures = {f.key: f for f in futures_of(A)}
+    return [futures[(A.name, i, 0)] for i in range(A.numblocks[0])]

@@ -1,0 +1,237 @@
+"""Coded matrix multiplication: local scheduler and distributed (gen_cluster)."""
+
+import asyncio
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from distributed import wait
+from distributed.utils_test import gen_cluster
+
+import dask_coded as dc
+
+VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
+SIX = [("127.0.0.1", 1)] * 6
+
+
+def rand(*shape, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def close(got, want, dtype=np.float64):
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+# ---- local scheduler ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["rotation", "gaussian"])
+def test_local_matches_numpy(dtype, kind):
+    A = rand(1001, 17, dtype=dtype)  # 1001 rows / k=4: uneven, odd blocks (rotation pads)
+    CA = dc.encode(A, 6, 4, kind=kind, client=None)
+    assert CA.local and CA.shape == (1001, 17) and CA.dtype == dtype
+    x, X = rand(17, seed=1, dtype=dtype), rand(17, 5, seed=2, dtype=dtype)
+    y = CA @ x
+    assert isinstance(y, da.Array) and y.shape == (1001,) and y.dtype == dtype
+    close(y.compute(), A @ x, dtype)
+    close((CA @ X).compute(), A @ X, dtype)
+    close((CA @ da.from_array(X, chunks=(5, 2))).sum().compute(), (A @ X).sum(), dtype)
+    close((CA.T @ (A @ x)).compute(), A.T @ (A @ x), dtype)
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+def test_local_graph_runs_on_threads_and_sync(scheduler):
+    A = rand(200, 9)
+    CA = dc.encode(da.from_array(A, chunks=(50, 9)), 5, 3, client=None)
+    x = rand(9, seed=3)
+    close((CA @ x).compute(scheduler=scheduler), A @ x)
+
+
+def test_local_race_ignores_a_straggler():
+    A, x = rand(400, 10), rand(10, seed=1)
+    CA = dc.encode(A, 5, 3, client=None)
+    slow = 3.0
+    with dc.local_stragglers(dc.SlowWorkers({"4": slow}), seed=0):
+        t = time.perf_counter()
+        y = (CA @ x).compute(scheduler="threads")
+        elapsed = time.perf_counter() - t
+    close(y, A @ x)
+    assert elapsed < slow / 3
+
+
+# ---- distributed ----------------------------------------------------------------------------
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_distributed_matches_numpy_and_pins_blocks(c, s, *workers):
+    A = rand(1001, 17)
+    CA = await dc.encode(A, 6, 4, client=c)
+    assert sorted(CA.workers) == sorted(w.address for w in workers)  # one block per worker
+    for f, addr in zip(CA.blocks, CA.workers):
+        ts = s.tasks[f.key]
+        assert {ws.address for ws in ts.who_has} == {addr}
+        assert ts.worker_restrictions == {addr} and not ts.loose_restrictions
+
+    x, X = rand(17, seed=1), rand(17, 4, seed=2)
+    close(await c.compute(CA @ x), A @ x)
+    close(await c.compute(CA @ X), A @ X)
+    Xd = da.from_array(X, chunks=(6, 3))
+    close(await c.compute(CA @ Xd), A @ X)
+    close(await c.compute((CA @ Xd).sum()), (A @ X).sum())
+    CT = await dc.encode(A, 6, 4, client=c, transpose=True)
+    close(await c.compute(CT @ (A @ x)), A.T @ (A @ x))
+
+    # every coded product ran where its block lives; the blocks never moved
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    assert plugin.stats["pinned"] >= 6 * 4
+    for f, addr in zip(CA.blocks, CA.workers):
+        assert {ws.address for ws in s.tasks[f.key].who_has} == {addr}
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_float32_and_integer_inputs(c, s, *workers):
+    A32 = rand(300, 8, dtype=np.float32)
+    CA = await dc.encode(A32, 6, 4, client=c)
+    y = CA @ rand(8, dtype=np.float32)
+    assert y.dtype == np.float32
+    close(await c.compute(y), A32 @ rand(8, dtype=np.float32), np.float32)
+    Ai = np.arange(60).reshape(20, 3)
+    CAi = await dc.encode(Ai, 6, 4, client=c)
+    assert CAi.dtype == np.float64
+    close(await c.compute(CAi @ np.ones(3)), Ai @ np.ones(3))
+
+
+async def _slow(c, s, worker_names, seconds):
+    await c.register_plugin(
+        dc.StragglerPlugin(dc.SlowWorkers({str(n): seconds for n in worker_names}), seed=0,
+                           match=("coded-prod",))
+    )
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_straggler_does_not_delay_the_result(c, s, *workers):
+    A, x = rand(600, 20), rand(20, seed=1)
+    CA = await dc.encode(A, 6, 4, client=c)
+    slow_addr = CA.workers[2]
+    slow = next(w for w in workers if w.address == slow_addr)
+    await _slow(c, s, [slow.name], 3.0)
+
+    t = time.perf_counter()
+    close(await c.compute(CA @ x), A @ x)
+    first = time.perf_counter() - t
+    # a second call right after: not stuck behind the released (still sleeping) product
+    t = time.perf_counter()
+    close(await c.compute(CA @ (2 * x)), A @ (2 * x))
+    second = time.perf_counter() - t
+    assert first < 1.0 and second < 1.0  # the straggler alone would take 3 s each
+
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    assert plugin.stats["pruned"] >= 2 and plugin.stats["released"] >= 2
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_without_the_plugin_the_graph_still_waits_for_all(c, s, *workers):
+    A, x = rand(120, 6), rand(6, seed=1)
+    CA = await dc.encode(A, 6, 4, client=c)
+    s.remove_plugin(name=dc.FirstKPlugin.name)
+    slow = next(w for w in workers if w.address == CA.workers[0])
+    await _slow(c, s, [slow.name], 1.0)
+    t = time.perf_counter()
+    close(await c.compute(CA @ x), A @ x)
+    assert time.perf_counter() - t >= 1.0  # correct, but waits for the straggler
+
+
+@gen_cluster(client=True, nthreads=SIX, config={**VALIDATE, "coded.first-k.repin-delay": "50ms"})
+async def test_losing_n_minus_k_workers_mid_compute(c, s, *workers):
+    A, x = rand(600, 20), rand(20, seed=1)
+    CA = await dc.encode(A, 6, 4, client=c)
+    doomed = [w for w in workers if w.address in CA.workers[:2]]  # n - k = 2
+    await _slow(c, s, [w.name for w in doomed], 2.0)
+    fut = c.compute(CA @ x)
+    await asyncio.sleep(0.3)  # the doomed products are running
+    await asyncio.gather(*(w.close(executor_wait=False) for w in doomed))
+    close(await fut, A @ x)
+
+    # the lost blocks are re-encoded onto live workers in the background
+    lost = [f.key for f in CA.blocks[:2]]
+    for _ in range(100):
+        if all(s.tasks[k].who_has and s.tasks[k].state == "memory" for k in lost):
+            break
+        await asyncio.sleep(0.05)
+    live = set(s.workers)
+    for k in lost:
+        holders = {ws.address for ws in s.tasks[k].who_has}
+        assert holders and holders <= live
+    assert s.plugins[dc.FirstKPlugin.name].stats["repinned"] == 2
+    close(await c.compute(CA @ (3 * x)), A @ (3 * x))
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_losing_more_than_n_minus_k_says_how_many_survived(c, s, *workers):
+    A, x = rand(600, 20), rand(20, seed=1)
+    CA = await dc.encode(A, 6, 4, client=c)
+    doomed = [w for w in workers if w.address in CA.workers[:3]]
+    await _slow(c, s, [w.name for w in doomed], 2.0)
+    fut = c.compute(CA @ x)
+    await asyncio.sleep(0.3)
+    await asyncio.gather(*(w.close(executor_wait=False) for w in doomed))
+    with pytest.raises(dc.TooFewResultsError, match=r"only 3 of n=6 .* k=4 are needed"):
+        await fut
+
+
+# ---- placement and bad input -----------------------------------------------------------------
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 3, config=VALIDATE)
+async def test_too_few_workers(c, s, *workers):
+    A = rand(40, 4)
+    with pytest.raises(dc.TooFewWorkersError, match="n=5 coded blocks need n distinct workers"):
+        await dc.encode(A, 5, 3, client=c)
+    with pytest.warns(UserWarning, match="round-robin"):
+        CA = await dc.encode(A, 5, 3, client=c, allow_shared_workers=True)
+    assert len(set(CA.workers)) == 3
+    close(await c.compute(CA @ np.ones(4)), A @ np.ones(4))
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_bad_inputs(c, s, *workers):
+    A = rand(40, 4)
+    with pytest.raises(dc.CodeParameterError, match="k must be at most n"):
+        await dc.encode(A, 4, 5, client=c)
+    with pytest.raises(dc.BlockShapeError, match="A must be 2-D"):
+        dc.encode(np.ones(4), 6, 4, client=c)
+    with pytest.raises(dc.DtypeError, match="A has non-numeric dtype"):
+        dc.encode(np.array([["a", "b"]] * 4), 6, 4, client=c)
+    Abad = A.copy()
+    Abad[37, 1] = np.nan
+    with pytest.raises(dc.NonFiniteError, match="row 37"):
+        await dc.encode(Abad, 6, 4, client=c)
+
+    CA = await dc.encode(A, 6, 4, client=c)
+    with pytest.raises(dc.BlockShapeError, match=r"A is \(40, 4\) and x is \(5,\)"):
+        CA @ np.ones(5)
+    with pytest.raises(dc.BlockShapeError, match="1-D or 2-D"):
+        CA @ np.ones((4, 1, 1))
+    with pytest.raises(dc.DtypeError, match="x has complex dtype"):
+        CA @ np.ones(4, dtype=complex)
+    with pytest.raises(dc.NonFiniteError, match="x contains NaN"):
+        CA @ np.array([1.0, np.nan, 0.0, 0.0])
+    with pytest.raises(dc.NonFiniteError, match="x contains NaN"):  # found in the graph
+        await c.compute(CA @ da.from_array(np.array([1.0, np.inf, 0.0, 0.0])))
+
+
+def test_matrix_after_its_client_closed():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        client = Client(cluster)
+        CA = dc.encode(rand(20, 3), 2, 1, client=client)
+        close(CA.dot(np.ones(3)).compute(), rand(20, 3) @ np.ones(3))
+        client.close()
+    with pytest.raises(dc.CodedError, match="client is closed"):
+        CA @ np.ones(3)
