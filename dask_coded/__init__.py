@@ -11,6 +11,7 @@ from .audit import CodeAudit, audit, worst_case_error
 from .codes import MDSCode, make_code
 from .first_k import FirstKPlugin
 from .matmul import CodedMatrix, encode
+from .rewrite import CodedOptimizer, coded_matmul
 from .stragglers import (
     DelayModel,
     ShiftedExponential,
@@ -34,6 +35,7 @@ __all__ = [
     "BlockShapeError",
     "CodeAudit",
     "CodedMatrix",
+    "CodedOptimizer",
     "FirstKPlugin",
     "CodeParameterError",
     "CodedError",
@@ -47,6 +49,7 @@ __all__ = [
     "TooFewResultsError",
     "TooFewWorkersError",
     "audit",
+    "coded_matmul",
     "encode",
     "local_stragglers",
     "make_code",

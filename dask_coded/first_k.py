@@ -4,7 +4,8 @@ The coded graph is ordinary: a decode depends on all ``n`` products, so it is co
 any scheduler. This plugin only makes it fast on ``distributed``:
 
 * ``update_graph``: pins every coded product to the worker its coded block is pinned to,
-  so blocks never move;
+  so blocks never move, and spreads blocks encoded inside a rewritten graph over distinct
+  workers;
 * ``transition``: when the ``k``-th product of a group reaches memory, it drops the
   decode's edges to the unfinished products (their arguments become ``None``), lets the
   decode run, and releases the stragglers (their workers cancel them);
@@ -29,15 +30,15 @@ from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from . import config
-from .graph import is_block, key_name, product_k
+from .graph import is_block, is_encode, key_name, product_k
 
 logger = logging.getLogger(__name__)
 
 
 def _block_of(ts):
-    """The coded-block dependency of a product task (or ``None``)."""
+    """The coded-block dependency of a product task (resident or encoded in the graph)."""
     for dts in ts.dependencies:
-        if is_block(dts.key):
+        if is_block(dts.key) or is_encode(dts.key):
             return dts
     return None
 
@@ -68,17 +69,26 @@ class FirstKPlugin(SchedulerPlugin):
     # ---- pin products where their blocks live ------------------------------------------
 
     def update_graph(self, scheduler, *, tasks=(), **kwargs) -> None:
+        live = sorted(ws.address for ws in scheduler.running) or sorted(scheduler.workers)
+        products = []
         for key in tasks:
             if is_block(key):
                 self.blocks[key] = key_name(key)
-                continue
-            if product_k(key) is None:
-                continue
+            elif is_encode(key) and live:
+                # one coded block per worker, as encode() does; loosely, since the graph
+                # can re-encode it anywhere
+                ts = scheduler.tasks.get(key)
+                if ts is not None and not ts.worker_restrictions:
+                    ts.worker_restrictions = {live[int(key[1]) % len(live)]}
+                    ts.loose_restrictions = True
+            elif product_k(key) is not None:
+                products.append(key)
+        for key in products:
             ts = scheduler.tasks.get(key)
             block = _block_of(ts) if ts is not None else None
             if block is not None and block.worker_restrictions:
                 ts.worker_restrictions = set(block.worker_restrictions)
-                ts.loose_restrictions = False
+                ts.loose_restrictions = block.loose_restrictions
                 self.stats["pinned"] += 1
 
     # ---- first k of n ------------------------------------------------------------------

@@ -3,6 +3,8 @@
 Key names are the contract with :class:`dask_coded.first_k.FirstKPlugin`:
 
 * ``("coded-block-<token>", j)``: coded block ``j`` of an encoded matrix, pinned to one worker;
+* ``("coded-enc-<token>", j, c)``: coded block ``j`` encoded inside a rewritten graph; the
+  plugin spreads ``j = 0..n-1`` over distinct workers (loosely: any worker if that one goes);
 * ``("coded-prod-k<k>-<token>", c, j)``: coded block ``j`` times column block ``c`` of x;
   the plugin reads ``k`` from the name and pins the task where its block lives;
 * ``("coded-dec-<token>", 0[, c])``: the decode; depends on all ``n`` products, so the
@@ -20,6 +22,7 @@ from .codes import MDSCode
 from .kernels import Layout, coded_product, decode_products, first_k_threads
 
 BLOCK_PREFIX = "coded-block-"
+ENCODE_PREFIX = "coded-enc-"
 PRODUCT_PREFIX = "coded-prod-"
 DECODE_PREFIX = "coded-dec-"
 _PRODUCT_K = re.compile(r"^coded-prod-k(\d+)-")
@@ -37,7 +40,13 @@ def product_k(key) -> int | None:
 
 
 def is_block(key) -> bool:
+    """A resident coded block (from :func:`dask_coded.encode`)."""
     return key_name(key).startswith(BLOCK_PREFIX)
+
+
+def is_encode(key) -> bool:
+    """A coded block encoded inside a rewritten graph: ``("coded-enc-<token>", j, c)``."""
+    return key_name(key).startswith(ENCODE_PREFIX)
 
 
 def product_name(k: int, token: str) -> str:

@@ -105,23 +105,61 @@ def decode_products(code: MDSCode, layout: Layout, *products: np.ndarray | None)
     return np.concatenate(blocks)[: layout.rows]
 
 
-def _raced_product(index: int, block: np.ndarray, x: np.ndarray) -> np.ndarray:
+def encode_chunks(code: MDSCode, j: int, layout: Layout, *row_chunks: np.ndarray) -> np.ndarray:
+    """Coded block ``j`` of ``A = vstack(row_chunks)`` (A's own chunks, any number)."""
+    A = np.concatenate(row_chunks) if len(row_chunks) > 1 else np.asarray(row_chunks[0])
+    return encode_block(code, j, layout, *layout.split(A, code.k))
+
+
+def linear_product(func, kwargs: dict, block: np.ndarray, b, b_axis: int | None = None):
+    """``func(block, b, **kwargs)`` for a map linear in its first argument (dask's
+    ``_matmul``/``_tensordot``); a list ``b`` is first concatenated along ``b_axis``."""
+    if isinstance(b, (list, tuple)):
+        b = np.concatenate(b, axis=b_axis)
+    if not np.isfinite(b).all():
+        raise NonFiniteError("x contains NaN or Inf; the coded product would be NaN everywhere")
+    return func(block, b, **kwargs)
+
+
+def take_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of a decoded product (one row chunk of the original output)."""
+    return decoded[start:stop]
+
+
+def zero_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Zeros shaped like ``decoded[start:stop]``: the partial sums over contracted blocks
+    other than the first, when the first already holds the full contraction."""
+    return np.zeros_like(decoded[start:stop])
+
+
+def _raced_product(product, index: int, block: np.ndarray, x) -> np.ndarray:
     from .stragglers import local_delay
 
     seconds = local_delay(index)
     if seconds > 0:
         time.sleep(seconds)
-    return coded_product(block, x)
+    return product(block, x)
+
+
+def encode_and_race(code: MDSCode, layout: Layout, product, row_chunks: list, x) -> np.ndarray:
+    """Local first-k-of-n for a graph that encodes A in the call: encode, then race."""
+    A = np.concatenate(row_chunks) if len(row_chunks) > 1 else np.asarray(row_chunks[0])
+    check_finite_rows(A)
+    blocks = code.encode(layout.split(A, code.k))
+    return first_k_threads(code, layout, blocks, x, product)
 
 
 def first_k_threads(
-    code: MDSCode, layout: Layout, blocks: list[np.ndarray], x: np.ndarray
+    code: MDSCode, layout: Layout, blocks: list[np.ndarray], x, product=coded_product
 ) -> np.ndarray:
-    """Local-scheduler first-k-of-n: race the ``n`` products in a private thread pool and
-    decode from the first ``k`` to finish; stragglers finish in the background."""
+    """Local-scheduler first-k-of-n: race the ``n`` products ``product(block_j, x)`` in a
+    private thread pool and decode from the first ``k`` to finish; stragglers finish in
+    the background."""
     pool = ThreadPoolExecutor(len(blocks), thread_name_prefix="dask-coded-race")
     try:
-        futures = {pool.submit(_raced_product, j, b, x): j for j, b in enumerate(blocks)}
+        futures = {
+            pool.submit(_raced_product, product, j, b, x): j for j, b in enumerate(blocks)
+        }
         done: dict[int, np.ndarray] = {}
         pending = set(futures)
         while len(done) < code.k:

@@ -24,6 +24,7 @@ from dask.highlevelgraph import HighLevelGraph
 from .codes import MDSCode, check_real_dtype, make_code
 from .errors import BlockShapeError, CodedError, NonFiniteError, TooFewWorkersError
 from .graph import BLOCK_PREFIX, DECODE_PREFIX, coded_matmul_tasks
+from .rewrite import register_resident
 from .kernels import Layout, check_finite_rows, encode_block
 
 
@@ -94,6 +95,8 @@ class CodedMatrix:
         self._source = source
         self._transposed = transposed
         self._T: CodedMatrix | None = None
+        if isinstance(source, da.Array):  # plain `A @ x` under coded_matmul reuses our blocks
+            register_resident((source.T if transposed else source).name, self)
 
     n = property(lambda self: self.code.n)
     k = property(lambda self: self.code.k)
@@ -270,7 +273,8 @@ async def _encode_on_cluster(client, A, code, layout, shape, dtype, source, toke
     row_blocks = _futures_in_order(A)
     blocks = []
     for j, addr in enumerate(placement):
-        needed = code.blocks_needed(j)
+        # with fewer rows than k * block_rows the trailing blocks are all padding (zeros)
+        needed = tuple(i for i in code.blocks_needed(j) if i < len(row_blocks))
         blocks.append(
             client.submit(
                 encode_block, code, j, layout, *[row_blocks[i] for i in needed],

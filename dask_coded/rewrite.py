@@ -1,0 +1,264 @@
+"""``coded_matmul``: rewrite plain dask ``A @ x`` / ``dot`` / ``tensordot`` into coded tasks.
+
+Inside ``with coded_matmul(n, k):`` dask's array optimizer is replaced by
+:class:`CodedOptimizer`, which turns every matmul/tensordot ``Blockwise`` layer whose left
+operand is a 2-D, row-chunked, real numpy-backed array into coded tasks, then runs dask's
+default optimizer (which would otherwise fuse the matmul layer away). The output keys stay
+those of the original layer, so the rest of the graph is untouched.
+
+* A plain dask A is encoded inside the graph (``n`` encode tasks per column block of A);
+  products and decode follow, and :class:`~dask_coded.first_k.FirstKPlugin` starts the
+  decode after the first ``k`` products.
+* A that was encoded with :func:`dask_coded.encode` (same dask array, or its ``.T``) reuses
+  the resident coded blocks instead: only x travels.
+* On the local scheduler each output is one task that encodes (or takes the resident
+  blocks) and races the ``n`` products in threads.
+
+Whether the graph runs on ``distributed`` is decided by pickling: dask ships the optimizer
+to the scheduler (where it runs) only on ``distributed``, and the pickled copy builds the
+distributed form.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dask
+from dask._task_spec import List, Task, TaskRef
+from dask.array.optimization import optimize as default_array_optimize
+from dask.array.routines import _matmul, _tensordot
+from dask.blockwise import Blockwise
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+from dask.tokenize import tokenize
+
+from .codes import MDSCode, make_code
+from .graph import DECODE_PREFIX, ENCODE_PREFIX, product_name
+from .kernels import (
+    Layout,
+    decode_products,
+    encode_and_race,
+    encode_chunks,
+    first_k_threads,
+    linear_product,
+    take_rows,
+    zero_rows,
+)
+
+LINEAR_IN_A = (_matmul, _tensordot)
+
+# dask array name of an encoded matrix (A, or A.T for transpose=True) -> CodedMatrix
+_RESIDENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def register_resident(name: str, matrix) -> None:
+    """Let :class:`CodedOptimizer` reuse ``matrix``'s coded blocks for dask array ``name``."""
+    _RESIDENT[name] = matrix
+
+
+@dataclass(frozen=True)
+class Resident:
+    """What a rewrite needs of an encoded matrix: its code, layout and blocks."""
+
+    code: MDSCode
+    layout: Layout
+    shape: tuple
+    blocks: tuple  # block keys (distributed) or numpy arrays (local)
+
+
+@dataclass(frozen=True)
+class _Match:
+    a: str
+    a_ind: tuple
+    b: str
+    b_ind: tuple
+    rows: tuple  # A's row chunks
+
+
+class CodedOptimizer:
+    """An ``array_optimize`` function: coded rewrite, then dask's default optimizer.
+
+    ``rewrites`` lists ``(layer name, n, k, reused resident blocks)`` for each layer it
+    rewrote (in the process it ran in: the scheduler's, on ``distributed``).
+    """
+
+    def __init__(self, n: int, k: int, kind: str | None = None, local: bool = True,
+                 resident: dict | None = None):
+        make_code(n, k, kind)  # validate n, k, kind now, where the user called us
+        self.n, self.k, self.kind, self.local = n, k, kind, local
+        self._resident = resident
+        self.rewrites: list[tuple[str, int, int]] = []
+
+    def __reduce__(self):
+        # pickled <=> shipped to a distributed scheduler: build the distributed form there
+        return (CodedOptimizer, (self.n, self.k, self.kind, False, self.resident(local=False)))
+
+    def resident(self, local: bool) -> dict:
+        if self._resident is not None:
+            return self._resident
+        out = {}
+        for name, m in list(_RESIDENT.items()):
+            if m.local == local and m.blocks:
+                blocks = tuple(m.blocks) if local else tuple(f.key for f in m.blocks)
+                out[name] = Resident(m.code, m.layout, m.shape, blocks)
+        return out
+
+    def __call__(self, dsk, keys, **kwargs):
+        if isinstance(dsk, HighLevelGraph):
+            dsk = self.rewrite(dsk)
+        return default_array_optimize(dsk, keys, **kwargs)
+
+    # ---- the rewrite -------------------------------------------------------------------
+
+    def rewrite(self, hlg: HighLevelGraph) -> HighLevelGraph:
+        """Return ``hlg`` with coded layers in place of codable ones (``hlg`` itself when
+        there are none)."""
+        resident = self.resident(self.local)
+        layers = dict(hlg.layers)
+        for name, layer in hlg.layers.items():
+            match = _codable(hlg, layer)
+            if match is None:
+                continue
+            res = resident.get(match.a)
+            if res is not None and res.shape != (sum(match.rows), res.shape[1]):
+                res = None
+            code = res.code if res is not None else make_code(self.n, self.k, self.kind)
+            layers[name] = MaterializedLayer(self._coded_tasks(name, layer, match, code, res))
+            self.rewrites.append((name, code.n, code.k, res is not None))
+        if all(layers[n] is hlg.layers[n] for n in layers):
+            return hlg
+        return HighLevelGraph(layers, dict(hlg.dependencies))
+
+    def _coded_tasks(self, name: str, layer: Blockwise, m: _Match, code: MDSCode,
+                     res: Resident | None) -> dict:
+        rows_total = sum(m.rows)
+        layout = res.layout if res is not None else Layout.for_code(code, rows_total)
+        func, kwargs = layer.task.func, dict(layer.task.kwargs)
+        product = functools.partial(linear_product, func, kwargs)
+        out = layer.output_indices
+        contracted = m.a_ind[1]
+        b_axis = m.b_ind.index(contracted)
+        tok = tokenize(name, code.n, code.k, code.kind, res is not None)
+        enc, prod, dec = f"{ENCODE_PREFIX}{tok}", product_name(code.k, tok), f"{DECODE_PREFIX}{tok}"
+        offsets = list(itertools.accumulate(m.rows, initial=0))
+        tasks: dict = {}
+
+        def block_key(arr, ind, coord, row=None):
+            nb = layer.numblocks[arr]
+            return (arr, *[
+                0 if nb[ax] == 1 else (row if ix == out[0] else coord[ix])
+                for ax, ix in enumerate(ind)
+            ])
+
+        for g in itertools.product(*(range(layer.dims[i]) for i in out[1:])):
+            coord = dict(zip(out[1:], g))
+            dec_key = (dec, *g)
+            if res is not None and coord[contracted] != 0:
+                # the resident blocks hold all of A's columns: the contraction is complete
+                # in the first contracted block; the others contribute zeros
+                first = (dec, *[0 if ix == contracted else coord[ix] for ix in out[1:]])
+                for i in range(len(m.rows)):
+                    key = (name, i, *g)
+                    tasks[key] = Task(key, zero_rows, TaskRef(first), offsets[i], offsets[i + 1])
+                continue
+            if res is not None:
+                b_refs = [TaskRef(block_key(m.b, m.b_ind, {**coord, contracted: c}))
+                          for c in range(layer.dims[contracted])]
+                b_arg, prod_fn = List(*b_refs), functools.partial(
+                    linear_product, func, kwargs, b_axis=b_axis)
+            else:
+                b_arg, prod_fn = TaskRef(block_key(m.b, m.b_ind, coord)), product
+            if self.local:
+                if res is not None:
+                    tasks[dec_key] = Task(dec_key, first_k_threads, code, layout,
+                                          List(*res.blocks), b_arg, prod_fn)
+                else:
+                    a_refs = [TaskRef(block_key(m.a, m.a_ind, coord, i)) for i in range(len(m.rows))]
+                    tasks[dec_key] = Task(dec_key, encode_and_race, code, layout, prod_fn,
+                                          List(*a_refs), b_arg)
+            else:
+                refs = []
+                for j in range(code.n):
+                    if res is not None:
+                        block_ref = TaskRef(res.blocks[j])
+                    else:
+                        ek = (enc, j, coord[contracted])
+                        if ek not in tasks:
+                            a_refs = [TaskRef(block_key(m.a, m.a_ind, coord, i))
+                                      for i in range(len(m.rows))]
+                            tasks[ek] = Task(ek, encode_chunks, code, j, layout, *a_refs)
+                        block_ref = TaskRef(ek)
+                    pk = (prod, *g, j)
+                    tasks[pk] = Task(pk, prod_fn, block_ref, b_arg)
+                    refs.append(TaskRef(pk))
+                tasks[dec_key] = Task(dec_key, decode_products, code, layout, *refs)
+            for i in range(len(m.rows)):
+                key = (name, i, *g)
+                tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])
+        return tasks
+
+
+def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
+    """The operands of a matmul/tensordot layer whose left operand is a 2-D, row-chunked,
+    real, numpy-backed array whose row axis becomes the output's first axis; else None."""
+    if not isinstance(layer, Blockwise) or getattr(layer.task, "func", None) not in LINEAR_IN_A:
+        return None
+    if len(layer.indices) != 2 or layer.new_axes:
+        return None
+    (a, a_ind), (b, b_ind) = layer.indices
+    if a_ind is None or b_ind is None or len(a_ind) != 2 or a_ind[0] != layer.output_indices[0]:
+        return None
+    if a_ind[0] in b_ind or a_ind[1] not in b_ind or a_ind[1] not in layer.output_indices:
+        return None
+    if layer.task.func is _tensordot and (
+        layer.task.kwargs.get("is_sparse") or tuple(layer.task.kwargs["axes"][0]) != (1,)
+    ):
+        return None
+    if layer.numblocks[a][0] < 2 or a not in hlg.layers:
+        return None
+    ann = hlg.layers[a].collection_annotations or {}
+    chunks, dtype = ann.get("chunks"), ann.get("dtype")
+    chunk_type = str(ann.get("chunk_type", "numpy"))
+    if chunks is None or dtype is None or getattr(dtype, "kind", "O") not in "biuf":
+        return None
+    if "numpy" not in chunk_type:
+        return None
+    return _Match(a, tuple(a_ind), b, tuple(b_ind), tuple(chunks[0]))
+
+
+@contextlib.contextmanager
+def coded_matmul(n: int, k: int, kind: str | None = None) -> Iterator[CodedOptimizer]:
+    """Run plain dask matrix products coded, inside a ``with`` block.
+
+    Parameters
+    ----------
+    n, k : int
+        The (n, k) code for arrays encoded in the graph; arrays encoded with
+        :func:`dask_coded.encode` keep their own code and resident blocks.
+    kind : str, optional
+        Code family (default ``coded.code-kind``).
+
+    Yields
+    ------
+    CodedOptimizer
+        The installed optimizer (its ``rewrites`` list what it rewrote locally).
+
+    Examples
+    --------
+    >>> with dask_coded.coded_matmul(n=12, k=9):       # doctest: +SKIP
+    ...     (A @ x).sum().compute()
+    """
+    optimizer = CodedOptimizer(n, k, kind)
+    from .matmul import _default_client
+
+    client = _default_client()
+    if client is not None and not client.asynchronous:
+        from .first_k import FirstKPlugin
+
+        client.register_plugin(FirstKPlugin())
+    with dask.config.set(array_optimize=optimizer):
+        yield optimizer

@@ -1,0 +1,145 @@
+"""coded_matmul: plain dask products rewritten into coded tasks."""
+
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from dask.array.optimization import optimize as default_optimize
+from dask.blockwise import Blockwise
+from dask.array.routines import _matmul, _tensordot
+from distributed.utils_test import gen_cluster
+
+import dask_coded as dc
+from dask_coded.rewrite import CodedOptimizer
+
+VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
+SIX = [("127.0.0.1", 1)] * 6
+
+
+def operands(dtype=np.float64):
+    rng = np.random.default_rng(0)
+    An = rng.standard_normal((10, 6)).astype(dtype)
+    xn = rng.standard_normal(6).astype(dtype)
+    Bn = rng.standard_normal((6, 5)).astype(dtype)
+    A = da.from_array(An, chunks=(4, 3))  # rows 4, 4, 2: uneven
+    return An, xn, Bn, A, da.from_array(xn, chunks=3), da.from_array(Bn, chunks=(3, 5))
+
+
+def cases(dtype=np.float64):
+    An, xn, Bn, A, x, B = operands(dtype)
+    return [
+        ("A @ x", A @ x, An @ xn),
+        ("(A @ x).sum()", (A @ x).sum(), (An @ xn).sum()),
+        ("matmul(A, B)", da.matmul(A, B), An @ Bn),
+        ("dot(A, x)", da.dot(A, x), An.dot(xn)),
+        ("tensordot(A, B, 1)", da.tensordot(A, B, 1), np.tensordot(An, Bn, 1)),
+        ("A.T @ (A @ x)", A.T @ (A @ x), An.T @ (An @ xn)),
+    ]
+
+
+def test_the_layers_we_rewrite_look_as_expected():
+    """Guards the private dask structure the rewrite reads (pinned dask range)."""
+    _, _, _, A, x, _ = operands()
+    layers = (A @ x).__dask_graph__().layers
+    (layer,) = [l for l in layers.values()
+                if isinstance(l, Blockwise) and getattr(l.task, "func", None) is _matmul]
+    (a, a_ind), (b, b_ind) = layer.indices
+    assert a == A.name and a_ind == (".0", ".1") and b_ind == (".1", ".2")
+    assert layer.output_indices == (".0", ".1", ".2")
+    assert layers[a].collection_annotations["chunks"] == ((4, 4, 2), (3, 3))
+    dot_layers = da.dot(A, x).__dask_graph__().layers.values()
+    assert any(getattr(getattr(l, "task", None), "func", None) is _tensordot for l in dot_layers)
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_local_results_equal_numpy(scheduler, dtype):
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    with dc.coded_matmul(n=5, k=3) as opt:
+        for label, expr, want in cases(dtype):
+            got = expr.compute(scheduler=scheduler)
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=label)
+    assert {(n, k) for _, n, k, _ in opt.rewrites} == {(5, 3)}
+    assert len(opt.rewrites) >= len(cases())
+
+
+def test_local_rewrite_races_past_a_straggler():
+    _, _, _, A, x, _ = operands()
+    with dc.coded_matmul(n=5, k=3), dc.local_stragglers(dc.SlowWorkers({"1": 3.0})):
+        t = time.perf_counter()
+        (A @ x).compute(scheduler="threads")
+        assert time.perf_counter() - t < 1.0
+
+
+def test_graphs_without_codable_products_are_untouched():
+    An, xn, _, A, x, _ = operands()
+    one_row_block = da.from_array(An, chunks=(10, 3))
+    objects = da.from_array(An.astype(object), chunks=(4, 3))
+    exprs = [(A + 1).sum(), x @ A.T, one_row_block @ x, objects @ x.astype(object),
+             da.outer(x, x)]
+    opt = CodedOptimizer(5, 3)
+    for expr in exprs:
+        hlg = expr.__dask_graph__()
+        assert opt.rewrite(hlg) is hlg
+        keys = expr.__dask_keys__()
+        coded = opt(hlg, keys)
+        plain = default_optimize(hlg, keys)
+        assert dask.base.tokenize(dict(coded)) == dask.base.tokenize(dict(plain))
+    assert opt.rewrites == []
+    plain = (objects @ x.astype(object)).compute()
+    with dc.coded_matmul(5, 3):
+        np.testing.assert_array_equal((objects @ x.astype(object)).compute(), plain)
+
+
+def test_bad_parameters_fail_at_the_with():
+    with pytest.raises(dc.CodeParameterError, match="k must be at most n"):
+        with dc.coded_matmul(n=3, k=5):
+            pass
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_distributed_rewrite_is_correct_and_first_k(c, s, *workers):
+    await c.register_plugin(dc.FirstKPlugin())
+    with dc.coded_matmul(n=6, k=4):
+        for label, expr, want in cases():
+            np.testing.assert_allclose(await c.compute(expr), want, rtol=1e-10, atol=1e-10,
+                                       err_msg=label)
+    slow = workers[1]
+    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(slow.name): 3.0}),
+                                               match=("coded-prod",)))
+    An, xn, _, A, x, _ = operands()
+    stats = s.plugins[dc.FirstKPlugin.name].stats
+    pruned = stats["pruned"]
+    with dc.coded_matmul(n=6, k=4):
+        t = time.perf_counter()
+        np.testing.assert_allclose(await c.compute((A @ x).sum()), (An @ xn).sum())
+        assert time.perf_counter() - t < 1.0  # the straggler alone takes 3 s
+    assert stats["pruned"] - pruned == 2  # one decode per column block of A, both early
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_distributed_rewrite_reuses_resident_blocks(c, s, *workers):
+    An, xn, Bn, A, x, B = operands()
+    CA = await dc.encode(A, 6, 4, client=c)
+    CT = await dc.encode(A, 6, 4, client=c, transpose=True)
+    plugin = s.plugins[dc.FirstKPlugin.name]
+
+    class Watch(dc.FirstKPlugin):  # records the names of the tasks each graph had
+        name = "watch"
+
+        def update_graph(self, scheduler, *, tasks=(), **kw):
+            self.blocks.update((str(k[0] if isinstance(k, tuple) else k), 1) for k in tasks)
+
+    await c.register_plugin(Watch())
+    seen = s.plugins["watch"].blocks
+    pinned = plugin.stats["pinned"]
+    with dc.coded_matmul(n=5, k=3):  # the resident code (6, 4) wins for A
+        np.testing.assert_allclose(await c.compute(A @ x), An @ xn)
+        np.testing.assert_allclose(await c.compute(A @ B), An @ Bn)
+        np.testing.assert_allclose(await c.compute(A.T @ (A @ x)), An.T @ (An @ xn))
+    assert not any(name.startswith("coded-enc-") for name in seen)  # nothing re-encoded
+    assert any(name.startswith("coded-prod-k4-") for name in seen)
+    assert plugin.stats["pinned"] - pinned >= 6 * 4  # products ran where blocks live
+    del CA, CT
