@@ -9,9 +9,9 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dask_coded", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="encode, lose stragglers, decode, report the error")
-    demo.add_argument("--n", type=int, default=12, help="coded blocks (workers)")
-    demo.add_argument("--k", type=int, default=9, help="blocks needed to decode")
+    demo = sub.add_parser("demo", help="plain dask vs coded A @ x with one slow worker, on a LocalCluster")
+    demo.add_argument("--n", type=int, default=6, help="coded blocks (workers)")
+    demo.add_argument("--k", type=int, default=4, help="blocks needed to decode")
     demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

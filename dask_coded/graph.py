@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
 from dask._task_spec import List, Task, TaskRef
 
 from .codes import MDSCode
@@ -62,7 +63,8 @@ def coded_matmul_tasks(
     out_keys: Sequence,
     local: bool,
 ) -> dict:
-    """Tasks computing ``out_keys[c] = A @ x[c]`` for each column block ``c`` of x.
+    """Tasks computing ``out_keys[c] = A @ x[c]`` for each column block ``c`` of x
+    (``x_keys[c]``: a key, or a numpy array to embed).
 
     ``blocks`` are the ``n`` coded blocks: references to keys resident on the cluster
     (``local=False``: ``n`` product tasks and a decode per column block), or numpy arrays
@@ -71,7 +73,9 @@ def coded_matmul_tasks(
     tasks = {}
     prod = product_name(code.k, token)
     for c, (x_key, out_key) in enumerate(zip(x_keys, out_keys)):
-        x_ref = TaskRef(x_key)
+        # a key of x's graph, or x's values themselves (embedded in each product: no
+        # extra task that a slow worker could hold up)
+        x_ref = x_key if isinstance(x_key, np.ndarray) else TaskRef(x_key)
         if local:
             tasks[out_key] = Task(out_key, first_k_threads, code, layout, List(*blocks), x_ref)
             continue

@@ -101,8 +101,10 @@ def decode_products(code: MDSCode, layout: Layout, *products: np.ndarray | None)
             f"only {len(results)} of n={code.n} coded products survived (the others' workers "
             f"were lost); k={code.k} are needed to decode"
         )
-    blocks = code.decode(results, rows=layout.block_rows)
-    return np.concatenate(blocks)[: layout.rows]
+    Y = code.decode_stacked(results)
+    if isinstance(Y, np.ndarray) and layout.coded_rows == layout.block_rows:
+        return Y.reshape((-1,) + Y.shape[2:])[: layout.rows]  # no padding rows: a view
+    return np.concatenate([b[: layout.block_rows] for b in Y])[: layout.rows]
 
 
 def encode_chunks(code: MDSCode, j: int, layout: Layout, *row_chunks: np.ndarray) -> np.ndarray:

@@ -147,26 +147,28 @@ class CodedMatrix:
                 "encode A again with a live client"
             )
         x = self._check_operand(x)
-        if isinstance(x, np.ndarray):
-            x = da.from_array(x, chunks=x.shape)
-        else:
-            x = x.rechunk({0: -1})
         out_dtype = np.result_type(self.dtype, x.dtype)
         if out_dtype.kind != "f":
             out_dtype = np.dtype(np.float64)
         token = f"{self.token}-{uuid.uuid4().hex[:12]}"
         name = f"{DECODE_PREFIX}{token}"
-        if x.ndim == 1:
-            x_keys, out_keys, chunks = [(x.name, 0)], [(name, 0)], ((self.shape[0],),)
+        if isinstance(x, np.ndarray):  # embedded in the products: only x travels
+            x_keys, dependencies = [x], []
+            col_chunks = (x.shape[1],) if x.ndim == 2 else ()
         else:
-            ncols = len(x.chunks[1])
-            x_keys = [(x.name, 0, c) for c in range(ncols)]
-            out_keys = [(name, 0, c) for c in range(ncols)]
-            chunks = ((self.shape[0],), x.chunks[1])
+            x = x.rechunk({0: -1})
+            dependencies = [x]
+            col_chunks = x.chunks[1] if x.ndim == 2 else ()
+            x_keys = [(x.name, 0, c) for c in range(len(col_chunks))] or [(x.name, 0)]
+        if x.ndim == 1:
+            out_keys, chunks = [(name, 0)], ((self.shape[0],),)
+        else:
+            out_keys = [(name, 0, c) for c in range(len(col_chunks))]
+            chunks = ((self.shape[0],), col_chunks)
         tasks = coded_matmul_tasks(
             token, self.code, self.layout, self.blocks, x_keys, out_keys, local=self.local
         )
-        graph = HighLevelGraph.from_collections(name, tasks, dependencies=[x])
+        graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
         return da.Array(graph, name, chunks, dtype=out_dtype)
 
     def _check_operand(self, x: Any):
@@ -269,7 +271,10 @@ async def _encode_on_cluster(client, A, code, layout, shape, dtype, source, toke
     if workers is None:
         workers = (await client.scheduler.identity(n_workers=-1))["workers"]
     placement = _pick_workers(workers, code.n, allow_shared_workers)
-    A = client.persist(da.asarray(A).rechunk((layout.block_rows, -1)))
+    with warnings.catch_warnings():
+        # a numpy A travels in the graph once, by design: encoding has to ship it
+        warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+        A = client.persist(da.asarray(A).rechunk((layout.block_rows, -1)))
     row_blocks = _futures_in_order(A)
     blocks = []
     for j, addr in enumerate(placement):
