@@ -16,7 +16,9 @@ from .stragglers import (
     DelayModel,
     ShiftedExponential,
     SlowWorkers,
+    Stalls,
     StragglerPlugin,
+    Trace,
     local_stragglers,
 )
 from .errors import (
@@ -45,7 +47,9 @@ __all__ = [
     "NonFiniteError",
     "ShiftedExponential",
     "SlowWorkers",
+    "Stalls",
     "StragglerPlugin",
+    "Trace",
     "TooFewResultsError",
     "TooFewWorkersError",
     "audit",

@@ -58,6 +58,8 @@ class FirstKPlugin(SchedulerPlugin):
         self.scheduler = None
         self.stats: Counter = Counter()
         self.blocks: dict = {}  # block key -> token of its matrix (for re-pinning)
+        # decode key -> (its run_spec and dependency keys before we pruned it)
+        self.pruned: dict = {}
 
     async def start(self, scheduler) -> None:
         self.scheduler = scheduler
@@ -83,19 +85,54 @@ class FirstKPlugin(SchedulerPlugin):
                     ts.loose_restrictions = True
             elif product_k(key) is not None:
                 products.append(key)
+        for key in tasks:
+            if key in self.pruned:
+                self._restore(scheduler, key)
+        decodes = {}
         for key in products:
             ts = scheduler.tasks.get(key)
-            block = _block_of(ts) if ts is not None else None
+            if ts is None:
+                continue
+            block = _block_of(ts)
             if block is not None and block.worker_restrictions:
                 ts.worker_restrictions = set(block.worker_restrictions)
                 ts.loose_restrictions = block.loose_restrictions
                 self.stats["pinned"] += 1
+            decodes.update({d.key: key for d in ts.dependents})
+        if decodes:
+            # products of an earlier identical graph may still be in memory: such a decode
+            # sees no k-th transition to memory, so check it once the graph is in
+            scheduler.loop.add_callback(self._check_decodes, decodes)
+
+    def _restore(self, scheduler, key) -> None:
+        """Give a decode we pruned earlier its full graph back when an identical graph is
+        submitted while the old task lingers (the scheduler then keeps the old TaskState:
+        without this it would wait for the ``k`` products it used last time)."""
+        ts = scheduler.tasks.get(key)
+        if ts is None or ts.state != "released":
+            return
+        spec, dep_keys = self.pruned.pop(key)
+        ts.run_spec = spec
+        for dep in dep_keys:
+            dts = scheduler.tasks.get(dep)
+            if dts is not None and dts not in ts.dependencies:
+                ts.add_dependency(dts)
+        self.stats["restored"] += 1
+
+    def _check_decodes(self, decodes: dict) -> None:
+        for key, product in decodes.items():
+            ts = self.scheduler.tasks.get(key)
+            if ts is not None and ts.state == "waiting" and ts.waiting_on and self._k_done(
+                ts, product
+            ):
+                self._start_decode(key, key_name(product))
 
     # ---- first k of n ------------------------------------------------------------------
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
-        if finish == "forgotten" and is_block(key):
+        if finish == "forgotten":
             self.blocks.pop(key, None)
+            self.pruned.pop(key, None)
             return
         if finish != "memory" or product_k(key) is None:
             return
@@ -123,6 +160,7 @@ class FirstKPlugin(SchedulerPlugin):
         if not pruned or pruned != ts.waiting_on:
             return  # still waiting on something else (e.g. another input): not ours to start
         pruned_keys = {d.key for d in pruned}
+        self.pruned[key] = (ts.run_spec, [d.key for d in ts.dependencies])
         for d in pruned:
             ts.waiting_on.discard(d)
             ts.dependencies.discard(d)

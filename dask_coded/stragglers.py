@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .graph import key_name
-
+from .graph import key_name, product_k
 
 _TOKEN = re.compile(r"[0-9a-f]{8,}")
 
@@ -57,18 +56,31 @@ class TaskIds:
 
 
 class DelayModel:
-    """Base class: ``delay(worker, key, seed)`` seconds to add to one task."""
+    """Base class of the straggler models.
 
-    def delay(self, worker: str, task_id: str, seed: int) -> float:  # pragma: no cover
-        raise NotImplementedError
+    ``delay(worker, task_id, seed, work)`` is the seconds one task runs late; ``work`` is
+    the task's share of the whole job (``1/k`` for a coded product over ``k`` blocks,
+    ``1/n`` for one of ``n`` uncoded pieces), so that models of the paper's kind scale
+    with it. Every draw comes from :func:`seeded_rng`.
+    """
+
+    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0) -> float:
+        raise NotImplementedError  # pragma: no cover
+
+    def sample(self, size: int, seed: int = 0, work: float = 1.0,
+               workers: Sequence[str] = ("0",)) -> np.ndarray:
+        """``size`` delays per worker, shape ``(size, len(workers))``: for Monte Carlo."""
+        return np.array([[self.delay(str(w), f"sample#{i}", seed, work) for w in workers]
+                         for i in range(size)])
 
 
 @dataclass(frozen=True)
 class ShiftedExponential(DelayModel):
-    """The paper's model: ``scale * (shift + X / mu)``, ``X ~ Exp(1)``, on every task.
+    """The paper's model: a task of work share ``w`` takes ``scale * w * (shift + X / mu)``
+    seconds, ``X ~ Exp(1)``, on every worker.
 
-    ``mu`` is the straggling rate (larger: less straggling); ``scale`` the seconds one
-    unit of work takes.
+    ``mu`` is the straggling rate (larger: less straggling); ``scale`` the seconds the
+    whole job (work 1) takes without straggling.
     """
 
     mu: float = 1.0
@@ -82,19 +94,105 @@ class ShiftedExponential(DelayModel):
                 f"scale={self.scale}, shift={self.shift}"
             )
 
-    def delay(self, worker: str, task_id: str, seed: int) -> float:
+    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0) -> float:
         x = seeded_rng(seed, worker, task_id).exponential()
-        return self.scale * (self.shift + x / self.mu)
+        return self.scale * work * (self.shift + x / self.mu)
+
+    def sample(self, size: int, seed: int = 0, work: float = 1.0,
+               workers: Sequence[str] = ("0",)) -> np.ndarray:
+        x = np.random.default_rng(seed).exponential(size=(size, len(workers)))
+        return self.scale * work * (self.shift + x / self.mu)
 
 
 @dataclass(frozen=True)
 class SlowWorkers(DelayModel):
-    """Persistent stragglers: the named workers add ``seconds[name]`` to every task."""
+    """Persistent stragglers: every task takes ``scale * work`` seconds, on the named
+    workers ``factor[name]`` times that, plus ``seconds[name]``.
+
+    ``SlowWorkers(seconds={"3": 2.0})`` adds 2 s to every task of worker 3 (and nothing
+    elsewhere); ``SlowWorkers(scale=1.0, factor={"3": 5})`` makes worker 3 five times
+    slower than the others.
+    """
 
     seconds: Mapping[str, float] = field(default_factory=dict)
+    factor: Mapping[str, float] = field(default_factory=dict)
+    scale: float = 0.0
 
-    def delay(self, worker: str, task_id: str, seed: int) -> float:
-        return float(self.seconds.get(str(worker), 0.0))
+    def __post_init__(self):
+        bad = {w: f for w, f in self.factor.items() if not f >= 1}
+        if bad or any(not d >= 0 for d in self.seconds.values()) or not self.scale >= 0:
+            raise ValueError(
+                f"SlowWorkers needs factor >= 1, seconds >= 0 and scale >= 0; got "
+                f"factor={dict(self.factor)}, seconds={dict(self.seconds)}, scale={self.scale}"
+            )
+
+    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0) -> float:
+        worker = str(worker)
+        return (self.scale * work * float(self.factor.get(worker, 1.0))
+                + float(self.seconds.get(worker, 0.0)))
+
+
+@dataclass(frozen=True)
+class Stalls(DelayModel):
+    """Transient stalls (GC pauses, noisy neighbours): every task takes ``scale * work``
+    seconds, and with probability ``p`` it hits a stall of ``Exp(mean)`` seconds, on any
+    worker, independently."""
+
+    p: float = 0.1
+    mean: float = 0.5
+    scale: float = 0.05
+
+    def __post_init__(self):
+        if not 0 <= self.p <= 1 or not self.mean >= 0 or not self.scale >= 0:
+            raise ValueError(
+                f"Stalls needs 0 <= p <= 1, mean >= 0, scale >= 0; got p={self.p}, "
+                f"mean={self.mean}, scale={self.scale}"
+            )
+
+    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0) -> float:
+        rng = seeded_rng(seed, worker, task_id)
+        stall = rng.exponential(self.mean) if rng.random() < self.p else 0.0
+        return self.scale * work + stall
+
+
+@dataclass(frozen=True)
+class Trace(DelayModel):
+    """Replays recorded task durations: each task's delay is one of ``durations`` (seconds
+    for work ``reference_work``, scaled to the task's work), drawn with the seeded rng; with
+    ``per_worker``, a worker named there replays its own list."""
+
+    durations: Sequence[float] = ()
+    per_worker: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    reference_work: float = 1.0
+
+    def __post_init__(self):
+        lists = [self.durations, *self.per_worker.values()]
+        if not len(self.durations) or any(len(d) == 0 for d in lists):
+            raise ValueError("Trace needs a non-empty list of durations (and per worker)")
+        if any(not d >= 0 for ds in lists for d in ds):
+            raise ValueError("Trace durations must be >= 0 seconds")
+
+    @classmethod
+    def from_task_stream(cls, records: Sequence[Mapping], prefix: str = "",
+                         reference_work: float = 1.0) -> "Trace":
+        """Build from ``distributed.get_task_stream`` records (compute intervals of keys
+        whose name contains ``prefix``), one list per worker and one pooled."""
+        pooled: list[float] = []
+        per_worker: dict[str, list[float]] = {}
+        for rec in records:
+            if prefix not in str(rec.get("key", "")):
+                continue
+            for ss in rec.get("startstops", ()):
+                if ss.get("action") == "compute":
+                    d = float(ss["stop"] - ss["start"])
+                    pooled.append(d)
+                    per_worker.setdefault(str(rec.get("worker")), []).append(d)
+        return cls(tuple(pooled), {w: tuple(d) for w, d in per_worker.items()}, reference_work)
+
+    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0) -> float:
+        options = self.per_worker.get(str(worker), self.durations)
+        pick = seeded_rng(seed, worker, task_id).integers(len(options))
+        return float(options[pick]) * work / self.reference_work
 
 
 def _matches(key, match: Sequence[str] | None) -> bool:
@@ -113,10 +211,13 @@ class StragglerPlugin(WorkerPlugin):
     ----------
     model : DelayModel
     seed : int
-        Seeds every draw together with the worker's name and the task key.
+        Seeds every draw together with the worker's name and the task's id.
     match : sequence of str, optional
         Only tasks whose key name contains one of these strings are delayed (default:
         every task).
+    work : mapping {str: float}, optional
+        Work share of tasks whose key name contains the string (first match wins). A coded
+        product ``coded-prod-k<k>-...`` not listed gets ``1/k``; any other task ``1``.
 
     Register with ``client.register_plugin(StragglerPlugin(...))``; registering another
     one replaces it, and ``client.unregister_worker_plugin(StragglerPlugin.name)`` removes
@@ -125,18 +226,30 @@ class StragglerPlugin(WorkerPlugin):
 
     name = "dask-coded-stragglers"
 
-    def __init__(self, model: DelayModel, seed: int = 0, match: Sequence[str] | None = None):
+    def __init__(self, model: DelayModel, seed: int = 0, match: Sequence[str] | None = None,
+                 work: Mapping[str, float] | None = None):
         if not isinstance(model, DelayModel):
             raise TypeError(f"model must be a DelayModel, got {type(model).__name__}")
         self.model, self.seed = model, int(seed)
         self.match = None if match is None else tuple(match)
+        self.work = dict(work or {})
         self.task_ids = TaskIds()
+
+    def work_of(self, key) -> float:
+        """The work share of ``key`` (see ``work``)."""
+        name = key_name(key)
+        for part, share in self.work.items():
+            if part in name:
+                return float(share)
+        k = product_k(key)
+        return 1.0 / k if k else 1.0
 
     def delay(self, worker_name: str, key) -> float:
         """Seconds to add to ``key`` on this worker (0 when it does not match)."""
         if not _matches(key, self.match):
             return 0.0
-        return self.model.delay(worker_name, self.task_ids(worker_name, key), self.seed)
+        task_id = self.task_ids(worker_name, key)
+        return self.model.delay(worker_name, task_id, self.seed, self.work_of(key))
 
     def setup(self, worker) -> None:
         import distributed.worker as dw
@@ -197,10 +310,11 @@ _LOCAL: dict = {}
 
 
 @contextlib.contextmanager
-def local_stragglers(model: DelayModel, seed: int = 0) -> Iterator[None]:
-    """Apply ``model`` to the coded products raced on the local scheduler (any thread)."""
+def local_stragglers(model: DelayModel, seed: int = 0, work: float = 1.0) -> Iterator[None]:
+    """Apply ``model`` to the coded products raced on the local scheduler (any thread);
+    every product gets work share ``work``."""
     previous = _LOCAL.get("model")
-    _LOCAL["model"] = (model, int(seed), TaskIds())
+    _LOCAL["model"] = (model, int(seed), TaskIds(), float(work))
     try:
         yield
     finally:
@@ -212,5 +326,5 @@ def local_delay(index: int) -> float:
     current = _LOCAL.get("model")
     if current is None:
         return 0.0
-    model, seed, task_ids = current
-    return model.delay(str(index), task_ids(str(index), "coded-product"), seed)
+    model, seed, task_ids, work = current
+    return model.delay(str(index), task_ids(str(index), "coded-product"), seed, work)
