@@ -7,11 +7,13 @@ Learning Using Codes", IEEE Trans. Inf. Theory 64(3), 2018.
 from __future__ import annotations
 
 from . import config  # noqa: F401  (registers the coded.* dask.config defaults)
+from . import theory
 from .audit import CodeAudit, audit, worst_case_error
 from .codes import MDSCode, make_code
 from .first_k import FirstKPlugin
 from .matmul import CodedMatrix, encode
 from .rewrite import CodedOptimizer, coded_matmul
+from .shuffle import CodedShuffle
 from .stragglers import (
     DelayModel,
     ShiftedExponential,
@@ -38,6 +40,7 @@ __all__ = [
     "CodeAudit",
     "CodedMatrix",
     "CodedOptimizer",
+    "CodedShuffle",
     "FirstKPlugin",
     "CodeParameterError",
     "CodedError",
@@ -53,6 +56,7 @@ __all__ = [
     "TooFewResultsError",
     "TooFewWorkersError",
     "audit",
+    "theory",
     "coded_matmul",
     "encode",
     "local_stragglers",

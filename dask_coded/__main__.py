@@ -1,4 +1,4 @@
-"""Command line: ``python -m dask_coded demo``."""
+"""Command line: ``python -m dask_coded demo`` and ``python -m dask_coded bench NAME``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--n", type=int, default=6, help="coded blocks (workers)")
     demo.add_argument("--k", type=int, default=4, help="blocks needed to decode")
     demo.add_argument("--seed", type=int, default=0)
+    bench = sub.add_parser("bench", help="run a benchmark: stragglers")
+    bench.add_argument("name", choices=["stragglers"])
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        from .bench.stragglers import main as stragglers
+
+        return {"stragglers": stragglers}[args.name](args.rest)
 
     if args.command == "demo":
         from .demo import run_demo

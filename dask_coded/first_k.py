@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 
 from dask._task_spec import Task, TaskRef
 from dask.utils import parse_timedelta
@@ -33,6 +33,8 @@ from . import config
 from .graph import is_block, is_encode, key_name, product_k
 
 logger = logging.getLogger(__name__)
+
+_OBSERVED_GROUPS = 500  # product groups (calls) whose durations are kept for k="auto"
 
 
 def _block_of(ts):
@@ -60,13 +62,40 @@ class FirstKPlugin(SchedulerPlugin):
         self.blocks: dict = {}  # block key -> token of its matrix (for re-pinning)
         # decode key -> (its run_spec and dependency keys before we pruned it)
         self.pruned: dict = {}
+        # straggling observed, for k="auto": product name -> finished durations, and the
+        # times at which released stragglers were cut off (censored observations)
+        self.observed: OrderedDict = OrderedDict()
+        self.censored: dict = {}
+        self._durations: dict = {}  # product key -> compute seconds, while it lives
 
     async def start(self, scheduler) -> None:
         self.scheduler = scheduler
         scheduler.handlers["coded_first_k_stats"] = self._stats_handler
+        scheduler.handlers["coded_first_k_observed"] = self._observed_handler
 
     def _stats_handler(self, comm=None) -> dict:
         return dict(self.stats)
+
+    def _observed_handler(self, comm=None, prefix: str = "") -> dict:
+        """Product durations (seconds) of product names starting with ``prefix``."""
+        names = [name for name in self.observed if name.startswith(prefix)]
+        return {
+            "observed": [d for name in names for d in self.observed[name]],
+            "censored": [d for name in names for d in self.censored.get(name, ())],
+        }
+
+    def _record(self, key, startstops) -> None:
+        seconds = sum(ss["stop"] - ss["start"] for ss in startstops or ()
+                      if ss.get("action") == "compute")
+        if seconds <= 0:
+            return
+        name = key_name(key)
+        self._durations[key] = seconds
+        self.observed.setdefault(name, []).append(seconds)
+        self.observed.move_to_end(name)
+        while len(self.observed) > _OBSERVED_GROUPS:
+            old, _ = self.observed.popitem(last=False)
+            self.censored.pop(old, None)
 
     # ---- pin products where their blocks live ------------------------------------------
 
@@ -133,9 +162,11 @@ class FirstKPlugin(SchedulerPlugin):
         if finish == "forgotten":
             self.blocks.pop(key, None)
             self.pruned.pop(key, None)
+            self._durations.pop(key, None)
             return
         if finish != "memory" or product_k(key) is None:
             return
+        self._record(key, kwargs.get("startstops"))
         ts = self.scheduler.tasks.get(key)
         if ts is None:
             return
@@ -161,6 +192,11 @@ class FirstKPlugin(SchedulerPlugin):
             return  # still waiting on something else (e.g. another input): not ours to start
         pruned_keys = {d.key for d in pruned}
         self.pruned[key] = (ts.run_spec, [d.key for d in ts.dependencies])
+        if reason == "first-k":  # the stragglers ran at least as long as the k-th product
+            done = [self._durations.get(d.key, 0.0) for d in ts.dependencies
+                    if key_name(d.key) == product_name and d.state == "memory"]
+            if done:
+                self.censored.setdefault(product_name, []).extend([max(done)] * len(pruned))
         for d in pruned:
             ts.waiting_on.discard(d)
             ts.dependencies.discard(d)

@@ -21,11 +21,18 @@ import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
+from . import config
 from .codes import MDSCode, check_real_dtype, make_code
-from .errors import BlockShapeError, CodedError, NonFiniteError, TooFewWorkersError
-from .graph import BLOCK_PREFIX, DECODE_PREFIX, coded_matmul_tasks
-from .rewrite import register_resident
+from .errors import (
+    BlockShapeError,
+    CodedError,
+    CodeParameterError,
+    NonFiniteError,
+    TooFewWorkersError,
+)
+from .graph import BLOCK_PREFIX, DECODE_PREFIX, coded_matmul_tasks, product_name
 from .kernels import Layout, check_finite_rows, encode_block
+from .rewrite import register_resident
 
 
 def _default_client():
@@ -95,6 +102,9 @@ class CodedMatrix:
         self._source = source
         self._transposed = transposed
         self._T: CodedMatrix | None = None
+        self.auto = False
+        self.calls = 0
+        self.history: list[dict] = []  # k="auto": what each retune measured and chose
         if isinstance(source, da.Array):  # plain `A @ x` under coded_matmul reuses our blocks
             register_resident((source.T if transposed else source).name, self)
 
@@ -147,6 +157,9 @@ class CodedMatrix:
                 "encode A again with a live client"
             )
         x = self._check_operand(x)
+        self.calls += 1
+        if self.auto and self.calls % int(config.get("auto-k.every")) == 0:
+            self.retune()
         out_dtype = np.result_type(self.dtype, x.dtype)
         if out_dtype.kind != "f":
             out_dtype = np.dtype(np.float64)
@@ -186,6 +199,47 @@ class CodedMatrix:
             raise NonFiniteError("x contains NaN or Inf; the product would be NaN everywhere")
         return x
 
+    # ---- k="auto" ----------------------------------------------------------------------
+
+    def observed(self) -> dict:
+        """Durations (seconds) of this matrix's coded products the scheduler saw finish,
+        and the censor times of released stragglers (they ran at least that long)."""
+        if self.local:
+            raise CodedError("observed delays come from the distributed scheduler")
+        prefix = f"{product_name(self.k, self.token)}-"
+        return self.client.sync(self.client.scheduler.coded_first_k_observed, prefix=prefix)
+
+    def retune(self) -> int:
+        """Fit the shifted-exponential model to the observed product durations (with the
+        released stragglers as censored observations), choose ``k* = optimal_k(n, mu)``,
+        and re-encode A with it when it differs from the current ``k``.
+
+        Needs at least ``coded.auto-k.min-observations`` finished products; re-encoding
+        runs in this call (one encode, as :func:`encode`). Returns the ``k`` now in use.
+        """
+        from .theory import fit_shifted_exponential, optimal_k
+
+        seen = self.observed()
+        record = {"calls": self.calls, "k": self.k, "observed": len(seen["observed"])}
+        if len(seen["observed"]) < int(config.get("auto-k.min-observations")):
+            self.history.append(record)
+            return self.k
+        _, mu = fit_shifted_exponential(seen["observed"], seen["censored"])
+        k_new = optimal_k(self.n, mu) if np.isfinite(mu) else self.n
+        record.update(mu=mu, chosen=k_new)
+        self.history.append(record)
+        if k_new != self.k:
+            fresh = encode(self._source, self.n, k_new, kind=self.code.kind, client=self.client,
+                           transpose=self._transposed, workers=sorted(set(self.workers)),
+                           allow_shared_workers=len(set(self.workers)) < self.n)
+            old = self.blocks
+            self.code, self.layout, self.blocks = fresh.code, fresh.layout, fresh.blocks
+            self.workers, self.token = fresh.workers, fresh.token
+            fresh.blocks = []
+            for f in old:
+                f.release()
+        return self.k
+
     # ---- lifetime ----------------------------------------------------------------------
 
     def release(self) -> None:
@@ -201,7 +255,7 @@ class CodedMatrix:
 def encode(
     A: Any,
     n: int,
-    k: int,
+    k: int | str,
     kind: str | None = None,
     *,
     client: Any = None,
@@ -216,8 +270,12 @@ def encode(
     A : numpy.ndarray or dask.array.Array
         2-D, real numeric. Its rows are split into ``k`` blocks of ``ceil(rows / k)``
         rows (the last zero-padded).
-    n, k : int
-        Coded blocks (one per worker) and how many products a decode needs.
+    n : int
+        Coded blocks, one per worker.
+    k : int or "auto"
+        How many products a decode needs. ``"auto"`` starts from the theory's optimal k
+        for ``mu = coded.auto-k.initial-mu`` and re-chooses it from the straggling the
+        scheduler observes (see :meth:`CodedMatrix.retune`).
     kind : str, optional
         Code family (see :func:`dask_coded.make_code`); default ``coded.code-kind``.
     client : distributed.Client, optional
@@ -237,6 +295,13 @@ def encode(
         Block ``j`` is ``sum_i G[j, i] A_i``, pinned to ``CodedMatrix.workers[j]``.
     """
     A = _as_matrix(A)
+    auto = isinstance(k, str)
+    if auto:
+        if k != "auto":
+            raise CodeParameterError(f"k must be an integer or 'auto', got {k!r}")
+        from .theory import optimal_k
+
+        k = optimal_k(int(n), float(config.get("auto-k.initial-mu")))
     code = make_code(n, k, kind)
     source = A
     if transpose:
@@ -247,6 +312,8 @@ def encode(
     token = f"{uuid.uuid4().hex[:16]}"
 
     if client is None:
+        if auto:
+            raise CodedError("k='auto' learns from the scheduler: it needs a distributed client")
         values = np.asarray(A.compute() if isinstance(A, da.Array) else A)
         check_finite_rows(values)
         blocks = code.encode(layout.split(values, code.k))
@@ -254,10 +321,15 @@ def encode(
                            transpose)
 
     shape = source.shape[::-1] if transpose else source.shape
-    return client.sync(
+    matrix = client.sync(
         _encode_on_cluster, client, A, code, layout, shape, dtype, source, token, transpose,
         allow_shared_workers, workers,
     )
+    if auto:
+        if client.asynchronous:
+            raise CodedError("k='auto' needs a synchronous client (it re-encodes in calls)")
+        matrix.auto = True
+    return matrix
 
 
 async def _encode_on_cluster(client, A, code, layout, shape, dtype, source, token, transpose,

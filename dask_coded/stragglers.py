@@ -218,6 +218,11 @@ class StragglerPlugin(WorkerPlugin):
     work : mapping {str: float}, optional
         Work share of tasks whose key name contains the string (first match wins). A coded
         product ``coded-prod-k<k>-...`` not listed gets ``1/k``; any other task ``1``.
+    interruptible : bool
+        End an injected delay early once the scheduler releases the task. Real slow
+        work cannot be interrupted (a released straggler keeps its thread busy, the
+        default); benchmarks use this to make successive calls independent, as the
+        theory assumes.
 
     Register with ``client.register_plugin(StragglerPlugin(...))``; registering another
     one replaces it, and ``client.unregister_worker_plugin(StragglerPlugin.name)`` removes
@@ -227,10 +232,11 @@ class StragglerPlugin(WorkerPlugin):
     name = "dask-coded-stragglers"
 
     def __init__(self, model: DelayModel, seed: int = 0, match: Sequence[str] | None = None,
-                 work: Mapping[str, float] | None = None):
+                 work: Mapping[str, float] | None = None, interruptible: bool = False):
         if not isinstance(model, DelayModel):
             raise TypeError(f"model must be a DelayModel, got {type(model).__name__}")
         self.model, self.seed = model, int(seed)
+        self.interruptible = bool(interruptible)
         self.match = None if match is None else tuple(match)
         self.work = dict(work or {})
         self.task_ids = TaskIds()
@@ -281,7 +287,7 @@ def _wrap_runner(original):
         if plugin is not None:
             seconds = plugin.delay(str(worker.name), task.key)
             if seconds > 0:
-                task = _Delayed(task, seconds)
+                task = _Delayed(task, seconds, plugin.interruptible)
         return original(task, data, time_delay)
 
     _run_task_simple._coded_plugins = plugins
@@ -290,14 +296,26 @@ def _wrap_runner(original):
 
 
 class _Delayed:
-    """A task that sleeps, then runs: the sleep counts as compute time."""
+    """A task that sleeps, then runs: the sleep counts as compute time. With
+    ``interruptible``, the sleep ends early once the scheduler has released the task."""
 
-    def __init__(self, task, seconds: float):
-        self.task, self.seconds = task, seconds
+    def __init__(self, task, seconds: float, interruptible: bool = False):
+        self.task, self.seconds, self.interruptible = task, seconds, interruptible
         self.key = task.key
 
     def __call__(self, data):
-        time.sleep(self.seconds)
+        if not self.interruptible:
+            time.sleep(self.seconds)
+            return self.task(data)
+        from distributed.worker import get_worker
+
+        state = get_worker().state
+        end = time.monotonic() + self.seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.01))
+            ts = state.tasks.get(self.key)
+            if ts is None or ts.state in ("cancelled", "released", "forgotten"):
+                break
         return self.task(data)
 
     def __getattr__(self, name):

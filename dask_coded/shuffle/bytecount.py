@@ -1,0 +1,92 @@
+"""Bytes each process writes to the network, from the transport itself.
+
+Nothing built into distributed counts the bytes leaving the client or the scheduler, so
+this wraps ``distributed.comm.tcp.TCP.write`` (it returns the wire bytes of each message)
+in every process: :func:`install` in the client, :class:`ByteCountPlugin` on the workers
+and :class:`ByteCountSchedulerPlugin` on the scheduler. Counts are per process, so the
+cluster must run its workers and scheduler in processes of their own for the split by
+endpoint to mean anything (``LocalCluster(processes=True)``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
+
+_LOCK = threading.Lock()
+COUNTS = {"bytes": 0, "messages": 0}
+
+
+def install() -> None:
+    """Wrap ``TCP.write`` in this process (idempotent)."""
+    from distributed.comm.tcp import TCP
+
+    with _LOCK:
+        if getattr(TCP.write, "_dask_coded_bytecount", False):
+            return
+        original = TCP.write
+
+        async def write(self, msg, serializers=None, on_error="message"):
+            n = await original(self, msg, serializers=serializers, on_error=on_error)
+            with _LOCK:
+                COUNTS["bytes"] += n
+                COUNTS["messages"] += 1
+            return n
+
+        write._dask_coded_bytecount = True
+        TCP.write = write
+
+
+def snapshot() -> dict:
+    """This process's totals since :func:`install` (and its pid)."""
+    with _LOCK:
+        return {**COUNTS, "pid": os.getpid()}
+
+
+def _worker_snapshot(dask_worker=None) -> dict:
+    return snapshot()
+
+
+class ByteCountPlugin(WorkerPlugin):
+    """Counts what each worker writes (``client.run(_worker_snapshot)`` reads it)."""
+
+    name = "dask-coded-bytecount"
+    idempotent = True
+
+    def setup(self, worker) -> None:
+        install()
+
+
+class ByteCountSchedulerPlugin(SchedulerPlugin):
+    """Counts what the scheduler writes; handler ``coded_bytecount`` reads it."""
+
+    name = "dask-coded-bytecount"
+    idempotent = True
+
+    async def start(self, scheduler) -> None:
+        install()
+        scheduler.handlers["coded_bytecount"] = lambda comm=None: snapshot()
+
+
+def register(client) -> None:
+    """Count bytes in the client, the scheduler and every worker."""
+    install()
+    client.register_plugin(ByteCountSchedulerPlugin())
+    client.register_plugin(ByteCountPlugin())
+
+
+def totals(client) -> dict:
+    """``{"client": bytes, "scheduler": bytes, "workers": {address: bytes}}`` so far.
+
+    A scheduler in the client's process (``LocalCluster`` starts it there) shares the
+    client's counter: its bytes are then in ``"client"`` and ``"scheduler"`` is 0.
+    """
+    mine = snapshot()
+    sched = client.sync(client.scheduler.coded_bytecount)
+    return {
+        "client": mine["bytes"],
+        "scheduler": 0 if sched["pid"] == mine["pid"] else sched["bytes"],
+        "workers": {w: c["bytes"] for w, c in client.run(_worker_snapshot).items()},
+    }

@@ -1,0 +1,160 @@
+"""Expected completion times under the shifted-exponential straggler model, and beyond.
+
+The paper's model: a job of total work 1 split into pieces of work ``w`` takes, on each
+worker, ``T = w (1 + X / mu)`` with ``X ~ Exp(1)`` i.i.d. (time unit: the whole job's
+un-straggled time). ``H_m = sum_{i <= m} 1 / i``.
+
+| scheme | waits for | E[T] |
+|---|---|---|
+| uncoded, ``n`` pieces | all ``n`` | ``(1 + H_n / mu) / n`` |
+| ``r``-replication, ``n / r`` pieces on ``r`` workers each | first copy of every piece | ``(r + H_{n/r} / mu) / n`` |
+| ``(n, k)`` MDS | any ``k`` of ``n`` | ``(1 + (H_n - H_{n-k}) / mu) / k`` |
+
+For models with no closed form, :func:`monte_carlo` simulates any
+:class:`~dask_coded.stragglers.DelayModel`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import digamma, lambertw
+
+SCHEMES = ("uncoded", "replication", "mds")
+
+
+def harmonic(m: int) -> float:
+    """``H_m = sum_{i=1..m} 1/i`` (``H_0 = 0``), via the digamma function."""
+    if m < 0:
+        raise ValueError(f"harmonic number needs m >= 0, got {m}")
+    return float(digamma(m + 1) + np.euler_gamma)
+
+
+def _check(n: int, mu: float) -> None:
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not mu > 0:
+        raise ValueError(f"mu must be > 0, got {mu!r}")
+
+
+def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
+                  r: int | None = None) -> float:
+    """Expected completion time of ``scheme`` on ``n`` workers (module table).
+
+    Parameters
+    ----------
+    scheme : {"uncoded", "replication", "mds"}
+    n : int
+        Workers.
+    k : int
+        For ``"mds"``: blocks needed, ``1 <= k <= n``.
+    mu : float
+        Straggling rate (``> 0``; larger is less straggling).
+    r : int
+        For ``"replication"``: copies of each piece, dividing ``n``.
+
+    Examples
+    --------
+    >>> round(expected_time("mds", n=12, k=9, mu=1.0), 3)
+    0.252
+    """
+    _check(n, mu)
+    if scheme == "uncoded":
+        return (1 + harmonic(n) / mu) / n
+    if scheme == "replication":
+        if r is None or r < 1 or n % r:
+            raise ValueError(f"replication needs r >= 1 dividing n={n}, got r={r!r}")
+        return (r + harmonic(n // r) / mu) / n
+    if scheme == "mds":
+        if k is None or not 1 <= k <= n:
+            raise ValueError(f"mds needs 1 <= k <= n={n}, got k={k!r}")
+        return (1 + (harmonic(n) - harmonic(n - k)) / mu) / k
+    raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+
+
+def optimal_k(n: int, mu: float = 1.0) -> int:
+    """The ``k`` minimising ``E[T_mds(n, k)]``, by exact search over ``1..n``."""
+    _check(n, mu)
+    return min(range(1, n + 1), key=lambda k: expected_time("mds", n, k, mu))
+
+
+def optimal_k_fraction(mu: float = 1.0) -> float:
+    """``lim k*/n = 1 + 1 / W_{-1}(-exp(-(mu + 1)))`` (Lambert W, lower branch)."""
+    if not mu > 0:
+        raise ValueError(f"mu must be > 0, got {mu!r}")
+    w = lambertw(-math.exp(-(mu + 1)), k=-1).real
+    return 1 + 1 / w
+
+
+def speedup(n: int, mu: float = 1.0) -> float:
+    """``E[T_uncoded] / E[T_mds(n, k*)]``: Theta(log n) for fixed ``mu``."""
+    return expected_time("uncoded", n, mu=mu) / expected_time("mds", n, optimal_k(n, mu), mu)
+
+
+def fit_shifted_exponential(durations, censored=(), work: float = 1.0) -> tuple[float, float]:
+    """Fit ``T = work * scale * (1 + X / mu)`` to task durations of one work share.
+
+    ``censored`` are lower bounds for tasks that were cut off (a released straggler ran at
+    least that long): first-k-of-n never sees its slowest ``n - k`` tasks finish, so
+    ignoring them would under-estimate straggling. Maximum likelihood: the shift is the
+    smallest duration, the rate of the excess is ``observed / total excess exposure``, and
+    ``mu = shift * rate``. Returns ``(scale, mu)``.
+    """
+    t = np.asarray(durations, dtype=float)
+    c = np.asarray(censored, dtype=float)
+    if t.size < 2 or not np.isfinite(t).all() or (t <= 0).any() or not np.isfinite(c).all():
+        raise ValueError("need at least 2 positive, finite durations (and finite censor times)")
+    shift = float(t.min())
+    exposure = float((t - shift).sum() + np.clip(c - shift, 0, None).sum())
+    mu = shift * (t.size - 1) / exposure if exposure > 0 else math.inf
+    return shift / work, mu
+
+
+def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None = None,
+                trials: int = 2000, seed: int = 0,
+                workers: list[str] | None = None) -> tuple[float, float]:
+    """``(mean, standard error)`` of the completion time of ``scheme`` under any delay
+    model, by simulation: each task's time is ``model``'s delay for its work share
+    (``1/n`` uncoded, ``r/n`` replicated, ``1/k`` MDS) on worker ``workers[j]``."""
+    workers = [str(j) for j in range(n)] if workers is None else [str(w) for w in workers]
+    if len(workers) != n:
+        raise ValueError(f"workers must name n={n} workers, got {len(workers)}")
+    if scheme == "uncoded":
+        t = model.sample(trials, seed, work=1 / n, workers=workers).max(axis=1)
+    elif scheme == "mds":
+        if k is None or not 1 <= k <= n:
+            raise ValueError(f"mds needs 1 <= k <= n={n}, got k={k!r}")
+        t = np.sort(model.sample(trials, seed, work=1 / k, workers=workers), axis=1)[:, k - 1]
+    elif scheme == "replication":
+        if r is None or r < 1 or n % r:
+            raise ValueError(f"replication needs r >= 1 dividing n={n}, got r={r!r}")
+        s = model.sample(trials, seed, work=r / n, workers=workers)
+        t = s.reshape(trials, n // r, r).min(axis=2).max(axis=1)
+    else:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))
+
+
+def shuffle_load(strategy: str, q: int, n: int, storage: int) -> float:
+    """Expected partitions the master sends per epoch when ``q`` partitions are dealt
+    afresh to ``n`` workers, each storing ``storage`` (its share of ``q/n`` included).
+
+    ``"uncoded"``: a new partition is cached with probability ``storage / q``, so the
+    master sends ``q (1 - storage / q)``. ``"coded"``: the paper's prediction, uncoded
+    divided by ``(alpha + 1/n) n = n storage / q`` (``alpha``: cached fraction beyond the
+    share). ``"coded-caching"``: Maddah-Ali and Niesen's load with ``t = n storage / q``,
+    ``(q - storage) / (1 + t)``, reachable only by splitting partitions into
+    ``C(n, t)`` sub-partitions.
+    """
+    if not (n >= 1 and q >= n and q / n <= storage <= q):
+        raise ValueError(f"need n >= 1, q >= n and q/n <= storage <= q; got q={q}, n={n}, "
+                         f"storage={storage}")
+    uncoded = q * (1 - storage / q)
+    if strategy == "uncoded":
+        return uncoded
+    if strategy == "coded":
+        return uncoded / (n * storage / q)
+    if strategy == "coded-caching":
+        return (q - storage) / (1 + n * storage / q)
+    raise ValueError(f"strategy must be 'uncoded', 'coded' or 'coded-caching', got {strategy!r}")

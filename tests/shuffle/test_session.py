@@ -1,0 +1,116 @@
+"""CodedShuffle on a cluster: assignments, residency, bit-exact data, bytes, faults."""
+
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+import dask_coded as dc
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        yield c
+
+
+def data(q=24, size=500, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal(size) * 100).astype(dtype) for _ in range(q)]
+
+
+def check_epoch(client, sh, assignment, parts):
+    ids = sorted(p for ps in assignment.values() for p in ps)
+    assert ids == list(range(len(parts)))  # a partition of all ids
+    who_has = client.who_has([f for w in assignment for f in sh.futures(w)])
+    for w, ps in assignment.items():
+        assert all(w in who_has[k] for k in sh.keys(w))  # resident where assigned
+        for got, p in zip(client.gather(sh.futures(w)), ps):
+            assert got.dtype == parts[p].dtype
+            assert got.tobytes() == parts[p].tobytes()  # byte-identical
+
+
+@pytest.mark.parametrize("strategy", ["coded", "uncoded", "p2p"])
+@pytest.mark.parametrize("dtype", [np.float64, np.int16])
+def test_every_epoch_is_a_complete_resident_bit_exact_partition(client, strategy, dtype):
+    parts = data(dtype=dtype)
+    sh = dc.CodedShuffle(client, parts, storage=12, strategy=strategy, seed=1)
+    try:
+        for _ in range(4):
+            check_epoch(client, sh, sh.next_epoch(), parts)
+        if strategy == "coded":
+            assert sum(r.coded_packets for r in sh.report()) > 0
+    finally:
+        sh.close()
+
+
+def test_strategies_deal_the_same_assignments_for_a_seed(client):
+    parts = data(q=12)
+    runs = {}
+    for strategy in ("coded", "uncoded"):
+        sh = dc.CodedShuffle(client, parts, storage=6, strategy=strategy, seed=7)
+        runs[strategy] = [sh.next_epoch() for _ in range(3)]
+        sh.close()
+    assert runs["coded"] == runs["uncoded"]
+
+
+def test_unequal_partition_sizes_decode(client):
+    rng = np.random.default_rng(3)
+    parts = [rng.standard_normal(int(s)) for s in rng.integers(10, 400, size=16)]
+    sh = dc.CodedShuffle(client, parts, storage=8, strategy="coded", seed=2)
+    try:
+        for _ in range(4):
+            check_epoch(client, sh, sh.next_epoch(), parts)
+    finally:
+        sh.close()
+
+
+def test_bad_input(client):
+    with pytest.raises(ValueError, match="smaller than one epoch's share"):
+        dc.CodedShuffle(client, data(q=24), storage=5)
+    with pytest.raises(ValueError, match="share one dtype"):
+        dc.CodedShuffle(client, [np.zeros(3), np.zeros(3, dtype=np.int8)], storage=1)
+    with pytest.raises(ValueError, match="strategy must be"):
+        dc.CodedShuffle(client, data(q=8), storage=4, strategy="fountain")
+    sh = dc.CodedShuffle(client, data(q=8), storage=4)
+    sh.next_epoch()
+    sh.close()
+    with pytest.raises(dc.CodedError, match="closed"):
+        sh.next_epoch()
+
+
+def test_byte_counts_come_from_the_transport_and_match_the_plan():
+    parts = data(q=16, size=32768)  # 256 KiB each
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        reports = {}
+        for strategy in ("uncoded", "coded"):
+            sh = dc.CodedShuffle(client, parts, storage=8, strategy=strategy, seed=0)
+            for _ in range(4):
+                sh.next_epoch()
+            reports[strategy] = sh.report()[1:]  # epoch 1 is the initial load
+            sh.close()
+    for r in reports["coded"] + reports["uncoded"]:
+        assert r.planned_master_bytes <= r.master_bytes <= 1.03 * r.planned_master_bytes
+    coded = sum(r.master_bytes for r in reports["coded"])
+    uncoded = sum(r.master_bytes for r in reports["uncoded"])
+    assert coded < 0.8 * uncoded
+    assert sum(r.peer_bytes for r in reports["coded"]) > 0  # the relays happened
+    assert all(r.peer_bytes < 0.01 * r.master_bytes for r in reports["uncoded"])
+
+
+def test_a_lost_worker_loses_nothing():
+    parts = data(q=12)
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        sh = dc.CodedShuffle(client, parts, storage=8, strategy="coded", seed=0)
+        sh.next_epoch()
+        sh.next_epoch()
+        victim = sorted(cluster.workers)[0]
+        client.sync(cluster.workers[victim].close)
+        with pytest.warns(UserWarning, match="lost workers"):
+            assignment = sh.next_epoch()
+        assert len(assignment) == 2 and sh.report()[-1].lost_workers
+        check_epoch(client, sh, assignment, parts)
+        check_epoch(client, sh, sh.next_epoch(), parts)
+        sh.close()

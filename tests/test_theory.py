@@ -1,0 +1,83 @@
+import math
+
+import numpy as np
+import pytest
+
+import dask_coded as dc
+from dask_coded import theory
+
+
+def test_harmonic_numbers():
+    assert theory.harmonic(0) == 0
+    assert theory.harmonic(4) == pytest.approx(1 + 1 / 2 + 1 / 3 + 1 / 4)
+
+
+@pytest.mark.parametrize("n,mu,uncoded,k_star,mds", [
+    (12, 1.0, 0.342, 9, 0.252), (24, 1.0, 0.199, 17, 0.128), (12, 0.2, 1.376, 5, 0.710),
+])
+def test_closed_forms_reproduce_the_design_examples(n, mu, uncoded, k_star, mds):
+    assert theory.expected_time("uncoded", n, mu=mu) == pytest.approx(uncoded, abs=5e-4)
+    assert theory.optimal_k(n, mu) == k_star
+    assert theory.expected_time("mds", n, k_star, mu) == pytest.approx(mds, abs=5e-4)
+
+
+def test_replication_closed_form():
+    assert theory.expected_time("replication", 12, r=2, mu=1.0) == pytest.approx(0.371, abs=5e-4)
+    # r = 1 is uncoded, and MDS with k = n is uncoded
+    assert theory.expected_time("replication", 10, r=1) == theory.expected_time("uncoded", 10)
+    assert theory.expected_time("mds", 10, 10) == pytest.approx(theory.expected_time("uncoded", 10))
+
+
+@pytest.mark.parametrize("scheme,k,r", [("uncoded", None, None), ("mds", 7, None),
+                                        ("mds", 3, None), ("replication", None, 3)])
+@pytest.mark.parametrize("mu", [0.5, 2.0])
+def test_monte_carlo_agrees_with_the_closed_forms(scheme, k, r, mu):
+    model = dc.ShiftedExponential(mu=mu, scale=1.0)
+    mean, se = theory.monte_carlo(scheme, model, 12, k=k, r=r, trials=20000, seed=1)
+    assert abs(mean - theory.expected_time(scheme, 12, k=k, mu=mu, r=r)) < 4 * se
+
+
+def test_monte_carlo_handles_models_without_closed_form():
+    model = dc.SlowWorkers(scale=1.0, factor={"0": 5.0})
+    mean, _ = theory.monte_carlo("uncoded", model, 4, trials=10)
+    assert mean == pytest.approx(5 / 4)  # the slow worker's piece
+    mean, _ = theory.monte_carlo("mds", model, 4, k=3, trials=10)
+    assert mean == pytest.approx(1 / 3)  # any 3 of the 3 fast workers
+
+
+@pytest.mark.parametrize("mu", [0.5, 1.0, 3.0])
+def test_optimal_k_approaches_the_lambert_w_asymptote(mu):
+    n = 3000
+    assert theory.optimal_k(n, mu) / n == pytest.approx(theory.optimal_k_fraction(mu), abs=5e-3)
+
+
+def test_speedup_grows_like_log_n():
+    s = [theory.speedup(n, 1.0) for n in (10, 100, 1000, 10000)]
+    assert s == sorted(s)
+    gains = np.diff(s)  # roughly constant per decade: Theta(log n)
+    assert gains.max() / gains.min() < 2
+
+
+def test_fit_recovers_mu_with_censored_stragglers():
+    rng = np.random.default_rng(0)
+    observed, censored = [], []
+    for _ in range(2000):  # first 8 of 12 finish; 4 are cut off at the 8th
+        t = np.sort(0.1 * (1 + rng.exponential(size=12) / 0.5))
+        observed += list(t[:8])
+        censored += [t[7]] * 4
+    scale, mu = theory.fit_shifted_exponential(observed, censored)
+    assert scale == pytest.approx(0.1, rel=0.01) and mu == pytest.approx(0.5, rel=0.05)
+    _, naive = theory.fit_shifted_exponential(observed)
+    assert naive > 0.8  # ignoring the stragglers would call them far less straggly
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: theory.expected_time("fountain", 4), "scheme must be"),
+    (lambda: theory.expected_time("mds", 4, 5), "1 <= k <= n"),
+    (lambda: theory.expected_time("replication", 5, r=2), "dividing n"),
+    (lambda: theory.expected_time("uncoded", 4, mu=0), "mu must be > 0"),
+    (lambda: theory.fit_shifted_exponential([1.0]), "at least 2"),
+])
+def test_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
