@@ -28,10 +28,11 @@ from distributed import wait
 
 from .errors import TooFewWorkersError
 from .matmul import _as_matrix, encode
+from .workers import live_workers
 
 
 def _workers(client) -> list[str]:
-    return sorted(client.scheduler_info(n_workers=-1)["workers"])
+    return live_workers(client)
 
 
 def _row_pieces(A: np.ndarray, pieces: int) -> list[np.ndarray]:

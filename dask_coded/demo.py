@@ -23,6 +23,7 @@ def run_demo(n: int = 6, k: int = 4, seed: int = 0, slow_seconds: float = 2.0,
 
     from .matmul import encode
     from .stragglers import SlowWorkers, StragglerPlugin
+    from .workers import worker_info
 
     rng = np.random.default_rng(seed)
     code = make_code(n, k)
@@ -38,7 +39,7 @@ def run_demo(n: int = 6, k: int = 4, seed: int = 0, slow_seconds: float = 2.0,
             plain_A = client.persist(da.from_array(A, chunks=(-(-len(A) // n), -1)))
         wait(plain_A)
         CA = encode(A, n, k, client=client)
-        slow = client.scheduler_info()["workers"][CA.workers[1]]["name"]
+        slow = worker_info(client)[CA.workers[1]]["name"]
         client.register_plugin(StragglerPlugin(SlowWorkers({str(slow): slow_seconds})))
         print(f"\ncluster: {n} workers; worker {slow!r} is slow (+{slow_seconds:g} s on every "
               f"task)\nA: {A.shape}, plain dask: {n} row blocks persisted; coded: {CA}")

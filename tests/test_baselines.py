@@ -5,6 +5,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 import dask_coded as dc
+from dask_coded.workers import worker_info
 from dask_coded.baselines import (
     PlainMatrix,
     ReplicatedMatrix,
@@ -49,7 +50,7 @@ def test_speculative_backs_up_a_straggler(client, data):
     y, backups = speculative_matmul(S, x)
     np.testing.assert_allclose(y, A @ x)
     assert backups == 0  # nobody straggled
-    info = client.scheduler_info()["workers"]
+    info = worker_info(client)
     slow = str(info[S.workers[3]]["name"])
     client.register_plugin(dc.StragglerPlugin(
         dc.SlowWorkers(seconds={slow: 2.0}, scale=0.2), work={"spec-prod-": 0.25},

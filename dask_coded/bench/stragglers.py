@@ -31,6 +31,7 @@ import numpy as np
 
 import dask_coded as dc
 from dask_coded import theory
+from dask_coded.workers import worker_info
 from dask_coded.baselines import (
     PlainMatrix,
     ReplicatedMatrix,
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
     rows = []
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=not args.threads,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        info = client.scheduler_info(n_workers=-1)["workers"]
+        info = worker_info(client)
         names = [str(info[a]["name"]) for a in sorted(info)]
         slow = names[n // 2]
         plain, plain4 = PlainMatrix(A, n, client), PlainMatrix(A, 4 * n, client)

@@ -10,13 +10,16 @@ endpoint to mean anything (``LocalCluster(processes=True)``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
 
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 _LOCK = threading.Lock()
 COUNTS = {"bytes": 0, "messages": 0}
+_THROTTLE = {"rate": None, "next_free": 0.0}
 
 
 def install() -> None:
@@ -33,10 +36,27 @@ def install() -> None:
             with _LOCK:
                 COUNTS["bytes"] += n
                 COUNTS["messages"] += 1
+                rate = _THROTTLE["rate"]
+                if rate:
+                    now = time.monotonic()
+                    _THROTTLE["next_free"] = max(now, _THROTTLE["next_free"]) + n / rate
+                    wait_for = _THROTTLE["next_free"] - now
+            if rate and wait_for > 0:
+                await asyncio.sleep(wait_for)
             return n
 
         write._dask_coded_bytecount = True
         TCP.write = write
+
+
+def throttle(bytes_per_second: float | None) -> None:
+    """Limit this process's egress to ``bytes_per_second`` (a token bucket shared by all
+    its connections: each write waits until the link would have carried it); ``None``
+    lifts the limit. For benchmarks where the master's link is the bottleneck."""
+    install()
+    with _LOCK:
+        _THROTTLE["rate"] = float(bytes_per_second) if bytes_per_second else None
+        _THROTTLE["next_free"] = 0.0
 
 
 def snapshot() -> dict:

@@ -33,6 +33,7 @@ import numpy as np
 from distributed import wait
 
 from ..errors import CodedError, TooFewWorkersError
+from ..workers import live_workers
 from . import bytecount
 from .cache import next_caches
 from .planner import plan_delivery
@@ -84,7 +85,7 @@ class CodedShuffle:
         dtypes = {p.dtype for p in parts}
         if len(dtypes) > 1:
             raise ValueError(f"partitions must share one dtype, got {sorted(map(str, dtypes))}")
-        self.workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        self.workers = live_workers(client)
         if not self.workers:
             raise TooFewWorkersError("the cluster has no workers to shuffle partitions among")
         share = -(-len(parts) // len(self.workers))
@@ -181,7 +182,7 @@ class CodedShuffle:
                                                    np.array_split(perm, len(self.workers)))}
 
     def _drop_lost_workers(self) -> list[str]:
-        live = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        live = set(live_workers(self.client))
         lost = [w for w in self.workers if w not in live]
         if lost:
             warnings.warn(f"CodedShuffle: lost workers {lost}; their shares are re-sent by "
