@@ -7,11 +7,12 @@ Learning Using Codes", IEEE Trans. Inf. Theory 64(3), 2018.
 from __future__ import annotations
 
 from . import config  # noqa: F401  (registers the coded.* dask.config defaults)
-from . import theory
+from . import theory, workers
 from .audit import CodeAudit, audit, worst_case_error
 from .codes import MDSCode, make_code
 from .first_k import FirstKPlugin
 from .matmul import CodedMatrix, encode
+from .regression import RegressionResult, linear_regression
 from .rewrite import CodedOptimizer, coded_matmul
 from .shuffle import CodedShuffle
 from .stragglers import (
@@ -48,6 +49,7 @@ __all__ = [
     "DtypeError",
     "MDSCode",
     "NonFiniteError",
+    "RegressionResult",
     "ShiftedExponential",
     "SlowWorkers",
     "Stalls",
@@ -59,6 +61,7 @@ __all__ = [
     "theory",
     "coded_matmul",
     "encode",
+    "linear_regression",
     "local_stragglers",
     "make_code",
     "worst_case_error",

@@ -67,11 +67,13 @@ class FirstKPlugin(SchedulerPlugin):
         self.observed: OrderedDict = OrderedDict()
         self.censored: dict = {}
         self._durations: dict = {}  # product key -> compute seconds, while it lives
+        self.used: OrderedDict = OrderedDict()  # product name -> coded blocks decoded from
 
     async def start(self, scheduler) -> None:
         self.scheduler = scheduler
         scheduler.handlers["coded_first_k_stats"] = self._stats_handler
         scheduler.handlers["coded_first_k_observed"] = self._observed_handler
+        scheduler.handlers["coded_first_k_used"] = self._used_handler
 
     def _stats_handler(self, comm=None) -> dict:
         return dict(self.stats)
@@ -83,6 +85,11 @@ class FirstKPlugin(SchedulerPlugin):
             "observed": [d for name in names for d in self.observed[name]],
             "censored": [d for name in names for d in self.censored.get(name, ())],
         }
+
+    def _used_handler(self, comm=None, name: str = "") -> list | None:
+        """Coded block indices the decodes of product ``name`` used (None: all of them)."""
+        used = self.used.get(name)
+        return None if used is None else sorted(used)
 
     def _record(self, key, startstops) -> None:
         seconds = sum(ss["stop"] - ss["start"] for ss in startstops or ()
@@ -193,8 +200,13 @@ class FirstKPlugin(SchedulerPlugin):
         pruned_keys = {d.key for d in pruned}
         self.pruned[key] = (ts.run_spec, [d.key for d in ts.dependencies])
         if reason == "first-k":  # the stragglers ran at least as long as the k-th product
-            done = [self._durations.get(d.key, 0.0) for d in ts.dependencies
-                    if key_name(d.key) == product_name and d.state == "memory"]
+            finished = [d for d in ts.dependencies
+                        if key_name(d.key) == product_name and d.state == "memory"]
+            self.used.setdefault(product_name, set()).update(d.key[-1] for d in finished)
+            self.used.move_to_end(product_name)
+            while len(self.used) > _OBSERVED_GROUPS:
+                self.used.popitem(last=False)
+            done = [self._durations.get(d.key, 0.0) for d in finished]
             if done:
                 self.censored.setdefault(product_name, []).extend([max(done)] * len(pruned))
         for d in pruned:

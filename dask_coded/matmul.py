@@ -141,6 +141,26 @@ class CodedMatrix:
             f"kind={self.code.kind!r}, {where})"
         )
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the code, its audited worst case, and which worker holds which block."""
+        from html import escape
+
+        from .audit import audit
+
+        a = audit(self.code)
+        rows = "".join(
+            f"<tr><td>{j}</td><td>{escape(str(w))}</td></tr>"
+            for j, w in enumerate(self.workers or ["(this process)"] * self.n)
+        )
+        return (
+            f"<div><b>CodedMatrix</b> {self.shape[0]}&times;{self.shape[1]} {self.dtype}, "
+            f"(n, k) = ({self.n}, {self.k}), code <code>{escape(self.code.kind)}</code>"
+            f"{' (systematic)' if self.code.systematic else ''}; worst-case decode error "
+            f"{a.worst_error:.1e} (cond {a.worst_cond:.3g}, "
+            f"{'all' if a.exhaustive else 'sampled'} {a.sets_checked} survivor sets)"
+            f"<table><tr><th>block</th><th>worker</th></tr>{rows}</table></div>"
+        )
+
     # ---- products ----------------------------------------------------------------------
 
     def __matmul__(self, x: Any) -> da.Array:
@@ -165,6 +185,7 @@ class CodedMatrix:
             out_dtype = np.dtype(np.float64)
         token = f"{self.token}-{uuid.uuid4().hex[:12]}"
         name = f"{DECODE_PREFIX}{token}"
+        self._last_products = product_name(self.k, token)
         if isinstance(x, np.ndarray):  # embedded in the products: only x travels
             x_keys, dependencies = [x], []
             col_chunks = (x.shape[1],) if x.ndim == 2 else ()
@@ -198,6 +219,15 @@ class CodedMatrix:
         if isinstance(x, np.ndarray) and not np.isfinite(x).all():
             raise NonFiniteError("x contains NaN or Inf; the product would be NaN everywhere")
         return x
+
+    def last_used(self) -> list[int]:
+        """Indices of the coded blocks (workers) the last ``CA @ x`` decoded from: the
+        first ``k`` to finish, or all ``n`` when none was released."""
+        if self.local or getattr(self, "_last_products", None) is None:
+            raise CodedError("last_used() reports the distributed scheduler's first-k choice")
+        used = self.client.sync(self.client.scheduler.coded_first_k_used,
+                                name=self._last_products)
+        return list(range(self.n)) if used is None else list(used)
 
     # ---- k="auto" ----------------------------------------------------------------------
 
@@ -351,7 +381,8 @@ async def _encode_on_cluster(client, A, code, layout, shape, dtype, source, toke
     blocks = []
     for j, addr in enumerate(placement):
         # with fewer rows than k * block_rows the trailing blocks are all padding (zeros)
-        needed = tuple(i for i in code.blocks_needed(j) if i < len(row_blocks))
+        # (block 0 stands in, with coefficient 0, when block j mixes only padding)
+        needed = tuple(i for i in code.blocks_needed(j) if i < len(row_blocks)) or (0,)
         blocks.append(
             client.submit(
                 encode_block, code, j, layout, *[row_blocks[i] for i in needed],

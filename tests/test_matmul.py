@@ -235,3 +235,19 @@ def test_matrix_after_its_client_closed():
         client.close()
     with pytest.raises(dc.CodedError, match="client is closed"):
         CA @ np.ones(3)
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_fewer_rows_than_k_blocks(c, s, *workers):
+    A = rand(3, 7)  # k=5 row blocks of 1 row: blocks 3 and 4 are all padding
+    for kind in ("gaussian", "rotation"):
+        CA = await dc.encode(A, 6, 5, kind=kind, client=c)
+        close(await c.compute(CA @ np.ones(7)), A @ np.ones(7))
+
+
+def test_repr_explains_the_matrix():
+    CA = dc.encode(rand(30, 4), 5, 3, kind="rotation", client=None)
+    assert "n=5, k=3, kind='rotation', local" in repr(CA)
+    html = CA._repr_html_()
+    assert "(n, k) = (5, 3)" in html and "worst-case decode error" in html
+    assert html.count("<tr>") == 1 + 5  # header and one row per block

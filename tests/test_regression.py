@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+import dask_coded as dc
+
+
+def problem(m=400, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, d))
+    return A, A @ rng.standard_normal(d) + 0.05 * rng.standard_normal(m)
+
+
+def test_local_gradient_descent_reaches_lstsq():
+    A, y = problem()
+    res = dc.linear_regression(A, y, 5, 3, iters=60, client=None)
+    best = np.linalg.norm(A @ np.linalg.lstsq(A, y, rcond=None)[0] - y)
+    assert res.residuals[-1] == pytest.approx(best, rel=1e-6)
+    # 1/L steps always descend (up to rounding, once converged)
+    assert np.all(np.diff(res.residuals) <= 1e-12 * res.residuals[0])
+
+
+def test_distributed_coded_and_uncoded_agree_and_report_survivors():
+    A, y = problem()
+    with LocalCluster(n_workers=5, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        info = dc.workers.worker_info(client)
+        coded = dc.linear_regression(A, y, 5, 3, iters=30, client=client)
+        uncoded = dc.linear_regression(A, y, 5, 5, iters=30, client=client)
+        slow = str(info[coded.A.workers[4]]["name"])
+        client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(seconds={slow: 0.5}),
+                                                  match=("coded-prod",), interruptible=True))
+        slowed = dc.linear_regression(A, y, 5, 3, iters=3, client=client, x0=coded.x)
+    np.testing.assert_allclose(coded.x, uncoded.x, rtol=1e-8)
+    assert len(coded.used) == 30 and all(len(a) >= 3 for a, _ in coded.used)
+    assert all(4 not in used_a for used_a, _ in slowed.used)  # the slow worker never used
+    with pytest.raises(ValueError, match="rows but y has"):
+        dc.linear_regression(A, y[:-1], 5, 3, iters=1, client=None)
