@@ -7,7 +7,7 @@ Learning Using Codes", IEEE Trans. Inf. Theory 64(3), 2018.
 from __future__ import annotations
 
 from . import config  # noqa: F401  (registers the coded.* dask.config defaults)
-from . import theory, workers
+from . import theory, workers  # noqa: F401  (dc.theory, dc.workers)
 from .audit import CodeAudit, audit, worst_case_error
 from .codes import MDSCode, make_code
 from .first_k import FirstKPlugin

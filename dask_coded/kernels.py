@@ -82,10 +82,15 @@ def encode_block(
     return code.encode([zero if b is None else b for b in blocks], workers=[j])[0]
 
 
-def coded_product(block: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``block @ x`` for one coded block; refuses NaN/Inf in ``x`` (it would reach every result)."""
+def check_finite_operand(x: np.ndarray) -> None:
+    """Refuse NaN/Inf in the operand ``x``: it would reach every coded result."""
     if not np.isfinite(x).all():
         raise NonFiniteError("x contains NaN or Inf; the coded product would be NaN everywhere")
+
+
+def coded_product(block: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``block @ x`` for one coded block (``x`` checked by :func:`check_finite_operand`)."""
+    check_finite_operand(x)
     return block @ x
 
 
@@ -118,8 +123,7 @@ def linear_product(func, kwargs: dict, block: np.ndarray, b, b_axis: int | None 
     ``_matmul``/``_tensordot``); a list ``b`` is first concatenated along ``b_axis``."""
     if isinstance(b, (list, tuple)):
         b = np.concatenate(b, axis=b_axis)
-    if not np.isfinite(b).all():
-        raise NonFiniteError("x contains NaN or Inf; the coded product would be NaN everywhere")
+    check_finite_operand(b)
     return func(block, b, **kwargs)
 
 

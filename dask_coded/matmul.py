@@ -27,11 +27,10 @@ from .errors import (
     BlockShapeError,
     CodedError,
     CodeParameterError,
-    NonFiniteError,
     TooFewWorkersError,
 )
 from .graph import BLOCK_PREFIX, DECODE_PREFIX, coded_matmul_tasks, product_name
-from .kernels import Layout, check_finite_rows, encode_block
+from .kernels import Layout, check_finite_operand, check_finite_rows, encode_block
 from .rewrite import register_resident
 
 
@@ -216,8 +215,8 @@ class CodedMatrix:
                 f"shapes do not align: A is {self.shape} and x is {x.shape}; x needs "
                 f"{self.shape[1]} rows"
             )
-        if isinstance(x, np.ndarray) and not np.isfinite(x).all():
-            raise NonFiniteError("x contains NaN or Inf; the product would be NaN everywhere")
+        if isinstance(x, np.ndarray):
+            check_finite_operand(x)  # now, where the user wrote CA @ x
         return x
 
     def last_used(self) -> list[int]:

@@ -3,11 +3,9 @@
 import asyncio
 import time
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
-from distributed import wait
 from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
