@@ -17,7 +17,17 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout"],
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "pytest-timeout",
+            "matplotlib>=3.8",
+            "mkdocs>=1.6",
+            "mkdocstrings[python]>=0.26",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+        ],
         "bench": ["matplotlib>=3.8"],
     },
     entry_points={},

@@ -224,6 +224,8 @@ class StragglerPlugin(WorkerPlugin):
         default); benchmarks use this to make successive calls independent, as the
         theory assumes.
 
+    Notes
+    -----
     Register with ``client.register_plugin(StragglerPlugin(...))``; registering another
     one replaces it, and ``client.unregister_worker_plugin(StragglerPlugin.name)`` removes
     it.
