@@ -65,6 +65,8 @@ class FirstKPlugin(SchedulerPlugin):
         # straggling observed, for k="auto": product name -> finished durations, and the
         # times at which released stragglers were cut off (censored observations)
         self.observed: OrderedDict = OrderedDict()
+        self.observed_by_worker: dict = {}  # product name -> [(worker, seconds)]
+        self.released_by_worker: dict = {}  # product name -> [pinned worker of each straggler]
         self.censored: dict = {}
         self._durations: dict = {}  # product key -> compute seconds, while it lives
         self.used: OrderedDict = OrderedDict()  # product name -> coded blocks decoded from
@@ -81,9 +83,18 @@ class FirstKPlugin(SchedulerPlugin):
     def _observed_handler(self, comm=None, prefix: str = "") -> dict:
         """Product durations (seconds) of product names starting with ``prefix``."""
         names = [name for name in self.observed if name.startswith(prefix)]
+        per_worker: dict = {}
+        released: dict = {}
+        for name in names:
+            for worker, seconds in self.observed_by_worker.get(name, ()):
+                per_worker.setdefault(worker, []).append(seconds)
+            for worker in self.released_by_worker.get(name, ()):
+                released[worker] = released.get(worker, 0) + 1
         return {
             "observed": [d for name in names for d in self.observed[name]],
             "censored": [d for name in names for d in self.censored.get(name, ())],
+            "per_worker": per_worker,
+            "released": released,
         }
 
     def _used_handler(self, comm=None, name: str = "") -> list | None:
@@ -91,7 +102,7 @@ class FirstKPlugin(SchedulerPlugin):
         used = self.used.get(name)
         return None if used is None else sorted(used)
 
-    def _record(self, key, startstops) -> None:
+    def _record(self, key, startstops, worker) -> None:
         seconds = sum(ss["stop"] - ss["start"] for ss in startstops or ()
                       if ss.get("action") == "compute")
         if seconds <= 0:
@@ -99,10 +110,13 @@ class FirstKPlugin(SchedulerPlugin):
         name = key_name(key)
         self._durations[key] = seconds
         self.observed.setdefault(name, []).append(seconds)
+        self.observed_by_worker.setdefault(name, []).append((worker, seconds))
         self.observed.move_to_end(name)
         while len(self.observed) > _OBSERVED_GROUPS:
             old, _ = self.observed.popitem(last=False)
             self.censored.pop(old, None)
+            self.observed_by_worker.pop(old, None)
+            self.released_by_worker.pop(old, None)
 
     # ---- pin products where their blocks live ------------------------------------------
 
@@ -173,7 +187,7 @@ class FirstKPlugin(SchedulerPlugin):
             return
         if finish != "memory" or product_k(key) is None:
             return
-        self._record(key, kwargs.get("startstops"))
+        self._record(key, kwargs.get("startstops"), kwargs.get("worker"))
         ts = self.scheduler.tasks.get(key)
         if ts is None:
             return
@@ -207,6 +221,8 @@ class FirstKPlugin(SchedulerPlugin):
             while len(self.used) > _OBSERVED_GROUPS:
                 self.used.popitem(last=False)
             done = [self._durations.get(d.key, 0.0) for d in finished]
+            self.released_by_worker.setdefault(product_name, []).extend(
+                w for d in pruned for w in (d.worker_restrictions or ()))
             if done:
                 self.censored.setdefault(product_name, []).extend([max(done)] * len(pruned))
         for d in pruned:

@@ -147,8 +147,9 @@ class CodedMatrix:
         from .audit import audit
 
         a = audit(self.code)
+        seen = {} if self.local else self.straggling()
         rows = "".join(
-            f"<tr><td>{j}</td><td>{escape(str(w))}</td></tr>"
+            f"<tr><td>{j}</td><td>{escape(str(w))}</td><td>{_describe(seen.get(w))}</td></tr>"
             for j, w in enumerate(self.workers or ["(this process)"] * self.n)
         )
         return (
@@ -157,7 +158,8 @@ class CodedMatrix:
             f"{' (systematic)' if self.code.systematic else ''}; worst-case decode error "
             f"{a.worst_error:.1e} (cond {a.worst_cond:.3g}, "
             f"{'all' if a.exhaustive else 'sampled'} {a.sets_checked} survivor sets)"
-            f"<table><tr><th>block</th><th>worker</th></tr>{rows}</table></div>"
+            f"<table><tr><th>block</th><th>worker</th><th>product seconds: median (max), "
+            f"finished / released</th></tr>{rows}</table></div>"
         )
 
     # ---- products ----------------------------------------------------------------------
@@ -219,6 +221,20 @@ class CodedMatrix:
             check_finite_operand(x)  # now, where the user wrote CA @ x
         return x
 
+    def straggling(self) -> dict:
+        """Per worker, what its products of this matrix took, as the scheduler plugin saw
+        them: ``{address: {"median", "max", "finished", "released"}}`` (seconds of the
+        finished products; released: how often it was a straggler the decode skipped)."""
+        seen = self.observed()
+        released = seen["released"]
+        out = {}
+        for w in set(self.workers):
+            times = seen["per_worker"].get(w, [])
+            out[w] = {"median": float(np.median(times)) if times else float("nan"),
+                      "max": max(times) if times else float("nan"),
+                      "finished": len(times), "released": released.get(w, 0)}
+        return out
+
     def last_used(self) -> list[int]:
         """Indices of the coded blocks (workers) the last ``CA @ x`` decoded from: the
         first ``k`` to finish, or all ``n`` when none was released."""
@@ -279,6 +295,13 @@ class CodedMatrix:
                     f.release()
                 m.blocks = []
         self._T = None
+
+
+def _describe(stats: dict | None) -> str:
+    if not stats or not stats["finished"]:
+        return "&ndash;"
+    return (f"{stats['median']:.3f} ({stats['max']:.3f}), "
+            f"{stats['finished']} / {stats['released']}")
 
 
 def encode(

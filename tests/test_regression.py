@@ -36,3 +36,23 @@ def test_distributed_coded_and_uncoded_agree_and_report_survivors():
     assert all(4 not in used_a for used_a, _ in slowed.used)  # the slow worker never used
     with pytest.raises(ValueError, match="rows but y has"):
         dc.linear_regression(A, y[:-1], 5, 3, iters=1, client=None)
+
+
+def test_straggling_report_names_the_slow_worker():
+    A, y = problem()
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        CA = dc.encode(A, 4, 3, client=client)
+        slow_addr = CA.workers[1]
+        slow = str(dc.workers.worker_info(client)[slow_addr]["name"])
+        client.register_plugin(dc.StragglerPlugin(
+            dc.SlowWorkers(seconds={slow: 0.3}, scale=0.02), match=("coded-prod",)))
+        for _ in range(4):
+            (CA @ np.ones(6)).compute()
+        report = CA.straggling()
+        html = CA._repr_html_()
+    assert report[slow_addr]["released"] == 4
+    fast = [w for w in CA.workers if w != slow_addr]
+    assert all(report[w]["finished"] == 4 and report[w]["released"] == 0 for w in fast)
+    assert all(report[w]["median"] < 0.2 for w in fast)
+    assert "finished / released" in html and ", 4 / 0" in html
