@@ -314,6 +314,7 @@ def encode(
     transpose: bool = False,
     allow_shared_workers: bool = False,
     workers: list[str] | None = None,
+    progress: bool = False,
 ) -> CodedMatrix:
     """Encode ``A`` (or ``A.T``) once with an (n, k) MDS code and keep the coded blocks.
 
@@ -340,6 +341,8 @@ def encode(
         of raising :class:`~dask_coded.TooFewWorkersError`.
     workers : list of str, optional
         Worker addresses to use (default: all, sorted by address).
+    progress : bool
+        Show dask's progress bar while the coded blocks are encoded (sync client).
 
     Returns
     -------
@@ -373,10 +376,18 @@ def encode(
                            transpose)
 
     shape = source.shape[::-1] if transpose else source.shape
+    show = progress and not client.asynchronous
     matrix = client.sync(
         _encode_on_cluster, client, A, code, layout, shape, dtype, source, token, transpose,
-        allow_shared_workers, workers,
+        allow_shared_workers, workers, not show,
     )
+    if show:
+        from distributed import progress as progress_bar
+
+        progress_bar(matrix.blocks)  # dask's own bar (a widget in Jupyter)
+        for f in matrix.blocks:
+            if f.status == "error":
+                f.result()
     if auto:
         if client.asynchronous:
             raise CodedError("k='auto' needs a synchronous client (it re-encodes in calls)")
@@ -385,7 +396,7 @@ def encode(
 
 
 async def _encode_on_cluster(client, A, code, layout, shape, dtype, source, token, transpose,
-                             allow_shared_workers, workers) -> CodedMatrix:
+                             allow_shared_workers, workers, wait_for=True) -> CodedMatrix:
     """The cluster half of :func:`encode`, run on the client's loop (sync or async client)."""
     from distributed import wait
 
@@ -412,10 +423,11 @@ async def _encode_on_cluster(client, A, code, layout, shape, dtype, source, toke
                 allow_other_workers=False, pure=False,
             )
         )
-    await wait(blocks)
-    for f in blocks:
-        if f.status == "error":
-            await f  # raise the encode's error here, where the user called encode
+    if wait_for:
+        await wait(blocks)
+        for f in blocks:
+            if f.status == "error":
+                await f  # raise the encode's error here, where the user called encode
     return CodedMatrix(code, layout, shape, dtype, blocks, placement, client, source, token,
                        transpose)
 

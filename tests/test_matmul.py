@@ -249,3 +249,18 @@ def test_repr_explains_the_matrix():
     html = CA._repr_html_()
     assert "(n, k) = (5, 3)" in html and "worst-case decode error" in html
     assert html.count("<tr>") == 1 + 5  # header and one row per block
+
+
+def test_encode_with_progress_bar(capsys):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        A = rand(90, 4)
+        CA = dc.encode(A, 3, 2, client=client, progress=True)
+        close(CA.dot(np.ones(4)).compute(), A @ np.ones(4))
+        bad = A.copy()
+        bad[5, 0] = np.inf
+        with pytest.raises(dc.NonFiniteError, match="row 5"):
+            dc.encode(bad, 3, 2, client=client, progress=True)
+    assert "100%" in capsys.readouterr().out  # dask's text progress bar

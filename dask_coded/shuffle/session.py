@@ -111,10 +111,11 @@ class CodedShuffle:
 
     # ---- public -------------------------------------------------------------------------
 
-    def next_epoch(self) -> dict[str, list[int]]:
+    def next_epoch(self, progress: bool = False) -> dict[str, list[int]]:
         """Deal a fresh random assignment and deliver it; ``{worker: [partition ids]}``.
 
         Each worker's share is in its memory afterwards (:meth:`futures`, :meth:`keys`).
+        ``progress=True`` shows dask's progress bar while the partitions arrive.
         A worker lost since the last epoch is dropped (its share goes to the others, sent
         by the master) and listed in the epoch's report.
         """
@@ -128,7 +129,12 @@ class CodedShuffle:
         before = bytecount.totals(self.client)
         t = time.perf_counter()
         new = self._deliver(plan, shares)
-        wait([f for fs in new.values() for f in fs.values()])
+        delivered = [f for fs in new.values() for f in fs.values()]
+        if progress:
+            from distributed import progress as progress_bar
+
+            progress_bar(delivered)  # dask's own bar (a widget in Jupyter)
+        wait(delivered)
         seconds = time.perf_counter() - t
         owners = {f.key: w for w, fs in new.items() for f in fs.values()}
         self.client.run_on_scheduler(_drop_stray_replicas, owners=owners)
