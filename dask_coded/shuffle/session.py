@@ -23,6 +23,7 @@ epoch, keeping the owner's. Bytes are counted from the transport
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 import warnings
@@ -30,8 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from dask.utils import parse_timedelta
 from distributed import wait
 
+from .. import config
 from ..errors import CodedError, TooFewWorkersError
 from ..workers import live_workers
 from . import bytecount
@@ -106,6 +109,8 @@ class CodedShuffle:
         self.assignment: dict[str, list[int]] = {}
         self.reports: list[EpochReport] = []
         bytecount.register(client)
+        # how long a scatter waits for its (running) worker: a dead one fails it quickly
+        self._scatter_timeout = parse_timedelta(config.get("shuffle.scatter-timeout"))
         self._amm_was_running = bool(client.amm.running())
         client.amm.stop()
 
@@ -123,18 +128,39 @@ class CodedShuffle:
             raise CodedError("this CodedShuffle is closed; create a new one")
         lost = self._drop_lost_workers()
         shares = self._deal()
-        caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
-        demands = {i: shares[w] for i, w in enumerate(self.workers)}
-        plan = plan_delivery(caches, demands, self.sizes, coded=self.strategy == "coded")
         before = bytecount.totals(self.client)
         t = time.perf_counter()
-        new = self._deliver(plan, shares)
-        delivered = [f for fs in new.values() for f in fs.values()]
-        if progress:
-            from distributed import progress as progress_bar
+        planned = unicast = packets = coded_packets = 0
+        for attempt in itertools.count():
+            caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
+            demands = {i: shares[w] for i, w in enumerate(self.workers)}
+            plan = plan_delivery(caches, demands, self.sizes, coded=self.strategy == "coded")
+            planned += plan.master_bytes
+            unicast += plan.unicast_bytes
+            packets += len(plan.packets)
+            coded_packets += plan.coded_packets
+            new: dict[str, dict[int, Any]] = {w: {} for w in self.workers}
+            try:
+                self._deliver(plan, shares, attempt, new)
+            except (TimeoutError, OSError):  # a scatter found its worker gone
+                gone = [w for w in self.workers if w not in set(live_workers(self.client))]
+                if not gone:
+                    raise
+            else:
+                delivered = [f for fs in new.values() for f in fs.values()]
+                if progress:
+                    from distributed import progress as progress_bar
 
-            progress_bar(delivered)  # dask's own bar (a widget in Jupyter)
-        wait(delivered)
+                    progress_bar(delivered)  # dask's own bar (a widget in Jupyter)
+                gone = self._wait_or_lost(delivered)
+                if not gone:
+                    break
+            # a worker died during the epoch: the survivors keep what reached them and the
+            # master re-sends the lost workers' shares, dealt among the survivors
+            warnings.warn(f"CodedShuffle: lost workers {gone} during epoch {self.epoch + 1}; "
+                          f"their shares are re-sent to the survivors", stacklevel=2)
+            lost += gone
+            shares = self._redeal(shares, gone, new)
         seconds = time.perf_counter() - t
         owners = {f.key: w for w, fs in new.items() for f in fs.values()}
         self.client.run_on_scheduler(_drop_stray_replicas, owners=owners)
@@ -147,10 +173,10 @@ class CodedShuffle:
             + (after["scheduler"] - before["scheduler"]),
             peer_bytes=sum(after["workers"].get(w, 0) - before["workers"].get(w, 0)
                            for w in self.workers),
-            planned_master_bytes=plan.master_bytes,
-            unicast_bytes=plan.unicast_bytes,
-            packets=len(plan.packets),
-            coded_packets=plan.coded_packets,
+            planned_master_bytes=planned,
+            unicast_bytes=unicast,
+            packets=packets,
+            coded_packets=coded_packets,
             seconds=seconds,
             lost_workers=lost,
         ))
@@ -180,12 +206,48 @@ class CodedShuffle:
     # ---- internals ----------------------------------------------------------------------
 
     def _key(self, w: str, p: int) -> str:
-        return f"coded-shuffle-{self.token}-w{self.workers.index(w)}-p{p}-e{self.epoch}"
+        return (f"coded-shuffle-{self.token}-w{self.workers.index(w)}-p{p}-e{self.epoch}"
+                f"-a{self._attempt}")
 
     def _deal(self) -> dict[str, set[int]]:
         perm = self.rng.permutation(len(self.parts))
         return {w: set(a.tolist()) for w, a in zip(self.workers,
                                                    np.array_split(perm, len(self.workers)))}
+
+    def _wait_or_lost(self, futures: list) -> list[str]:
+        """Wait for ``futures``; return the workers lost meanwhile (then stop waiting)."""
+        while True:
+            try:
+                wait(futures, timeout=0.5)
+            except TimeoutError:
+                pass
+            if all(f.status == "finished" for f in futures):
+                return []
+            live = set(live_workers(self.client))
+            gone = [w for w in self.workers if w not in live]
+            if gone:
+                return gone
+            for f in futures:
+                if f.status == "error":
+                    f.result()  # a real failure (not a lost worker): raise it
+
+    def _redeal(self, shares: dict, gone: list[str], new: dict) -> dict:
+        """Survivors keep their shares (and the partitions that reached them); the lost
+        workers' partitions go round-robin to the survivors with the smallest shares."""
+        survivors = [w for w in self.workers if w not in gone]
+        if not survivors:
+            raise TooFewWorkersError("every worker of the shuffle is gone")
+        orphans = sorted(p for w in gone for p in shares[w])
+        shares = {w: set(shares[w]) for w in survivors}
+        for p in orphans:
+            shares[min(survivors, key=lambda w: (len(shares[w]), w))].add(p)
+        for w in survivors:
+            self.held[w].update({p: f for p, f in new[w].items() if f.status == "finished"})
+        for w in gone:
+            self.held.pop(w, None)
+            self.order.pop(w, None)
+        self.workers = survivors
+        return shares
 
     def _drop_lost_workers(self) -> list[str]:
         live = set(live_workers(self.client))
@@ -207,9 +269,11 @@ class CodedShuffle:
                     del self.held[w][p]
         return lost
 
-    def _deliver(self, plan, shares) -> dict[str, dict[int, Any]]:
+    def _deliver(self, plan, shares, attempt: int, new: dict[str, dict[int, Any]]) -> None:
+        """Carry ``plan`` out, filling ``new`` ({worker: {id: future}}) as it goes (so a
+        caller whose worker died midway knows what was delivered)."""
+        self._attempt = attempt  # in the keys: a retry after a loss never reuses a key
         c, idx = self.client, self.workers
-        new: dict[str, dict[int, Any]] = {w: {} for w in self.workers}
         for packet in plan.packets:
             members = [(idx[i], p) for i, p in packet.serves]
             if self.strategy == "p2p" and len(packet.parts) == 1:
@@ -225,7 +289,8 @@ class CodedShuffle:
                 (p,) = packet.parts
                 first, *rest = members
                 new[first[0]][p] = c.scatter({self._key(first[0], p): self.parts[p]},
-                                             workers=[first[0]], direct=True)[
+                                             workers=[first[0]], direct=True,
+                                             timeout=self._scatter_timeout)[
                     self._key(first[0], p)]
                 for w, _ in rest:  # the same partition to several workers: relayed p2p
                     new[w][p] = c.submit(copy_part, new[first[0]][p], key=self._key(w, p),
@@ -234,7 +299,8 @@ class CodedShuffle:
             payload = xor_packet([self.parts[p] for p in packet.parts], packet.nbytes)
             pkey = f"coded-shuffle-{self.token}-packet-{uuid.uuid4().hex[:8]}"
             first = members[0][0]
-            packet_future = c.scatter({pkey: payload}, workers=[first], direct=True)[pkey]
+            packet_future = c.scatter({pkey: payload}, workers=[first], direct=True,
+                                      timeout=self._scatter_timeout)[pkey]
             for w, want in members:
                 cached = [self.held[w][p] for p in packet.parts if p != want]
                 part = self.parts[want]
@@ -246,7 +312,6 @@ class CodedShuffle:
             for p in shares[w]:
                 if p not in new[w]:
                     new[w][p] = self.held[w][p]
-        return new
 
     def _keep(self, shares, new) -> None:
         for w in self.workers:

@@ -114,3 +114,37 @@ def test_a_lost_worker_loses_nothing():
         check_epoch(client, sh, assignment, parts)
         check_epoch(client, sh, sh.next_epoch(), parts)
         sh.close()
+
+
+def test_a_worker_dying_during_an_epoch_loses_nothing():
+    import os
+    import threading
+
+    from dask_coded.shuffle import bytecount
+
+    parts = data(q=16, size=65536)  # 512 KiB each
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        sh = dc.CodedShuffle(client, parts, storage=8, strategy="coded", seed=0)
+        sh.next_epoch()
+        victim = sh.workers[2]
+
+        def kill():
+            try:
+                client.run(os._exit, 1, workers=[victim])
+            except Exception:
+                pass  # the worker died before it could answer
+
+        bytecount.throttle(8e6)  # 8 MB/s from the master: the epoch takes ~0.5 s
+        timer = threading.Timer(0.15, kill)
+        timer.start()
+        try:
+            with pytest.warns(UserWarning, match="during epoch 2"):
+                assignment = sh.next_epoch()
+        finally:
+            timer.join()
+            bytecount.throttle(None)
+        assert victim not in assignment and victim in sh.report()[-1].lost_workers
+        check_epoch(client, sh, assignment, parts)
+        check_epoch(client, sh, sh.next_epoch(), parts)
+        sh.close()
