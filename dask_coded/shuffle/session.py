@@ -121,8 +121,9 @@ class CodedShuffle:
 
         Each worker's share is in its memory afterwards (:meth:`futures`, :meth:`keys`).
         ``progress=True`` shows dask's progress bar while the partitions arrive.
-        A worker lost since the last epoch is dropped (its share goes to the others, sent
-        by the master) and listed in the epoch's report.
+        A worker lost since the last epoch, or during this one, is dropped: the survivors
+        keep what reached them, its share is dealt among them and the rest of the epoch is
+        re-planned; the epoch's report lists it.
         """
         if self.closed:
             raise CodedError("this CodedShuffle is closed; create a new one")
