@@ -34,16 +34,16 @@ class Layout:
         block_rows = max(1, -(-rows // code.k))
         return cls(rows, block_rows, code.coded_rows(block_rows))
 
+    def pad(self, block: np.ndarray) -> np.ndarray:
+        """``block`` with zero rows appended up to ``block_rows``."""
+        if len(block) >= self.block_rows:
+            return block
+        pad = np.zeros((self.block_rows - len(block),) + block.shape[1:], dtype=block.dtype)
+        return np.concatenate([block, pad])
+
     def split(self, A: np.ndarray, k: int) -> list[np.ndarray]:
         """The ``k`` zero-padded row blocks of ``A``."""
-        out = []
-        for i in range(k):
-            block = A[i * self.block_rows : (i + 1) * self.block_rows]
-            if len(block) < self.block_rows:
-                pad = np.zeros((self.block_rows - len(block),) + A.shape[1:], dtype=A.dtype)
-                block = np.concatenate([block, pad])
-            out.append(block)
-        return out
+        return [self.pad(A[i * self.block_rows : (i + 1) * self.block_rows]) for i in range(k)]
 
 
 def check_finite_rows(A: np.ndarray, name: str = "A", offset: int = 0) -> None:
@@ -74,10 +74,7 @@ def encode_block(
     for i, block in zip(needed, row_blocks):
         block = np.asarray(block)
         check_finite_rows(block, offset=i * layout.block_rows)
-        if len(block) < layout.block_rows:
-            pad = np.zeros((layout.block_rows - len(block),) + block.shape[1:], block.dtype)
-            block = np.concatenate([block, pad])
-        blocks[i] = block
+        blocks[i] = layout.pad(block)
     zero = np.zeros_like(blocks[needed[0]])
     return code.encode([zero if b is None else b for b in blocks], workers=[j])[0]
 
@@ -112,10 +109,20 @@ def decode_products(code: MDSCode, layout: Layout, *products: np.ndarray | None)
     return np.concatenate([b[: layout.block_rows] for b in Y])[: layout.rows]
 
 
+def stack_rows(row_chunks) -> np.ndarray:
+    """``vstack`` of A's row chunks (no copy for a single chunk)."""
+    return np.concatenate(row_chunks) if len(row_chunks) > 1 else np.asarray(row_chunks[0])
+
+
+def encode_all(code: MDSCode, layout: Layout, A: np.ndarray) -> list[np.ndarray]:
+    """All ``n`` coded blocks of ``A`` (rows checked for NaN/Inf first)."""
+    check_finite_rows(A)
+    return code.encode(layout.split(A, code.k))
+
+
 def encode_chunks(code: MDSCode, j: int, layout: Layout, *row_chunks: np.ndarray) -> np.ndarray:
     """Coded block ``j`` of ``A = vstack(row_chunks)`` (A's own chunks, any number)."""
-    A = np.concatenate(row_chunks) if len(row_chunks) > 1 else np.asarray(row_chunks[0])
-    return encode_block(code, j, layout, *layout.split(A, code.k))
+    return encode_block(code, j, layout, *layout.split(stack_rows(row_chunks), code.k))
 
 
 def linear_product(func, kwargs: dict, block: np.ndarray, b, b_axis: int | None = None):
@@ -149,9 +156,7 @@ def _raced_product(product, index: int, block: np.ndarray, x) -> np.ndarray:
 
 def encode_and_race(code: MDSCode, layout: Layout, product, row_chunks: list, x) -> np.ndarray:
     """Local first-k-of-n for a graph that encodes A in the call: encode, then race."""
-    A = np.concatenate(row_chunks) if len(row_chunks) > 1 else np.asarray(row_chunks[0])
-    check_finite_rows(A)
-    blocks = code.encode(layout.split(A, code.k))
+    blocks = encode_all(code, layout, stack_rows(row_chunks))
     return first_k_threads(code, layout, blocks, x, product)
 
 

@@ -30,7 +30,7 @@ from .errors import (
     TooFewWorkersError,
 )
 from .graph import BLOCK_PREFIX, DECODE_PREFIX, coded_matmul_tasks, product_name
-from .kernels import Layout, check_finite_operand, check_finite_rows, encode_block
+from .kernels import Layout, check_finite_operand, encode_all, encode_block
 from .rewrite import register_resident
 
 
@@ -125,13 +125,16 @@ class CodedMatrix:
                     "CA.T encodes A.T on first use, which an asynchronous client cannot do "
                     "inside a property; use `await dask_coded.encode(A, n, k, transpose=True)`"
                 )
-            self._T = encode(
-                self._source, self.n, self.k, kind=self.code.kind, client=self.client,
-                transpose=not self._transposed, workers=self.workers and sorted(set(self.workers)),
-                allow_shared_workers=self.workers is not None and len(set(self.workers)) < self.n,
-            )
+            self._T = self._encode_again(self.k, transpose=not self._transposed)
             self._T._T = self
         return self._T
+
+    def _encode_again(self, k: int, transpose: bool) -> CodedMatrix:
+        """Encode the same source with this code family on the same workers."""
+        shared = self.workers is not None and len(set(self.workers)) < self.n
+        return encode(self._source, self.n, k, kind=self.code.kind, client=self.client,
+                      transpose=transpose, workers=self.workers and sorted(set(self.workers)),
+                      allow_shared_workers=shared)
 
     def __repr__(self) -> str:
         where = "local" if self.local else f"{len(set(self.workers))} workers"
@@ -274,9 +277,7 @@ class CodedMatrix:
         record.update(mu=mu, chosen=k_new)
         self.history.append(record)
         if k_new != self.k:
-            fresh = encode(self._source, self.n, k_new, kind=self.code.kind, client=self.client,
-                           transpose=self._transposed, workers=sorted(set(self.workers)),
-                           allow_shared_workers=len(set(self.workers)) < self.n)
+            fresh = self._encode_again(k_new, transpose=self._transposed)
             old = self.blocks
             self.code, self.layout, self.blocks = fresh.code, fresh.layout, fresh.blocks
             self.workers, self.token = fresh.workers, fresh.token
@@ -369,9 +370,7 @@ def encode(
     if client is None:
         if auto:
             raise CodedError("k='auto' learns from the scheduler: it needs a distributed client")
-        values = np.asarray(A.compute() if isinstance(A, da.Array) else A)
-        check_finite_rows(values)
-        blocks = code.encode(layout.split(values, code.k))
+        blocks = encode_all(code, layout, np.asarray(A.compute() if isinstance(A, da.Array) else A))
         return CodedMatrix(code, layout, A.shape, dtype, blocks, None, None, source, token,
                            transpose)
 

@@ -172,12 +172,12 @@ class CodedOptimizer:
                     linear_product, func, kwargs, b_axis=b_axis)
             else:
                 b_arg, prod_fn = TaskRef(block_key(m.b, m.b_ind, coord)), product
+                a_refs = [TaskRef(block_key(m.a, m.a_ind, coord, i)) for i in range(len(m.rows))]
             if self.local:
                 if res is not None:
                     tasks[dec_key] = Task(dec_key, first_k_threads, code, layout,
                                           List(*res.blocks), b_arg, prod_fn)
                 else:
-                    a_refs = [TaskRef(block_key(m.a, m.a_ind, coord, i)) for i in range(len(m.rows))]
                     tasks[dec_key] = Task(dec_key, encode_and_race, code, layout, prod_fn,
                                           List(*a_refs), b_arg)
             else:
@@ -188,8 +188,6 @@ class CodedOptimizer:
                     else:
                         ek = (enc, j, coord[contracted])
                         if ek not in tasks:
-                            a_refs = [TaskRef(block_key(m.a, m.a_ind, coord, i))
-                                      for i in range(len(m.rows))]
                             tasks[ek] = Task(ek, encode_chunks, code, j, layout, *a_refs)
                         block_ref = TaskRef(ek)
                     pk = (prod, *g, j)
