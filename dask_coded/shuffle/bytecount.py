@@ -18,7 +18,7 @@ import time
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 _LOCK = threading.Lock()
-COUNTS = {"bytes": 0, "messages": 0}
+COUNTS = {"bytes": 0, "messages": 0, "data_bytes": 0}
 _THROTTLE = {"rate": None, "next_free": 0.0}
 
 
@@ -36,6 +36,8 @@ def install() -> None:
             with _LOCK:
                 COUNTS["bytes"] += n
                 COUNTS["messages"] += 1
+                if carries_data(msg):
+                    COUNTS["data_bytes"] += n
                 rate = _THROTTLE["rate"]
                 if rate:
                     now = time.monotonic()
@@ -47,6 +49,12 @@ def install() -> None:
 
         write._dask_coded_bytecount = True
         TCP.write = write
+
+
+def carries_data(msg) -> bool:
+    """Is this message a payload (a scatter's ``update_data``, a peer's ``get_data``
+    answer) rather than control (tasks, states, heartbeats)? Both carry ``"data"``."""
+    return isinstance(msg, dict) and "data" in msg
 
 
 def throttle(bytes_per_second: float | None) -> None:
@@ -98,15 +106,20 @@ def register(client) -> None:
 
 
 def totals(client) -> dict:
-    """``{"client": bytes, "scheduler": bytes, "workers": {address: bytes}}`` so far.
+    """``{"client": bytes, "scheduler": bytes, "workers": {address: bytes}}`` so far,
+    and ``"client_data"``, ``"scheduler_data"``: the part of the first two that carried
+    payload (:func:`carries_data`); the rest is dask's control traffic.
 
     A scheduler in the client's process (``LocalCluster`` starts it there) shares the
     client's counter: its bytes are then in ``"client"`` and ``"scheduler"`` is 0.
     """
     mine = snapshot()
     sched = client.sync(client.scheduler.coded_bytecount)
+    same = sched["pid"] == mine["pid"]
     return {
         "client": mine["bytes"],
-        "scheduler": 0 if sched["pid"] == mine["pid"] else sched["bytes"],
+        "scheduler": 0 if same else sched["bytes"],
+        "client_data": mine["data_bytes"],
+        "scheduler_data": 0 if same else sched["data_bytes"],
         "workers": {w: c["bytes"] for w, c in client.run(_worker_snapshot).items()},
     }

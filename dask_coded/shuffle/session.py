@@ -39,10 +39,13 @@ from ..errors import CodedError, TooFewWorkersError
 from ..workers import live_workers
 from . import bytecount
 from .cache import next_caches
+from .placement import Placement
 from .planner import plan_delivery
+from .segmented import SegmentedCaches
 from .xor import copy_part, decode_part, xor_packet
 
 STRATEGIES = ("coded", "uncoded", "p2p")
+PLACEMENTS = ("auto", "segments", "partitions")
 
 
 @dataclass
@@ -51,6 +54,7 @@ class EpochReport:
 
     epoch: int
     master_bytes: int  # written by the client and the scheduler
+    master_data_bytes: int  # the part of master_bytes that carried partitions or packets
     peer_bytes: int  # written by the workers
     planned_master_bytes: int
     unicast_bytes: int  # what one unicast per request would cost the master
@@ -75,13 +79,23 @@ class CodedShuffle:
         Seeds the assignments: the same seed gives the same assignments for every
         strategy.
     cache_policy : {"recent", "diverse"}
-        What a worker keeps beyond its share (:func:`next_caches`).
+        What a worker keeps beyond its share when it caches whole partitions
+        (:func:`next_caches`).
+    placement : {"auto", "segments", "partitions"}
+        How the coded strategy caches. ``"segments"``: every partition is cut into
+        segments cached by fixed sets of workers (:class:`Placement`), which is what the
+        paper's gain needs; ``"partitions"``: whole partitions, kept by ``cache_policy``
+        and coded by :func:`plan_delivery`. ``"auto"``: segments unless a partition would
+        need more than ``coded.shuffle.max-segments`` of them. The other strategies
+        always cache whole partitions.
     """
 
     def __init__(self, client, partitions: list, storage: int, strategy: str = "coded",
-                 seed: int = 0, cache_policy: str = "recent"):
+                 seed: int = 0, cache_policy: str = "recent", placement: str = "auto"):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         parts = [np.asarray(p) for p in partitions]
         if not parts:
             raise ValueError("partitions is empty")
@@ -111,8 +125,16 @@ class CodedShuffle:
         bytecount.register(client)
         # how long a scatter waits for its (running) worker: a dead one fails it quickly
         self._scatter_timeout = parse_timedelta(config.get("shuffle.scatter-timeout"))
+        self._placement_choice = placement
+        self.segments: SegmentedCaches | None = self._segmented_caches()
         self._amm_was_running = bool(client.amm.running())
         client.amm.stop()
+
+    def __repr__(self) -> str:
+        how = repr(self.segments.placement) if self.segments else "whole partitions"
+        return (f"CodedShuffle({self.strategy!r}, {len(self.parts)} partitions on "
+                f"{len(self.workers)} workers, storage {self.storage}; caches: {how}; "
+                f"epoch {self.epoch})")
 
     # ---- public -------------------------------------------------------------------------
 
@@ -128,22 +150,47 @@ class CodedShuffle:
         if self.closed:
             raise CodedError("this CodedShuffle is closed; create a new one")
         lost = self._drop_lost_workers()
+        if lost and self.segments is not None:  # a placement is for one set of workers
+            self.segments.release()
+            self.segments = self._segmented_caches()
         shares = self._deal()
         before = bytecount.totals(self.client)
         t = time.perf_counter()
         planned = unicast = packets = coded_packets = 0
         for attempt in itertools.count():
-            caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
-            demands = {i: shares[w] for i, w in enumerate(self.workers)}
-            plan = plan_delivery(caches, demands, self.sizes, coded=self.strategy == "coded")
+            # segments need their slices in place and the workers of the last epoch
+            segmented = self.segments is not None and self.segments.in_place and not lost
+            if segmented:
+                old_owner = {p: i for i, w in enumerate(self.workers) for p in self.held[w]}
+                new_owner = {p: i for i, w in enumerate(self.workers) for p in shares[w]}
+                self._attempt = attempt
+                routed, worker_plan = self.segments.plan(old_owner, new_owner, self._prefix())
+                plan = routed.plan
+            else:
+                caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
+                demands = {i: shares[w] for i, w in enumerate(self.workers)}
+                plan = plan_delivery(caches, demands, self.sizes,
+                                     coded=self.strategy == "coded")
             planned += plan.master_bytes
             unicast += plan.unicast_bytes
             packets += len(plan.packets)
             coded_packets += plan.coded_packets
             new: dict[str, dict[int, Any]] = {w: {} for w in self.workers}
             try:
-                self._deliver(plan, shares, attempt, new)
-            except (TimeoutError, OSError):  # a scatter found its worker gone
+                self._attempt = attempt  # in the keys: a retry after a loss never reuses a key
+                if segmented:
+                    self.segments.deliver(routed, worker_plan, self.held, key=self._prefix(),
+                                          new=new, part_key=self._key)
+                else:
+                    self._deliver(plan, new)
+                # what a worker already holds of its new share needs no delivery
+                for w in self.workers:
+                    for p in shares[w]:
+                        if p not in new[w]:
+                            new[w][p] = self.held[w][p]
+            except (TimeoutError, OSError, KeyError):  # a scatter found its worker gone
+                # (KeyError: the scheduler forgot the worker between the data's arrival
+                # and the scatter's bookkeeping)
                 gone = [w for w in self.workers if w not in set(live_workers(self.client))]
                 if not gone:
                     raise
@@ -162,16 +209,23 @@ class CodedShuffle:
                           f"their shares are re-sent to the survivors", stacklevel=2)
             lost += gone
             shares = self._redeal(shares, gone, new)
+            if self.segments is not None:
+                self.segments.release()
+                self.segments = self._segmented_caches()
+        self._keep(shares, new, segmented)
         seconds = time.perf_counter() - t
         owners = {f.key: w for w, fs in new.items() for f in fs.values()}
+        if self.segments is not None:
+            owners.update({f.key: w for w, f in self.segments.stores.items()})
         self.client.run_on_scheduler(_drop_stray_replicas, owners=owners)
         after = bytecount.totals(self.client)
-        self._keep(shares, new)
         self.epoch += 1
         self.reports.append(EpochReport(
             epoch=self.epoch,
             master_bytes=(after["client"] - before["client"])
             + (after["scheduler"] - before["scheduler"]),
+            master_data_bytes=(after["client_data"] - before["client_data"])
+            + (after["scheduler_data"] - before["scheduler_data"]),
             peer_bytes=sum(after["workers"].get(w, 0) - before["workers"].get(w, 0)
                            for w in self.workers),
             planned_master_bytes=planned,
@@ -199,6 +253,8 @@ class CodedShuffle:
         for fs in self.held.values():
             for f in fs.values():
                 f.release()
+        if self.segments is not None:
+            self.segments.release()
         self.held = {w: {} for w in self.workers}
         self.closed = True
         if self._amm_was_running:
@@ -209,6 +265,26 @@ class CodedShuffle:
     def _key(self, w: str, p: int) -> str:
         return (f"coded-shuffle-{self.token}-w{self.workers.index(w)}-p{p}-e{self.epoch}"
                 f"-a{self._attempt}")
+
+    def _prefix(self) -> str:
+        return f"coded-shuffle-{self.token}-e{self.epoch}-a{self._attempt}"
+
+    def _segmented_caches(self) -> SegmentedCaches | None:
+        """Segments for the current workers, if the strategy and storage allow them."""
+        if self.strategy != "coded" or self._placement_choice == "partitions":
+            return None
+        placement = Placement.for_storage(len(self.workers), len(self.parts), self.storage,
+                                          max_segments=int(config.get("shuffle.max-segments")))
+        if placement is None:
+            if self._placement_choice == "segments":
+                raise ValueError(
+                    f"placement='segments' needs storage beyond one share and at most "
+                    f"coded.shuffle.max-segments segments per partition; storage="
+                    f"{self.storage} for {len(self.parts)} partitions on "
+                    f"{len(self.workers)} workers allows none")
+            return None
+        return SegmentedCaches(self.client, placement, self.workers, self.parts, self.token,
+                               self._scatter_timeout)
 
     def _deal(self) -> dict[str, set[int]]:
         perm = self.rng.permutation(len(self.parts))
@@ -270,10 +346,9 @@ class CodedShuffle:
                     del self.held[w][p]
         return lost
 
-    def _deliver(self, plan, shares, attempt: int, new: dict[str, dict[int, Any]]) -> None:
-        """Carry ``plan`` out, filling ``new`` ({worker: {id: future}}) as it goes (so a
-        caller whose worker died midway knows what was delivered)."""
-        self._attempt = attempt  # in the keys: a retry after a loss never reuses a key
+    def _deliver(self, plan, new: dict[str, dict[int, Any]]) -> None:
+        """Carry a whole-partition ``plan`` out, filling ``new`` ({worker: {id: future}})
+        as it goes (so a caller whose worker died midway knows what was delivered)."""
         c, idx = self.client, self.workers
         for packet in plan.packets:
             members = [(idx[i], p) for i, p in packet.serves]
@@ -308,13 +383,17 @@ class CodedShuffle:
                 new[w][want] = c.submit(decode_part, packet_future, part.shape, part.dtype.str,
                                         *cached, key=self._key(w, want), workers=[w],
                                         allow_other_workers=False, pure=False)
-        # what a worker already caches from its new share needs no delivery
-        for w in self.workers:
-            for p in shares[w]:
-                if p not in new[w]:
-                    new[w][p] = self.held[w][p]
 
-    def _keep(self, shares, new) -> None:
+    def _keep(self, shares, new, segmented: bool) -> None:
+        """What each worker holds next epoch. Segments: its share whole, and its slice
+        store (updated by a segmented epoch, filled afresh after any other);
+        whole partitions: its share and the cache policy's choice."""
+        if self.segments is not None:
+            self.held = {w: {p: new[w][p] for p in shares[w]} for w in self.workers}
+            if not segmented:
+                self.segments.fill(self.held, key=self._prefix())
+            wait(list(self.segments.stores.values()))
+            return
         for w in self.workers:
             self.order[w] = sorted(shares[w]) + [p for p in self.order[w] if p not in shares[w]]
         keep = next_caches(self.order, shares, self.storage, self.policy)

@@ -1,0 +1,295 @@
+"""Structured placement: partitions cut into segments, each cached by a fixed set of workers.
+
+Whole-partition caches give the planner few coding chances: every byte of a partition
+shares one set of cachers, and the sets are scattered over ``C(n, .)`` patterns. The
+coded-caching remedy (Maddah-Ali and Niesen; for shuffling Attia and Tandon) is to cut
+every partition into segments and cache each segment on a *fixed* set of workers:
+
+* **placement** at level ``t``: a partition's bytes are cut into ``C(n, t)`` equal
+  segments, one per ``t``-subset ``T`` of the workers; segment ``T`` is cached by every
+  worker of ``T``, and the partition's current owner holds all of it. A worker thus keeps
+  a fraction ``t / n`` of every partition it does not own. Storage between two levels is
+  used by *memory sharing*: a fraction ``1 - lam`` of every partition's bytes is placed at
+  level ``t`` and the rest at ``t + 1``.
+* the placement does not depend on the owners, so it survives every reshuffle: a new owner
+  receives the segments it lacks, an old owner keeps only its own segments.
+* **delivery**: worker ``k`` receiving partition ``p`` from old owner ``o`` lacks the
+  segments ``T`` with ``k not in T``; each is cached by ``U = T | {o}``. Data demanded by
+  ``k`` and cached by ``U`` can share one XOR with data demanded by every other member of
+  ``S = U | {k}`` and cached by the rest of ``S``: one transmission serves ``|S|``
+  workers. The demands are unequal (they follow the random assignment), so the planner
+  walks the groups from the largest down; a group sends ``L = `` its smallest member's
+  volume from every member, and what is left of the others moves to the group without the
+  smallest member (still decodable: the data is cached by a superset). A group of one is a
+  unicast. Simulated at q = 6n partitions this costs 3-5% less than padding every XOR to
+  its longest member (and 10-20% less at n = 12).
+
+Invariant, checked by :meth:`SegmentPlan.verify`: every byte a worker lacks of its new
+share is in exactly one packet, every packet's members send equally long streams, and
+each member caches every other member's stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+Piece = tuple[int, int, int]  # (partition id, first byte, end byte)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which workers (``0 .. n-1``) cache which byte ranges of every partition.
+
+    ``levels``: ``((t, fraction), ...)``: the first ``fraction`` of each partition's bytes
+    is cut into ``C(n, t)`` segments at level ``t``, the next at the next level.
+    """
+
+    n: int
+    levels: tuple[tuple[int, float], ...]
+
+    @classmethod
+    def for_storage(cls, n: int, q: int, storage: float, max_segments: int = 4096
+                    ) -> Placement | None:
+        """The largest placement that fits ``storage`` partitions per worker (its share
+        of ``ceil(q / n)`` included), or ``None`` if it has more than ``max_segments``
+        segments per partition or no storage is left for caching.
+
+        A worker owning ``m`` partitions caches ``(q - m) tau / n`` more at mean level
+        ``tau``, so ``tau = n (storage - ceil(q/n)) / (q - floor(q/n))``, capped at ``n``.
+        """
+        if n < 2 or q < n:
+            return None
+        share_max, share_min = -(-q // n), q // n
+        tau = min(float(n), n * (storage - share_max) / (q - share_min))
+        if tau <= 0:
+            return None
+        t = int(math.floor(tau + 1e-12))
+        lam = tau - t
+        levels = [(t, 1.0 - lam)] if lam < 1e-9 else [(t, 1.0 - lam), (t + 1, lam)]
+        levels = [(lt, f) for lt, f in levels if f > 1e-9]
+        if sum(math.comb(n, lt) for lt, _ in levels) > max_segments:
+            return None
+        return cls(n, tuple(levels))
+
+    @property
+    def mean_level(self) -> float:
+        return sum(t * f for t, f in self.levels)
+
+    def segments(self, nbytes: int) -> list[tuple[int, int, frozenset]]:
+        """``[(start, end, cachers)]`` covering ``0 .. nbytes`` (empty ranges dropped)."""
+        return _segments(self, int(nbytes))
+
+    def cached_ranges(self, worker: int, nbytes: int) -> list[tuple[int, int]]:
+        """The byte ranges of a partition ``worker`` caches when it does not own it; its
+        *slice* is their concatenation, in this order."""
+        return [(a, b) for a, b, T in self.segments(nbytes) if worker in T]
+
+    def __repr__(self) -> str:
+        lv = " + ".join(f"{f:.2f} at t={t} ({math.comb(self.n, t)} segments)"
+                        for t, f in self.levels)
+        return f"Placement(n={self.n}: {lv}; caches {self.mean_level / self.n:.1%} of others)"
+
+
+@lru_cache(maxsize=64)
+def _segments(placement: Placement, nbytes: int) -> list[tuple[int, int, frozenset]]:
+    out, start = [], 0.0
+    for t, frac in placement.levels:
+        subsets = list(itertools.combinations(range(placement.n), t))
+        span = frac * nbytes
+        edges = [round(start + span * i / len(subsets)) for i in range(len(subsets) + 1)]
+        for (a, b), T in zip(itertools.pairwise(edges), subsets):
+            if b > a:
+                out.append((a, b, frozenset(T)))
+        start += span
+    if out:  # rounding: the last segment ends at nbytes
+        a, _, T = out[-1]
+        out[-1] = (a, nbytes, T)
+    return out
+
+
+@dataclass(frozen=True)
+class SegmentPacket:
+    """One XOR of equally long byte streams, one per member: ``streams[i] = (worker,
+    pieces)``; the member decodes its stream by XOR-ing out the others'."""
+
+    streams: tuple[tuple[int, tuple[Piece, ...]], ...]
+    nbytes: int
+
+    @property
+    def workers(self) -> tuple[int, ...]:
+        return tuple(w for w, _ in self.streams)
+
+
+@dataclass
+class SegmentPlan:
+    """The packets of one structured reshuffle; the master sends each once."""
+
+    packets: list[SegmentPacket] = field(default_factory=list)
+    unicast_bytes: int = 0  # the missing bytes, each sent to its worker on its own
+
+    @property
+    def master_bytes(self) -> int:
+        return sum(p.nbytes for p in self.packets)
+
+    @property
+    def relay_bytes(self) -> int:
+        return sum(p.nbytes * (len(p.streams) - 1) for p in self.packets)
+
+    @property
+    def coded_packets(self) -> int:
+        return sum(len(p.streams) > 1 for p in self.packets)
+
+    def __repr__(self) -> str:
+        gain = self.unicast_bytes / self.master_bytes if self.master_bytes else float("nan")
+        return (f"SegmentPlan({len(self.packets)} packets, {self.coded_packets} coded; master "
+                f"{self.master_bytes} B vs unicast {self.unicast_bytes} B ({gain:.2f}x))")
+
+    def verify(self, placement: Placement, sizes: Sequence[int],
+               old_owner: Mapping[int, int], new_owner: Mapping[int, int]) -> None:
+        """Raise ``AssertionError`` unless the module doc's invariant holds."""
+        got: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+        for pk in self.packets:
+            for w, pieces in pk.streams:
+                assert sum(b - a for _, a, b in pieces) == pk.nbytes, "streams are equal"
+                for p, a, b in pieces:
+                    got[w, p].append((a, b))
+            for w, _ in pk.streams:
+                for v, pieces in pk.streams:
+                    if v != w:
+                        for p, a, b in pieces:
+                            assert caches(placement, sizes[p], old_owner[p], w, a, b), (
+                                f"worker {w} cannot cancel partition {p}[{a}:{b}]")
+        want = missing(placement, sizes, old_owner, new_owner)
+        for (w, p), ranges in want.items():
+            assert merge(sorted(got.pop((w, p), []))) == merge(ranges), f"{w} gets all of {p}"
+        assert not got, f"bytes sent that nobody lacks: {sorted(got)[:3]}"
+
+
+def caches(placement: Placement, nbytes: int, owner: int, worker: int, a: int, b: int) -> bool:
+    """Does ``worker`` hold bytes ``a:b`` of a partition owned by ``owner``?"""
+    if worker == owner:
+        return True
+    return all(worker in T for s, e, T in placement.segments(nbytes) if s < b and e > a)
+
+
+def missing(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
+            new_owner: Mapping[int, int]) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """``{(worker, partition): [(a, b)]}``: what each new owner lacks (merged ranges)."""
+    out = {}
+    for p, k in new_owner.items():
+        o = old_owner.get(p)
+        if o == k:
+            continue
+        ranges = [(0, sizes[p])] if o is None else [
+            (a, b) for a, b, T in placement.segments(sizes[p]) if k not in T]
+        out[k, p] = merge(ranges)
+    return out
+
+
+def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out if b > a]
+
+
+def plan_segments(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
+                  new_owner: Mapping[int, int]) -> SegmentPlan:
+    """Deliver every new owner's missing segments with XOR packets (see the module doc).
+
+    Parameters
+    ----------
+    placement : Placement
+    sizes : sequence of int
+        Bytes of each partition.
+    old_owner, new_owner : {partition: worker}
+        Owners before and after the reshuffle; every partition has an old owner (the
+        placement is in place). Workers are ``0 .. placement.n - 1``.
+    """
+    pending: dict[frozenset, dict[int, list[Piece]]] = defaultdict(lambda: defaultdict(list))
+    plan = SegmentPlan()
+    for p, k in sorted(new_owner.items()):
+        o = old_owner[p]
+        if o == k:
+            continue
+        for a, b, T in placement.segments(sizes[p]):
+            if k not in T:
+                pending[T | {o, k}][k].append((p, a, b))
+                plan.unicast_bytes += b - a
+    for size in range(placement.n, 0, -1):
+        for S in sorted((S for S in pending if len(S) == size), key=sorted):
+            streams = pending.pop(S)
+            volume = {w: sum(b - a for _, a, b in streams.get(w, ())) for w in sorted(S)}
+            if not any(volume.values()):
+                continue
+            if size == 1:
+                ((w, pieces),) = streams.items()
+                plan.packets.append(SegmentPacket(((w, tuple(pieces)),), volume[w]))
+                continue
+            smallest = min(volume, key=lambda w: (volume[w], w))
+            L = volume[smallest]
+            sent = []
+            for w in sorted(S):
+                head, tail = split(streams.get(w, []), L)
+                if L:
+                    sent.append((w, tuple(head)))
+                if tail:
+                    pending[S - {smallest}][w].extend(tail)
+            if L:
+                plan.packets.append(SegmentPacket(tuple(sent), L))
+    return plan
+
+
+def split(pieces: list[Piece], nbytes: int) -> tuple[list[Piece], list[Piece]]:
+    """The first ``nbytes`` of a stream of pieces, and the rest."""
+    head, tail, left = [], [], nbytes
+    for i, (p, a, b) in enumerate(pieces):
+        if left <= 0:
+            tail.extend(pieces[i:])
+            break
+        if b - a <= left:
+            head.append((p, a, b))
+            left -= b - a
+        else:
+            head.append((p, a, a + left))
+            tail.append((p, a + left, b))
+            tail.extend(pieces[i + 1:])
+            break
+    return head, tail
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A plan with the route of every packet: ``where[i] = (relay, offset)``: packet ``i``
+    is bytes ``offset:offset+nbytes`` of the bundle the master scatters to ``relay`` (the
+    member with the fewest bytes to relay so far). Deterministic, so the master and the
+    workers derive the same one from the same owners."""
+
+    placement: Placement
+    sizes: tuple[int, ...]
+    old_owner: dict
+    new_owner: dict
+    plan: SegmentPlan
+    where: tuple[tuple[int, int], ...]
+
+
+def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
+          new_owner: Mapping[int, int]) -> Routed:
+    """:func:`plan_segments` plus each packet's relay and place in the relay's bundle."""
+    plan = plan_segments(placement, sizes, old_owner, new_owner)
+    relayed: dict[int, int] = defaultdict(int)
+    where = []
+    for pk in plan.packets:
+        r = min(pk.workers, key=lambda w: (relayed[w], w))
+        where.append((r, relayed[r]))
+        relayed[r] += pk.nbytes
+    return Routed(placement, tuple(int(s) for s in sizes), dict(old_owner), dict(new_owner),
+                  plan, tuple(where))
