@@ -38,6 +38,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
+
 Piece = tuple[int, int, int]  # (partition id, first byte, end byte)
 
 
@@ -268,28 +270,62 @@ def split(pieces: list[Piece], nbytes: int) -> tuple[list[Piece], list[Piece]]:
 
 @dataclass(frozen=True)
 class Routed:
-    """A plan with the route of every packet: ``where[i] = (relay, offset)``: packet ``i``
-    is bytes ``offset:offset+nbytes`` of the bundle the master scatters to ``relay`` (the
-    member with the fewest bytes to relay so far). Deterministic, so the master and the
-    workers derive the same one from the same owners."""
+    """A plan as flat numpy arrays, with the route of every packet: packet ``i`` is
+    ``nbytes[i]`` bytes at ``offset[i]`` of the bundle the master scatters to worker
+    ``relay[i]`` (the member with the fewest bytes to relay so far). Piece ``j`` is bytes
+    ``start[j]:end[j]`` of partition ``part[j]``, at ``pos[j]`` of member ``member[j]``'s
+    stream in packet ``packet[j]``; ``rank[j]`` is that member's place in the packet.
+    Deterministic, so the master and the workers derive the same one from the same
+    owners; arrays, so it pickles and is applied fast."""
 
     placement: Placement
-    sizes: tuple[int, ...]
-    old_owner: dict
-    new_owner: dict
-    plan: SegmentPlan
-    where: tuple[tuple[int, int], ...]
+    sizes: np.ndarray
+    old_owner: np.ndarray
+    new_owner: np.ndarray
+    nbytes: np.ndarray
+    relay: np.ndarray
+    offset: np.ndarray
+    packet: np.ndarray
+    member: np.ndarray
+    rank: np.ndarray
+    part: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    pos: np.ndarray
+
+    @property
+    def master_bytes(self) -> int:
+        return int(self.nbytes.sum())
 
 
 def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
-          new_owner: Mapping[int, int]) -> Routed:
-    """:func:`plan_segments` plus each packet's relay and place in the relay's bundle."""
+          new_owner: Mapping[int, int]) -> tuple[SegmentPlan, Routed]:
+    """:func:`plan_segments` and its :class:`Routed` form."""
     plan = plan_segments(placement, sizes, old_owner, new_owner)
     relayed: dict[int, int] = defaultdict(int)
-    where = []
-    for pk in plan.packets:
+    relay, offset = [], []
+    rows = []
+    for i, pk in enumerate(plan.packets):
         r = min(pk.workers, key=lambda w: (relayed[w], w))
-        where.append((r, relayed[r]))
+        relay.append(r)
+        offset.append(relayed[r])
         relayed[r] += pk.nbytes
-    return Routed(placement, tuple(int(s) for s in sizes), dict(old_owner), dict(new_owner),
-                  plan, tuple(where))
+        for rank, (w, pieces) in enumerate(pk.streams):
+            pos = 0
+            for p, a, b in pieces:
+                rows.append((i, w, rank, p, a, b, pos))
+                pos += b - a
+    cols = np.array(rows, dtype=np.int64).reshape(-1, 7).T
+    q = len(sizes)
+    owners = [np.array([m.get(p, -1) for p in range(q)], dtype=np.int64)
+              for m in (old_owner, new_owner)]
+    return plan, Routed(placement, np.asarray(sizes, dtype=np.int64), *owners,
+                        np.array([pk.nbytes for pk in plan.packets], dtype=np.int64),
+                        np.array(relay, dtype=np.int64), np.array(offset, dtype=np.int64),
+                        *cols)
+
+
+def routed_only(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
+                new_owner: Mapping[int, int]) -> Routed:
+    """The workers' copy of :func:`route` (the arrays only)."""
+    return route(placement, sizes, old_owner, new_owner)[1]

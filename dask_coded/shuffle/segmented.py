@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .placement import Placement, Routed, route
-from .xor import cut_slices, decode_segments, merge_slices, xor_streams
+from .placement import Placement, Routed, SegmentPlan, route, routed_only
+from .xor import as_bytes, bundles, cut_slices, decode_segments, merge_slices
 
 
 class SegmentedCaches:
@@ -43,46 +43,43 @@ class SegmentedCaches:
         self.client, self.placement, self.workers = client, placement, list(workers)
         self.parts, self.token, self.scatter_timeout = parts, token, scatter_timeout
         self.sizes = [int(np.asarray(p).nbytes) for p in parts]
+        self.data = np.concatenate([as_bytes(p) for p in parts])  # the master's bytes
+        self.base = np.cumsum(self.sizes) - np.asarray(self.sizes)
         self.stores: dict[str, Any] = {}
         self.in_place = False
 
     def __repr__(self) -> str:
         return f"SegmentedCaches({self.placement!r}, in place: {self.in_place})"
 
-    def plan(self, old_owner: dict, new_owner: dict, key: str) -> tuple[Routed, Any]:
+    def plan(self, old_owner: dict, new_owner: dict, key: str
+             ) -> tuple[SegmentPlan, Routed, Any]:
         """The master's plan, and a future of the workers' copy: computed on one worker
         from the owners (deterministic, so the same), submitted first so that the two
         are computed at the same time."""
-        on_worker = self.client.submit(route, self.placement, self.sizes, old_owner, new_owner,
-                                       key=f"{key}-plan", workers=[self.workers[0]],
+        on_worker = self.client.submit(routed_only, self.placement, self.sizes, old_owner,
+                                       new_owner, key=f"{key}-plan", workers=[self.workers[0]],
                                        allow_other_workers=False, pure=False)
-        return route(self.placement, self.sizes, old_owner, new_owner), on_worker
+        return (*route(self.placement, self.sizes, old_owner, new_owner), on_worker)
 
     def deliver(self, routed: Routed, plan, held: dict, key: str, new: dict,
                 part_key) -> None:
-        """Send ``routed`` (``plan``: the workers' copy); fill ``new[worker][p]`` with a future of each partition that
-        moves to ``worker`` (key ``part_key(worker, p)``) and replace the stores."""
+        """Send ``routed`` (``plan``: the workers' copy of it); fill ``new[worker][p]``
+        with a future of each partition that moves to ``worker`` (key ``part_key(worker,
+        p)``) and replace the stores."""
         c, W = self.client, self.workers
-        chunks: dict[int, list] = {}
-        for pk, (r, _) in zip(routed.plan.packets, routed.where):
-            chunks.setdefault(r, []).append(xor_streams(pk, self.parts))
-        bundles = {}
-        for r, cs in sorted(chunks.items()):
+        futures = {}
+        for r, bundle in sorted(bundles(routed, self.data, self.base).items()):
             k = f"{key}-bundle-w{r}"
-            bundles[r] = c.scatter({k: np.concatenate(cs)}, workers=[W[r]], direct=True,
+            futures[r] = c.scatter({k: bundle}, workers=[W[r]], direct=True,
                                    timeout=self.scatter_timeout)[k]
-        relays_of: dict[int, set] = {i: set() for i in range(len(W))}
-        for pk, (r, _) in zip(routed.plan.packets, routed.where):
-            for w in pk.workers:
-                relays_of[w].add(r)
+        old, new_owner = routed.old_owner, routed.new_owner
         for i, w in enumerate(W):
-            incoming = sorted(p for p, k in routed.new_owner.items()
-                              if k == i and routed.old_owner[p] != i)
+            relays = sorted(set(routed.relay[routed.packet[routed.member == i]].tolist()))
+            incoming = np.flatnonzero((new_owner == i) & (old != i)).tolist()
             outputs = {p: (np.asarray(self.parts[p]).shape, np.asarray(self.parts[p]).dtype.str)
                        for p in incoming}
-            share = {p: held[w][p] for p, o in routed.old_owner.items() if o == i}
-            result = c.submit(decode_segments, plan, i,
-                              {r: bundles[r] for r in sorted(relays_of[i])}, share,
+            share = {p: held[w][p] for p in np.flatnonzero(old == i).tolist()}
+            result = c.submit(decode_segments, plan, i, {r: futures[r] for r in relays}, share,
                               self.stores[w], outputs, key=f"{key}-decode-w{i}",
                               workers=[w], allow_other_workers=False, pure=False)
             for p in incoming:

@@ -164,8 +164,8 @@ class CodedShuffle:
                 old_owner = {p: i for i, w in enumerate(self.workers) for p in self.held[w]}
                 new_owner = {p: i for i, w in enumerate(self.workers) for p in shares[w]}
                 self._attempt = attempt
-                routed, worker_plan = self.segments.plan(old_owner, new_owner, self._prefix())
-                plan = routed.plan
+                plan, routed, worker_plan = self.segments.plan(old_owner, new_owner,
+                                                               self._prefix())
             else:
                 caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
                 demands = {i: shares[w] for i, w in enumerate(self.workers)}

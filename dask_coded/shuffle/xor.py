@@ -7,8 +7,6 @@ bytes back with the part's dtype and shape.
 
 from __future__ import annotations
 
-import bisect
-
 import numpy as np
 
 
@@ -41,16 +39,33 @@ def copy_part(part: np.ndarray) -> np.ndarray:
     return part
 
 
-def xor_streams(packet, parts: list) -> np.ndarray:
-    """The payload of a :class:`SegmentPacket`: XOR of its members' streams (each the
-    concatenation of its pieces' bytes, all ``packet.nbytes`` long)."""
-    out = np.zeros(packet.nbytes, dtype=np.uint8)
-    for _, pieces in packet.streams:
-        pos = 0
-        for p, a, b in pieces:
-            np.bitwise_xor(out[pos:pos + b - a], as_bytes(parts[p])[a:b],
-                           out=out[pos:pos + b - a])
-            pos += b - a
+def spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + l) for s, l in zip(starts, lengths)])``, vectorised."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    first = np.cumsum(lengths) - lengths  # where each span begins in the output
+    return np.repeat(np.asarray(starts, dtype=np.int64) - first, lengths) + np.arange(total)
+
+
+def bundles(routed, data: np.ndarray, base: np.ndarray) -> dict[int, np.ndarray]:
+    """``{relay: bundle}``: every packet's payload, the XOR of its members' streams, laid
+    out in its relay's bundle. ``data``: every partition's bytes end to end, partition
+    ``p`` at ``base[p]``. One member rank at a time, so no byte is written twice in a
+    fancy-indexed XOR."""
+    out = {}
+    for r in np.unique(routed.relay):
+        mine = routed.relay == r
+        buf = np.zeros(int(routed.nbytes[mine].sum()), dtype=np.uint8)
+        rows = mine[routed.packet]
+        for rank in np.unique(routed.rank[rows]):
+            j = rows & (routed.rank == rank)
+            lengths = routed.end[j] - routed.start[j]
+            dst = spans(routed.offset[routed.packet[j]] + routed.pos[j], lengths)
+            src = spans(base[routed.part[j]] + routed.start[j], lengths)
+            buf[dst] ^= data[src]
+        out[int(r)] = buf
     return out
 
 
@@ -73,61 +88,83 @@ def merge_slices(*cuts: dict) -> dict:
     return {p: s for cut in cuts for p, s in cut.items()}
 
 
-def decode_segments(routed, worker: int, bundles: dict, share: dict, store: dict,
+def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict,
                     outputs: dict) -> dict:
     """``worker``'s side of a segmented reshuffle (see ``segmented.py``).
 
-    ``routed``: the :class:`~dask_coded.shuffle.placement.Routed` plan; ``bundles``:
-    ``{relay: bytes}``; ``share``: the partitions ``worker`` owned (whole); ``store``:
-    its slices ``{p: bytes}``; ``outputs``: ``{p: (shape, dtype)}`` of the partitions
-    it receives. Each packet it is in, XOR the other members' streams (read from the
+    ``routed``: the :class:`~dask_coded.shuffle.placement.Routed` plan; ``relayed``:
+    ``{relay: bundle}``; ``share``: the partitions ``worker`` owned (whole); ``store``:
+    its slices ``{p: bytes}``; ``outputs``: ``{p: (shape, dtype)}`` of the partitions it
+    receives. For every packet it is in, XOR the other members' streams (read from the
     share or the store) out of the packet: what remains is its own stream. Returns
     ``{"parts": {p: array}, "store": new store}``; the new store drops what ``worker``
-    now owns and adds its slices of what it gave up: the placement stays in place.
+    now owns and adds its slices of what it gave up, so the placement stays in place.
     """
-    pl, sizes, old, new = routed.placement, routed.sizes, routed.old_owner, routed.new_owner
-    starts = {}
+    R, pl, sizes = routed, routed.placement, routed.sizes
+    # the packets this worker is in, end to end
+    inside = np.zeros(len(R.nbytes), dtype=bool)
+    inside[R.packet[R.member == worker]] = True
+    ids = np.flatnonzero(inside)
+    at = np.zeros(len(R.nbytes), dtype=np.int64)
+    at[ids] = np.cumsum(R.nbytes[ids]) - R.nbytes[ids]
+    streams = np.concatenate(
+        [as_bytes(relayed[int(R.relay[i])])[R.offset[i]:R.offset[i] + R.nbytes[i]]
+         for i in ids]) if len(ids) else np.empty(0, dtype=np.uint8)
+    # what it holds, end to end: each share partition whole, each slice; and a map from
+    # (partition, byte) to a place in that buffer, through the segments it caches
+    held = list(share.items()) + [(q, v) for q, v in store.items() if q not in share]
+    hbase, pos = {}, 0
+    for q, v in held:
+        hbase[q] = pos
+        pos += as_bytes(v).size
+    hbuf = (np.concatenate([as_bytes(v) for _, v in held]) if held
+            else np.empty(0, dtype=np.uint8))
+    keys, vals = [], []
+    span = int(sizes.max()) + 1 if len(sizes) else 1
+    for q, _ in held:
+        if q in share:
+            keys.append(q * span)
+            vals.append(hbase[q])
+        else:
+            off = 0
+            for a, b in pl.cached_ranges(worker, int(sizes[q])):
+                keys.append(q * span + a)
+                vals.append(hbase[q] + off - a)  # + byte index gives the place
+                off += b - a
+    order = np.argsort(keys, kind="stable")
+    keys, vals = np.asarray(keys, dtype=np.int64)[order], np.asarray(vals, dtype=np.int64)[order]
 
-    def held(q: int, a: int, b: int) -> np.ndarray:
-        if old[q] == worker:
-            return as_bytes(share[q])[a:b]
-        if q not in starts:
-            lay, off = [], 0
-            for s, e in pl.cached_ranges(worker, sizes[q]):
-                lay.append((s, e, off))
-                off += e - s
-            starts[q] = lay
-        lay = starts[q]
-        i = bisect.bisect_right(lay, (a, np.inf, np.inf)) - 1
-        s, e, off = lay[i]
-        if not (s <= a and b <= e):
-            raise AssertionError(f"worker {worker} does not cache {q}[{a}:{b}]")
-        return store[q][off + a - s:off + b - s]
+    def place(parts: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(keys, parts * span + starts, side="right") - 1
+        return vals[i] + starts
 
-    out = {}
+    rows = inside[R.packet]
+    for rank in np.unique(R.rank[rows]):  # the other members, one rank at a time
+        j = rows & (R.rank == rank) & (R.member != worker)
+        lengths = R.end[j] - R.start[j]
+        streams[spans(at[R.packet[j]] + R.pos[j], lengths)] ^= hbuf[
+            spans(place(R.part[j], R.start[j]), lengths)]
+    # the new partitions: the bytes it cached, then its streams' pieces
+    obase, pos = {}, 0
     for p in outputs:
-        out[p] = np.zeros(sizes[p], dtype=np.uint8)
-        for s, e in pl.cached_ranges(worker, sizes[p]):
-            out[p][s:e] = held(p, s, e)
-    for pk, (r, offset) in zip(routed.plan.packets, routed.where):
-        if worker not in pk.workers:
-            continue
-        stream = as_bytes(bundles[r])[offset:offset + pk.nbytes].copy()
-        for w, pieces in pk.streams:
-            if w == worker:
-                continue
-            pos = 0
-            for q, a, b in pieces:
-                np.bitwise_xor(stream[pos:pos + b - a], held(q, a, b),
-                               out=stream[pos:pos + b - a])
-                pos += b - a
-        pos = 0
-        for p, a, b in next(pieces for w, pieces in pk.streams if w == worker):
-            out[p][a:b] = stream[pos:pos + b - a]
-            pos += b - a
-    new_store = {q: s for q, s in store.items() if new[q] != worker}
-    for q, a in share.items():
-        if new[q] != worker:
-            new_store[q] = take_ranges(a, pl.cached_ranges(worker, sizes[q]))
-    parts = {p: out[p].view(np.dtype(dt)).reshape(shape) for p, (shape, dt) in outputs.items()}
+        obase[p] = pos
+        pos += int(sizes[p])
+    out = np.zeros(pos, dtype=np.uint8)
+    for p in outputs:
+        lay = np.array(pl.cached_ranges(worker, int(sizes[p])), dtype=np.int64).reshape(-1, 2)
+        lengths = lay[:, 1] - lay[:, 0]
+        out[spans(obase[p] + lay[:, 0], lengths)] = hbuf[
+            spans(place(np.full(len(lay), p), lay[:, 0]), lengths)]
+    j = rows & (R.member == worker)
+    lengths = R.end[j] - R.start[j]
+    if outputs:
+        dst_base = np.array([obase.get(int(p), -1) for p in range(len(sizes))], dtype=np.int64)
+        out[spans(dst_base[R.part[j]] + R.start[j], lengths)] = streams[
+            spans(at[R.packet[j]] + R.pos[j], lengths)]
+    parts = {p: out[obase[p]:obase[p] + int(sizes[p])].view(np.dtype(dt)).reshape(shape).copy()
+             for p, (shape, dt) in outputs.items()}
+    new_store = {q: v for q, v in store.items() if R.new_owner[q] != worker}
+    for q, v in share.items():
+        if R.new_owner[q] != worker:
+            new_store[q] = take_ranges(v, pl.cached_ranges(worker, int(sizes[q])))
     return {"parts": parts, "store": new_store}

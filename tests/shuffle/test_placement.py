@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from dask_coded.shuffle import next_caches, plan_delivery
 from dask_coded.shuffle.placement import Placement, plan_segments, route
-from dask_coded.shuffle.xor import as_bytes, cut_slices, decode_segments, xor_streams
+from dask_coded.shuffle.xor import as_bytes, bundles, cut_slices, decode_segments
 
 
 def deal(rng, q, n):
@@ -64,17 +64,26 @@ def test_workers_decode_bit_exact_and_keep_the_placement(case, dtype):
     parts = [rng.integers(0, 255, size=s, dtype=np.uint8).view(np.uint8).astype(dtype)
              for s in sizes]
     sizes = [p.nbytes for p in parts]
-    routed = route(pl, sizes, old, new)
-    bundles = {}
-    for pk, (r, off) in zip(routed.plan.packets, routed.where):
-        bundles.setdefault(r, []).append(xor_streams(pk, parts))
-    bundles = {r: np.concatenate(cs) for r, cs in bundles.items()}
+    plan, routed = route(pl, sizes, old, new)
+    assert routed.master_bytes == plan.master_bytes
+    data = np.concatenate([as_bytes(p) for p in parts])
+    relayed = bundles(routed, data, np.cumsum(sizes) - np.asarray(sizes))
+    for r, bundle in relayed.items():  # each bundle is its packets' XORs, in order
+        ids = np.flatnonzero(routed.relay == r)
+        assert bundle.size == routed.nbytes[ids].sum()
+        for i in ids[:3]:
+            want = np.zeros(plan.packets[i].nbytes, dtype=np.uint8)
+            for _, pieces in plan.packets[i].streams:
+                stream = np.concatenate([as_bytes(parts[p])[a:b] for p, a, b in pieces])
+                want ^= stream
+            off = routed.offset[i]
+            assert bundle[off:off + want.size].tobytes() == want.tobytes()
     for w in range(pl.n):
         share = {p: parts[p] for p in old if old[p] == w}
         store = cut_slices(pl, w, {p: parts[p] for p in old if old[p] != w})
         outputs = {p: (parts[p].shape, parts[p].dtype.str) for p in new
                    if new[p] == w and old[p] != w}
-        got = decode_segments(routed, w, bundles, share, store, outputs)
+        got = decode_segments(routed, w, relayed, share, store, outputs)
         for p in outputs:
             assert got["parts"][p].dtype == parts[p].dtype
             assert got["parts"][p].tobytes() == parts[p].tobytes()
