@@ -272,7 +272,8 @@ def split(pieces: list[Piece], nbytes: int) -> tuple[list[Piece], list[Piece]]:
 class Routed:
     """A plan as flat numpy arrays, with the route of every packet: packet ``i`` is
     ``nbytes[i]`` bytes at ``offset[i]`` of the bundle the master scatters to worker
-    ``relay[i]`` (the member with the fewest bytes to relay so far). Piece ``j`` is bytes
+    ``relay[i]`` (the member with the fewest bytes to relay so far; in a bundle, packets
+    with more members come first). Piece ``j`` is bytes
     ``start[j]:end[j]`` of partition ``part[j]``, at ``pos[j]`` of member ``member[j]``'s
     stream in packet ``packet[j]``; ``rank[j]`` is that member's place in the packet.
     Deterministic, so the master and the workers derive the same one from the same
@@ -302,20 +303,31 @@ def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, in
           new_owner: Mapping[int, int]) -> tuple[SegmentPlan, Routed]:
     """:func:`plan_segments` and its :class:`Routed` form."""
     plan = plan_segments(placement, sizes, old_owner, new_owner)
-    relayed: dict[int, int] = defaultdict(int)
-    relay, offset = [], []
+    load: dict[int, int] = defaultdict(int)
+    relay = []
+    for pk in plan.packets:
+        r = min(pk.workers, key=lambda w: (load[w], w))
+        relay.append(r)
+        load[r] += pk.nbytes
+    # in a bundle, packets with more members first: the packets that have a member of
+    # rank j are then a prefix of the bundle (and of each member's packets), so a whole
+    # rank is XOR-ed at once
+    offset, filled = [0] * len(relay), defaultdict(int)
+    for i in sorted(range(len(relay)), key=lambda i: (-len(plan.packets[i].streams), i)):
+        offset[i] = filled[relay[i]]
+        filled[relay[i]] += plan.packets[i].nbytes
     rows = []
     for i, pk in enumerate(plan.packets):
-        r = min(pk.workers, key=lambda w: (relayed[w], w))
-        relay.append(r)
-        offset.append(relayed[r])
-        relayed[r] += pk.nbytes
         for rank, (w, pieces) in enumerate(pk.streams):
             pos = 0
             for p, a, b in pieces:
                 rows.append((i, w, rank, p, a, b, pos))
                 pos += b - a
     cols = np.array(rows, dtype=np.int64).reshape(-1, 7).T
+    # compact: the workers fetch this from a peer every epoch
+    wide = np.int32 if max(sizes, default=0) < 2**31 else np.int64
+    cols = [c.astype(t) for c, t in zip(cols, (np.int32, np.int16, np.int16, np.int32,
+                                               wide, wide, wide))]
     q = len(sizes)
     owners = [np.array([m.get(p, -1) for p in range(q)], dtype=np.int64)
               for m in (old_owner, new_owner)]

@@ -27,8 +27,6 @@ them into its store: peer traffic only.
 from __future__ import annotations
 
 import operator
-from typing import Any
-
 import numpy as np
 
 from .placement import Placement, Routed, SegmentPlan, route, routed_only
@@ -43,23 +41,23 @@ class SegmentedCaches:
         self.client, self.placement, self.workers = client, placement, list(workers)
         self.parts, self.token, self.scatter_timeout = parts, token, scatter_timeout
         self.sizes = [int(np.asarray(p).nbytes) for p in parts]
-        self.data = np.concatenate([as_bytes(p) for p in parts])  # the master's bytes
-        self.base = np.cumsum(self.sizes) - np.asarray(self.sizes)
-        self.stores: dict[str, Any] = {}
+        self.views = [as_bytes(p) for p in parts]  # the master's bytes, no copies
+        self.stores: dict = {}
         self.in_place = False
 
     def __repr__(self) -> str:
         return f"SegmentedCaches({self.placement!r}, in place: {self.in_place})"
 
-    def plan(self, old_owner: dict, new_owner: dict, key: str
-             ) -> tuple[SegmentPlan, Routed, Any]:
-        """The master's plan, and a future of the workers' copy: computed on one worker
-        from the owners (deterministic, so the same), submitted first so that the two
-        are computed at the same time."""
-        on_worker = self.client.submit(routed_only, self.placement, self.sizes, old_owner,
-                                       new_owner, key=f"{key}-plan", workers=[self.workers[0]],
-                                       allow_other_workers=False, pure=False)
-        return (*route(self.placement, self.sizes, old_owner, new_owner), on_worker)
+    def submit_plan(self, old_owner: dict, new_owner: dict, key: str):
+        """A future of the workers' copy of the plan: computed on one worker from the
+        owners (deterministic, so it is the master's plan), fetched by the others."""
+        return self.client.submit(routed_only, self.placement, self.sizes, old_owner,
+                                  new_owner, key=f"{key}-plan", workers=[self.workers[0]],
+                                  allow_other_workers=False, pure=False)
+
+    def plan(self, old_owner: dict, new_owner: dict) -> tuple[SegmentPlan, Routed]:
+        """The master's plan."""
+        return route(self.placement, self.sizes, old_owner, new_owner)
 
     def deliver(self, routed: Routed, plan, held: dict, key: str, new: dict,
                 part_key) -> None:
@@ -68,7 +66,7 @@ class SegmentedCaches:
         p)``) and replace the stores."""
         c, W = self.client, self.workers
         futures = {}
-        for r, bundle in sorted(bundles(routed, self.data, self.base).items()):
+        for r, bundle in sorted(bundles(routed, self.views).items()):
             k = f"{key}-bundle-w{r}"
             futures[r] = c.scatter({k: bundle}, workers=[W[r]], direct=True,
                                    timeout=self.scatter_timeout)[k]

@@ -126,6 +126,7 @@ class CodedShuffle:
         # how long a scatter waits for its (running) worker: a dead one fails it quickly
         self._scatter_timeout = parse_timedelta(config.get("shuffle.scatter-timeout"))
         self._placement_choice = placement
+        self._next = None  # (shares, future of the workers' plan) of the next epoch
         self.segments: SegmentedCaches | None = self._segmented_caches()
         self._amm_was_running = bool(client.amm.running())
         client.amm.stop()
@@ -153,19 +154,25 @@ class CodedShuffle:
         if lost and self.segments is not None:  # a placement is for one set of workers
             self.segments.release()
             self.segments = self._segmented_caches()
-        shares = self._deal()
+        prefetched, self._next = self._next, None
+        complete = sum(map(len, self.held.values())) == len(self.parts)  # nothing lost
+        if prefetched is not None and not lost and complete:
+            shares, worker_plan = prefetched
+        else:
+            shares, worker_plan = self._deal(), None
         before = bytecount.totals(self.client)
         t = time.perf_counter()
         planned = unicast = packets = coded_packets = 0
         for attempt in itertools.count():
             # segments need their slices in place and the workers of the last epoch
-            segmented = self.segments is not None and self.segments.in_place and not lost
+            segmented = (self.segments is not None and self.segments.in_place and not lost
+                         and complete)
             if segmented:
-                old_owner = {p: i for i, w in enumerate(self.workers) for p in self.held[w]}
-                new_owner = {p: i for i, w in enumerate(self.workers) for p in shares[w]}
+                old_owner, new_owner = self._owners(shares)
                 self._attempt = attempt
-                plan, routed, worker_plan = self.segments.plan(old_owner, new_owner,
-                                                               self._prefix())
+                if worker_plan is None:
+                    worker_plan = self.segments.submit_plan(old_owner, new_owner, self._prefix())
+                plan, routed = self.segments.plan(old_owner, new_owner)
             else:
                 caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
                 demands = {i: shares[w] for i, w in enumerate(self.workers)}
@@ -236,6 +243,7 @@ class CodedShuffle:
             lost_workers=lost,
         ))
         self.assignment = {w: sorted(shares[w]) for w in self.workers}
+        self._prefetch()
         return self.assignment
 
     def futures(self, worker: str) -> list:
@@ -255,6 +263,7 @@ class CodedShuffle:
                 f.release()
         if self.segments is not None:
             self.segments.release()
+        self._next = None
         self.held = {w: {} for w in self.workers}
         self.closed = True
         if self._amm_was_running:
@@ -265,6 +274,22 @@ class CodedShuffle:
     def _key(self, w: str, p: int) -> str:
         return (f"coded-shuffle-{self.token}-w{self.workers.index(w)}-p{p}-e{self.epoch}"
                 f"-a{self._attempt}")
+
+    def _prefetch(self) -> None:
+        """Deal the next epoch now and let a worker plan it while the user computes
+        (the master plans it too, at the next epoch's start). Dropped if a worker is lost
+        meanwhile (the next epoch then deals afresh among the survivors)."""
+        if self.segments is None or not self.segments.in_place:
+            return
+        shares = self._deal()
+        self._attempt = 0
+        self._next = (shares, self.segments.submit_plan(*self._owners(shares), self._prefix()))
+
+    def _owners(self, shares: dict) -> tuple[dict, dict]:
+        """``{partition: worker index}`` now and after ``shares`` is dealt."""
+        old = {p: i for i, w in enumerate(self.workers) for p in self.held[w]}
+        new = {p: i for i, w in enumerate(self.workers) for p in shares[w]}
+        return old, new
 
     def _prefix(self) -> str:
         return f"coded-shuffle-{self.token}-e{self.epoch}-a{self._attempt}"

@@ -7,6 +7,8 @@ bytes back with the part's dtype and shape.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 
@@ -39,33 +41,32 @@ def copy_part(part: np.ndarray) -> np.ndarray:
     return part
 
 
-def spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``concatenate([arange(s, s + l) for s, l in zip(starts, lengths)])``, vectorised."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    first = np.cumsum(lengths) - lengths  # where each span begins in the output
-    return np.repeat(np.asarray(starts, dtype=np.int64) - first, lengths) + np.arange(total)
+def gather(buf: np.ndarray, starts, lengths) -> np.ndarray:
+    """``concatenate([buf[s:s + l] for s, l in zip(starts, lengths)])``."""
+    if len(starts) == 0:
+        return np.empty(0, dtype=np.uint8)
+    return np.concatenate([buf[s:s + n] for s, n in zip(starts.tolist(), lengths.tolist())])
 
 
-def bundles(routed, data: np.ndarray, base: np.ndarray) -> dict[int, np.ndarray]:
+def bundles(routed, views: list) -> dict[int, np.ndarray]:
     """``{relay: bundle}``: every packet's payload, the XOR of its members' streams, laid
-    out in its relay's bundle. ``data``: every partition's bytes end to end, partition
-    ``p`` at ``base[p]``. One member rank at a time, so no byte is written twice in a
-    fancy-indexed XOR."""
-    out = {}
-    for r in np.unique(routed.relay):
-        mine = routed.relay == r
-        buf = np.zeros(int(routed.nbytes[mine].sum()), dtype=np.uint8)
-        rows = mine[routed.packet]
-        for rank in np.unique(routed.rank[rows]):
-            j = rows & (routed.rank == rank)
-            lengths = routed.end[j] - routed.start[j]
-            dst = spans(routed.offset[routed.packet[j]] + routed.pos[j], lengths)
-            src = spans(base[routed.part[j]] + routed.start[j], lengths)
-            buf[dst] ^= data[src]
-        out[int(r)] = buf
+    out in its relay's bundle. ``views``: each partition's bytes (:func:`as_bytes`).
+    The packets with a member of rank ``j`` are a prefix of the
+    bundle, so each rank is one XOR of a gathered stream into that prefix."""
+    R, out = routed, {}
+    members = np.bincount(R.packet[R.pos == 0], minlength=len(R.nbytes))  # first pieces
+    for r in np.unique(R.relay).tolist():
+        mine = R.relay == r
+        buf = np.zeros(int(R.nbytes[mine].sum()), dtype=np.uint8)
+        rows = mine[R.packet]
+        for rank in range(int(members[mine].max())):
+            j = np.flatnonzero(rows & (R.rank == rank))
+            j = j[np.lexsort((R.pos[j], R.offset[R.packet[j]]))]  # bundle order
+            stream = (np.concatenate([views[p][a:b] for p, a, b in zip(
+                R.part[j].tolist(), R.start[j].tolist(), R.end[j].tolist())])
+                if len(j) else np.empty(0, dtype=np.uint8))
+            buf[:stream.size] ^= stream
+        out[r] = buf
     return out
 
 
@@ -88,6 +89,15 @@ def merge_slices(*cuts: dict) -> dict:
     return {p: s for cut in cuts for p, s in cut.items()}
 
 
+@lru_cache(maxsize=256)
+def slice_layout(placement, worker: int, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each segment ``worker`` caches of a partition starts in the partition, and
+    in ``worker``'s slice of it."""
+    ranges = np.array(placement.cached_ranges(worker, nbytes), dtype=np.int64).reshape(-1, 2)
+    lengths = ranges[:, 1] - ranges[:, 0]
+    return ranges[:, 0], np.cumsum(lengths) - lengths
+
+
 def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict,
                     outputs: dict) -> dict:
     """``worker``'s side of a segmented reshuffle (see ``segmented.py``).
@@ -101,15 +111,18 @@ def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict
     now owns and adds its slices of what it gave up, so the placement stays in place.
     """
     R, pl, sizes = routed, routed.placement, routed.sizes
-    # the packets this worker is in, end to end
+    members = np.bincount(R.packet[R.pos == 0], minlength=len(R.nbytes))  # first pieces
+    # the packets this worker is in, more members first, end to end: the packets with
+    # a j-th other member are then a prefix
     inside = np.zeros(len(R.nbytes), dtype=bool)
     inside[R.packet[R.member == worker]] = True
     ids = np.flatnonzero(inside)
+    ids = ids[np.lexsort((ids, -members[ids]))]
     at = np.zeros(len(R.nbytes), dtype=np.int64)
     at[ids] = np.cumsum(R.nbytes[ids]) - R.nbytes[ids]
     streams = np.concatenate(
         [as_bytes(relayed[int(R.relay[i])])[R.offset[i]:R.offset[i] + R.nbytes[i]]
-         for i in ids]) if len(ids) else np.empty(0, dtype=np.uint8)
+         for i in ids.tolist()]) if len(ids) else np.empty(0, dtype=np.uint8)
     # what it holds, end to end: each share partition whole, each slice; and a map from
     # (partition, byte) to a place in that buffer, through the segments it caches
     held = list(share.items()) + [(q, v) for q, v in store.items() if q not in share]
@@ -119,50 +132,47 @@ def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict
         pos += as_bytes(v).size
     hbuf = (np.concatenate([as_bytes(v) for _, v in held]) if held
             else np.empty(0, dtype=np.uint8))
-    keys, vals = [], []
     span = int(sizes.max()) + 1 if len(sizes) else 1
+    keys, vals = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
     for q, _ in held:
         if q in share:
-            keys.append(q * span)
-            vals.append(hbase[q])
+            starts, offs = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         else:
-            off = 0
-            for a, b in pl.cached_ranges(worker, int(sizes[q])):
-                keys.append(q * span + a)
-                vals.append(hbase[q] + off - a)  # + byte index gives the place
-                off += b - a
+            starts, offs = slice_layout(pl, worker, int(sizes[q]))
+        keys.append(q * span + starts)
+        vals.append(hbase[q] + offs - starts)  # + a byte index gives its place
+    keys, vals = np.concatenate(keys), np.concatenate(vals)
     order = np.argsort(keys, kind="stable")
-    keys, vals = np.asarray(keys, dtype=np.int64)[order], np.asarray(vals, dtype=np.int64)[order]
+    keys, vals = keys[order], vals[order]
 
     def place(parts: np.ndarray, starts: np.ndarray) -> np.ndarray:
         i = np.searchsorted(keys, parts * span + starts, side="right") - 1
         return vals[i] + starts
 
     rows = inside[R.packet]
-    for rank in np.unique(R.rank[rows]):  # the other members, one rank at a time
-        j = rows & (R.rank == rank) & (R.member != worker)
-        lengths = R.end[j] - R.start[j]
-        streams[spans(at[R.packet[j]] + R.pos[j], lengths)] ^= hbuf[
-            spans(place(R.part[j], R.start[j]), lengths)]
-    # the new partitions: the bytes it cached, then its streams' pieces
-    obase, pos = {}, 0
+    own_rank = np.full(len(R.nbytes), -1, dtype=np.int64)
+    mine = rows & (R.member == worker)
+    own_rank[R.packet[mine]] = R.rank[mine]
+    # the j-th other member of each packet: rank j below this worker's, j + 1 above
+    other = R.rank - (R.rank > own_rank[R.packet])
+    for j in range(int(members[ids].max()) - 1 if len(ids) else 0):
+        sel = np.flatnonzero(rows & (R.member != worker) & (other == j))
+        sel = sel[np.lexsort((R.pos[sel], at[R.packet[sel]]))]
+        stream = gather(hbuf, place(R.part[sel], R.start[sel]), R.end[sel] - R.start[sel])
+        streams[:stream.size] ^= stream
+    # the new partitions: the bytes it cached, then its own pieces of the streams
+    out = {p: np.zeros(int(sizes[p]), dtype=np.uint8) for p in outputs}
     for p in outputs:
-        obase[p] = pos
-        pos += int(sizes[p])
-    out = np.zeros(pos, dtype=np.uint8)
-    for p in outputs:
-        lay = np.array(pl.cached_ranges(worker, int(sizes[p])), dtype=np.int64).reshape(-1, 2)
-        lengths = lay[:, 1] - lay[:, 0]
-        out[spans(obase[p] + lay[:, 0], lengths)] = hbuf[
-            spans(place(np.full(len(lay), p), lay[:, 0]), lengths)]
-    j = rows & (R.member == worker)
-    lengths = R.end[j] - R.start[j]
-    if outputs:
-        dst_base = np.array([obase.get(int(p), -1) for p in range(len(sizes))], dtype=np.int64)
-        out[spans(dst_base[R.part[j]] + R.start[j], lengths)] = streams[
-            spans(at[R.packet[j]] + R.pos[j], lengths)]
-    parts = {p: out[obase[p]:obase[p] + int(sizes[p])].view(np.dtype(dt)).reshape(shape).copy()
-             for p, (shape, dt) in outputs.items()}
+        lay = pl.cached_ranges(worker, int(sizes[p]))
+        if lay:
+            src = place(np.full(len(lay), p), np.array([a for a, _ in lay]))
+            for (a, b), s in zip(lay, src.tolist()):
+                out[p][a:b] = hbuf[s:s + b - a]
+    sel = np.flatnonzero(mine)
+    for p, a, b, s in zip(R.part[sel].tolist(), R.start[sel].tolist(), R.end[sel].tolist(),
+                          (at[R.packet[sel]] + R.pos[sel]).tolist()):
+        out[p][a:b] = streams[s:s + b - a]
+    parts = {p: out[p].view(np.dtype(dt)).reshape(shape) for p, (shape, dt) in outputs.items()}
     new_store = {q: v for q, v in store.items() if R.new_owner[q] != worker}
     for q, v in share.items():
         if R.new_owner[q] != worker:

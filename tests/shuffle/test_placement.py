@@ -66,8 +66,7 @@ def test_workers_decode_bit_exact_and_keep_the_placement(case, dtype):
     sizes = [p.nbytes for p in parts]
     plan, routed = route(pl, sizes, old, new)
     assert routed.master_bytes == plan.master_bytes
-    data = np.concatenate([as_bytes(p) for p in parts])
-    relayed = bundles(routed, data, np.cumsum(sizes) - np.asarray(sizes))
+    relayed = bundles(routed, [as_bytes(p) for p in parts])
     for r, bundle in relayed.items():  # each bundle is its packets' XORs, in order
         ids = np.flatnonzero(routed.relay == r)
         assert bundle.size == routed.nbytes[ids].sum()
