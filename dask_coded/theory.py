@@ -136,7 +136,7 @@ def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None 
     return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))
 
 
-def shuffle_load(strategy: str, q: int, n: int, storage: int) -> float:
+def shuffle_load(strategy: str, q: int, n: int, storage: float) -> float:
     """Expected partitions the master sends per epoch when ``q`` partitions are dealt
     afresh to ``n`` workers, each storing ``storage`` (its share of ``q/n`` included).
 
@@ -144,8 +144,13 @@ def shuffle_load(strategy: str, q: int, n: int, storage: int) -> float:
     master sends ``q (1 - storage / q)``. ``"coded"``: the paper's prediction, uncoded
     divided by ``(alpha + 1/n) n = n storage / q`` (``alpha``: cached fraction beyond the
     share). ``"coded-caching"``: Maddah-Ali and Niesen's load with ``t = n storage / q``,
-    ``(q - storage) / (1 + t)``, reachable only by splitting partitions into
-    ``C(n, t)`` sub-partitions.
+    ``(q - storage) / (1 + t)``. ``"segments"``: the segment placement
+    (:class:`~dask_coded.shuffle.placement.Placement`) with perfectly even demands: a
+    partition moving from ``o`` to ``k`` lacks the segments ``T`` (``|T| = t``) without
+    ``k``; those without ``o`` go in XORs of ``t + 2``, those with ``o`` in XORs of
+    ``t + 1``, so it costs ``(C(n-2, t) / (t+2) + C(n-2, t-1) / (t+1)) / C(n, t)`` of a
+    partition, times the ``q (1 - 1/n)`` partitions that move; levels are mixed as the
+    placement mixes them. Uneven demands (a random deal) cost more: the planner's loss.
     """
     if not (n >= 1 and q >= n and q / n <= storage <= q):
         raise ValueError(f"need n >= 1, q >= n and q/n <= storage <= q; got q={q}, n={n}, "
@@ -157,4 +162,46 @@ def shuffle_load(strategy: str, q: int, n: int, storage: int) -> float:
         return uncoded / (n * storage / q)
     if strategy == "coded-caching":
         return (q - storage) / (1 + n * storage / q)
-    raise ValueError(f"strategy must be 'uncoded', 'coded' or 'coded-caching', got {strategy!r}")
+    if strategy == "segments":
+        from .shuffle.placement import Placement
+
+        pl = Placement.for_storage(n, q, storage, max_segments=10**9)
+        if pl is None:
+            return q * (1 - 1 / n)  # no room to cache: every moving partition is sent
+
+        def per_partition(t: int) -> float:
+            if t >= n:
+                return 0.0
+            c = math.comb
+            return (c(n - 2, t) / (t + 2) + (c(n - 2, t - 1) / (t + 1) if t else 0)) / c(n, t)
+
+        return q * (1 - 1 / n) * sum(f * per_partition(t) for t, f in pl.levels)
+    raise ValueError(f"strategy must be 'uncoded', 'coded', 'coded-caching' or 'segments', "
+                     f"got {strategy!r}")
+
+
+def shuffle_lower_bound(q: int, n: int, storage: float) -> float:
+    """A floor under the master's load (partitions) for the *worst* reshuffle, any code.
+
+    A cut-set argument in the style of Attia and Tandon's converse: take ``j`` workers
+    and ``L`` reshuffles of the same stored state that hand them ``L j m`` distinct
+    partitions none of them holds (``m = q / n``, so ``(L + 1) j m <= q``). Their excess
+    storage ``j (storage - m)`` and the ``L`` transmissions must carry all of it:
+    ``L R >= L j m - j (storage - m)``, so
+
+        R >= max over j, L of  j (m - (storage - m) / L).
+
+    Attia and Tandon's published bound chains the workers and is tighter; this one is
+    reproduced from the argument, not from their expression. It bounds the worst case,
+    not the mean over random deals that the benchmark measures.
+    """
+    if not (n >= 2 and q >= n and q / n <= storage <= q):
+        raise ValueError(f"need n >= 2, q >= n and q/n <= storage <= q; got q={q}, n={n}, "
+                         f"storage={storage}")
+    m = q / n
+    best = 0.0
+    for j in range(1, n):
+        for L in range(1, int(q // (j * m)) ):
+            if (L + 1) * j * m <= q + 1e-9:
+                best = max(best, j * (m - (storage - m) / L))
+    return best

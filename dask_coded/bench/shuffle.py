@@ -4,8 +4,8 @@
     python -m dask_coded bench shuffle [same options]
 
 For each cluster size n (a LocalCluster of n worker processes; the client is the master
-and the scheduler shares its process) and cached fraction alpha, ``q = 6 n`` partitions of
-``--kib`` KiB are dealt afresh every epoch; each worker stores its share plus
+and the scheduler shares its process) and cached fraction alpha, ``q = 12 n`` partitions
+(``--per-worker``) of ``--kib`` KiB (256) are dealt afresh every epoch; each worker stores its share plus
 ``alpha q`` more (``storage = q/n + alpha q``). Every strategy runs the same assignments
 (same seed) for ``--epochs`` epochs, first with the master's link unthrottled (bytes) and
 then throttled to ``--mbps`` MB/s (wall time, a token bucket on the master's sends).
@@ -16,7 +16,9 @@ dask's control traffic (task and state messages), peer bytes, coded / uncoded ma
 egress next to the paper's prediction ``1 / ((alpha + 1/n) n)`` (the target is 1.15 times
 it) and Maddah-Ali–Niesen's, and the throttled wall time. The coded strategy uses the
 segment placement where it applies (``placement="auto"``; the column says which). The
-first epoch (the initial load, nothing cached) is left out of the averages.
+first epochs are left out of the averages: the initial load (nothing cached) and the
+epochs in which whole-partition caches still fill (``ceil(storage / (q/n))`` epochs in
+all, for every strategy: the same assignments are measured).
 """
 
 from __future__ import annotations
@@ -32,14 +34,27 @@ from dask_coded.shuffle import CodedShuffle, bytecount
 STRATEGIES = ("uncoded", "p2p", "coded")
 
 
-def run(client, parts, storage, strategy, epochs, seed=0):
+def warmup_epochs(q: int, n: int, storage: int) -> int:
+    """Epochs until whole-partition caches are full: a worker gains at most one share
+    (``q / n`` partitions) of cache per epoch. Segment caches are full after the first."""
+    return -(-storage // (q // n))
+
+
+def run(client, parts, storage, strategy, epochs, warmup, mbps=None, seed=0):
+    """Reports of ``epochs`` epochs after ``warmup`` (the initial load included); the
+    master's link throttled to ``mbps`` MB/s during the measured epochs."""
     sh = CodedShuffle(client, parts, storage=storage, strategy=strategy, seed=seed)
     try:
-        for _ in range(epochs + 1):
+        for _ in range(warmup):
             sh.next_epoch()
-        caches = f"segments t={sh.segments.placement.mean_level:.2f}" if sh.segments else "partitions"
-        return sh.report()[1:], caches
+        bytecount.throttle(mbps * 1e6 if mbps else None)
+        for _ in range(epochs):
+            sh.next_epoch()
+        caches = (f"segments t={sh.segments.placement.mean_level:.2f}" if sh.segments
+                  else "partitions")
+        return sh.report()[warmup:], caches
     finally:
+        bytecount.throttle(None)
         sh.close()
 
 
@@ -49,7 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--alphas", default="0.1,0.25,0.5")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--throttled-epochs", type=int, default=5)
-    p.add_argument("--kib", type=int, default=512, help="partition size")
+    p.add_argument("--per-worker", type=int, default=12, help="partitions per worker (q / n)")
+    p.add_argument("--kib", type=int, default=256, help="partition size")
     p.add_argument("--mbps", type=float, default=20.0, help="master link when throttled")
     args = p.parse_args(argv)
     from distributed import Client, LocalCluster
@@ -58,22 +74,19 @@ def main(argv=None) -> int:
           "| peer MB/epoch | /uncoded | paper | MN | s/epoch throttled |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for n in [int(v) for v in args.workers.split(",")]:
-        q = 6 * n
+        q = args.per_worker * n
         rng = np.random.default_rng(n)
         parts = [rng.standard_normal(args.kib * 128) for _ in range(q)]
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             for alpha in [float(a) for a in args.alphas.split(",")]:
                 storage = q // n + int(round(alpha * q))
+                warm = warmup_epochs(q, n, storage)
                 res, how = {}, {}
                 for s in STRATEGIES:
-                    res[s], how[s] = run(client, parts, storage, s, args.epochs)
-                bytecount.throttle(args.mbps * 1e6)
-                try:
-                    slow = {s: run(client, parts, storage, s, args.throttled_epochs)[0]
-                            for s in STRATEGIES}
-                finally:
-                    bytecount.throttle(None)
+                    res[s], how[s] = run(client, parts, storage, s, args.epochs, warm)
+                slow = {s: run(client, parts, storage, s, args.throttled_epochs, warm,
+                               mbps=args.mbps)[0] for s in STRATEGIES}
                 unc = np.mean([r.master_bytes for r in res["uncoded"]])
                 paper = q / (n * storage)  # 1 / ((alpha + 1/n) n), alpha = storage/q - 1/n
                 mn = (theory.shuffle_load("coded-caching", q, n, storage)

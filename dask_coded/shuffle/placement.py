@@ -293,10 +293,16 @@ class Routed:
     start: np.ndarray
     end: np.ndarray
     pos: np.ndarray
+    unicast_bytes: int = 0
 
     @property
     def master_bytes(self) -> int:
         return int(self.nbytes.sum())
+
+    @property
+    def coded_packets(self) -> int:
+        """Packets with more than one member (``pos == 0`` marks a stream's first piece)."""
+        return int((np.bincount(self.packet[self.pos == 0], minlength=len(self.nbytes)) > 1).sum())
 
 
 def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
@@ -334,7 +340,7 @@ def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, in
     return plan, Routed(placement, np.asarray(sizes, dtype=np.int64), *owners,
                         np.array([pk.nbytes for pk in plan.packets], dtype=np.int64),
                         np.array(relay, dtype=np.int64), np.array(offset, dtype=np.int64),
-                        *cols)
+                        *cols, unicast_bytes=plan.unicast_bytes)
 
 
 def routed_only(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],

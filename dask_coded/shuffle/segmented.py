@@ -4,20 +4,19 @@ A worker holds each partition it owns whole (one future each: the session's keys
 one *slice store*: ``{p: bytes}`` of every partition it does not own, the segments the
 :class:`Placement` gives it. One reshuffle:
 
-1. the master plans (:func:`route`), XORs each packet's streams and scatters the packets
-   as one *bundle* per relay worker;
-2. one worker computes the same plan from the owners (it is deterministic; the owners
-   are all the master sends) and the others fetch it from there: the plan, like the
-   packets, reaches the workers peer to peer;
+1. a worker computes the plan (:func:`route`) from the owners before and after - the
+   master deals epoch ``e + 1`` when epoch ``e`` starts, so the plan is ready when it is
+   needed; the other workers fetch it from there, the master gathers it (ingress);
+2. the master XORs each packet's streams and scatters the packets as one *bundle* per
+   relay worker (a member of the packet's group);
 3. each worker runs one task (:func:`decode_segments`): it fetches the bundles that
    hold its packets from their relays (peer to peer), XORs out the other members'
    streams using its share and store, assembles the partitions it receives, and updates
    its store (drop what it now owns, cut its slices of what it gave up); a ``getitem``
-   per partition gives each new partition its key.
-
-A member fetches a relay's whole bundle, not only its packets: peer traffic is about
-``n - 1`` times the master's instead of the plan's ``|group| - 1`` times, for ``n``
-fewer tasks per worker and epoch, whose messages the master would send.
+   per partition gives each new partition its key. It fetches only its packets, by RPC
+   from each relay (:mod:`.relay`): a task per (relay, member) pair would cost the master
+   ``n^2`` task messages per epoch, and fetching whole bundles ``n - 1`` times the
+   master's bytes of peer traffic (measured: 178 MB per epoch at n = 12).
 
 The first epoch, and any epoch after the worker set changed, delivers whole partitions
 (there are no slices yet); then each owner cuts every peer's slices and the peer merges
@@ -27,10 +26,14 @@ them into its store: peer traffic only.
 from __future__ import annotations
 
 import operator
-import numpy as np
 
-from .placement import Placement, Routed, SegmentPlan, route, routed_only
-from .xor import as_bytes, bundles, cut_slices, decode_segments, merge_slices
+import dask
+import numpy as np
+from dask import delayed
+
+from .placement import Placement, Routed, routed_only
+from .relay import RelayPlugin, decode_member
+from .xor import as_bytes, bundles, cut_slices, merge_slices
 
 
 class SegmentedCaches:
@@ -43,21 +46,20 @@ class SegmentedCaches:
         self.sizes = [int(np.asarray(p).nbytes) for p in parts]
         self.views = [as_bytes(p) for p in parts]  # the master's bytes, no copies
         self.stores: dict = {}
+        self.bundles: dict = {}
         self.in_place = False
+        client.register_plugin(RelayPlugin())
 
     def __repr__(self) -> str:
         return f"SegmentedCaches({self.placement!r}, in place: {self.in_place})"
 
-    def submit_plan(self, old_owner: dict, new_owner: dict, key: str):
-        """A future of the workers' copy of the plan: computed on one worker from the
-        owners (deterministic, so it is the master's plan), fetched by the others."""
+    def submit_plan(self, old_owner: dict, new_owner: dict, key: str, worker: int = 0):
+        """A future of the plan, computed on worker ``worker`` from the owners alone; the
+        other workers fetch it from there and the master gathers it (ingress: the master
+        sends only the owners)."""
         return self.client.submit(routed_only, self.placement, self.sizes, old_owner,
-                                  new_owner, key=f"{key}-plan", workers=[self.workers[0]],
+                                  new_owner, key=f"{key}-plan", workers=[self.workers[worker]],
                                   allow_other_workers=False, pure=False)
-
-    def plan(self, old_owner: dict, new_owner: dict) -> tuple[SegmentPlan, Routed]:
-        """The master's plan."""
-        return route(self.placement, self.sizes, old_owner, new_owner)
 
     def deliver(self, routed: Routed, plan, held: dict, key: str, new: dict,
                 part_key) -> None:
@@ -65,27 +67,35 @@ class SegmentedCaches:
         with a future of each partition that moves to ``worker`` (key ``part_key(worker,
         p)``) and replace the stores."""
         c, W = self.client, self.workers
-        futures = {}
+        self.bundles = {}  # kept until the decodes are done: they fetch from them by RPC
         for r, bundle in sorted(bundles(routed, self.views).items()):
             k = f"{key}-bundle-w{r}"
-            futures[r] = c.scatter({k: bundle}, workers=[W[r]], direct=True,
-                                   timeout=self.scatter_timeout)[k]
+            self.bundles[r] = c.scatter({k: bundle}, workers=[W[r]], direct=True,
+                                        timeout=self.scatter_timeout)[k]
+        sources = {r: (W[r], f.key) for r, f in self.bundles.items()}
         old, new_owner = routed.old_owner, routed.new_owner
+        parts, stores = [], []  # every task of the epoch, submitted as one graph
         for i, w in enumerate(W):
             relays = sorted(set(routed.relay[routed.packet[routed.member == i]].tolist()))
             incoming = np.flatnonzero((new_owner == i) & (old != i)).tolist()
             outputs = {p: (np.asarray(self.parts[p]).shape, np.asarray(self.parts[p]).dtype.str)
                        for p in incoming}
             share = {p: held[w][p] for p in np.flatnonzero(old == i).tolist()}
-            result = c.submit(decode_segments, plan, i, {r: futures[r] for r in relays}, share,
-                              self.stores[w], outputs, key=f"{key}-decode-w{i}",
-                              workers=[w], allow_other_workers=False, pure=False)
-            for p in incoming:
-                new[w][p] = c.submit(_part, result, p, key=part_key(w, p), workers=[w],
-                                     allow_other_workers=False, pure=False)
-            self.stores[w] = c.submit(operator.getitem, result, "store",
-                                      key=f"{key}-store-w{i}", workers=[w],
-                                      allow_other_workers=False, pure=False)
+            with dask.annotate(workers=[w], allow_other_workers=False):
+                result = delayed(decode_member, pure=False)(
+                    plan, i, {r: sources[r] for r in relays}, share, self.stores[w], outputs,
+                    dask_key_name=f"{key}-decode-w{i}")
+                parts += [(w, p, delayed(_part, pure=False)(result, p,
+                                                            dask_key_name=part_key(w, p)))
+                          for p in incoming]
+                stores.append((w, delayed(operator.getitem, pure=False)(
+                    result, "store", dask_key_name=f"{key}-store-w{i}")))
+        futures = c.compute([d for *_, d in parts] + [d for _, d in stores],
+                            optimize_graph=False)
+        for (w, p, _), f in zip(parts, futures):
+            new[w][p] = f
+        for (w, _), f in zip(stores, futures[len(parts):]):
+            self.stores[w] = f
 
     def fill(self, held: dict, key: str) -> list:
         """Every store afresh: each owner cuts each peer's slices of the partitions it
@@ -102,9 +112,9 @@ class SegmentedCaches:
         return list(self.stores.values())
 
     def release(self) -> None:
-        for f in self.stores.values():
+        for f in [*self.stores.values(), *self.bundles.values()]:
             f.release()
-        self.stores = {}
+        self.stores, self.bundles = {}, {}
         self.in_place = False
 
 

@@ -160,6 +160,7 @@ class CodedShuffle:
             shares, worker_plan = prefetched
         else:
             shares, worker_plan = self._deal(), None
+        self._plan_ahead(shares)
         before = bytecount.totals(self.client)
         t = time.perf_counter()
         planned = unicast = packets = coded_packets = 0
@@ -168,19 +169,21 @@ class CodedShuffle:
             segmented = (self.segments is not None and self.segments.in_place and not lost
                          and complete)
             if segmented:
-                old_owner, new_owner = self._owners(shares)
                 self._attempt = attempt
                 if worker_plan is None:
-                    worker_plan = self.segments.submit_plan(old_owner, new_owner, self._prefix())
-                plan, routed = self.segments.plan(old_owner, new_owner)
+                    worker_plan = self.segments.submit_plan(*self._owners(shares),
+                                                            self._prefix())
+                # planned on a worker; the master gathers it from there (ingress only)
+                plan = routed = self.client.gather(worker_plan, direct=True)
+                packets += len(routed.nbytes)
             else:
                 caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
                 demands = {i: shares[w] for i, w in enumerate(self.workers)}
                 plan = plan_delivery(caches, demands, self.sizes,
                                      coded=self.strategy == "coded")
+                packets += len(plan.packets)
             planned += plan.master_bytes
             unicast += plan.unicast_bytes
-            packets += len(plan.packets)
             coded_packets += plan.coded_packets
             new: dict[str, dict[int, Any]] = {w: {} for w in self.workers}
             try:
@@ -215,6 +218,7 @@ class CodedShuffle:
             warnings.warn(f"CodedShuffle: lost workers {gone} during epoch {self.epoch + 1}; "
                           f"their shares are re-sent to the survivors", stacklevel=2)
             lost += gone
+            self._next = None  # planned for the old workers and shares
             shares = self._redeal(shares, gone, new)
             if self.segments is not None:
                 self.segments.release()
@@ -243,7 +247,6 @@ class CodedShuffle:
             lost_workers=lost,
         ))
         self.assignment = {w: sorted(shares[w]) for w in self.workers}
-        self._prefetch()
         return self.assignment
 
     def futures(self, worker: str) -> list:
@@ -275,15 +278,18 @@ class CodedShuffle:
         return (f"coded-shuffle-{self.token}-w{self.workers.index(w)}-p{p}-e{self.epoch}"
                 f"-a{self._attempt}")
 
-    def _prefetch(self) -> None:
-        """Deal the next epoch now and let a worker plan it while the user computes
-        (the master plans it too, at the next epoch's start). Dropped if a worker is lost
-        meanwhile (the next epoch then deals afresh among the survivors)."""
-        if self.segments is None or not self.segments.in_place:
+    def _plan_ahead(self, shares: dict) -> None:
+        """Deal the next epoch now and let a worker plan its delivery during this one
+        (the owners after this epoch are ``shares``). Dropped if a worker is lost: the
+        next epoch then deals afresh among the survivors."""
+        if self.segments is None:
             return
-        shares = self._deal()
-        self._attempt = 0
-        self._next = (shares, self.segments.submit_plan(*self._owners(shares), self._prefix()))
+        nxt = self._deal()
+        old = {p: i for i, w in enumerate(self.workers) for p in shares[w]}
+        new = {p: i for i, w in enumerate(self.workers) for p in nxt[w]}
+        key = f"coded-shuffle-{self.token}-e{self.epoch + 1}-ahead"
+        self._next = (nxt, self.segments.submit_plan(old, new, key,
+                                                     worker=(self.epoch + 1) % len(self.workers)))
 
     def _owners(self, shares: dict) -> tuple[dict, dict]:
         """``{partition: worker index}`` now and after ``shares`` is dealt."""
@@ -418,6 +424,7 @@ class CodedShuffle:
             if not segmented:
                 self.segments.fill(self.held, key=self._prefix())
             wait(list(self.segments.stores.values()))
+            self.segments.bundles = {}  # every decode is done: the relays may drop them
             return
         for w in self.workers:
             self.order[w] = sorted(shares[w]) + [p for p in self.order[w] if p not in shares[w]]

@@ -98,12 +98,25 @@ def slice_layout(placement, worker: int, nbytes: int) -> tuple[np.ndarray, np.nd
     return ranges[:, 0], np.cumsum(lengths) - lengths
 
 
+def member_ranges(routed, worker: int) -> dict[int, list[tuple[int, int]]]:
+    """``{relay: [(start, end)]}``: where ``worker``'s packets sit in each relay's bundle,
+    in bundle order."""
+    R = routed
+    ids = np.unique(R.packet[R.member == worker])
+    out: dict[int, list[tuple[int, int]]] = {}
+    for i in ids[np.argsort(R.offset[ids], kind="stable")].tolist():
+        out.setdefault(int(R.relay[i]), []).append(
+            (int(R.offset[i]), int(R.offset[i] + R.nbytes[i])))
+    return {r: sorted(v) for r, v in out.items()}
+
+
 def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict,
                     outputs: dict) -> dict:
     """``worker``'s side of a segmented reshuffle (see ``segmented.py``).
 
     ``routed``: the :class:`~dask_coded.shuffle.placement.Routed` plan; ``relayed``:
-    ``{relay: bundle}``; ``share``: the partitions ``worker`` owned (whole); ``store``:
+    ``{relay: bytes}``, this worker's packets of each relay's bundle, end to end in
+    bundle order (:func:`member_ranges`); ``share``: the partitions ``worker`` owned (whole); ``store``:
     its slices ``{p: bytes}``; ``outputs``: ``{p: (shape, dtype)}`` of the partitions it
     receives. For every packet it is in, XOR the other members' streams (read from the
     share or the store) out of the packet: what remains is its own stream. Returns
@@ -120,8 +133,14 @@ def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict
     ids = ids[np.lexsort((ids, -members[ids]))]
     at = np.zeros(len(R.nbytes), dtype=np.int64)
     at[ids] = np.cumsum(R.nbytes[ids]) - R.nbytes[ids]
+    # where each packet sits in what its relay sent: bundle order, end to end
+    got = np.zeros(len(R.nbytes), dtype=np.int64)
+    for r in np.unique(R.relay[ids]).tolist():
+        mine = ids[R.relay[ids] == r]
+        mine = mine[np.argsort(R.offset[mine], kind="stable")]
+        got[mine] = np.cumsum(R.nbytes[mine]) - R.nbytes[mine]
     streams = np.concatenate(
-        [as_bytes(relayed[int(R.relay[i])])[R.offset[i]:R.offset[i] + R.nbytes[i]]
+        [as_bytes(relayed[int(R.relay[i])])[got[i]:got[i] + R.nbytes[i]]
          for i in ids.tolist()]) if len(ids) else np.empty(0, dtype=np.uint8)
     # what it holds, end to end: each share partition whole, each slice; and a map from
     # (partition, byte) to a place in that buffer, through the segments it caches

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from dask_coded.shuffle import next_caches, plan_delivery
 from dask_coded.shuffle.placement import Placement, plan_segments, route
-from dask_coded.shuffle.xor import as_bytes, bundles, cut_slices, decode_segments
+from dask_coded.shuffle.xor import (as_bytes, bundles, cut_slices, decode_segments,
+                                    member_ranges, take_ranges)
 
 
 def deal(rng, q, n):
@@ -82,7 +83,9 @@ def test_workers_decode_bit_exact_and_keep_the_placement(case, dtype):
         store = cut_slices(pl, w, {p: parts[p] for p in old if old[p] != w})
         outputs = {p: (parts[p].shape, parts[p].dtype.str) for p in new
                    if new[p] == w and old[p] != w}
-        got = decode_segments(routed, w, relayed, share, store, outputs)
+        mine = {r: take_ranges(relayed[r], ranges)  # what the relays send this worker
+                for r, ranges in member_ranges(routed, w).items()}
+        got = decode_segments(routed, w, mine, share, store, outputs)
         for p in outputs:
             assert got["parts"][p].dtype == parts[p].dtype
             assert got["parts"][p].tobytes() == parts[p].tobytes()
@@ -118,3 +121,37 @@ def test_segments_meet_the_papers_gain_over_uncoded(n, alpha):
     coded = np.mean([plan_segments(pl, [size] * q, owners[e - 1], owners[e]).master_bytes
                      for e in range(1, epochs + 1)])
     assert coded <= 1.15 * q / (n * storage) * uncoded
+
+
+@pytest.mark.parametrize("n,q,storage", [(4, 24, 12), (6, 36, 15), (8, 48, 30)])
+def test_the_lower_bound_is_below_what_the_planner_achieves_in_a_worst_shuffle(n, q, storage):
+    """Every partition moves (worker i's share goes to worker i+1): the planner's load
+    there is an achievable worst-case load, so the bound must not exceed it."""
+    from dask_coded import theory
+
+    m = q // n
+    old = {p: p // m for p in range(q)}
+    new = {p: (p // m + 1) % n for p in range(q)}
+    pl = Placement.for_storage(n, q, storage)
+    load = plan_segments(pl, [1000] * q, old, new).master_bytes / 1000  # partitions
+    bound = theory.shuffle_lower_bound(q, n, storage)
+    assert 0 < bound <= load
+    assert theory.shuffle_lower_bound(q, n, q) == 0  # everything cached: nothing to send
+    assert theory.shuffle_lower_bound(q, n, m) >= q / 2  # nothing cached
+
+
+@pytest.mark.parametrize("n,alpha", [(4, 0.25), (8, 0.25), (8, 0.5)])
+def test_planner_tracks_the_balanced_prediction(n, alpha):
+    """Random deals cost the planner more than perfectly even demands, but not much."""
+    from dask_coded import theory
+
+    q = 6 * n
+    storage = q // n + round(alpha * q)
+    rng = np.random.default_rng(n)
+    owners = [deal(rng, q, n) for _ in range(6)]
+    pl = Placement.for_storage(n, q, storage)
+    load = np.mean([plan_segments(pl, [6000] * q, a, b).master_bytes / 6000
+                    for a, b in zip(owners, owners[1:])])
+    predicted = theory.shuffle_load("segments", q, n, storage)
+    assert predicted <= load * 1.05  # moving partitions vary around q (1 - 1/n)
+    assert load <= 1.5 * predicted  # measured 1.1-1.45: the cost of uneven demands
