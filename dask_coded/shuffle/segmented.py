@@ -31,7 +31,9 @@ import dask
 import numpy as np
 from dask import delayed
 
-from .placement import Placement, Routed, routed_only
+from distributed.protocol.serialize import to_serialize
+
+from .placement import Placement, Routed
 from .relay import RelayPlugin, decode_member
 from .xor import as_bytes, bundles, cut_slices, merge_slices
 
@@ -53,17 +55,25 @@ class SegmentedCaches:
     def __repr__(self) -> str:
         return f"SegmentedCaches({self.placement!r}, in place: {self.in_place})"
 
-    def submit_plan(self, old_owner: dict, new_owner: dict, key: str, worker: int = 0):
-        """A future of the plan, computed on worker ``worker`` from the owners alone; the
-        other workers fetch it from there and the master gathers it (ingress: the master
-        sends only the owners)."""
-        return self.client.submit(routed_only, self.placement, self.sizes, old_owner,
-                                  new_owner, key=f"{key}-plan", workers=[self.workers[worker]],
-                                  allow_other_workers=False, pure=False)
+    def start_plan(self, old_owner: dict, new_owner: dict, key: str, worker: int = 0
+                   ) -> tuple[str, str]:
+        """Have worker ``worker`` plan the reshuffle from the owners alone, in a thread
+        outside its task slots (:class:`RelayPlugin`); returns where to fetch it. The
+        master sends only the owners; it and the decoding workers fetch the plan there."""
+        address = self.workers[worker]
+        self.client.sync(self.client.rpc(address).dask_coded_shuffle_plan, key=key,
+                         args=to_serialize((self.placement, self.sizes, old_owner, new_owner)))
+        return address, key
 
-    def deliver(self, routed: Routed, plan, held: dict, key: str, new: dict,
+    def fetch_plan(self, planner: tuple[str, str]) -> Routed:
+        """The plan from the worker planning it (ingress for the master)."""
+        address, key = planner
+        return self.client.sync(self.client.rpc(address).dask_coded_shuffle_get_plan,
+                                key=key)["plan"]
+
+    def deliver(self, routed: Routed, planner: tuple, held: dict, key: str, new: dict,
                 part_key) -> None:
-        """Send ``routed`` (``plan``: the workers' copy of it); fill ``new[worker][p]``
+        """Send ``routed`` (``planner``: where the workers fetch it); fill ``new[worker][p]``
         with a future of each partition that moves to ``worker`` (key ``part_key(worker,
         p)``) and replace the stores."""
         c, W = self.client, self.workers
@@ -83,7 +93,7 @@ class SegmentedCaches:
             share = {p: held[w][p] for p in np.flatnonzero(old == i).tolist()}
             with dask.annotate(workers=[w], allow_other_workers=False):
                 result = delayed(decode_member, pure=False)(
-                    plan, i, {r: sources[r] for r in relays}, share, self.stores[w], outputs,
+                    planner, i, {r: sources[r] for r in relays}, share, self.stores[w], outputs,
                     dask_key_name=f"{key}-decode-w{i}")
                 parts += [(w, p, delayed(_part, pure=False)(result, p,
                                                             dask_key_name=part_key(w, p)))

@@ -157,10 +157,9 @@ class CodedShuffle:
         prefetched, self._next = self._next, None
         complete = sum(map(len, self.held.values())) == len(self.parts)  # nothing lost
         if prefetched is not None and not lost and complete:
-            shares, worker_plan = prefetched
+            shares, planner = prefetched
         else:
-            shares, worker_plan = self._deal(), None
-        self._plan_ahead(shares)
+            shares, planner = self._deal(), None
         before = bytecount.totals(self.client)
         t = time.perf_counter()
         planned = unicast = packets = coded_packets = 0
@@ -170,11 +169,10 @@ class CodedShuffle:
                          and complete)
             if segmented:
                 self._attempt = attempt
-                if worker_plan is None:
-                    worker_plan = self.segments.submit_plan(*self._owners(shares),
-                                                            self._prefix())
+                if planner is None:
+                    planner = self.segments.start_plan(*self._owners(shares), self._prefix())
                 # planned on a worker; the master gathers it from there (ingress only)
-                plan = routed = self.client.gather(worker_plan, direct=True)
+                plan = routed = self.segments.fetch_plan(planner)
                 packets += len(routed.nbytes)
             else:
                 caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
@@ -189,7 +187,7 @@ class CodedShuffle:
             try:
                 self._attempt = attempt  # in the keys: a retry after a loss never reuses a key
                 if segmented:
-                    self.segments.deliver(routed, worker_plan, self.held, key=self._prefix(),
+                    self.segments.deliver(routed, planner, self.held, key=self._prefix(),
                                           new=new, part_key=self._key)
                 else:
                     self._deliver(plan, new)
@@ -198,6 +196,8 @@ class CodedShuffle:
                     for p in shares[w]:
                         if p not in new[w]:
                             new[w][p] = self.held[w][p]
+                if attempt == 0:
+                    self._plan_ahead(shares)
             except (TimeoutError, OSError, KeyError):  # a scatter found its worker gone
                 # (KeyError: the scheduler forgot the worker between the data's arrival
                 # and the scatter's bookkeeping)
@@ -279,17 +279,20 @@ class CodedShuffle:
                 f"-a{self._attempt}")
 
     def _plan_ahead(self, shares: dict) -> None:
-        """Deal the next epoch now and let a worker plan its delivery during this one
-        (the owners after this epoch are ``shares``). Dropped if a worker is lost: the
-        next epoch then deals afresh among the survivors."""
+        """Deal the next epoch now and let a worker plan its delivery during this one, in
+        a thread beside its tasks (the owners after this epoch are ``shares``): the worker
+        with the least to receive. Dropped if a worker is lost: the next epoch then deals
+        afresh among the survivors."""
         if self.segments is None:
             return
         nxt = self._deal()
         old = {p: i for i, w in enumerate(self.workers) for p in shares[w]}
         new = {p: i for i, w in enumerate(self.workers) for p in nxt[w]}
         key = f"coded-shuffle-{self.token}-e{self.epoch + 1}-ahead"
-        self._next = (nxt, self.segments.submit_plan(old, new, key,
-                                                     worker=(self.epoch + 1) % len(self.workers)))
+        idle = min(range(len(self.workers)),
+                   key=lambda i: (len(shares[self.workers[i]] - set(self.held[self.workers[i]])),
+                                  i))
+        self._next = (nxt, self.segments.start_plan(old, new, key, worker=idle))
 
     def _owners(self, shares: dict) -> tuple[dict, dict]:
         """``{partition: worker index}`` now and after ``shares`` is dealt."""
