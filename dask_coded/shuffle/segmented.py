@@ -42,9 +42,9 @@ class SegmentedCaches:
     """The slice stores of ``workers`` under ``placement`` (workers by index)."""
 
     def __init__(self, client, placement: Placement, workers: list[str], parts: list,
-                 token: str, scatter_timeout: float):
+                 scatter_timeout: float):
         self.client, self.placement, self.workers = client, placement, list(workers)
-        self.parts, self.token, self.scatter_timeout = parts, token, scatter_timeout
+        self.parts, self.scatter_timeout = parts, scatter_timeout
         self.sizes = [int(np.asarray(p).nbytes) for p in parts]
         self.views = [as_bytes(p) for p in parts]  # the master's bytes, no copies
         self.stores: dict = {}
@@ -113,8 +113,9 @@ class SegmentedCaches:
         c, W = self.client, self.workers
         self.release()
         for j, w_j in enumerate(W):
-            cuts = [c.submit(cut_slices, self.placement, j, held[w_o], key=f"{key}-cut-w{o}-w{j}",
-                             workers=[w_o], allow_other_workers=False, pure=False)
+            cuts = [c.submit(cut_slices, self.placement, j, held[w_o],
+                             key=f"{key}-cut-w{o}-w{j}", workers=[w_o],
+                             allow_other_workers=False, pure=False)
                     for o, w_o in enumerate(W) if o != j and held[w_o]]
             self.stores[w_j] = c.submit(merge_slices, *cuts, key=f"{key}-store-w{j}",
                                         workers=[w_j], allow_other_workers=False, pure=False)

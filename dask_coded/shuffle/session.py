@@ -1,15 +1,18 @@
 """CodedShuffle: deal partitions afresh to the workers every epoch, with coded multicast.
 
 The client is the master: it holds the data set. Each epoch draws a new assignment
-(seeded), plans the delivery from what every worker holds (:func:`plan_delivery`) and
-carries it out with ordinary dask operations:
+(seeded) and delivers it with ordinary dask operations:
 
-* ``"uncoded"``: the master scatters every missing partition to its worker;
+* ``"uncoded"``: the master scatters every missing partition to its worker; workers
+  cache whole partitions (:func:`next_caches`);
 * ``"p2p"``: a worker copies a missing partition from a peer that holds it (dask's
   dependency transfer); the master sends only what no worker holds;
-* ``"coded"``: the master scatters each XOR packet *once*, to one member of its group;
-  the other members fetch it from there (peer to peer) and each decodes its partition
-  with a task that XORs out its cached parts.
+* ``"coded"``: XOR packets, each scattered *once* by the master and relayed by the
+  workers of its group. With the segment placement (:mod:`.placement`, carried out by
+  :mod:`.segmented` and the workers' :mod:`.relay` handlers) where it applies; else over
+  whole-partition caches (:func:`plan_delivery`): the master scatters each packet to one
+  member, the others fetch it as a dependency and each decodes its partition with a task
+  that XORs out its cached parts.
 
 Every partition a worker holds, share or cache, has a key of its own
 (``coded-shuffle-<token>-w<worker>-p<id>-e<epoch>``). A peer that fetches one as a
@@ -164,30 +167,30 @@ class CodedShuffle:
         t = time.perf_counter()
         planned = unicast = packets = coded_packets = 0
         for attempt in itertools.count():
+            self._attempt = attempt  # in the keys: a retry after a loss never reuses a key
             # segments need their slices in place and the workers of the last epoch
             segmented = (self.segments is not None and self.segments.in_place and not lost
                          and complete)
-            if segmented:
-                self._attempt = attempt
-                if planner is None:
-                    planner = self.segments.start_plan(*self._owners(shares), self._prefix())
-                # planned on a worker; the master gathers it from there (ingress only)
-                plan = routed = self.segments.fetch_plan(planner)
-                packets += len(routed.nbytes)
-            else:
-                caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
-                demands = {i: shares[w] for i, w in enumerate(self.workers)}
-                plan = plan_delivery(caches, demands, self.sizes,
-                                     coded=self.strategy == "coded")
-                packets += len(plan.packets)
-            planned += plan.master_bytes
-            unicast += plan.unicast_bytes
-            coded_packets += plan.coded_packets
             new: dict[str, dict[int, Any]] = {w: {} for w in self.workers}
             try:
-                self._attempt = attempt  # in the keys: a retry after a loss never reuses a key
                 if segmented:
-                    self.segments.deliver(routed, planner, self.held, key=self._prefix(),
+                    if planner is None:
+                        planner = self.segments.start_plan(*self._owners(shares),
+                                                           self._prefix())
+                    # planned on a worker; the master gathers it from there (ingress)
+                    plan = self.segments.fetch_plan(planner)
+                    packets += len(plan.nbytes)
+                else:
+                    caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
+                    demands = {i: shares[w] for i, w in enumerate(self.workers)}
+                    plan = plan_delivery(caches, demands, self.sizes,
+                                         coded=self.strategy == "coded")
+                    packets += len(plan.packets)
+                planned += plan.master_bytes
+                unicast += plan.unicast_bytes
+                coded_packets += plan.coded_packets
+                if segmented:
+                    self.segments.deliver(plan, planner, self.held, key=self._prefix(),
                                           new=new, part_key=self._key)
                 else:
                     self._deliver(plan, new)
@@ -198,9 +201,9 @@ class CodedShuffle:
                             new[w][p] = self.held[w][p]
                 if attempt == 0:
                     self._plan_ahead(shares)
-            except (TimeoutError, OSError, KeyError):  # a scatter found its worker gone
-                # (KeyError: the scheduler forgot the worker between the data's arrival
-                # and the scatter's bookkeeping)
+            except (TimeoutError, OSError, KeyError):  # a scatter or RPC found its worker
+                # gone (KeyError: the scheduler forgot the worker between the data's
+                # arrival and the scatter's bookkeeping)
                 gone = [w for w in self.workers if w not in set(live_workers(self.client))]
                 if not gone:
                     raise
@@ -317,7 +320,7 @@ class CodedShuffle:
                     f"{self.storage} for {len(self.parts)} partitions on "
                     f"{len(self.workers)} workers allows none")
             return None
-        return SegmentedCaches(self.client, placement, self.workers, self.parts, self.token,
+        return SegmentedCaches(self.client, placement, self.workers, self.parts,
                                self._scatter_timeout)
 
     def _deal(self) -> dict[str, set[int]]:

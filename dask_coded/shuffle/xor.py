@@ -116,10 +116,11 @@ def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict
 
     ``routed``: the :class:`~dask_coded.shuffle.placement.Routed` plan; ``relayed``:
     ``{relay: bytes}``, this worker's packets of each relay's bundle, end to end in
-    bundle order (:func:`member_ranges`); ``share``: the partitions ``worker`` owned (whole); ``store``:
-    its slices ``{p: bytes}``; ``outputs``: ``{p: (shape, dtype)}`` of the partitions it
-    receives. For every packet it is in, XOR the other members' streams (read from the
-    share or the store) out of the packet: what remains is its own stream. Returns
+    bundle order (:func:`member_ranges`); ``share``: the partitions ``worker`` owned
+    (whole); ``store``: its slices ``{p: bytes}``; ``outputs``: ``{p: (shape, dtype)}``
+    of the partitions it receives. For every packet it is in, XOR the other members'
+    streams (read from the share or the store) out of the packet: what remains is its own
+    stream. Returns
     ``{"parts": {p: array}, "store": new store}``; the new store drops what ``worker``
     now owns and adds its slices of what it gave up, so the placement stays in place.
     """
