@@ -35,10 +35,12 @@ import itertools
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from .planner import Plan
 
 Piece = tuple[int, int, int]  # (partition id, first byte, end byte)
 
@@ -126,30 +128,19 @@ class SegmentPacket:
     def workers(self) -> tuple[int, ...]:
         return tuple(w for w, _ in self.streams)
 
-
-@dataclass
-class SegmentPlan:
-    """The packets of one structured reshuffle; the master sends each once."""
-
-    packets: list[SegmentPacket] = field(default_factory=list)
-    unicast_bytes: int = 0  # the missing bytes, each sent to its worker on its own
+    @property
+    def members(self) -> int:
+        return len(self.streams)
 
     @property
-    def master_bytes(self) -> int:
-        return sum(p.nbytes for p in self.packets)
+    def coded(self) -> bool:
+        return self.members > 1
 
-    @property
-    def relay_bytes(self) -> int:
-        return sum(p.nbytes * (len(p.streams) - 1) for p in self.packets)
 
-    @property
-    def coded_packets(self) -> int:
-        return sum(len(p.streams) > 1 for p in self.packets)
-
-    def __repr__(self) -> str:
-        gain = self.unicast_bytes / self.master_bytes if self.master_bytes else float("nan")
-        return (f"SegmentPlan({len(self.packets)} packets, {self.coded_packets} coded; master "
-                f"{self.master_bytes} B vs unicast {self.unicast_bytes} B ({gain:.2f}x))")
+@dataclass(repr=False)
+class SegmentPlan(Plan):
+    """The :class:`SegmentPacket` s of one structured reshuffle, costed as a :class:`Plan`
+    (``unicast_bytes``: the missing bytes, each sent to its worker on its own)."""
 
     def verify(self, placement: Placement, sizes: Sequence[int],
                old_owner: Mapping[int, int], new_owner: Mapping[int, int]) -> None:
@@ -300,9 +291,13 @@ class Routed:
         return int(self.nbytes.sum())
 
     @property
+    def members(self) -> np.ndarray:
+        """Members of each packet (``pos == 0`` marks a stream's first piece)."""
+        return np.bincount(self.packet[self.pos == 0], minlength=len(self.nbytes))
+
+    @property
     def coded_packets(self) -> int:
-        """Packets with more than one member (``pos == 0`` marks a stream's first piece)."""
-        return int((np.bincount(self.packet[self.pos == 0], minlength=len(self.nbytes)) > 1).sum())
+        return int((self.members > 1).sum())
 
 
 def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],

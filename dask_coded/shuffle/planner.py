@@ -34,6 +34,15 @@ class Packet:
     def workers(self) -> tuple[int, ...]:
         return tuple(w for w, _ in self.serves)
 
+    @property
+    def members(self) -> int:
+        return len(self.serves)
+
+    @property
+    def coded(self) -> bool:
+        """An XOR of several partitions (not one partition multicast)."""
+        return len(self.parts) > 1
+
 
 @dataclass
 class Plan:
@@ -53,16 +62,17 @@ class Plan:
 
     @property
     def relay_bytes(self) -> int:
-        return sum(p.nbytes * (len(p.serves) - 1) for p in self.packets)
+        return sum(p.nbytes * (p.members - 1) for p in self.packets)
 
     @property
     def coded_packets(self) -> int:
-        return sum(len(p.parts) > 1 for p in self.packets)
+        return sum(p.coded for p in self.packets)
 
     def __repr__(self) -> str:
         gain = self.unicast_bytes / self.master_bytes if self.master_bytes else float("nan")
-        return (f"Plan({len(self.packets)} packets, {self.coded_packets} coded; master "
-                f"{self.master_bytes} B vs unicast {self.unicast_bytes} B ({gain:.2f}x))")
+        return (f"{type(self).__name__}({len(self.packets)} packets, {self.coded_packets} "
+                f"coded; master {self.master_bytes} B vs unicast {self.unicast_bytes} B "
+                f"({gain:.2f}x))")
 
     def verify(self, caches: Mapping[int, set], demands: Mapping[int, set]) -> None:
         """Raise ``AssertionError`` unless every request is served once and decodable."""

@@ -54,7 +54,7 @@ def bundles(routed, views: list) -> dict[int, np.ndarray]:
     The packets with a member of rank ``j`` are a prefix of the
     bundle, so each rank is one XOR of a gathered stream into that prefix."""
     R, out = routed, {}
-    members = np.bincount(R.packet[R.pos == 0], minlength=len(R.nbytes))  # first pieces
+    members = R.members
     for r in np.unique(R.relay).tolist():
         mine = R.relay == r
         buf = np.zeros(int(R.nbytes[mine].sum()), dtype=np.uint8)
@@ -125,7 +125,7 @@ def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict
     now owns and adds its slices of what it gave up, so the placement stays in place.
     """
     R, pl, sizes = routed, routed.placement, routed.sizes
-    members = np.bincount(R.packet[R.pos == 0], minlength=len(R.nbytes))  # first pieces
+    members = R.members
     # the packets this worker is in, more members first, end to end: the packets with
     # a j-th other member are then a prefix
     inside = np.zeros(len(R.nbytes), dtype=bool)
