@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from dask.utils import parse_timedelta
 from distributed import wait
+from distributed.utils import CancelledError
 
 from .. import config
 from ..errors import CodedError, TooFewWorkersError
@@ -289,19 +290,20 @@ class CodedShuffle:
         if self.segments is None:
             return
         nxt = self._deal()
-        old = {p: i for i, w in enumerate(self.workers) for p in shares[w]}
-        new = {p: i for i, w in enumerate(self.workers) for p in nxt[w]}
+        old, new = self._index(shares), self._index(nxt)
         key = f"coded-shuffle-{self.token}-e{self.epoch + 1}-ahead"
         idle = min(range(len(self.workers)),
                    key=lambda i: (len(shares[self.workers[i]] - set(self.held[self.workers[i]])),
                                   i))
         self._next = (nxt, self.segments.start_plan(old, new, key, worker=idle))
 
+    def _index(self, assignment: dict) -> dict[int, int]:
+        """``{partition: worker index}`` of ``{worker: partitions}``."""
+        return {p: i for i, w in enumerate(self.workers) for p in assignment[w]}
+
     def _owners(self, shares: dict) -> tuple[dict, dict]:
         """``{partition: worker index}`` now and after ``shares`` is dealt."""
-        old = {p: i for i, w in enumerate(self.workers) for p in self.held[w]}
-        new = {p: i for i, w in enumerate(self.workers) for p in shares[w]}
-        return old, new
+        return self._index(self.held), self._index(shares)
 
     def _prefix(self) -> str:
         return f"coded-shuffle-{self.token}-e{self.epoch}-a{self._attempt}"
@@ -333,7 +335,7 @@ class CodedShuffle:
         while True:
             try:
                 wait(futures, timeout=0.5)
-            except TimeoutError:
+            except (TimeoutError, CancelledError):  # cancelled: a holder died, it may be
                 pass
             if all(f.status == "finished" for f in futures):
                 return []
@@ -342,7 +344,7 @@ class CodedShuffle:
             if gone:
                 return gone
             for f in futures:
-                if f.status == "error":
+                if f.status in ("error", "cancelled"):
                     f.result()  # a real failure (not a lost worker): raise it
 
     def _redeal(self, shares: dict, gone: list[str], new: dict) -> dict:
