@@ -130,7 +130,7 @@ class CodedShuffle:
         # how long a scatter waits for its (running) worker: a dead one fails it quickly
         self._scatter_timeout = parse_timedelta(config.get("shuffle.scatter-timeout"))
         self._placement_choice = placement
-        self._next = None  # (shares, future of the workers' plan) of the next epoch
+        self._next = None  # the next epoch: (shares, where a worker plans its delivery)
         self.segments: SegmentedCaches | None = self._segmented_caches()
         self._amm_was_running = bool(client.amm.running())
         client.amm.stop()
