@@ -62,6 +62,29 @@ def run(client, parts, storage, strategy, epochs, warmup, mbps=None, seed=0):
         sh.close()
 
 
+def planner_table(workers, alphas, per_worker: int, epochs: int = 5) -> None:
+    """``--planner``: the segment planner's load (partitions per epoch) on random deals
+    against :func:`theory.shuffle_load` ``("segments")`` (perfectly even demands) and the
+    worst-case floor :func:`theory.shuffle_lower_bound`; no cluster, seconds."""
+    from dask_coded.shuffle import Placement, plan_segments
+
+    print("| n | alpha | planner | even demands | ratio | lower bound (worst case) |")
+    print("|---|---|---|---|---|---|")
+    for n in workers:
+        for alpha in alphas:
+            q = per_worker * n
+            storage = q // n + int(round(alpha * q))
+            rng = np.random.default_rng(n)
+            deals = [{int(p): w for w, a in enumerate(np.array_split(rng.permutation(q), n))
+                      for p in a} for _ in range(epochs + 1)]
+            pl = Placement.for_storage(n, q, storage)
+            load = np.mean([plan_segments(pl, [6000] * q, a, b).master_bytes / 6000
+                            for a, b in zip(deals, deals[1:])])
+            even = theory.shuffle_load("segments", q, n, storage)
+            print(f"| {n} | {alpha} | {load:.2f} | {even:.2f} | {load / even:.2f} | "
+                  f"{theory.shuffle_lower_bound(q, n, storage):.2f} |", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--workers", default="4,8,12")
@@ -71,7 +94,13 @@ def main(argv=None) -> int:
     p.add_argument("--per-worker", type=int, default=12, help="partitions per worker (q / n)")
     p.add_argument("--kib", type=int, default=256, help="partition size")
     p.add_argument("--mbps", type=float, default=5.0, help="master link when throttled")
+    p.add_argument("--planner", action="store_true",
+                   help="only the planner against the theory (no cluster)")
     args = p.parse_args(argv)
+    if args.planner:
+        planner_table([int(v) for v in args.workers.split(",")],
+                      [float(a) for a in args.alphas.split(",")], args.per_worker)
+        return 0
     from distributed import Client, LocalCluster
 
     print("| n | alpha | strategy | caches | master MB/epoch | payload/planned | control KB/epoch "
