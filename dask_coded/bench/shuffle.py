@@ -3,8 +3,8 @@
     python benchmarks/bench_shuffle.py [--workers 4,8,12 --alphas 0.1,0.25,0.5 --epochs 20]
     python -m dask_coded bench shuffle [same options]
 
-For each cluster size n (a LocalCluster of n worker processes; the client is the master
-and the scheduler shares its process) and cached fraction alpha, ``q = 12 n`` partitions
+For each cluster size n (a ``SubprocessCluster``: the scheduler and n workers in processes
+of their own; this client is the master, holding the data) and cached fraction alpha, ``q = 12 n`` partitions
 (``--per-worker``) of ``--kib`` KiB (256) are dealt afresh every epoch; each worker
 stores its share plus ``alpha q`` more (``storage = q/n + alpha q``). Every strategy runs
 the same assignments (same seed) for ``--epochs`` epochs, first with the master's link
@@ -14,11 +14,12 @@ The rate is low because the partitions are small: the per-segment bookkeeping of
 does not grow with the partition, so 5 MB/s with 256 KiB partitions stands for a faster
 link with larger partitions (100 MB/s with 5 MB ones, but for the XOR work, which grows).
 
-Prints per setting: master egress per epoch (all bytes the client and scheduler wrote,
-measured from the transport), the payload part of it against the planner's prediction,
-dask's control traffic (task and state messages), peer bytes, coded / uncoded master
-egress next to the paper's prediction ``1 / ((alpha + 1/n) n)`` (the target is 1.15 times
-it) and Maddah-Ali–Niesen's, and the throttled wall time. The coded strategy uses the
+Prints per setting, measured from the transport: the master's egress per epoch (all bytes
+this client wrote), its payload against the planner's prediction, its control messages,
+what the scheduler wrote (task and state messages, counted apart), peer bytes; coded /
+uncoded master egress, also with the scheduler's bytes added, next to the paper's
+prediction ``1 / ((alpha + 1/n) n)`` (the target is 1.15 times it) and
+Maddah-Ali–Niesen's; wall time per epoch, unthrottled and throttled. The coded strategy uses the
 segment placement where it applies (``placement="auto"``; the column says which). The
 first epochs are left out of the averages: the initial load (nothing cached) and the
 epochs in which whole-partition caches still fill (``ceil(storage / (q/n))`` epochs in
@@ -101,17 +102,22 @@ def main(argv=None) -> int:
         planner_table([int(v) for v in args.workers.split(",")],
                       [float(a) for a in args.alphas.split(",")], args.per_worker)
         return 0
-    from distributed import Client, LocalCluster
+    from distributed import Client
+    from distributed.deploy.subprocess import SubprocessCluster
 
-    print("| n | alpha | strategy | caches | master MB/epoch | payload/planned | control KB/epoch "
-          "| peer MB/epoch | /uncoded | paper | MN | s/epoch | s/epoch throttled |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("| n | alpha | strategy | caches | master MB/epoch | payload/planned | master control KB "
+          "| scheduler KB | peer MB/epoch | /uncoded | with scheduler | paper | MN | s/epoch "
+          "| s/epoch throttled |")
+    print("|" + "---|" * 15, flush=True)
     for n in [int(v) for v in args.workers.split(",")]:
         q = args.per_worker * n
         rng = np.random.default_rng(n)
         parts = [rng.standard_normal(args.kib * 128) for _ in range(q)]
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        # the scheduler in a process of its own: the master (this client) and the
+        # scheduler are counted apart, and the throttle is on the master's sends only
+        with SubprocessCluster(n_workers=n, threads_per_worker=1,
+                               dashboard_address=":0") as cluster, Client(cluster) as client:
+            client.wait_for_workers(n)
             for alpha in [float(a) for a in args.alphas.split(",")]:
                 storage = q // n + int(round(alpha * q))
                 warm = warmup_epochs(q, n, storage)
@@ -120,23 +126,33 @@ def main(argv=None) -> int:
                     res[s], how[s] = run(client, parts, storage, s, args.epochs, warm)
                 slow = {s: run(client, parts, storage, s, args.throttled_epochs, warm,
                                mbps=args.mbps)[0] for s in STRATEGIES}
-                unc = np.mean([r.master_bytes for r in res["uncoded"]])
+
+                def mean(rs, f):
+                    return float(np.mean([f(r) for r in rs]))
+
+                def client_bytes(r):
+                    return r.master_bytes - r.scheduler_bytes
+
+                unc = mean(res["uncoded"], client_bytes)
+                unc_all = mean(res["uncoded"], lambda r: r.master_bytes)
                 paper = q / (n * storage)  # 1 / ((alpha + 1/n) n), alpha = storage/q - 1/n
                 mn = (theory.shuffle_load("coded-caching", q, n, storage)
                       / theory.shuffle_load("uncoded", q, n, storage))
                 for s in STRATEGIES:
                     rs = res[s]
-                    master = np.mean([r.master_bytes for r in rs])
-                    payload = np.mean([r.master_data_bytes for r in rs])
-                    planned = np.mean([r.planned_master_bytes for r in rs])
+                    master = mean(rs, client_bytes)
+                    payload = mean(rs, lambda r: r.master_data_bytes)
                     # p2p's master sends only what no peer holds: the plan does not model it
-                    ratio = payload / planned if s != "p2p" else float("nan")
+                    ratio = (payload / mean(rs, lambda r: r.planned_master_bytes)
+                             if s != "p2p" else float("nan"))
                     print(f"| {n} | {alpha} | {s} | {how[s]} | {master / 1e6:.2f} | "
                           f"{ratio:.4f} | {(master - payload) / 1e3:.0f} | "
-                          f"{np.mean([r.peer_bytes for r in rs]) / 1e6:.2f} | "
-                          f"{master / unc:.3f} | {paper:.3f} | {mn:.3f} | "
-                          f"{np.mean([r.seconds for r in rs]):.3f} | "
-                          f"{np.mean([r.seconds for r in slow[s]]):.3f} |", flush=True)
+                          f"{mean(rs, lambda r: r.scheduler_bytes) / 1e3:.0f} | "
+                          f"{mean(rs, lambda r: r.peer_bytes) / 1e6:.2f} | "
+                          f"{master / unc:.3f} | "
+                          f"{mean(rs, lambda r: r.master_bytes) / unc_all:.3f} | "
+                          f"{paper:.3f} | {mn:.3f} | {mean(rs, lambda r: r.seconds):.3f} | "
+                          f"{mean(slow[s], lambda r: r.seconds):.3f} |", flush=True)
     return 0
 
 

@@ -59,6 +59,7 @@ class EpochReport:
     epoch: int
     master_bytes: int  # written by the client and the scheduler
     master_data_bytes: int  # the part of master_bytes that carried partitions or packets
+    scheduler_bytes: int  # the scheduler's part (0 when it runs in the client's process)
     peer_bytes: int  # written by the workers
     planned_master_bytes: int
     unicast_bytes: int  # what one unicast per request would cost the master
@@ -241,6 +242,7 @@ class CodedShuffle:
             + (after["scheduler"] - before["scheduler"]),
             master_data_bytes=(after["client_data"] - before["client_data"])
             + (after["scheduler_data"] - before["scheduler_data"]),
+            scheduler_bytes=after["scheduler"] - before["scheduler"],
             peer_bytes=sum(after["workers"].get(w, 0) - before["workers"].get(w, 0)
                            for w in self.workers),
             planned_master_bytes=planned,
