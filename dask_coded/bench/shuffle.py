@@ -115,8 +115,9 @@ def main(argv=None) -> int:
         parts = [rng.standard_normal(args.kib * 128) for _ in range(q)]
         # the scheduler in a process of its own: the master (this client) and the
         # scheduler are counted apart, and the throttle is on the master's sends only
-        with SubprocessCluster(n_workers=n, threads_per_worker=1,
-                               dashboard_address=":0") as cluster, Client(cluster) as client:
+        with SubprocessCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0",
+                               worker_class="distributed.Worker"  # no nanny processes
+                               ) as cluster, Client(cluster) as client:
             client.wait_for_workers(n)
             for alpha in [float(a) for a in args.alphas.split(",")]:
                 storage = q // n + int(round(alpha * q))
