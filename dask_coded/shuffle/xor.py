@@ -1,8 +1,11 @@
 """XOR packets on raw bytes: every dtype round-trips bit-exact.
 
-A packet is the XOR of the byte views of its parts, each zero-padded to the packet's
-length; a member recovers its part by XOR-ing out the parts it caches, then reads its
-bytes back with the part's dtype and shape.
+Whole partitions (:func:`xor_packet`, :func:`decode_part`): a packet is the XOR of the
+byte views of its parts, each zero-padded to the packet's length; a member recovers its
+part by XOR-ing out the parts it caches, then reads its bytes back with the part's dtype
+and shape. Segments (:func:`bundles`, :func:`decode_segments`): the same on byte ranges
+of partitions, a packet's streams all equally long; plus the slices a worker caches
+(:func:`cut_slices`).
 """
 
 from __future__ import annotations
@@ -50,9 +53,9 @@ def gather(buf: np.ndarray, starts, lengths) -> np.ndarray:
 
 def bundles(routed, views: list) -> dict[int, np.ndarray]:
     """``{relay: bundle}``: every packet's payload, the XOR of its members' streams, laid
-    out in its relay's bundle. ``views``: each partition's bytes (:func:`as_bytes`).
-    The packets with a member of rank ``j`` are a prefix of the
-    bundle, so each rank is one XOR of a gathered stream into that prefix."""
+    out in its relay's bundle. ``views``: each partition's bytes (:func:`as_bytes`). The
+    packets with a member of rank ``j`` are a prefix of the bundle, so each rank is one
+    XOR of a gathered stream into that prefix."""
     R, out = routed, {}
     members = R.members
     for r in np.unique(R.relay).tolist():
@@ -194,7 +197,6 @@ def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict
         out[p][a:b] = streams[s:s + b - a]
     parts = {p: out[p].view(np.dtype(dt)).reshape(shape) for p, (shape, dt) in outputs.items()}
     new_store = {q: v for q, v in store.items() if R.new_owner[q] != worker}
-    for q, v in share.items():
-        if R.new_owner[q] != worker:
-            new_store[q] = take_ranges(v, pl.cached_ranges(worker, int(sizes[q])))
+    new_store.update(cut_slices(pl, worker, {q: v for q, v in share.items()
+                                             if R.new_owner[q] != worker}))
     return {"parts": parts, "store": new_store}
