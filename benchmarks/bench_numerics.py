@@ -23,7 +23,7 @@ import numpy as np
 
 import dask_coded as dc
 from dask_coded.codes import FAMILIES, MAX_N
-from dask_coded.survivors import generator_rows
+from dask_coded.codes.survivors import generator_rows
 
 PAIRS = [(6, 4), (12, 8), (12, 9), (16, 12), (20, 16), (24, 16), (24, 20), (30, 26), (32, 24)]
 

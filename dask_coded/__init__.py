@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from . import config  # noqa: F401  (registers the coded.* dask.config defaults)
 from . import theory, workers  # noqa: F401  (dc.theory, dc.workers)
-from .audit import CodeAudit, audit, worst_case_error
-from .codes import MDSCode, make_code
-from .first_k import FirstKPlugin
-from .matmul import CodedMatrix, encode
-from .regression import RegressionResult, linear_regression
+from ._scheduler import FirstKPlugin
+from .apps import RegressionResult, linear_regression
+from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error
+from .matrix import CodedMatrix, encode
 from .rewrite import CodedOptimizer, coded_matmul
 from .shuffle import CodedShuffle
 from .stragglers import (

@@ -7,8 +7,7 @@ import warnings
 
 import numpy as np
 
-from .audit import audit
-from .codes import make_code
+from .codes import audit, make_code
 
 
 def run_demo(n: int = 6, k: int = 4, seed: int = 0, slow_seconds: float = 2.0,
@@ -21,7 +20,7 @@ def run_demo(n: int = 6, k: int = 4, seed: int = 0, slow_seconds: float = 2.0,
     import dask.array as da
     from distributed import Client, LocalCluster, wait
 
-    from .matmul import encode
+    from .matrix import encode
     from .stragglers import SlowWorkers, StragglerPlugin
     from .workers import worker_info
 

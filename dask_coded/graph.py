@@ -1,89 +1,73 @@
-"""Graph construction for coded products (the kernels live in :mod:`dask_coded.kernels`).
+"""The one graph builder: a scheme and its operands -> encode, product and decode tasks.
 
-Key names are the contract with :class:`dask_coded.first_k.FirstKPlugin`:
+:meth:`CodedMatrix.dot <dask_coded.matrix.CodedMatrix.dot>`, :func:`dask_coded.encode`
+and the rewrite (:mod:`dask_coded.rewrite`) all build their coded tasks here; the key
+names follow :mod:`dask_coded.keys`, which the scheduler plugin reads.
 
-* ``("coded-block-<token>", j)``: coded block ``j`` of an encoded matrix, pinned to one worker;
-* ``("coded-enc-<token>", j, c)``: coded block ``j`` encoded inside a rewritten graph; the
-  plugin spreads ``j = 0..n-1`` over distinct workers (loosely: any worker if that one goes);
-* ``("coded-prod-k<k>-<token>", c, j)``: coded block ``j`` times column block ``c`` of x;
-  the plugin reads ``k`` from the name and pins the task where its block lives;
-* ``("coded-dec-<token>", 0[, c])``: the decode; depends on all ``n`` products, so the
-  graph is correct on every scheduler, and the plugin lets it start after any ``k``.
+A *product group* is the ``n_blocks`` products of one output block plus its decode. The
+decode depends on every product, so the graph is correct on any scheduler; the scheduler
+plugin lets the decode start once ``threshold`` products are in memory.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from dask._task_spec import List, Task, TaskRef
 
-from .codes import MDSCode
-from .kernels import Layout, coded_product, decode_products, first_k_threads
-
-BLOCK_PREFIX = "coded-block-"
-ENCODE_PREFIX = "coded-enc-"
-PRODUCT_PREFIX = "coded-prod-"
-DECODE_PREFIX = "coded-dec-"
-_PRODUCT_K = re.compile(r"^coded-prod-k(\d+)-")
+from .keys import ENCODE_PREFIX, product_name
+from .kernels import coded_product, decode_products, encode_chunks, race_products
+from .schemes import Scheme
 
 
-def key_name(key) -> str:
-    """The name part of a dask key (``key[0]`` of a tuple key)."""
-    return str(key[0] if isinstance(key, tuple) else key)
+def _ref(value: Any) -> Any:
+    """A graph argument: a key becomes a ``TaskRef``; arrays and graph nodes stay."""
+    if isinstance(value, (np.ndarray, TaskRef, List)):
+        return value
+    return TaskRef(value)
 
 
-def product_k(key) -> int | None:
-    """``k`` of a coded product key, or ``None`` when ``key`` is not a coded product."""
-    m = _PRODUCT_K.match(key_name(key))
-    return int(m.group(1)) if m else None
+def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int = 0) -> dict:
+    """Tasks ``("coded-enc-<token>", j, column)`` encoding coded block ``j`` from A's row
+    chunk keys ``row_chunks`` (any row chunking: the kernel re-splits)."""
+    refs = [_ref(key) for key in row_chunks]
+    name = f"{ENCODE_PREFIX}{token}"
+    return {
+        (name, j, column): Task((name, j, column), encode_chunks, scheme, j, *refs)
+        for j in range(scheme.n_blocks)
+    }
 
 
-def is_block(key) -> bool:
-    """A resident coded block (from :func:`dask_coded.encode`)."""
-    return key_name(key).startswith(BLOCK_PREFIX)
-
-
-def is_encode(key) -> bool:
-    """A coded block encoded inside a rewritten graph: ``("coded-enc-<token>", j, c)``."""
-    return key_name(key).startswith(ENCODE_PREFIX)
-
-
-def product_name(k: int, token: str) -> str:
-    return f"{PRODUCT_PREFIX}k{k}-{token}"
-
-
-def coded_matmul_tasks(
+def product_group(
+    scheme: Scheme,
     token: str,
-    code: MDSCode,
-    layout: Layout,
     blocks: Sequence,
-    x_keys: Sequence,
-    out_keys: Sequence,
-    local: bool,
+    operand: Any,
+    decode_key: Any,
+    *,
+    index: tuple = (),
+    local: bool = False,
+    product=coded_product,
 ) -> dict:
-    """Tasks computing ``out_keys[c] = A @ x[c]`` for each column block ``c`` of x
-    (``x_keys[c]``: a key, or a numpy array to embed).
+    """Tasks computing ``decode_key = A @ operand`` from coded ``blocks``.
 
-    ``blocks`` are the ``n`` coded blocks: references to keys resident on the cluster
-    (``local=False``: ``n`` product tasks and a decode per column block), or numpy arrays
-    (``local=True``: one task per column block racing the ``n`` products in threads).
+    ``blocks`` are the scheme's ``n_blocks`` coded blocks: keys resident on the cluster
+    (``n_blocks`` tasks ``("coded-prod-t<threshold>-<token>", *index, j)`` and a decode
+    that depends on all of them), or numpy arrays (``local=True``: one task racing the
+    products in threads). ``operand`` is a key, a graph node, or a numpy array embedded in
+    each product (then no extra task exists that a slow worker could hold up).
     """
-    tasks = {}
-    prod = product_name(code.k, token)
-    for c, (x_key, out_key) in enumerate(zip(x_keys, out_keys)):
-        # a key of x's graph, or x's values themselves (embedded in each product: no
-        # extra task that a slow worker could hold up)
-        x_ref = x_key if isinstance(x_key, np.ndarray) else TaskRef(x_key)
-        if local:
-            tasks[out_key] = Task(out_key, first_k_threads, code, layout, List(*blocks), x_ref)
-            continue
-        refs = []
-        for j, block in enumerate(blocks):
-            key = (prod, c, j)
-            block_ref = block if isinstance(block, TaskRef) else TaskRef(block)
-            tasks[key] = Task(key, coded_product, block_ref, x_ref)
-            refs.append(TaskRef(key))
-        tasks[out_key] = Task(out_key, decode_products, code, layout, *refs)
+    x = _ref(operand)
+    if local:
+        return {decode_key: Task(decode_key, race_products, scheme, List(*blocks), x, product)}
+    name = product_name(scheme.threshold, token)
+    tasks: dict = {}
+    refs = []
+    for j, block in enumerate(blocks):
+        key = (name, *index, j)
+        tasks[key] = Task(key, product, _ref(block), x)
+        refs.append(TaskRef(key))
+    tasks[decode_key] = Task(decode_key, decode_products, scheme, *refs)
     return tasks

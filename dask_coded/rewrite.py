@@ -7,7 +7,7 @@ default optimizer (which would otherwise fuse the matmul layer away). The output
 those of the original layer, so the rest of the graph is untouched.
 
 * A plain dask A is encoded inside the graph (``n`` encode tasks per column block of A);
-  products and decode follow, and :class:`~dask_coded.first_k.FirstKPlugin` starts the
+  products and decode follow, and :class:`~dask_coded._scheduler.FirstKPlugin` starts the
   decode after the first ``k`` products.
 * A that was encoded with :func:`dask_coded.encode` (same dask array, or its ``.T``) reuses
   the resident coded blocks instead: only x travels.
@@ -24,11 +24,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dask
+import numpy as np
 from dask._task_spec import List, Task, TaskRef
 from dask.array.optimization import optimize as default_array_optimize
 from dask.array.routines import _matmul, _tensordot
@@ -36,42 +36,22 @@ from dask.blockwise import Blockwise
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask.tokenize import tokenize
 
-from .codes import MDSCode, make_code
-from .graph import DECODE_PREFIX, ENCODE_PREFIX, product_name
-from .kernels import (
-    Layout,
-    decode_products,
-    encode_and_race,
-    encode_chunks,
-    first_k_threads,
-    linear_product,
-    take_rows,
-    zero_rows,
-)
+from . import resident as residents
+from .codes import make_code
+from .graph import encode_tasks, product_group
+from .keys import DECODE_PREFIX
+from .kernels import encode_and_race, linear_product, take_rows, zero_rows
+from .resident import Resident
+from .schemes import MDSScheme, Scheme
+from .workers import default_client
 
 LINEAR_IN_A = (_matmul, _tensordot)
-
-# dask array name of an encoded matrix (A, or A.T for transpose=True) -> CodedMatrix
-_RESIDENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-
-
-def register_resident(name: str, matrix) -> None:
-    """Let :class:`CodedOptimizer` reuse ``matrix``'s coded blocks for dask array ``name``."""
-    _RESIDENT[name] = matrix
-
-
-@dataclass(frozen=True)
-class Resident:
-    """What a rewrite needs of an encoded matrix: its code, layout and blocks."""
-
-    code: MDSCode
-    layout: Layout
-    shape: tuple
-    blocks: tuple  # block keys (distributed) or numpy arrays (local)
 
 
 @dataclass(frozen=True)
 class _Match:
+    """A codable layer: left operand ``a`` (its row chunks ``rows``), right operand ``b``."""
+
     a: str
     a_ind: tuple
     b: str
@@ -91,21 +71,15 @@ class CodedOptimizer:
         make_code(n, k, kind)  # validate n, k, kind now, where the user called us
         self.n, self.k, self.kind, self.local = n, k, kind, local
         self._resident = resident
-        self.rewrites: list[tuple[str, int, int]] = []
+        self.rewrites: list[tuple[str, int, int, bool]] = []
 
     def __reduce__(self):
         # pickled <=> shipped to a distributed scheduler: build the distributed form there
         return (CodedOptimizer, (self.n, self.k, self.kind, False, self.resident(local=False)))
 
-    def resident(self, local: bool) -> dict:
-        if self._resident is not None:
-            return self._resident
-        out = {}
-        for name, m in list(_RESIDENT.items()):
-            if m.local == local and m.blocks:
-                blocks = tuple(m.blocks) if local else tuple(f.key for f in m.blocks)
-                out[name] = Resident(m.code, m.layout, m.shape, blocks)
-        return out
+    def resident(self, local: bool) -> dict[str, Resident]:
+        """Resident encodings to reuse, by dask array name."""
+        return self._resident if self._resident is not None else residents.snapshot(local)
 
     def __call__(self, dsk, keys, **kwargs):
         if isinstance(dsk, HighLevelGraph):
@@ -126,24 +100,26 @@ class CodedOptimizer:
             res = resident.get(match.a)
             if res is not None and res.shape != (sum(match.rows), res.shape[1]):
                 res = None
-            code = res.code if res is not None else make_code(self.n, self.k, self.kind)
-            layers[name] = MaterializedLayer(self._coded_tasks(name, layer, match, code, res))
-            self.rewrites.append((name, code.n, code.k, res is not None))
+            if res is not None:
+                scheme = res.scheme
+            else:
+                scheme = MDSScheme(make_code(self.n, self.k, self.kind), sum(match.rows))
+            layers[name] = MaterializedLayer(self._coded_tasks(name, layer, match, scheme, res))
+            self.rewrites.append((name, scheme.code.n, scheme.code.k, res is not None))
         if all(layers[n] is hlg.layers[n] for n in layers):
             return hlg
         return HighLevelGraph(layers, dict(hlg.dependencies))
 
-    def _coded_tasks(self, name: str, layer: Blockwise, m: _Match, code: MDSCode,
+    def _coded_tasks(self, name: str, layer: Blockwise, m: _Match, scheme: Scheme,
                      res: Resident | None) -> dict:
-        rows_total = sum(m.rows)
-        layout = res.layout if res is not None else Layout.for_code(code, rows_total)
+        """The layer's output keys, computed from coded tasks: per output block ``g``, a
+        product group (its coded blocks resident, or encoded in this graph), then the
+        decoded rows cut back into the layer's row chunks."""
         func, kwargs = layer.task.func, dict(layer.task.kwargs)
-        product = functools.partial(linear_product, func, kwargs)
         out = layer.output_indices
         contracted = m.a_ind[1]
-        b_axis = m.b_ind.index(contracted)
-        tok = tokenize(name, code.n, code.k, code.kind, res is not None)
-        enc, prod, dec = f"{ENCODE_PREFIX}{tok}", product_name(code.k, tok), f"{DECODE_PREFIX}{tok}"
+        tok = tokenize(name, scheme, res is not None)
+        dec = f"{DECODE_PREFIX}{tok}"
         offsets = list(itertools.accumulate(m.rows, initial=0))
         tasks: dict = {}
 
@@ -166,34 +142,26 @@ class CodedOptimizer:
                     tasks[key] = Task(key, zero_rows, TaskRef(first), offsets[i], offsets[i + 1])
                 continue
             if res is not None:
-                b_refs = [TaskRef(block_key(m.b, m.b_ind, {**coord, contracted: c}))
-                          for c in range(layer.dims[contracted])]
-                b_arg, prod_fn = List(*b_refs), functools.partial(
-                    linear_product, func, kwargs, b_axis=b_axis)
+                operand = List(*[TaskRef(block_key(m.b, m.b_ind, {**coord, contracted: c}))
+                                 for c in range(layer.dims[contracted])])
+                product = functools.partial(linear_product, func, kwargs,
+                                            b_axis=m.b_ind.index(contracted))
+                blocks = res.blocks
             else:
-                b_arg, prod_fn = TaskRef(block_key(m.b, m.b_ind, coord)), product
-                a_refs = [TaskRef(block_key(m.a, m.a_ind, coord, i)) for i in range(len(m.rows))]
-            if self.local:
-                if res is not None:
-                    tasks[dec_key] = Task(dec_key, first_k_threads, code, layout,
-                                          List(*res.blocks), b_arg, prod_fn)
+                operand = TaskRef(block_key(m.b, m.b_ind, coord))
+                product = functools.partial(linear_product, func, kwargs)
+                a_keys = [block_key(m.a, m.a_ind, coord, i) for i in range(len(m.rows))]
+                if self.local:
+                    blocks = None
+                    tasks[dec_key] = Task(dec_key, encode_and_race, scheme, product,
+                                          List(*[TaskRef(a) for a in a_keys]), operand)
                 else:
-                    tasks[dec_key] = Task(dec_key, encode_and_race, code, layout, prod_fn,
-                                          List(*a_refs), b_arg)
-            else:
-                refs = []
-                for j in range(code.n):
-                    if res is not None:
-                        block_ref = TaskRef(res.blocks[j])
-                    else:
-                        ek = (enc, j, coord[contracted])
-                        if ek not in tasks:
-                            tasks[ek] = Task(ek, encode_chunks, code, j, layout, *a_refs)
-                        block_ref = TaskRef(ek)
-                    pk = (prod, *g, j)
-                    tasks[pk] = Task(pk, prod_fn, block_ref, b_arg)
-                    refs.append(TaskRef(pk))
-                tasks[dec_key] = Task(dec_key, decode_products, code, layout, *refs)
+                    encoded = encode_tasks(scheme, tok, a_keys, column=coord[contracted])
+                    tasks.update(encoded)
+                    blocks = list(encoded)
+            if blocks is not None:
+                tasks.update(product_group(scheme, tok, blocks, operand, dec_key, index=g,
+                                           local=self.local, product=product))
             for i in range(len(m.rows)):
                 key = (name, i, *g)
                 tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])
@@ -202,7 +170,9 @@ class CodedOptimizer:
 
 def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
     """The operands of a matmul/tensordot layer whose left operand is a 2-D, row-chunked,
-    real, numpy-backed array whose row axis becomes the output's first axis; else None."""
+    real, numpy-backed array whose row axis becomes the output's first axis, with a real
+    operand and a floating result; else None (the layer stays plain dask: integer products
+    stay exact, complex ones are not coded)."""
     if not isinstance(layer, Blockwise) or getattr(layer.task, "func", None) not in LINEAR_IN_A:
         return None
     if len(layer.indices) != 2 or layer.new_axes:
@@ -220,11 +190,16 @@ def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
         return None
     ann = hlg.layers[a].collection_annotations or {}
     chunks, dtype = ann.get("chunks"), ann.get("dtype")
-    chunk_type = str(ann.get("chunk_type", "numpy"))
-    if chunks is None or dtype is None or getattr(dtype, "kind", "O") not in "biuf":
+    if chunks is None or dtype is None or "numpy" not in str(ann.get("chunk_type", "numpy")):
         return None
-    if "numpy" not in chunk_type:
+    b_ann = (hlg.layers[b].collection_annotations or {}) if b in hlg.layers else {}
+    if b_ann.get("dtype") is None:
         return None
+    dtype, b_dtype = np.dtype(dtype), np.dtype(b_ann["dtype"])
+    if dtype.kind not in "biuf" or b_dtype.kind not in "biuf":
+        return None
+    if np.result_type(dtype, b_dtype).kind != "f":
+        return None  # integer products must stay exact: left to plain dask
     return _Match(a, tuple(a_ind), b, tuple(b_ind), tuple(chunks[0]))
 
 
@@ -251,11 +226,9 @@ def coded_matmul(n: int, k: int, kind: str | None = None) -> Iterator[CodedOptim
     ...     (A @ x).sum().compute()
     """
     optimizer = CodedOptimizer(n, k, kind)
-    from .matmul import _default_client
-
-    client = _default_client()
+    client = default_client()
     if client is not None and not client.asynchronous:
-        from .first_k import FirstKPlugin
+        from ._scheduler import FirstKPlugin
 
         client.register_plugin(FirstKPlugin())
     with dask.config.set(array_optimize=optimizer):

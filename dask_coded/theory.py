@@ -92,22 +92,28 @@ def speedup(n: int, mu: float = 1.0) -> float:
     return expected_time("uncoded", n, mu=mu) / expected_time("mds", n, optimal_k(n, mu), mu)
 
 
-def fit_shifted_exponential(durations, censored=(), work: float = 1.0) -> tuple[float, float]:
+def fit_shifted_exponential(durations, censored=(), work: float = 1.0,
+                            shift_quantile: float = 0.0) -> tuple[float, float]:
     """Fit ``T = work * scale * (1 + X / mu)`` to task durations of one work share.
 
     ``censored`` are lower bounds for tasks that were cut off (a released straggler ran at
     least that long): first-k-of-n never sees its slowest ``n - k`` tasks finish, so
     ignoring them would under-estimate straggling. Maximum likelihood: the shift is the
     smallest duration, the rate of the excess is ``observed / total excess exposure``, and
-    ``mu = shift * rate``. Returns ``(scale, mu)``.
+    ``mu = shift * rate``. With ``shift_quantile > 0`` the shift is that quantile of the
+    durations instead (robust to a few fast outliers, which would otherwise drive ``mu``
+    towards zero); durations below it count as no excess. Returns ``(scale, mu)``.
     """
     t = np.asarray(durations, dtype=float)
     c = np.asarray(censored, dtype=float)
     if t.size < 2 or not np.isfinite(t).all() or (t <= 0).any() or not np.isfinite(c).all():
         raise ValueError("need at least 2 positive, finite durations (and finite censor times)")
-    shift = float(t.min())
-    exposure = float((t - shift).sum() + np.clip(c - shift, 0, None).sum())
-    mu = shift * (t.size - 1) / exposure if exposure > 0 else math.inf
+    if not 0 <= shift_quantile < 1:
+        raise ValueError(f"shift_quantile must be in [0, 1), got {shift_quantile!r}")
+    shift = float(np.quantile(t, shift_quantile)) if shift_quantile else float(t.min())
+    exposure = float(np.clip(t - shift, 0, None).sum() + np.clip(c - shift, 0, None).sum())
+    excess = int((t > shift).sum()) if shift_quantile else t.size - 1
+    mu = shift * excess / exposure if exposure > 0 else math.inf
     return shift / work, mu
 
 

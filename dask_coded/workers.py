@@ -1,12 +1,21 @@
-"""Which workers a client sees, asked of the scheduler directly.
+"""The cluster a call runs on: the default client and the workers the scheduler knows.
 
 ``Client.scheduler_info(n_workers=-1)`` returns a cached identity that the client's own
 periodic refresh (which asks for no workers) can overwrite between the fetch and the
-return: measured here as an empty worker list in the middle of a benchmark. This asks
-the scheduler each time.
+return, so these ask the scheduler each time.
 """
 
 from __future__ import annotations
+
+
+def default_client():
+    """The current ``distributed`` client, or ``None`` (no client: the local scheduler)."""
+    try:
+        from distributed import default_client as current
+
+        return current()
+    except (ImportError, ValueError):
+        return None
 
 
 def worker_info(client) -> dict:
@@ -20,5 +29,5 @@ def _addresses(dask_scheduler=None) -> list[str]:
 
 def live_workers(client) -> list[str]:
     """Sorted addresses of the workers the scheduler knows now (only the addresses: the
-    full identity is kilobytes per worker, and the shuffle asks every half second)."""
+    full identity is kilobytes per worker)."""
     return client.run_on_scheduler(_addresses)

@@ -140,6 +140,6 @@ async def test_distributed_rewrite_reuses_resident_blocks(c, s, *workers):
         np.testing.assert_allclose(await c.compute(A @ B), An @ Bn)
         np.testing.assert_allclose(await c.compute(A.T @ (A @ x)), An.T @ (An @ xn))
     assert not any(name.startswith("coded-enc-") for name in seen)  # nothing re-encoded
-    assert any(name.startswith("coded-prod-k4-") for name in seen)
+    assert any(name.startswith("coded-prod-t4-") for name in seen)
     assert plugin.stats["pinned"] - pinned >= 6 * 4  # products ran where blocks live
     del CA, CT

@@ -32,7 +32,7 @@ import numpy as np
 import dask_coded as dc
 from dask_coded import theory
 from dask_coded.workers import worker_info
-from dask_coded.baselines import (
+from dask_coded.bench.peers import (
     PlainMatrix,
     ReplicatedMatrix,
     SpeculativeMatrix,
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
              checked(lambda x: (plain @ x).compute())),
             ("plain 4n blocks", "plain-4n", None, None, {"matmul": 1 / (4 * n)},
              checked(lambda x: (plain4 @ x).compute())),
-            ("2-replication", "replication", None, 2, {"coded-prod-k1-rep": 2 / n},
+            ("2-replication", "replication", None, 2, {"coded-prod-t1-rep": 2 / n},
              checked(lambda x: (rep @ x).compute())),
             ("speculative", "speculative", None, None, {"spec-prod-": 1 / n},
              checked(lambda x: speculative_matmul(spec, x)[0])),

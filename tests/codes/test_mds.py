@@ -81,7 +81,7 @@ def test_systematic_fast_path_is_a_copy_not_a_solve(monkeypatch):
     def no_solve(*a, **kw):
         raise AssertionError("the systematic fast path must not solve")
 
-    monkeypatch.setattr(dc.codes, "inverses", no_solve)
+    monkeypatch.setattr(dc.codes.mds, "inverses", no_solve)
     res = {j: coded[j] for j in range(4)}
     out = code.decode(res)
     assert all(o is res[j] for j, o in enumerate(out))
@@ -96,8 +96,8 @@ def test_factorisation_is_cached_per_survivor_set(monkeypatch):
     rng = np.random.default_rng(0)
     coded = code.encode([rng.standard_normal((4, 2)) for _ in range(4)])
     calls = []
-    real = dc.codes.inverses
-    monkeypatch.setattr(dc.codes, "inverses", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = dc.codes.mds.inverses
+    monkeypatch.setattr(dc.codes.mds, "inverses", lambda *a, **k: calls.append(1) or real(*a, **k))
     for _ in range(5):
         code.decode({j: coded[j] for j in (1, 3, 5, 6)})
     assert len(calls) == 1
@@ -137,8 +137,8 @@ def test_repr_explains_the_code():
 
 
 def test_auto_picks_the_best_conditioned_family():
-    from dask_coded.codes import SEARCH_MARGIN, conditions
-    from dask_coded.survivors import survivor_sets
+    from dask_coded.codes.mds import SEARCH_MARGIN, conditions
+    from dask_coded.codes.survivors import survivor_sets
 
     n, k = 12, 8
     code = dc.make_code(n, k)
@@ -163,7 +163,7 @@ def test_config_sets_the_default_kind():
 
 def test_screened_seed_beats_seed_zero():
     from dask_coded.codes import gaussian_generator, screened_seed, worst_condition
-    from dask_coded.survivors import survivor_sets
+    from dask_coded.codes.survivors import survivor_sets
 
     n, k = 16, 12
     sets, _ = survivor_sets(n, k, systematic=True, exhaustive_limit=10**5, samples=0,

@@ -1,14 +1,14 @@
-"""Coded matrix multiplication: encode A once, then ``CA @ x`` waits for the first k of n.
+"""Coded matrices: encode A once, then ``CA @ x`` waits for the first ``threshold`` products.
 
-``encode(A, n, k)`` splits A's rows into ``k`` blocks, encodes them into ``n`` coded blocks
-and keeps each resident on its own worker (pinned: a block never moves). ``CA @ x`` is a
-dask Array whose graph has ``n`` coded products, each on its block's worker, and one
-decode per column block of x; :class:`~dask_coded.first_k.FirstKPlugin` starts the decode
-once any ``k`` products are done and releases the stragglers. Only x and the results
-travel.
+``encode(A, n, k)`` builds a scheme (:mod:`dask_coded.schemes`), encodes A's row blocks
+into its coded blocks and keeps each resident on its worker (pinned: a block never
+moves). ``CA @ x`` is a dask Array built by :func:`dask_coded.graph.product_group`: the
+products run where their blocks live, and the scheduler plugin
+(:class:`~dask_coded._scheduler.FirstKPlugin`) starts the decode once ``threshold``
+products are done and releases the stragglers. Only x and the results travel.
 
 Without a distributed client the coded blocks are numpy arrays in this process and each
-product races its ``n`` products in threads (first k of n still holds).
+product group races its products in threads.
 """
 
 from __future__ import annotations
@@ -21,29 +21,19 @@ import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
-from . import config
+from . import resident
 from .codes import MDSCode, check_real_dtype, make_code
-from .errors import (
-    BlockShapeError,
-    CodedError,
-    CodeParameterError,
-    TooFewWorkersError,
-)
-from .graph import BLOCK_PREFIX, DECODE_PREFIX, coded_matmul_tasks, product_name
-from .kernels import Layout, check_finite_operand, encode_all, encode_block
-from .rewrite import register_resident
+from .errors import BlockShapeError, CodedError, CodeParameterError, TooFewWorkersError
+from .graph import product_group
+from .keys import BLOCK_PREFIX, DECODE_PREFIX, product_name
+from .kernels import check_finite_operand, encode_block
+from .policy import AutoK
+from .schemes import MDSScheme, Scheme
+from .workers import default_client
 
 
-def _default_client():
-    try:
-        from distributed import default_client
-
-        return default_client()
-    except (ImportError, ValueError):
-        return None
-
-
-def _as_matrix(A: Any, name: str = "A"):
+def as_matrix(A: Any, name: str = "A"):
+    """``A`` as a 2-D real numpy or dask array, or a clear error."""
     if not isinstance(A, da.Array):
         A = np.asarray(A)
     if A.ndim != 2:
@@ -52,7 +42,8 @@ def _as_matrix(A: Any, name: str = "A"):
     return A
 
 
-def _pick_workers(workers, n: int, allow_shared_workers: bool) -> list[str]:
+def pick_workers(workers, n: int, allow_shared_workers: bool) -> list[str]:
+    """``n`` distinct worker addresses (sorted), or round-robin with a warning."""
     available = sorted(workers)
     if not available:
         raise TooFewWorkersError("the cluster has no workers; start some before encoding")
@@ -67,54 +58,67 @@ def _pick_workers(workers, n: int, allow_shared_workers: bool) -> list[str]:
     warnings.warn(
         f"placing n={n} coded blocks on {len(available)} workers round-robin: a shared "
         f"worker that straggles delays all of its blocks",
-        stacklevel=3,
+        stacklevel=4,
     )
     return [available[j % len(available)] for j in range(n)]
 
 
 class CodedMatrix:
-    """A matrix A encoded with an (n, k) MDS code, its coded blocks resident on workers.
+    """A matrix A encoded by a coding scheme, its coded blocks resident on workers.
 
     Build it with :func:`encode`. ``CA @ x`` (x numpy or dask, 1-D or 2-D) is a dask
-    Array equal to ``A @ x`` that needs only the first ``k`` of the ``n`` coded products.
+    Array equal to ``A @ x`` that needs only the first ``threshold`` of the products.
     ``CA.T`` is the coded ``A.T`` (encoded on first use, then kept).
 
     Attributes
     ----------
+    scheme : Scheme
     code : MDSCode
+        The scheme's code.
     shape, dtype : tuple, numpy.dtype
         Of A (the dtype of the coded blocks: floating, integers become float64).
     workers : list of str or None
         ``workers[j]`` holds coded block ``j`` (``None`` on the local scheduler).
     """
 
-    def __init__(self, code, layout, shape, dtype, blocks, workers, client, source, token,
-                 transposed):
-        self.code: MDSCode = code
-        self.layout: Layout = layout
-        self.shape: tuple[int, int] = shape
+    ndim = 2
+
+    def __init__(self, scheme: Scheme, shape: tuple, dtype: np.dtype, source: Any,
+                 transposed: bool, client: Any = None):
+        self.scheme = scheme
+        self.shape: tuple[int, int] = tuple(shape)
         self.dtype: np.dtype = dtype
-        self.blocks = blocks  # Futures (distributed) or numpy arrays (local)
-        self.workers: list[str] | None = workers
         self.client = client
-        self.token = token
+        self.blocks: list = []  # Futures (distributed) or numpy arrays (local)
+        self.workers: list[str] | None = None
+        self.token = uuid.uuid4().hex[:16]
+        self.policy: AutoK | None = None
+        self.calls = 0
         self._source = source
         self._transposed = transposed
         self._T: CodedMatrix | None = None
-        self.auto = False
-        self.calls = 0
-        self.history: list[dict] = []  # k="auto": what each retune measured and chose
+        self._last_products: str | None = None
         if isinstance(source, da.Array):  # plain `A @ x` under coded_matmul reuses our blocks
-            register_resident((source.T if transposed else source).name, self)
+            resident.register((source.T if transposed else source).name, self)
 
-    n = property(lambda self: self.code.n)
-    k = property(lambda self: self.code.k)
-    ndim = 2
+    code = property(lambda self: self.scheme.code)
+    n = property(lambda self: self.scheme.code.n)
+    k = property(lambda self: self.scheme.code.k)
 
     @property
     def local(self) -> bool:
         """True when the coded blocks live in this process (no distributed client)."""
         return self.client is None
+
+    @property
+    def auto(self) -> bool:
+        """Whether ``k`` follows the observed straggling (``k="auto"``)."""
+        return self.policy is not None
+
+    @property
+    def history(self) -> list[dict]:
+        """``k="auto"``: what each re-choice of ``k`` measured and chose."""
+        return self.policy.history if self.policy is not None else []
 
     @property
     def T(self) -> CodedMatrix:
@@ -137,7 +141,7 @@ class CodedMatrix:
                       allow_shared_workers=shared)
 
     def __repr__(self) -> str:
-        where = "local" if self.local else f"{len(set(self.workers))} workers"
+        where = "local" if self.local else f"{len(set(self.workers or ()))} workers"
         return (
             f"CodedMatrix(shape={self.shape}, dtype={self.dtype}, n={self.n}, k={self.k}, "
             f"kind={self.code.kind!r}, {where})"
@@ -147,7 +151,7 @@ class CodedMatrix:
         """Jupyter: the code, its audited worst case, and which worker holds which block."""
         from html import escape
 
-        from .audit import audit
+        from .codes import audit
 
         a = audit(self.code)
         seen = {} if self.local else self.straggling()
@@ -171,7 +175,7 @@ class CodedMatrix:
         return self.dot(x)
 
     def dot(self, x: Any) -> da.Array:
-        """``A @ x`` as a dask Array computed from the first ``k`` of ``n`` coded products.
+        """``A @ x`` as a dask Array computed from the first ``threshold`` products.
 
         ``x``: numpy or dask, 1-D of length ``A.shape[1]`` or 2-D with that many rows.
         """
@@ -182,30 +186,31 @@ class CodedMatrix:
             )
         x = self._check_operand(x)
         self.calls += 1
-        if self.auto and self.calls % int(config.get("auto-k.every")) == 0:
+        if self.policy is not None and self.policy.due(self.calls):
             self.retune()
         out_dtype = np.result_type(self.dtype, x.dtype)
         if out_dtype.kind != "f":
             out_dtype = np.dtype(np.float64)
         token = f"{self.token}-{uuid.uuid4().hex[:12]}"
         name = f"{DECODE_PREFIX}{token}"
-        self._last_products = product_name(self.k, token)
+        self._last_products = product_name(self.scheme.threshold, token)
         if isinstance(x, np.ndarray):  # embedded in the products: only x travels
-            x_keys, dependencies = [x], []
+            operands, dependencies = [x], []
             col_chunks = (x.shape[1],) if x.ndim == 2 else ()
         else:
             x = x.rechunk({0: -1})
             dependencies = [x]
             col_chunks = x.chunks[1] if x.ndim == 2 else ()
-            x_keys = [(x.name, 0, c) for c in range(len(col_chunks))] or [(x.name, 0)]
+            operands = [(x.name, 0, c) for c in range(len(col_chunks))] or [(x.name, 0)]
         if x.ndim == 1:
             out_keys, chunks = [(name, 0)], ((self.shape[0],),)
         else:
             out_keys = [(name, 0, c) for c in range(len(col_chunks))]
             chunks = ((self.shape[0],), col_chunks)
-        tasks = coded_matmul_tasks(
-            token, self.code, self.layout, self.blocks, x_keys, out_keys, local=self.local
-        )
+        tasks: dict = {}
+        for c, (operand, out_key) in enumerate(zip(operands, out_keys)):
+            tasks.update(product_group(self.scheme, token, self.blocks, operand, out_key,
+                                       index=(c,), local=self.local))
         graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
         return da.Array(graph, name, chunks, dtype=out_dtype)
 
@@ -224,62 +229,51 @@ class CodedMatrix:
             check_finite_operand(x)  # now, where the user wrote CA @ x
         return x
 
+    # ---- what the scheduler saw --------------------------------------------------------
+
+    def observed(self, last: int | None = None) -> dict:
+        """Durations (seconds) of this matrix's products the scheduler saw finish (of the
+        ``last`` calls, when given), and the censor times of released stragglers (they
+        ran at least that long)."""
+        if self.local:
+            raise CodedError("observed delays come from the distributed scheduler")
+        prefix = f"{product_name(self.scheme.threshold, self.token)}-"
+        return self.client.sync(self.client.scheduler.coded_first_k_observed, prefix=prefix,
+                                last=last)
+
     def straggling(self) -> dict:
         """Per worker, what its products of this matrix took, as the scheduler plugin saw
         them: ``{address: {"median", "max", "finished", "released"}}`` (seconds of the
         finished products; released: how often it was a straggler the decode skipped)."""
         seen = self.observed()
-        released = seen["released"]
         out = {}
         for w in set(self.workers):
             times = seen["per_worker"].get(w, [])
             out[w] = {"median": float(np.median(times)) if times else float("nan"),
                       "max": max(times) if times else float("nan"),
-                      "finished": len(times), "released": released.get(w, 0)}
+                      "finished": len(times), "released": seen["released"].get(w, 0)}
         return out
 
     def last_used(self) -> list[int]:
-        """Indices of the coded blocks (workers) the last ``CA @ x`` decoded from: the
-        first ``k`` to finish, or all ``n`` when none was released."""
-        if self.local or getattr(self, "_last_products", None) is None:
+        """Indices of the coded blocks the last ``CA @ x`` decoded from: the first
+        ``threshold`` to finish, or all of them when none was released."""
+        if self.local or self._last_products is None:
             raise CodedError("last_used() reports the distributed scheduler's first-k choice")
         used = self.client.sync(self.client.scheduler.coded_first_k_used,
                                 name=self._last_products)
-        return list(range(self.n)) if used is None else list(used)
-
-    # ---- k="auto" ----------------------------------------------------------------------
-
-    def observed(self) -> dict:
-        """Durations (seconds) of this matrix's coded products the scheduler saw finish,
-        and the censor times of released stragglers (they ran at least that long)."""
-        if self.local:
-            raise CodedError("observed delays come from the distributed scheduler")
-        prefix = f"{product_name(self.k, self.token)}-"
-        return self.client.sync(self.client.scheduler.coded_first_k_observed, prefix=prefix)
+        return list(range(self.scheme.n_blocks)) if used is None else list(used)
 
     def retune(self) -> int:
-        """Fit the shifted-exponential model to the observed product durations (with the
-        released stragglers as censored observations), choose ``k* = optimal_k(n, mu)``,
-        and re-encode A with it when it differs from the current ``k``.
-
-        Needs at least ``coded.auto-k.min-observations`` finished products; re-encoding
-        runs in this call (one encode, as :func:`encode`). Returns the ``k`` now in use.
-        """
-        from .theory import fit_shifted_exponential, optimal_k
-
-        seen = self.observed()
-        record = {"calls": self.calls, "k": self.k, "observed": len(seen["observed"])}
-        if len(seen["observed"]) < int(config.get("auto-k.min-observations")):
-            self.history.append(record)
-            return self.k
-        _, mu = fit_shifted_exponential(seen["observed"], seen["censored"])
-        k_new = optimal_k(self.n, mu) if np.isfinite(mu) else self.n
-        record.update(mu=mu, chosen=k_new)
-        self.history.append(record)
+        """``k="auto"``: let the policy (:class:`~dask_coded.policy.AutoK`) re-choose
+        ``k`` from the straggling of the recent calls, and re-encode A when it moved.
+        Returns the ``k`` now in use."""
+        if self.policy is None:
+            raise CodedError("retune() is for matrices encoded with k='auto'")
+        k_new = self.policy.choose(self.k, self.observed(last=self.policy.window), self.calls)
         if k_new != self.k:
             fresh = self._encode_again(k_new, transpose=self._transposed)
             old = self.blocks
-            self.code, self.layout, self.blocks = fresh.code, fresh.layout, fresh.blocks
+            self.scheme, self.blocks = fresh.scheme, fresh.blocks
             self.workers, self.token = fresh.workers, fresh.token
             fresh.blocks = []
             for f in old:
@@ -329,7 +323,7 @@ def encode(
     k : int or "auto"
         How many products a decode needs. ``"auto"`` starts from the theory's optimal k
         for ``mu = coded.auto-k.initial-mu`` and re-chooses it from the straggling the
-        scheduler observes (see :meth:`CodedMatrix.retune`).
+        scheduler observes (:class:`~dask_coded.policy.AutoK`).
     kind : str, optional
         Code family (see :func:`dask_coded.make_code`); default ``coded.code-kind``.
     client : distributed.Client, optional
@@ -350,36 +344,31 @@ def encode(
     CodedMatrix
         Block ``j`` is ``sum_i G[j, i] A_i``, pinned to ``CodedMatrix.workers[j]``.
     """
-    A = _as_matrix(A)
+    A = as_matrix(A)
     auto = isinstance(k, str)
     if auto:
         if k != "auto":
             raise CodeParameterError(f"k must be an integer or 'auto', got {k!r}")
-        from .theory import optimal_k
-
-        k = optimal_k(int(n), float(config.get("auto-k.initial-mu")))
-    code = make_code(n, k, kind)
+        k = AutoK.initial_k(n)
+    code: MDSCode = make_code(n, k, kind)
     source = A
     if transpose:
         A = A.T
-    layout = Layout.for_code(code, A.shape[0])
     dtype = np.dtype(np.promote_types(A.dtype, np.float32) if A.dtype.kind == "f" else np.float64)
-    client = client if client is not None else _default_client()
-    token = f"{uuid.uuid4().hex[:16]}"
-
+    client = client if client is not None else default_client()
+    if client is None and auto:
+        raise CodedError("k='auto' learns from the scheduler: it needs a distributed client")
+    if auto and client.asynchronous:
+        raise CodedError("k='auto' needs a synchronous client (it re-encodes in calls)")
+    matrix = CodedMatrix(MDSScheme(code, A.shape[0]), A.shape, dtype, source, transpose, client)
+    if auto:
+        matrix.policy = AutoK(n)
     if client is None:
-        if auto:
-            raise CodedError("k='auto' learns from the scheduler: it needs a distributed client")
-        blocks = encode_all(code, layout, np.asarray(A.compute() if isinstance(A, da.Array) else A))
-        return CodedMatrix(code, layout, A.shape, dtype, blocks, None, None, source, token,
-                           transpose)
-
-    shape = source.shape[::-1] if transpose else source.shape
+        values = A.compute() if isinstance(A, da.Array) else A
+        matrix.blocks = matrix.scheme.encode(np.asarray(values))
+        return matrix
     show = progress and not client.asynchronous
-    matrix = client.sync(
-        _encode_on_cluster, client, A, code, layout, shape, dtype, source, token, transpose,
-        allow_shared_workers, workers, not show,
-    )
+    out = client.sync(_encode_on_cluster, matrix, A, workers, allow_shared_workers, not show)
     if show:
         from distributed import progress as progress_bar
 
@@ -387,48 +376,44 @@ def encode(
         for f in matrix.blocks:
             if f.status == "error":
                 f.result()
-    if auto:
-        if client.asynchronous:
-            raise CodedError("k='auto' needs a synchronous client (it re-encodes in calls)")
-        matrix.auto = True
-    return matrix
+    return out
 
 
-async def _encode_on_cluster(client, A, code, layout, shape, dtype, source, token, transpose,
-                             allow_shared_workers, workers, wait_for=True) -> CodedMatrix:
-    """The cluster half of :func:`encode`, run on the client's loop (sync or async client)."""
+async def _encode_on_cluster(matrix: CodedMatrix, A, workers, allow_shared_workers: bool,
+                             wait_for: bool = True) -> CodedMatrix:
+    """The cluster half of :func:`encode`: persist A's row blocks and submit one encode
+    task per coded block, pinned to its worker (run on the client's loop)."""
     from distributed import wait
 
-    from .first_k import FirstKPlugin
+    from ._scheduler import FirstKPlugin
 
+    client, scheme = matrix.client, matrix.scheme
     await client.register_plugin(FirstKPlugin())
     if workers is None:
         workers = (await client.scheduler.identity(n_workers=-1))["workers"]
-    placement = _pick_workers(workers, code.n, allow_shared_workers)
+    placement = scheme.placement(pick_workers(workers, scheme.n_blocks, allow_shared_workers))
     with warnings.catch_warnings():
         # a numpy A travels in the graph once, by design: encoding has to ship it
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
-        A = client.persist(da.asarray(A).rechunk((layout.block_rows, -1)))
+        A = client.persist(da.asarray(A).rechunk((scheme.block_rows, -1)))
     row_blocks = _futures_in_order(A)
     blocks = []
     for j, addr in enumerate(placement):
-        # with fewer rows than k * block_rows the trailing blocks are all padding (zeros)
-        # (block 0 stands in, with coefficient 0, when block j mixes only padding)
-        needed = tuple(i for i in code.blocks_needed(j) if i < len(row_blocks)) or (0,)
+        needed = scheme.blocks_needed(j)
         blocks.append(
             client.submit(
-                encode_block, code, j, layout, *[row_blocks[i] for i in needed],
-                needed=needed, key=(f"{BLOCK_PREFIX}{token}", j), workers=[addr],
+                encode_block, scheme, j, *[row_blocks[i] for i in needed], needed=needed,
+                key=(f"{BLOCK_PREFIX}{matrix.token}", j), workers=[addr],
                 allow_other_workers=False, pure=False,
             )
         )
+    matrix.blocks, matrix.workers = blocks, placement
     if wait_for:
         await wait(blocks)
         for f in blocks:
             if f.status == "error":
                 await f  # raise the encode's error here, where the user called encode
-    return CodedMatrix(code, layout, shape, dtype, blocks, placement, client, source, token,
-                       transpose)
+    return matrix
 
 
 def _futures_in_order(A: da.Array) -> list:

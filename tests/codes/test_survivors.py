@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from dask_coded.survivors import climb, random_sets, structured_sets, survivor_sets
+from dask_coded.codes.survivors import climb, random_sets, structured_sets, survivor_sets
 
 
 def test_exhaustive_enumerates_every_set_once():

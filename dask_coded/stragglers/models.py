@@ -1,33 +1,24 @@
-"""Seeded straggler models and the WorkerPlugin that injects them.
+"""Seeded straggler models: pure functions of (seed, worker name, task id), no dask.
 
 A model maps ``(worker name, task id)`` to a delay in seconds, drawn from a generator
 seeded by ``zlib.crc32(f"{seed}|{worker}|{task id}")`` (not ``hash()``, which is salted per
 process). The task id is the key with its random tokens removed plus how many times that
 worker has run such a key (:class:`TaskIds`), so a run is reproducible although every call
 gets fresh keys.
-
-:class:`StragglerPlugin` wraps ``distributed.worker._run_task_simple`` (a private
-function: pinned dask range) so the delay falls inside the task's *compute* interval and
-shows in the task stream. :func:`local_stragglers` applies the same models to the
-local-scheduler race of :func:`dask_coded.kernels.first_k_threads` (worker names there
-are the coded block indices ``"0" .. "n-1"``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
-import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from distributed.diagnostics.plugin import WorkerPlugin
 
-from .graph import key_name, product_k
+from ..keys import key_name
 
 _TOKEN = re.compile(r"[0-9a-f]{8,}")
 
@@ -193,158 +184,3 @@ class Trace(DelayModel):
         options = self.per_worker.get(str(worker), self.durations)
         pick = seeded_rng(seed, worker, task_id).integers(len(options))
         return float(options[pick]) * work / self.reference_work
-
-
-def _matches(key, match: Sequence[str] | None) -> bool:
-    return match is None or any(m in key_name(key) for m in match)
-
-
-# ---- distributed: wrap the worker's task runner -------------------------------------------
-
-_INSTALL_LOCK = threading.Lock()
-
-
-class StragglerPlugin(WorkerPlugin):
-    """Inject a :class:`DelayModel`'s delays into tasks on every worker.
-
-    Parameters
-    ----------
-    model : DelayModel
-    seed : int
-        Seeds every draw together with the worker's name and the task's id.
-    match : sequence of str, optional
-        Only tasks whose key name contains one of these strings are delayed (default:
-        every task).
-    work : mapping {str: float}, optional
-        Work share of tasks whose key name contains the string (first match wins). A coded
-        product ``coded-prod-k<k>-...`` not listed gets ``1/k``; any other task ``1``.
-    interruptible : bool
-        End an injected delay early once the scheduler releases the task. Real slow
-        work cannot be interrupted (a released straggler keeps its thread busy, the
-        default); benchmarks use this to make successive calls independent, as the
-        theory assumes.
-
-    Notes
-    -----
-    Register with ``client.register_plugin(StragglerPlugin(...))``; registering another
-    one replaces it, and ``client.unregister_worker_plugin(StragglerPlugin.name)`` removes
-    it.
-    """
-
-    name = "dask-coded-stragglers"
-
-    def __init__(self, model: DelayModel, seed: int = 0, match: Sequence[str] | None = None,
-                 work: Mapping[str, float] | None = None, interruptible: bool = False):
-        if not isinstance(model, DelayModel):
-            raise TypeError(f"model must be a DelayModel, got {type(model).__name__}")
-        self.model, self.seed = model, int(seed)
-        self.interruptible = bool(interruptible)
-        self.match = None if match is None else tuple(match)
-        self.work = dict(work or {})
-        self.task_ids = TaskIds()
-
-    def work_of(self, key) -> float:
-        """The work share of ``key`` (see ``work``)."""
-        name = key_name(key)
-        for part, share in self.work.items():
-            if part in name:
-                return float(share)
-        k = product_k(key)
-        return 1.0 / k if k else 1.0
-
-    def delay(self, worker_name: str, key) -> float:
-        """Seconds to add to ``key`` on this worker (0 when it does not match)."""
-        if not _matches(key, self.match):
-            return 0.0
-        task_id = self.task_ids(worker_name, key)
-        return self.model.delay(worker_name, task_id, self.seed, self.work_of(key))
-
-    def setup(self, worker) -> None:
-        import distributed.worker as dw
-
-        with _INSTALL_LOCK:
-            runner = dw._run_task_simple
-            if not hasattr(runner, "_coded_plugins"):
-                runner = _wrap_runner(runner)
-                dw._run_task_simple = runner
-            runner._coded_plugins[worker.address] = self
-
-    def teardown(self, worker) -> None:
-        import distributed.worker as dw
-
-        getattr(dw._run_task_simple, "_coded_plugins", {}).pop(worker.address, None)
-
-
-def _wrap_runner(original):
-    plugins: dict[str, StragglerPlugin] = {}
-
-    def _run_task_simple(task, data, time_delay):
-        from distributed.worker import get_worker
-
-        try:
-            worker = get_worker()
-        except ValueError:
-            return original(task, data, time_delay)
-        plugin = plugins.get(worker.address)
-        if plugin is not None:
-            seconds = plugin.delay(str(worker.name), task.key)
-            if seconds > 0:
-                task = _Delayed(task, seconds, plugin.interruptible)
-        return original(task, data, time_delay)
-
-    _run_task_simple._coded_plugins = plugins
-    _run_task_simple._coded_original = original
-    return _run_task_simple
-
-
-class _Delayed:
-    """A task that sleeps, then runs: the sleep counts as compute time. With
-    ``interruptible``, the sleep ends early once the scheduler has released the task."""
-
-    def __init__(self, task, seconds: float, interruptible: bool = False):
-        self.task, self.seconds, self.interruptible = task, seconds, interruptible
-        self.key = task.key
-
-    def __call__(self, data):
-        if not self.interruptible:
-            time.sleep(self.seconds)
-            return self.task(data)
-        from distributed.worker import get_worker
-
-        state = get_worker().state
-        end = time.monotonic() + self.seconds
-        while (left := end - time.monotonic()) > 0:
-            time.sleep(min(left, 0.01))
-            ts = state.tasks.get(self.key)
-            if ts is None or ts.state in ("cancelled", "released", "forgotten"):
-                break
-        return self.task(data)
-
-    def __getattr__(self, name):
-        return getattr(self.task, name)
-
-
-# ---- local scheduler ----------------------------------------------------------------------
-
-_LOCAL: dict = {}
-
-
-@contextlib.contextmanager
-def local_stragglers(model: DelayModel, seed: int = 0, work: float = 1.0) -> Iterator[None]:
-    """Apply ``model`` to the coded products raced on the local scheduler (any thread);
-    every product gets work share ``work``."""
-    previous = _LOCAL.get("model")
-    _LOCAL["model"] = (model, int(seed), TaskIds(), float(work))
-    try:
-        yield
-    finally:
-        _LOCAL["model"] = previous
-
-
-def local_delay(index: int) -> float:
-    """Delay for coded block ``index``'s product under :func:`local_stragglers` (else 0)."""
-    current = _LOCAL.get("model")
-    if current is None:
-        return 0.0
-    model, seed, task_ids, work = current
-    return model.delay(str(index), task_ids(str(index), "coded-product"), seed, work)

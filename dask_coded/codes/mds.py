@@ -36,8 +36,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import config
-from .errors import (
+from .. import config
+from ..errors import (
     BlockShapeError,
     CodeParameterError,
     DtypeError,

@@ -13,7 +13,7 @@
 
 Work shares for :class:`~dask_coded.stragglers.StragglerPlugin`: plain block products
 contain ``"matmul"`` in their keys (``1/blocks`` each), replicated products
-``"coded-prod-k1-rep"`` (``r/n``), speculative products ``"spec-prod-"`` (``1/n``).
+``"coded-prod-t1-rep"`` (``r/n``), speculative products ``"spec-prod-"`` (``1/n``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import dask.array as da
 import numpy as np
 from distributed import wait
 
-from .errors import TooFewWorkersError
-from .matmul import _as_matrix, encode
-from .workers import live_workers
+from ..errors import TooFewWorkersError
+from ..matrix import as_matrix, encode
+from ..workers import live_workers
 
 
 def _workers(client) -> list[str]:
@@ -44,7 +44,7 @@ class PlainMatrix:
     ``i mod W``. ``PM @ x`` is ordinary dask ``A @ x``."""
 
     def __init__(self, A: Any, blocks: int, client):
-        A = np.asarray(_as_matrix(A))
+        A = np.asarray(as_matrix(A))
         workers = _workers(client)
         futures = [
             client.scatter(piece, workers=[workers[i % len(workers)]], direct=True)
@@ -75,12 +75,12 @@ class ReplicatedMatrix:
         if len(workers) < n:
             raise TooFewWorkersError(f"r-replication on n={n} workers needs n workers, "
                                      f"the cluster has {len(workers)}")
-        A = np.asarray(_as_matrix(A))
+        A = np.asarray(as_matrix(A))
         self.pieces = []
         for p, piece in enumerate(_row_pieces(A, n // r)):
             m = encode(piece, r, 1, kind="rotation", client=client,
                        workers=workers[p * r:(p + 1) * r])  # (r, 1) rotation code: copies
-            m.token = f"rep-{m.token}"  # product keys: coded-prod-k1-rep-...
+            m.token = f"rep-{m.token}"  # product keys: coded-prod-t1-rep-...
             self.pieces.append(m)
         self.shape, self.n, self.r = A.shape, n, r
 
@@ -100,7 +100,7 @@ class SpeculativeMatrix:
     :func:`speculative_matmul`."""
 
     def __init__(self, A: Any, n: int, client):
-        A = np.asarray(_as_matrix(A))
+        A = np.asarray(as_matrix(A))
         self.workers = _workers(client)[:n]
         if len(self.workers) < n:
             raise TooFewWorkersError(f"speculative baseline on n={n} blocks needs n workers")

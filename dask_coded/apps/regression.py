@@ -14,7 +14,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from .matmul import CodedMatrix, encode
+from ..matrix import CodedMatrix, encode
 
 
 @dataclass

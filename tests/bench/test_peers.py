@@ -6,7 +6,7 @@ from distributed import Client, LocalCluster
 
 import dask_coded as dc
 from dask_coded.workers import worker_info
-from dask_coded.baselines import (
+from dask_coded.bench.peers import (
     PlainMatrix,
     ReplicatedMatrix,
     SpeculativeMatrix,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import config
-from .codes import MDSCode, conditions, inverses
+from .. import config
+from .mds import MDSCode, conditions, inverses
 from .survivors import climb, generator_rows, survivor_sets
 
 _BATCH = 4096

@@ -51,7 +51,7 @@ def test_trace_replays_recorded_durations():
     assert set(draws(m, 200)) == {0.1, 0.4}
     assert set(draws(m, 50, worker="7", work=0.5)) == {1.0}
     records = [
-        {"key": ("coded-prod-k2-ab", 0, 1), "worker": "w1",
+        {"key": ("coded-prod-t2-ab", 0, 1), "worker": "w1",
          "startstops": [{"action": "compute", "start": 1.0, "stop": 1.5}]},
         {"key": ("other", 0), "worker": "w1",
          "startstops": [{"action": "compute", "start": 0.0, "stop": 9.0}]},
@@ -71,14 +71,14 @@ def test_bad_model_parameters(bad):
 
 def test_task_ids_ignore_tokens_and_count_occurrences():
     ids = TaskIds()
-    a = ids("w", ("coded-prod-k4-0123456789abcdef-deadbeefcafe", 0, 3))
-    b = ids("w", ("coded-prod-k4-fedcba9876543210-0badc0ffee00", 0, 3))
+    a = ids("w", ("coded-prod-t4-0123456789abcdef-deadbeefcafe", 0, 3))
+    b = ids("w", ("coded-prod-t4-fedcba9876543210-0badc0ffee00", 0, 3))
     assert a.split("#")[0] == b.split("#")[0] and a != b  # same task, next occurrence
 
 
 def test_plugin_work_shares():
     p = dc.StragglerPlugin(dc.ShiftedExponential(), work={"matmul": 0.125})
-    assert p.work_of(("coded-prod-k4-abc", 0, 1)) == 0.25
+    assert p.work_of(("coded-prod-t4-abc", 0, 1)) == 0.25
     assert p.work_of(("matmul-getitem-abc", 2)) == 0.125
     assert p.work_of("finalize-abc") == 1.0
     assert dc.StragglerPlugin(dc.SlowWorkers(), match=("x",)).delay("0", ("y", 1)) == 0.0

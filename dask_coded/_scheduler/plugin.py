@@ -1,0 +1,371 @@
+"""FirstKPlugin: the scheduler side of first-threshold-of-n completion.
+
+The coded graph is ordinary: a decode depends on all its products, so it is correct on
+any scheduler. This plugin only makes it fast and keeps it live on ``distributed``:
+
+* ``update_graph``: pins every product to the worker its coded block is pinned to (blocks
+  never move), spreads blocks encoded inside a rewritten graph over distinct workers, and
+  fails at once a decode that cannot get ``threshold`` products;
+* ``transition``: when the ``threshold``-th product of a group reaches memory, drops the
+  decode's edges to the unfinished products (their arguments become ``None``), lets the
+  decode run, and releases and forgets the stragglers (their workers cancel them);
+* ``remove_worker``: fails every decode that can no longer get ``threshold`` products and,
+  after ``coded.first-k.repin-delay``, re-pins the lost coded blocks to the live workers
+  holding the fewest blocks of the same matrix, where they are re-encoded;
+* ``add_worker``: moves a block off a worker that holds two of one matrix onto the new
+  worker (invariant: no worker holds two blocks of a matrix while a worker holds none);
+* ``restart``: forgets everything.
+
+It knows nothing about codes: a group is the products feeding one decode, and its
+threshold is read from the product keys (:mod:`dask_coded.keys`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+
+from dask._task_spec import Task, TaskRef
+from dask.utils import parse_timedelta
+from distributed.core import Status
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from .. import config
+from ..keys import is_block, is_encode, key_name, product_index, threshold_of
+from .state import CodedBlock, Key, Observations, ProductGroup, PrunedDecode
+
+logger = logging.getLogger(__name__)
+
+
+class FirstKPlugin(SchedulerPlugin):
+    """Let a coded decode run once ``threshold`` of its products are in memory.
+
+    Registered by :func:`dask_coded.encode` and :func:`dask_coded.coded_matmul`
+    (``client.register_plugin``; idempotent). ``stats`` counts what it did: ``pruned``
+    decodes started early, ``released`` straggler products, ``pinned`` products,
+    ``repinned`` blocks of lost workers, ``moved`` blocks spread onto joining workers,
+    ``failed-early`` decodes that could no longer get enough products.
+    """
+
+    name = "dask-coded-first-k"
+    idempotent = True
+
+    def __init__(self) -> None:
+        self.scheduler = None
+        self.stats: Counter = Counter()
+        self.groups: dict[Key, ProductGroup] = {}  # decode key -> its group
+        self.group_of: dict[Key, Key] = {}  # product key -> decode key
+        self.pinned: defaultdict[str, set] = defaultdict(set)  # worker -> product keys
+        self.pinned_to: dict[Key, str] = {}  # product key -> its worker
+        self.blocks: dict[Key, CodedBlock] = {}
+        self.pruned: dict[Key, PrunedDecode] = {}
+        self.observations = Observations()
+        self._seconds: dict[Key, float] = {}  # finished product -> compute seconds
+
+    # ---- registration ------------------------------------------------------------------
+
+    async def start(self, scheduler) -> None:
+        self.scheduler = scheduler
+        for name, handler in self._handlers().items():
+            scheduler.handlers[name] = handler
+
+    def _handlers(self) -> dict:
+        """Every RPC handler this plugin serves (called as ``client.scheduler.<name>``)."""
+        return {
+            "coded_first_k_stats": lambda comm=None: dict(self.stats),
+            "coded_first_k_observed": (
+                lambda comm=None, prefix="", last=None: self.observations.report(prefix, last)),
+            "coded_first_k_used": self._used,
+            "coded_first_k_tracked": lambda comm=None: self.tracked(),
+        }
+
+    def _used(self, comm=None, name: str = "") -> list | None:
+        """Product indices the decodes of products ``name`` used (None: all of them)."""
+        used = self.observations.used.get(name)
+        return None if used is None else sorted(used)
+
+    def tracked(self) -> dict:
+        """How many groups, products, blocks and pruned decodes the plugin tracks (all
+        leave with their tasks: a growing count is a leak)."""
+        return {"groups": len(self.groups), "products": len(self.group_of),
+                "blocks": len(self.blocks), "pruned": len(self.pruned),
+                "pinned": sum(map(len, self.pinned.values()))}
+
+    def restart(self, scheduler) -> None:
+        self.groups.clear()
+        self.group_of.clear()
+        self.pinned.clear()
+        self.pinned_to.clear()
+        self.blocks.clear()
+        self.pruned.clear()
+        self._seconds.clear()
+
+    # ---- new graphs --------------------------------------------------------------------
+
+    def update_graph(self, scheduler, *, tasks=(), stimulus_id: str = "", **kwargs) -> None:
+        live = sorted(ws.address for ws in scheduler.running) or sorted(scheduler.workers)
+        products, spread = [], {}
+        for key in tasks:
+            ts = scheduler.tasks.get(key)
+            if ts is None:
+                continue
+            if is_block(key):
+                worker = next(iter(ts.worker_restrictions or ()), None)
+                self.blocks[key] = CodedBlock(key, key_name(key), worker)
+            elif is_encode(key) and live and not ts.worker_restrictions:
+                # one block per worker, as encode() places them; loosely, since the graph
+                # can re-encode it anywhere
+                spread[key] = live[int(key[1]) % len(live)]
+            elif threshold_of(key) is not None:
+                products.append(ts)
+            if key in self.pruned:
+                self._restore(ts)
+        if spread:
+            scheduler.set_restrictions(spread)
+            for key in spread:
+                scheduler.tasks[key].loose_restrictions = True
+        if any(b.worker not in scheduler.workers for b in self.blocks.values() if b.worker):
+            self._repin_lost(stimulus_id)  # a call arrived: no grace period needed
+        decodes = {self._add_product(ts) for ts in products} - {None}
+        if decodes:
+            # never transition inside update_graph: the new tasks are not scheduled yet
+            scheduler.loop.add_callback(self._check_groups, decodes, stimulus_id)
+
+    def _add_product(self, ts) -> Key | None:
+        """Pin a product where its block lives and file it under its decode."""
+        block = next((d for d in ts.dependencies if is_block(d.key) or is_encode(d.key)), None)
+        if block is not None and block.worker_restrictions:
+            worker = next(iter(block.worker_restrictions))
+            self.scheduler.set_restrictions({ts.key: worker})
+            ts.loose_restrictions = block.loose_restrictions
+            if not block.loose_restrictions:
+                self.pinned[worker].add(ts.key)
+                self.pinned_to[ts.key] = worker
+            self.stats["pinned"] += 1
+        decode = next(iter(ts.dependents), None)
+        if decode is None:
+            return None
+        group = self.groups.get(decode.key)
+        if group is None:
+            group = self.groups[decode.key] = ProductGroup(
+                decode.key, key_name(ts.key), threshold_of(ts.key))
+        group.products.add(ts.key)
+        if ts.state == "memory":  # an identical graph's product, still in memory
+            group.finished.add(ts.key)
+        self.group_of[ts.key] = decode.key
+        return decode.key
+
+    def _restore(self, ts) -> None:
+        """Give a decode we pruned earlier its full graph back (see :class:`PrunedDecode`):
+        without this it would wait for the products it used last time only."""
+        pruned = self.pruned.get(ts.key)
+        if ts.state != "released" or pruned is None:
+            return
+        del self.pruned[ts.key]
+        ts.run_spec = pruned.run_spec
+        for dep in pruned.dependencies:
+            dts = self.scheduler.tasks.get(dep)
+            if dts is not None and dts not in ts.dependencies:
+                ts.add_dependency(dts)
+        self.stats["restored"] += 1
+
+    def _check_groups(self, decodes, stimulus_id: str) -> None:
+        """Start each decode that already has enough products, fail each that cannot get
+        enough (its products pinned to workers that are gone)."""
+        for key in decodes:
+            group = self.groups.get(key)
+            if group is None or group.started:
+                continue
+            if len(group.finished) >= group.threshold:
+                self._start_decode(key, stimulus_id)
+            elif self._viable(group) < group.threshold:
+                self._fail(group, stimulus_id, "its products' workers are gone")
+
+    # ---- first threshold of n ----------------------------------------------------------
+
+    def transition(self, key, start, finish, *args, stimulus_id: str = "", **kwargs) -> None:
+        if finish == "forgotten":
+            self._forget(key)
+            return
+        decode = self.group_of.get(key)
+        if decode is None:
+            return
+        group = self.groups[decode]
+        if finish != "memory":
+            group.finished.discard(key)
+            return
+        seconds = sum(ss["stop"] - ss["start"] for ss in kwargs.get("startstops") or ()
+                      if ss.get("action") == "compute")
+        if seconds > 0:
+            self._seconds[key] = seconds
+            self.observations.record_finished(group.name, kwargs.get("worker"), seconds)
+        group.finished.add(key)
+        if len(group.finished) >= group.threshold and not group.started:
+            # never mutate the graph inside a transition: do it on the next loop turn
+            self.scheduler.loop.add_callback(self._start_decode, decode, stimulus_id)
+
+    def _forget(self, key) -> None:
+        self.blocks.pop(key, None)
+        self.pruned.pop(key, None)
+        self._seconds.pop(key, None)
+        decode = self.group_of.pop(key, None)
+        if decode is not None:
+            group = self.groups.get(decode)
+            if group is not None:
+                group.products.discard(key)
+                group.finished.discard(key)
+        worker = self.pinned_to.pop(key, None)
+        if worker is not None:
+            self.pinned[worker].discard(key)
+            if not self.pinned[worker]:
+                del self.pinned[worker]
+        group = self.groups.pop(key, None)
+        if group is not None:
+            for product in group.products:
+                self.group_of.pop(product, None)
+
+    def _start_decode(self, key, stimulus_id: str, reason: str = "first-k") -> None:
+        """Drop ``key``'s edges to its unfinished products, run it, release and forget
+        the products it no longer waits for."""
+        s, group = self.scheduler, self.groups.get(key)
+        ts = s.tasks.get(key)
+        if group is None or ts is None or ts.state != "waiting" or not ts.waiting_on:
+            return
+        cut = set(ts.waiting_on)
+        if any(d.key not in group.products for d in cut):
+            return  # still waiting on something else (another input): not ours to start
+        group.started = True
+        cut_keys = {d.key for d in cut}
+        self.pruned[key] = PrunedDecode(ts.run_spec, tuple(d.key for d in ts.dependencies))
+        if reason == "first-k":
+            seconds = [self._seconds.get(p, 0.0) for p in group.finished]
+            self.observations.record_decode(
+                group.name, {product_index(p) for p in group.finished},
+                max(seconds) if seconds else None,
+                [w for d in cut for w in (d.worker_restrictions or ())])
+        for d in cut:
+            ts.waiting_on.discard(d)
+            ts.dependencies.discard(d)
+            d.dependents.discard(ts)
+            if d.waiters:
+                d.waiters.discard(ts)
+        spec = ts.run_spec
+        ts.run_spec = Task(
+            spec.key, spec.func,
+            *[None if isinstance(a, TaskRef) and a.key in cut_keys else a for a in spec.args],
+            **spec.kwargs,
+        )
+        recs = {key: "processing"}
+        orphans = [d for d in cut if not d.dependents and not d.who_wants]
+        recs.update({d.key: "released" for d in orphans})
+        self.stats["released"] += len(orphans)
+        self.stats["pruned" if reason == "first-k" else "failed-early"] += 1
+        s.transitions(recs, stimulus_id=stimulus_id)
+        # a released product nobody wants would linger in the scheduler: forget it
+        gone = {d.key: "forgotten" for d in orphans
+                if d.state == "released" and not d.dependents and not d.who_wants}
+        if gone:
+            s.transitions(gone, stimulus_id=stimulus_id)
+
+    def _fail(self, group: ProductGroup, stimulus_id: str, why: str) -> None:
+        """Start a decode that cannot get enough products, so that it raises
+        :class:`~dask_coded.TooFewResultsError` now instead of waiting forever."""
+        logger.warning("dask_coded: decode %s can get only %d of the %d products it needs: %s",
+                       group.decode, self._viable(group), group.threshold, why)
+        self._start_decode(group.decode, stimulus_id, reason="lost")
+
+    def _viable(self, group: ProductGroup) -> int:
+        """Products of ``group`` that are finished or pinned to a live worker."""
+        live = self.scheduler.workers
+        count = 0
+        for key in group.products:
+            ts = self.scheduler.tasks.get(key)
+            if ts is None:
+                continue
+            pins = ts.worker_restrictions
+            count += ts.state == "memory" or not pins or ts.loose_restrictions or bool(pins & live.keys())
+        return count
+
+    # ---- workers leaving and joining ---------------------------------------------------
+
+    def remove_worker(self, scheduler, worker: str, *, stimulus_id: str = "", **kwargs) -> None:
+        lost = self.pinned.pop(worker, set())
+        for p in lost:
+            self.pinned_to.pop(p, None)
+        affected = {self.group_of[p] for p in lost if p in self.group_of}
+        for key in affected:
+            group = self.groups.get(key)
+            if group is not None and not group.started and self._viable(group) < group.threshold:
+                scheduler.loop.add_callback(self._fail, group, stimulus_id,
+                                            f"lost worker {worker}")
+        if any(b.worker == worker for b in self.blocks.values()):
+            # a grace period, so that a cluster shutting down (workers leave first) does
+            # not start re-encoding everything
+            delay = parse_timedelta(config.get("first-k.repin-delay"))
+            scheduler.loop.call_later(delay, self._repin_lost, stimulus_id)
+
+    def _load(self, matrix: str) -> Counter:
+        """Blocks of ``matrix`` per live worker."""
+        load = Counter({w: 0 for w in self.scheduler.workers})
+        for block in self.blocks.values():
+            if block.matrix == matrix and block.worker in load:
+                load[block.worker] += 1
+        return load
+
+    def _repin_lost(self, stimulus_id: str) -> None:
+        """Pin every block whose worker is gone to the live worker holding the fewest
+        blocks of its matrix; it is re-encoded there."""
+        s = self.scheduler
+        if s.status != Status.running or not s.workers:
+            return
+        for block in list(self.blocks.values()):
+            ts = s.tasks.get(block.key)
+            if ts is None or block.worker is None or block.worker in s.workers:
+                continue
+            load = self._load(block.matrix)
+            target = min(load, key=lambda w: (load[w], w))
+            if load[target]:
+                logger.warning("dask_coded: no free worker for lost coded block %s; %s now "
+                               "holds %d blocks of its matrix", block.key, target,
+                               load[target] + 1)
+            self._pin_block(ts, block, target, stimulus_id)
+            self.stats["repinned"] += 1
+
+    def _pin_block(self, ts, block: CodedBlock, worker: str, stimulus_id: str) -> None:
+        block.worker = worker
+        self.scheduler.set_restrictions({ts.key: worker})
+        ts.loose_restrictions = False
+        if ts.state == "no-worker":
+            self.scheduler.transitions({ts.key: "processing"}, stimulus_id=stimulus_id)
+
+    def add_worker(self, scheduler, worker: str) -> None:
+        moves = []
+        for matrix in {b.matrix for b in self.blocks.values()}:
+            load = self._load(matrix)
+            crowded = max(load, key=lambda w: (load[w], w))
+            if load[crowded] < 2:
+                continue
+            block = next(b for b in self.blocks.values()
+                         if b.matrix == matrix and b.worker == crowded)
+            moves.append((block, crowded))
+        for block, source in moves:
+            scheduler.loop.add_callback(self._move_block, block, source, worker)
+
+    async def _move_block(self, block: CodedBlock, source: str, target: str) -> None:
+        """Copy ``block`` from ``source`` to ``target`` peer to peer, pin it there and
+        drop the copy on ``source``."""
+        s = self.scheduler
+        ts = s.tasks.get(block.key)
+        if ts is None or target not in s.workers or block.worker != source:
+            return
+        stimulus_id = f"coded-move-block-{target}"
+        if ts.state == "memory" and any(ws.address == source for ws in ts.who_has or ()):
+            failed = await s.gather_on_worker(target, {block.key: [source]})
+            if failed or s.tasks.get(block.key) is not ts or block.worker != source:
+                return
+            self._pin_block(ts, block, target, stimulus_id)
+            if source in s.workers:
+                await s.delete_worker_data(source, [block.key], stimulus_id)
+        else:
+            self._pin_block(ts, block, target, stimulus_id)
+        self.stats["moved"] += 1

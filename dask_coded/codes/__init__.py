@@ -1,0 +1,44 @@
+"""Code families over the reals, their worst-case audit and survivor sets: pure numpy.
+
+* :mod:`.mds`: ``(n, k)`` MDS codes (``make_code``, ``MDSCode``);
+* :mod:`.audit`: the worst relative decode error over survivor sets;
+* :mod:`.survivors`: which ``k`` of ``n`` results a decoder may be handed.
+"""
+
+from __future__ import annotations
+
+from .audit import CodeAudit, audit, worst_case_error
+from .mds import (
+    FAMILIES,
+    MAX_N,
+    MDSCode,
+    best_kind,
+    check_real_dtype,
+    conditions,
+    gaussian_generator,
+    inverses,
+    make_code,
+    rotation_generator,
+    screened_seed,
+    vandermonde_generator,
+    worst_condition,
+)
+
+__all__ = [
+    "FAMILIES",
+    "MAX_N",
+    "CodeAudit",
+    "MDSCode",
+    "audit",
+    "best_kind",
+    "check_real_dtype",
+    "conditions",
+    "gaussian_generator",
+    "inverses",
+    "make_code",
+    "rotation_generator",
+    "screened_seed",
+    "vandermonde_generator",
+    "worst_case_error",
+    "worst_condition",
+]

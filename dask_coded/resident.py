@@ -1,0 +1,42 @@
+"""Coded blocks resident on the cluster (or in this process), found by the dask array
+name they encode: how the rewrite reuses what :func:`dask_coded.encode` keeps.
+
+Entries hold the :class:`~dask_coded.matrix.CodedMatrix` weakly: a matrix the user
+drops is no longer offered.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+from .schemes import Scheme
+
+# dask array name of an encoded matrix (A, or A.T for transpose=True) -> CodedMatrix
+_RESIDENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+@dataclass(frozen=True)
+class Resident:
+    """What a rewrite needs of an encoded matrix: its scheme, shape and blocks (keys on
+    the cluster, numpy arrays in this process)."""
+
+    scheme: Scheme
+    shape: tuple
+    blocks: tuple
+
+
+def register(name: str, matrix) -> None:
+    """Offer ``matrix``'s coded blocks for dask array ``name``."""
+    _RESIDENT[name] = matrix
+
+
+def snapshot(local: bool) -> dict[str, Resident]:
+    """The resident encodings of one kind (``local``: numpy blocks in this process), as
+    plain data that can travel to the scheduler with the optimizer."""
+    out = {}
+    for name, m in list(_RESIDENT.items()):
+        if m.local == local and m.blocks:
+            blocks = tuple(m.blocks) if local else tuple(f.key for f in m.blocks)
+            out[name] = Resident(m.scheme, m.shape, blocks)
+    return out

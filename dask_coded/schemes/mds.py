@@ -1,0 +1,90 @@
+"""The paper's scheme: one coded block per worker, any ``k`` of ``n`` products decode.
+
+``A``'s rows are split into ``k`` row blocks ``A_1 .. A_k`` of ``ceil(rows / k)`` rows
+(the last zero-padded); coded block ``j`` is ``sum_i G[j, i] A_i`` for the generator ``G``
+of an ``(n, k)`` MDS code (:mod:`dask_coded.codes`), held by worker ``j``; from any ``k``
+products ``G[S] Y = R_S`` gives ``Y = [A_1 x; ..; A_k x]`` (Lee et al., IEEE Trans. IT
+64(3), 2018, section III).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..codes import MDSCode
+from ..errors import NonFiniteError, TooFewResultsError
+from .base import Scheme
+
+
+def check_finite_rows(A: np.ndarray, name: str = "A", offset: int = 0) -> None:
+    """Raise :class:`NonFiniteError` naming the first row of ``A`` holding NaN or Inf."""
+    finite = np.isfinite(A)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite.reshape(len(A), -1).all(axis=1))[0]) + offset
+        raise NonFiniteError(
+            f"{name} contains NaN or Inf (first in row {bad}); a coded block mixes k row "
+            f"blocks, so it would corrupt every decode"
+        )
+
+
+class MDSScheme(Scheme):
+    """One coded block per worker of an ``(n, k)`` MDS code; threshold ``k``.
+
+    Invariant: row block ``i`` is rows ``i*block_rows .. min((i+1)*block_rows, rows)``;
+    every coded block has ``coded_rows`` rows (``block_rows`` rounded up to the code's
+    symbols).
+    """
+
+    name = "mds"
+
+    def __init__(self, code: MDSCode, rows: int):
+        self.code = code
+        self.rows = int(rows)
+        self.n_blocks, self.threshold, self.row_blocks = code.n, code.k, code.k
+        self.block_rows = max(1, -(-self.rows // code.k))
+        self.coded_rows = code.coded_rows(self.block_rows)
+
+    def __repr__(self) -> str:
+        return f"MDSScheme(n={self.code.n}, k={self.code.k}, rows={self.rows}, {self.code.kind!r})"
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("MDSScheme", self.code.__dask_tokenize__(), self.rows)
+
+    def blocks_needed(self, j: int) -> tuple[int, ...]:
+        """Row blocks coded block ``j`` mixes that hold rows of A (with fewer rows than
+        ``k * block_rows`` the trailing ones are all padding; block 0 stands in, with
+        coefficient 0, when block ``j`` mixes only padding)."""
+        real = -(-self.rows // self.block_rows)
+        return tuple(i for i in self.code.blocks_needed(j) if i < real) or (0,)
+
+    def encode_block(self, j: int, row_blocks: Sequence[np.ndarray],
+                     needed: Sequence[int]) -> np.ndarray:
+        blocks: list = [None] * self.code.k
+        for i, block in zip(needed, row_blocks):
+            block = np.asarray(block)
+            check_finite_rows(block, offset=i * self.block_rows)
+            blocks[i] = self.pad(block)
+        zero = np.zeros_like(blocks[needed[0]])
+        return self.code.encode([zero if b is None else b for b in blocks], workers=[j])[0]
+
+    def encode(self, A: np.ndarray) -> list[np.ndarray]:
+        check_finite_rows(A)
+        return self.code.encode(self.split(A))
+
+    def decode(self, products: Sequence[np.ndarray | None]) -> np.ndarray:
+        results = {j: p for j, p in enumerate(products) if p is not None}
+        if len(results) < self.code.k:
+            raise TooFewResultsError(
+                f"only {len(results)} of n={self.code.n} coded products survived (the "
+                f"others' workers were lost); k={self.code.k} are needed to decode"
+            )
+        Y = self.code.decode_stacked(results)
+        if isinstance(Y, np.ndarray) and self.coded_rows == self.block_rows:
+            return Y.reshape((-1,) + Y.shape[2:])[: self.rows]  # no padding rows: a view
+        return np.concatenate([b[: self.block_rows] for b in Y])[: self.rows]
+
+    def placement(self, workers: Sequence[str]) -> list[str]:
+        """Block ``j`` on ``workers[j]``; with fewer workers, round-robin."""
+        return [workers[j % len(workers)] for j in range(self.n_blocks)]

@@ -1,0 +1,170 @@
+"""Injecting straggler models: a WorkerPlugin on ``distributed``, a hook on the local race.
+
+:class:`StragglerPlugin` wraps ``distributed.worker._run_task_simple`` (a private
+function: pinned dask range) so the delay falls inside the task's *compute* interval and
+shows in the task stream. :func:`local_stragglers` applies the same models to the
+local-scheduler race of :func:`dask_coded.kernels.race_products` (worker names there are
+the product indices ``"0" .. "n-1"``). This is the test and benchmark harness: nothing in
+the product imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from .. import kernels
+from ..keys import key_name, threshold_of
+from .models import DelayModel, TaskIds
+
+
+def _matches(key, match: Sequence[str] | None) -> bool:
+    return match is None or any(m in key_name(key) for m in match)
+
+
+# ---- distributed: wrap the worker's task runner -------------------------------------------
+
+_INSTALL_LOCK = threading.Lock()
+
+
+class StragglerPlugin(WorkerPlugin):
+    """Inject a :class:`DelayModel`'s delays into tasks on every worker.
+
+    Parameters
+    ----------
+    model : DelayModel
+    seed : int
+        Seeds every draw together with the worker's name and the task's id.
+    match : sequence of str, optional
+        Only tasks whose key name contains one of these strings are delayed (default:
+        every task).
+    work : mapping {str: float}, optional
+        Work share of tasks whose key name contains the string (first match wins). A coded
+        product ``coded-prod-t<threshold>-...`` not listed gets ``1/threshold``; any other task ``1``.
+    interruptible : bool
+        End an injected delay early once the scheduler releases the task. Real slow
+        work cannot be interrupted (a released straggler keeps its thread busy, the
+        default); benchmarks use this to make successive calls independent, as the
+        theory assumes.
+
+    Notes
+    -----
+    Register with ``client.register_plugin(StragglerPlugin(...))``; registering another
+    one replaces it, and ``client.unregister_worker_plugin(StragglerPlugin.name)`` removes
+    it.
+    """
+
+    name = "dask-coded-stragglers"
+
+    def __init__(self, model: DelayModel, seed: int = 0, match: Sequence[str] | None = None,
+                 work: Mapping[str, float] | None = None, interruptible: bool = False):
+        if not isinstance(model, DelayModel):
+            raise TypeError(f"model must be a DelayModel, got {type(model).__name__}")
+        self.model, self.seed = model, int(seed)
+        self.interruptible = bool(interruptible)
+        self.match = None if match is None else tuple(match)
+        self.work = dict(work or {})
+        self.task_ids = TaskIds()
+
+    def work_of(self, key) -> float:
+        """The work share of ``key`` (see ``work``)."""
+        name = key_name(key)
+        for part, share in self.work.items():
+            if part in name:
+                return float(share)
+        t = threshold_of(key)
+        return 1.0 / t if t else 1.0
+
+    def delay(self, worker_name: str, key) -> float:
+        """Seconds to add to ``key`` on this worker (0 when it does not match)."""
+        if not _matches(key, self.match):
+            return 0.0
+        task_id = self.task_ids(worker_name, key)
+        return self.model.delay(worker_name, task_id, self.seed, self.work_of(key))
+
+    def setup(self, worker) -> None:
+        import distributed.worker as dw
+
+        with _INSTALL_LOCK:
+            runner = dw._run_task_simple
+            if not hasattr(runner, "_coded_plugins"):
+                runner = _wrap_runner(runner)
+                dw._run_task_simple = runner
+            runner._coded_plugins[worker.address] = self
+
+    def teardown(self, worker) -> None:
+        import distributed.worker as dw
+
+        getattr(dw._run_task_simple, "_coded_plugins", {}).pop(worker.address, None)
+
+
+def _wrap_runner(original):
+    plugins: dict[str, StragglerPlugin] = {}
+
+    def _run_task_simple(task, data, time_delay):
+        from distributed.worker import get_worker
+
+        try:
+            worker = get_worker()
+        except ValueError:
+            return original(task, data, time_delay)
+        plugin = plugins.get(worker.address)
+        if plugin is not None:
+            seconds = plugin.delay(str(worker.name), task.key)
+            if seconds > 0:
+                task = _Delayed(task, seconds, plugin.interruptible)
+        return original(task, data, time_delay)
+
+    _run_task_simple._coded_plugins = plugins
+    _run_task_simple._coded_original = original
+    return _run_task_simple
+
+
+class _Delayed:
+    """A task that sleeps, then runs: the sleep counts as compute time. With
+    ``interruptible``, the sleep ends early once the scheduler has released the task."""
+
+    def __init__(self, task, seconds: float, interruptible: bool = False):
+        self.task, self.seconds, self.interruptible = task, seconds, interruptible
+        self.key = task.key
+
+    def __call__(self, data):
+        if not self.interruptible:
+            time.sleep(self.seconds)
+            return self.task(data)
+        from distributed.worker import get_worker
+
+        state = get_worker().state
+        end = time.monotonic() + self.seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.01))
+            ts = state.tasks.get(self.key)
+            if ts is None or ts.state in ("cancelled", "released", "forgotten"):
+                break
+        return self.task(data)
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+
+# ---- local scheduler ----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def local_stragglers(model: DelayModel, seed: int = 0, work: float = 1.0) -> Iterator[None]:
+    """Apply ``model`` to the coded products raced on the local scheduler (any thread);
+    every product gets work share ``work``; product ``j`` is worker ``str(j)``."""
+    task_ids = TaskIds()
+
+    def delay(index: int) -> float:
+        return model.delay(str(index), task_ids(str(index), "coded-product"), int(seed),
+                           float(work))
+
+    previous = kernels.set_local_delay(delay)
+    try:
+        yield
+    finally:
+        kernels.set_local_delay(previous)
