@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .bench.regression import main as regression
+from .bench.shuffle import main as shuffle
+from .bench.stragglers import main as stragglers
+from .demo import run_demo
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dask_coded", description=__doc__)
@@ -18,16 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
     args = parser.parse_args(argv)
     if args.command == "bench":
-        from .bench.regression import main as regression
-        from .bench.shuffle import main as shuffle
-        from .bench.stragglers import main as stragglers
-
         benches = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression}
         return benches[args.name](args.rest)
 
     if args.command == "demo":
-        from .demo import run_demo
-
         return run_demo(n=args.n, k=args.k, seed=args.seed)
     return 2
 

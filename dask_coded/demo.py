@@ -5,9 +5,14 @@ from __future__ import annotations
 import time
 import warnings
 
+import dask.array as da
 import numpy as np
+from distributed import Client, LocalCluster, wait
 
 from .codes import audit, make_code
+from .matrix import encode
+from .stragglers import SlowWorkers, StragglerPlugin
+from .workers import worker_info
 
 
 def run_demo(n: int = 6, k: int = 4, seed: int = 0, slow_seconds: float = 2.0,
@@ -17,13 +22,6 @@ def run_demo(n: int = 6, k: int = 4, seed: int = 0, slow_seconds: float = 2.0,
 
     Returns a process exit code: 0 when every result matches numpy to 1e-8.
     """
-    import dask.array as da
-    from distributed import Client, LocalCluster, wait
-
-    from .matrix import encode
-    from .stragglers import SlowWorkers, StragglerPlugin
-    from .workers import worker_info
-
     rng = np.random.default_rng(seed)
     code = make_code(n, k)
     print(f"code: {code}\n      {audit(code)}")

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import uuid
 import warnings
+from html import escape
 from typing import Any
 
 import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
+from distributed import futures_of, wait
+from distributed import progress as progress_bar
 
 from . import resident
-from .codes import MDSCode, check_real_dtype, make_code
+from ._scheduler import FirstKPlugin
+from .codes import MDSCode, audit, check_real_dtype, make_code
 from .errors import BlockShapeError, CodedError, CodeParameterError, TooFewWorkersError
 from .graph import product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, product_name
@@ -149,10 +153,6 @@ class CodedMatrix:
 
     def _repr_html_(self) -> str:
         """Jupyter: the code, its audited worst case, and which worker holds which block."""
-        from html import escape
-
-        from .codes import audit
-
         a = audit(self.code)
         seen = {} if self.local else self.straggling()
         rows = "".join(
@@ -370,8 +370,6 @@ def encode(
     show = progress and not client.asynchronous
     out = client.sync(_encode_on_cluster, matrix, A, workers, allow_shared_workers, not show)
     if show:
-        from distributed import progress as progress_bar
-
         progress_bar(matrix.blocks)  # dask's own bar (a widget in Jupyter)
         for f in matrix.blocks:
             if f.status == "error":
@@ -383,10 +381,6 @@ async def _encode_on_cluster(matrix: CodedMatrix, A, workers, allow_shared_worke
                              wait_for: bool = True) -> CodedMatrix:
     """The cluster half of :func:`encode`: persist A's row blocks and submit one encode
     task per coded block, pinned to its worker (run on the client's loop)."""
-    from distributed import wait
-
-    from ._scheduler import FirstKPlugin
-
     client, scheme = matrix.client, matrix.scheme
     await client.register_plugin(FirstKPlugin())
     if workers is None:
@@ -417,7 +411,5 @@ async def _encode_on_cluster(matrix: CodedMatrix, A, workers, allow_shared_worke
 
 
 def _futures_in_order(A: da.Array) -> list:
-    from distributed import futures_of
-
     futures = {f.key: f for f in futures_of(A)}
     return [futures[(A.name, i, 0)] for i in range(A.numblocks[0])]

@@ -37,6 +37,7 @@ from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask.tokenize import tokenize
 
 from . import resident as residents
+from ._scheduler import FirstKPlugin
 from .codes import make_code
 from .graph import encode_tasks, product_group
 from .keys import DECODE_PREFIX
@@ -228,8 +229,6 @@ def coded_matmul(n: int, k: int, kind: str | None = None) -> Iterator[CodedOptim
     optimizer = CodedOptimizer(n, k, kind)
     client = default_client()
     if client is not None and not client.asynchronous:
-        from ._scheduler import FirstKPlugin
-
         client.register_plugin(FirstKPlugin())
     with dask.config.set(array_optimize=optimizer):
         yield optimizer

@@ -21,6 +21,8 @@ import math
 import numpy as np
 from scipy.special import digamma, lambertw
 
+from .shuffle.placement import Placement
+
 SCHEMES = ("uncoded", "replication", "mds")
 
 
@@ -169,8 +171,6 @@ def shuffle_load(strategy: str, q: int, n: int, storage: float) -> float:
     if strategy == "coded-caching":
         return (q - storage) / (1 + n * storage / q)
     if strategy == "segments":
-        from .shuffle.placement import Placement
-
         pl = Placement.for_storage(n, q, storage, max_segments=10**9)
         if pl is None:
             return q * (1 - 1 / n)  # no room to cache: every moving partition is sent

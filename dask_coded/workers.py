@@ -7,14 +7,14 @@ return, so these ask the scheduler each time.
 
 from __future__ import annotations
 
+import distributed
+
 
 def default_client():
     """The current ``distributed`` client, or ``None`` (no client: the local scheduler)."""
     try:
-        from distributed import default_client as current
-
-        return current()
-    except (ImportError, ValueError):
+        return distributed.default_client()
+    except ValueError:
         return None
 
 

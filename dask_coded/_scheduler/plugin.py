@@ -124,12 +124,15 @@ class FirstKPlugin(SchedulerPlugin):
             scheduler.set_restrictions(spread)
             for key in spread:
                 scheduler.tasks[key].loose_restrictions = True
-        if any(b.worker not in scheduler.workers for b in self.blocks.values() if b.worker):
-            self._repin_lost(stimulus_id)  # a call arrived: no grace period needed
         decodes = {self._add_product(ts) for ts in products} - {None}
         if decodes:
             # never transition inside update_graph: the new tasks are not scheduled yet
             scheduler.loop.add_callback(self._check_groups, decodes, stimulus_id)
+        if any(b.worker not in scheduler.workers for b in self.blocks.values() if b.worker):
+            # a call arrived, so the cluster is not shutting down: re-pin lost blocks now
+            # (the products above stay where the blocks were: a group judged short of
+            # products fails now, as it would have mid-call)
+            self._repin_lost(stimulus_id)
 
     def _add_product(self, ts) -> Key | None:
         """Pin a product where its block lives and file it under its decode."""
@@ -224,25 +227,44 @@ class FirstKPlugin(SchedulerPlugin):
             for product in group.products:
                 self.group_of.pop(product, None)
 
-    def _start_decode(self, key, stimulus_id: str, reason: str = "first-k") -> None:
-        """Drop ``key``'s edges to its unfinished products, run it, release and forget
-        the products it no longer waits for."""
-        s, group = self.scheduler, self.groups.get(key)
-        ts = s.tasks.get(key)
-        if group is None or ts is None or ts.state != "waiting" or not ts.waiting_on:
+    def _start_decode(self, key, stimulus_id: str) -> None:
+        """Run decode ``key`` now: it stops waiting for its unfinished products."""
+        group, ts = self.groups.get(key), self.scheduler.tasks.get(key)
+        if group is None or group.started or ts is None or ts.state != "waiting":
             return
-        cut = set(ts.waiting_on)
-        if any(d.key not in group.products for d in cut):
+        if not ts.waiting_on or any(d.key not in group.products for d in ts.waiting_on):
             return  # still waiting on something else (another input): not ours to start
+        seconds = [self._seconds.get(p, 0.0) for p in group.finished]
+        self.observations.record_decode(
+            group.name, {product_index(p) for p in group.finished},
+            max(seconds) if seconds else None,
+            [w for d in ts.waiting_on for w in (d.worker_restrictions or ())])
         group.started = True
-        cut_keys = {d.key for d in cut}
-        self.pruned[key] = PrunedDecode(ts.run_spec, tuple(d.key for d in ts.dependencies))
-        if reason == "first-k":
-            seconds = [self._seconds.get(p, 0.0) for p in group.finished]
-            self.observations.record_decode(
-                group.name, {product_index(p) for p in group.finished},
-                max(seconds) if seconds else None,
-                [w for d in cut for w in (d.worker_restrictions or ())])
+        self._cut(ts, set(ts.waiting_on), stimulus_id)
+        self.stats["pruned"] += 1
+
+    def _fail(self, group: ProductGroup, stimulus_id: str, why: str) -> None:
+        """Cut the products of ``group`` that can no longer finish: the decode runs once
+        the others have, and raises :class:`~dask_coded.TooFewResultsError` counting them,
+        instead of waiting forever."""
+        ts = self.scheduler.tasks.get(group.decode)
+        if group.started or ts is None or ts.state != "waiting" or not ts.waiting_on:
+            return
+        lost = {d for d in ts.waiting_on if d.key in group.products and not self._can_finish(d)}
+        if not lost:
+            return
+        logger.warning("dask_coded: decode %s can get only %d of the %d products it needs: %s",
+                       group.decode, self._viable(group), group.threshold, why)
+        group.started = True
+        self._cut(ts, lost, stimulus_id)
+        self.stats["failed-early"] += 1
+
+    def _cut(self, ts, cut: set, stimulus_id: str) -> None:
+        """Drop decode ``ts``'s edges to the products ``cut`` (their arguments become
+        ``None``), start it if it waits for nothing else, and release and forget the cut
+        products nobody else wants."""
+        s, cut_keys = self.scheduler, {d.key for d in cut}
+        self.pruned[ts.key] = PrunedDecode(ts.run_spec, tuple(d.key for d in ts.dependencies))
         for d in cut:
             ts.waiting_on.discard(d)
             ts.dependencies.discard(d)
@@ -255,11 +277,10 @@ class FirstKPlugin(SchedulerPlugin):
             *[None if isinstance(a, TaskRef) and a.key in cut_keys else a for a in spec.args],
             **spec.kwargs,
         )
-        recs = {key: "processing"}
+        recs = {} if ts.waiting_on else {ts.key: "processing"}
         orphans = [d for d in cut if not d.dependents and not d.who_wants]
         recs.update({d.key: "released" for d in orphans})
         self.stats["released"] += len(orphans)
-        self.stats["pruned" if reason == "first-k" else "failed-early"] += 1
         s.transitions(recs, stimulus_id=stimulus_id)
         # a released product nobody wants would linger in the scheduler: forget it
         gone = {d.key: "forgotten" for d in orphans
@@ -267,24 +288,16 @@ class FirstKPlugin(SchedulerPlugin):
         if gone:
             s.transitions(gone, stimulus_id=stimulus_id)
 
-    def _fail(self, group: ProductGroup, stimulus_id: str, why: str) -> None:
-        """Start a decode that cannot get enough products, so that it raises
-        :class:`~dask_coded.TooFewResultsError` now instead of waiting forever."""
-        logger.warning("dask_coded: decode %s can get only %d of the %d products it needs: %s",
-                       group.decode, self._viable(group), group.threshold, why)
-        self._start_decode(group.decode, stimulus_id, reason="lost")
+    def _can_finish(self, product) -> bool:
+        """Finished, or pinned to a live worker (or not pinned at all)."""
+        pins = product.worker_restrictions
+        return (product.state == "memory" or not pins or product.loose_restrictions
+                or bool(pins & self.scheduler.workers.keys()))
 
     def _viable(self, group: ProductGroup) -> int:
-        """Products of ``group`` that are finished or pinned to a live worker."""
-        live = self.scheduler.workers
-        count = 0
-        for key in group.products:
-            ts = self.scheduler.tasks.get(key)
-            if ts is None:
-                continue
-            pins = ts.worker_restrictions
-            count += ts.state == "memory" or not pins or ts.loose_restrictions or bool(pins & live.keys())
-        return count
+        """Products of ``group`` that are finished or can still run."""
+        tasks = self.scheduler.tasks
+        return sum(self._can_finish(tasks[p]) for p in group.products if p in tasks)
 
     # ---- workers leaving and joining ---------------------------------------------------
 

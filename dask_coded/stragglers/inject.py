@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
+import distributed.worker as dw
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import kernels
@@ -87,8 +88,6 @@ class StragglerPlugin(WorkerPlugin):
         return self.model.delay(worker_name, task_id, self.seed, self.work_of(key))
 
     def setup(self, worker) -> None:
-        import distributed.worker as dw
-
         with _INSTALL_LOCK:
             runner = dw._run_task_simple
             if not hasattr(runner, "_coded_plugins"):
@@ -97,8 +96,6 @@ class StragglerPlugin(WorkerPlugin):
             runner._coded_plugins[worker.address] = self
 
     def teardown(self, worker) -> None:
-        import distributed.worker as dw
-
         getattr(dw._run_task_simple, "_coded_plugins", {}).pop(worker.address, None)
 
 
@@ -106,10 +103,8 @@ def _wrap_runner(original):
     plugins: dict[str, StragglerPlugin] = {}
 
     def _run_task_simple(task, data, time_delay):
-        from distributed.worker import get_worker
-
         try:
-            worker = get_worker()
+            worker = dw.get_worker()
         except ValueError:
             return original(task, data, time_delay)
         plugin = plugins.get(worker.address)
@@ -136,9 +131,7 @@ class _Delayed:
         if not self.interruptible:
             time.sleep(self.seconds)
             return self.task(data)
-        from distributed.worker import get_worker
-
-        state = get_worker().state
+        state = dw.get_worker().state
         end = time.monotonic() + self.seconds
         while (left := end - time.monotonic()) > 0:
             time.sleep(min(left, 0.01))

@@ -1,0 +1,170 @@
+"""The scheduler plugin: never hang, never leak, spread blocks back out, survive restarts."""
+
+import asyncio
+
+import numpy as np
+import pytest
+from distributed import Nanny, Worker
+from distributed.utils_test import gen_cluster
+
+import dask_coded as dc
+
+VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
+SIX = [("127.0.0.1", 1)] * 6
+
+
+def rand(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def plugin(s):
+    return s.plugins[dc.FirstKPlugin.name]
+
+
+async def until(condition, timeout=10.0):
+    """Poll ``condition()`` until it holds (the scheduler acts on its own loop turns)."""
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition never held")
+
+
+def blocks_per_worker(s, CA) -> dict:
+    held = {}
+    for f in CA.blocks:
+        for ws in s.tasks[f.key].who_has:
+            held[ws.address] = held.get(ws.address, 0) + 1
+    return held
+
+
+@gen_cluster(client=True, nthreads=SIX,
+             config={**VALIDATE, "coded.first-k.repin-delay": "60s"})
+async def test_a_call_after_losing_too_many_workers_fails_at_once(c, s, *workers):
+    """More than n - k workers gone, and the call submitted before the lost blocks are
+    re-pinned: its products sit pinned to dead addresses, and it must fail, not hang."""
+    A, x = rand(120, 5), rand(5, seed=1)
+    CA = await dc.encode(A, 6, 4, client=c)
+    doomed = [w for w in workers if w.address in CA.workers[:3]]
+    await asyncio.gather(*(w.close() for w in doomed))
+    await until(lambda: len(s.workers) == 3)
+    with pytest.raises(dc.TooFewResultsError, match=r"only 3 of n=6 .* k=4"):
+        await asyncio.wait_for(c.compute(CA @ x), timeout=10)
+    assert plugin(s).stats["failed-early"] == 1
+    # the call re-pinned the lost blocks (no grace period once a call arrives): the next
+    # call waits for them to be re-encoded and is right
+    np.testing.assert_allclose(await asyncio.wait_for(c.compute(CA @ x), 20), A @ x)
+    assert plugin(s).stats["repinned"] == 3
+
+
+@gen_cluster(client=True, nthreads=SIX,
+             config={**VALIDATE, "coded.first-k.repin-delay": "20ms"})
+async def test_a_joining_worker_takes_back_a_block(c, s, *workers):
+    """After a loss a survivor holds two blocks; a worker joining takes one back, so the
+    code tolerates n - k losses again."""
+    A, x = rand(120, 5), rand(5, seed=1)
+    CA = await dc.encode(A, 6, 4, client=c)
+    lost = next(w for w in workers if w.address == CA.workers[0])
+    await lost.close()
+    await until(lambda: plugin(s).stats["repinned"] == 1
+                and s.tasks[CA.blocks[0].key].state == "memory")
+    assert sorted(blocks_per_worker(s, CA).values()) == [1, 1, 1, 1, 2]
+
+    async with Worker(s.address, nthreads=1) as fresh:
+        await until(lambda: plugin(s).stats["moved"] == 1
+                    and sorted(blocks_per_worker(s, CA).values()) == [1] * 6)
+        assert fresh.address in blocks_per_worker(s, CA)
+        for f in CA.blocks:  # restrictions follow the data
+            (holder,) = s.tasks[f.key].who_has
+            assert s.tasks[f.key].worker_restrictions == {holder.address}
+        # lose two more (n - k = 2), the one that had been crowded among them
+        crowded = next(w for w in workers if w.status.name == "running"
+                       and w.address in s.workers and w.address != fresh.address)
+        other = next(w for w in workers if w.status.name == "running"
+                     and w.address in s.workers and w is not crowded)
+        await asyncio.gather(crowded.close(), other.close())
+        np.testing.assert_allclose(await asyncio.wait_for(c.compute(CA @ x), 20), A @ x)
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_released_stragglers_are_forgotten(c, s, *workers):
+    """Many calls with a straggler leave nothing behind, in the scheduler or the plugin."""
+    A, x = rand(120, 5), rand(5, seed=1)
+    CA = await dc.encode(A, 6, 4, client=c)
+    slow = next(w for w in workers if w.address == CA.workers[5])
+    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(slow.name): 0.3}),
+                                               match=("coded-prod",), interruptible=True))
+    await c.compute(CA @ x)
+    await until(lambda: plugin(s).tracked()["groups"] == 0)
+    baseline = len(s.tasks)
+    for i in range(30):
+        np.testing.assert_allclose(await c.compute(CA @ (x + i)), A @ (x + i))
+    await until(lambda: plugin(s).tracked()["groups"] == 0)
+    assert len(s.tasks) == baseline
+    assert plugin(s).tracked() == {"groups": 0, "products": 0, "blocks": 6, "pruned": 0,
+                                   "pinned": 0}
+    assert plugin(s).stats["released"] >= 30
+
+
+@pytest.mark.slow
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 3, Worker=Nanny, config=VALIDATE)
+async def test_restart_forgets_everything(c, s, *workers):
+    A, x = rand(60, 4), rand(4, seed=1)
+    CA = await dc.encode(A, 3, 2, client=c)
+    np.testing.assert_allclose(await c.compute(CA @ x), A @ x)
+    assert plugin(s).tracked()["blocks"] == 3
+    await c.restart()
+    assert plugin(s).tracked() == {"groups": 0, "products": 0, "blocks": 0, "pruned": 0,
+                                   "pinned": 0}
+    CA = await dc.encode(A, 3, 2, client=c)
+    np.testing.assert_allclose(await c.compute(CA @ x), A @ x)
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_state_records_are_typed(c, s, *workers):
+    A, x = rand(60, 4), rand(4, seed=1)
+    CA = await dc.encode(A, 6, 4, client=c)
+    y = c.compute(CA @ x)
+    await until(lambda: plugin(s).groups)
+    (group,) = plugin(s).groups.values()
+    assert isinstance(group, dc._scheduler.ProductGroup)
+    assert group.threshold == 4 and group.name.startswith("coded-prod-t4-")
+    assert {p[-1] for p in group.products} <= set(range(6))
+    await y
+    del y
+    await until(lambda: not plugin(s).groups)
+    block = plugin(s).blocks[CA.blocks[0].key]
+    assert block.worker == CA.workers[0] and block.matrix == CA.blocks[0].key[0]
+
+
+@pytest.mark.slow
+@gen_cluster(client=True, nthreads=SIX, timeout=120,
+             config={**VALIDATE, "coded.first-k.repin-delay": "20ms"})
+async def test_chaos_kills_and_joins_during_200_calls(c, s, *workers):
+    """Seeded chaos: every few calls a random worker dies in the middle of a call and a
+    fresh one joins; every answer is right and nothing accumulates in the scheduler."""
+    rng = np.random.default_rng(7)
+    A = rand(240, 6)
+    CA = await dc.encode(A, 6, 4, client=c)
+    await c.compute(CA @ np.ones(6))
+    await until(lambda: not plugin(s).groups)
+    baseline = len(s.tasks)
+    alive, joined = list(workers), []
+    for i in range(200):
+        x = rng.standard_normal(6)
+        fut = c.compute(CA @ x)
+        if i % 20 == 10:
+            victim = alive.pop(int(rng.integers(len(alive))))
+            await victim.close()
+            fresh = await Worker(s.address, nthreads=1)
+            alive.append(fresh)
+            joined.append(fresh)
+        np.testing.assert_allclose(await asyncio.wait_for(fut, 30), A @ x, rtol=1e-9,
+                                   err_msg=f"call {i}")
+        del fut
+    await until(lambda: not plugin(s).groups and len(s.tasks) <= baseline)
+    assert plugin(s).tracked()["products"] == 0
+    # blocks spread back out: one per worker
+    await until(lambda: sorted(blocks_per_worker(s, CA).values()) == [1] * 6)
+    for w in joined:
+        await w.close()
