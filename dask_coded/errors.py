@@ -34,3 +34,7 @@ class NonFiniteError(CodedError):
 
 class TooFewWorkersError(CodedError):
     """The cluster has fewer workers than the code needs."""
+
+
+class IllConditionedError(CodedError):
+    """A decode would amplify rounding errors past ``coded.decode.max-error``."""

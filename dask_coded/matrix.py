@@ -26,7 +26,7 @@ from distributed import progress as progress_bar
 
 from . import resident
 from ._scheduler import FirstKPlugin
-from .codes import MDSCode, audit, check_real_dtype, make_code
+from .codes import MDSCode, audit, check_real_dtype, make_code, require_accurate
 from .errors import BlockShapeError, CodedError, CodeParameterError, TooFewWorkersError
 from .graph import product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, product_name
@@ -351,6 +351,7 @@ def encode(
             raise CodeParameterError(f"k must be an integer or 'auto', got {k!r}")
         k = AutoK.initial_k(n)
     code: MDSCode = make_code(n, k, kind)
+    require_accurate(code)
     source = A
     if transpose:
         A = A.T

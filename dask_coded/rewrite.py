@@ -38,7 +38,7 @@ from dask.tokenize import tokenize
 
 from . import resident as residents
 from ._scheduler import FirstKPlugin
-from .codes import make_code
+from .codes import make_code, require_accurate
 from .graph import encode_tasks, product_group
 from .keys import DECODE_PREFIX
 from .kernels import encode_and_race, linear_product, take_rows, zero_rows
@@ -69,7 +69,7 @@ class CodedOptimizer:
 
     def __init__(self, n: int, k: int, kind: str | None = None, local: bool = True,
                  resident: dict | None = None):
-        make_code(n, k, kind)  # validate n, k, kind now, where the user called us
+        require_accurate(make_code(n, k, kind))  # refuse bad n, k, kind now, at the `with`
         self.n, self.k, self.kind, self.local = n, k, kind, local
         self._resident = resident
         self.rewrites: list[tuple[str, int, int, bool]] = []

@@ -40,6 +40,7 @@ from .. import config
 from ..errors import (
     BlockShapeError,
     CodeParameterError,
+    IllConditionedError,
     DtypeError,
     NonFiniteError,
     TooFewResultsError,
@@ -49,6 +50,10 @@ from .survivors import climb, generator_rows, random_sets, structured_sets, surv
 # Largest n each family is built for: beyond it the family is useless (vandermonde) or its
 # construction is not screened in reasonable time (gaussian).
 MAX_N = {"rotation": 1024, "gaussian": 256, "vandermonde": 40}
+
+# Families whose worst survivor sets are the structured ones (clustered evaluation points:
+# cyclic runs of k workers), so the worst case over those few sets is the worst case.
+STRUCTURED = frozenset({"rotation", "vandermonde"})
 
 _SCREEN_SEEDS = 48
 _SCREEN_SETS = 400
@@ -113,6 +118,58 @@ def worst_condition(generator: np.ndarray, sets: np.ndarray, symbols: int) -> fl
     return float(max(scores.max(), score(climbed).max() if len(climbed) else 1.0))
 
 
+def estimated_error(cond: float) -> float:
+    """The relative decode error a survivor set of condition number ``cond`` can cause on
+    float64 data: ``cond * eps`` (the audit measures below this on every family here)."""
+    return float(cond) * float(np.finfo(np.float64).eps)
+
+
+def max_decode_error() -> float:
+    """``coded.decode.max-error``: the largest estimated relative error a decode accepts."""
+    return float(config.get("decode.max-error"))
+
+
+@functools.lru_cache(maxsize=None)
+def certified_condition(code: "MDSCode") -> float | None:
+    """``max over every survivor set S of cond(G[S])``, when it can be known cheaply:
+    exactly over all ``C(n, k)`` sets when there are at most ``coded.audit.exhaustive-limit``,
+    and over the cyclic runs of ``k`` workers for the :data:`STRUCTURED` families (where
+    the worst sets are). ``None`` for a random code too large to enumerate: its worst case
+    can only be searched for, never certified."""
+    n, k = code.n, code.k
+    if n == k:
+        return 1.0
+    if not certifiable(n, k, code.kind):
+        return None
+    if math.comb(n, k) <= int(config.get("audit.exhaustive-limit")):
+        sets, _ = survivor_sets(n, k, systematic=code.systematic, exhaustive_limit=10**9,
+                                samples=0, rng=np.random.default_rng(0))
+    else:
+        sets = structured_sets(n, k, code.systematic)
+    return float(conditions(code.generator, sets, code.symbols).max())
+
+
+def certifiable(n: int, k: int, kind: str) -> bool:
+    """Whether :func:`certified_condition` can know the worst case of ``(n, k, kind)``."""
+    return (kind in STRUCTURED or n == k
+            or math.comb(n, k) <= int(config.get("audit.exhaustive-limit")))
+
+
+def require_accurate(code: "MDSCode") -> None:
+    """Refuse a code whose certified worst case misses ``coded.decode.max-error``.
+
+    A code that cannot be certified (a random code too large to enumerate) is accepted:
+    every decode then checks its own survivor set (:meth:`MDSCode.decode`)."""
+    cond = certified_condition(code)
+    if cond is not None and estimated_error(cond) > max_decode_error():
+        raise CodeParameterError(
+            f"{code!r} can lose accuracy: its worst survivor set has condition number "
+            f"{cond:.3g} (estimated relative decode error {estimated_error(cond):.1e} > "
+            f"coded.decode.max-error = {max_decode_error():.0e}); use a smaller n or n - k, "
+            f"another kind (kind='auto' picks the best-conditioned), or raise the limit"
+        )
+
+
 @functools.lru_cache(maxsize=None)
 def screened_seed(n: int, k: int) -> int:
     """Seed of the systematic Gaussian code for ``(n, k)``: the best of seeds
@@ -169,7 +226,7 @@ class MDSCode:
         self.symbols = symbols
         self.systematic = systematic
         self.seed = seed
-        self._inv: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._inv: OrderedDict[tuple[int, ...], tuple[np.ndarray, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     # pickling: ship the generator, not the factorisation cache or the lock
@@ -324,9 +381,17 @@ class MDSCode:
         out_dtype = _result_dtype(arrays[0].dtype)
         if self.systematic and chosen == tuple(range(self.k)):
             return arrays
+        inv, cond = self._inverse(chosen)
+        if estimated_error(cond) > max_decode_error():
+            raise IllConditionedError(
+                f"decoding from workers {list(chosen)} of {self!r} would lose accuracy: "
+                f"condition number {cond:.3g}, estimated relative error "
+                f"{estimated_error(cond):.1e} > coded.decode.max-error = "
+                f"{max_decode_error():.0e}; wait for other results or use a better code"
+            )
         R = _scratch((self.k,) + shape)
         np.stack(arrays, out=R)
-        Y = self._inverse(chosen) @ R.reshape(self.k * self.symbols, -1)
+        Y = inv @ R.reshape(self.k * self.symbols, -1)
         return Y.reshape((self.k,) + shape).astype(out_dtype, copy=False)
 
     def _choose(self, results: Mapping[int, np.ndarray]) -> tuple[int, ...]:
@@ -349,8 +414,9 @@ class MDSCode:
             ordered.sort(key=lambda j: j >= self.k)  # stable: systematic first, then parities
         return tuple(sorted(ordered[: self.k]))
 
-    def _inverse(self, chosen: tuple[int, ...]) -> np.ndarray:
-        """``G[chosen]^{-1}``, from an LU factorisation, cached per survivor set (LRU).
+    def _inverse(self, chosen: tuple[int, ...]) -> tuple[np.ndarray, float]:
+        """``G[chosen]^{-1}`` (from an LU factorisation) and ``cond_2(G[chosen])``, cached
+        per survivor set (LRU).
 
         Decoding applies it as one matrix product: on a 1e6-row result at (16, 12) that took
         2.4 ms against 8.4 ms for ``lu_solve`` (which copies the right-hand side into
@@ -362,7 +428,8 @@ class MDSCode:
                 self._inv.move_to_end(chosen)
                 return inv
         rows = generator_rows(np.array([chosen]), self.symbols)[0]
-        inv = inverses(self.generator[rows][None])[0]
+        G = self.generator[rows]
+        inv = (inverses(G[None])[0], float(np.linalg.cond(G)))
         with self._lock:
             self._inv[chosen] = inv
             while len(self._inv) > _INVERSE_CACHE_SIZE:
@@ -399,35 +466,26 @@ def _build(n: int, k: int, kind: str) -> MDSCode:
     return FAMILIES[kind](n, k)
 
 
-# The Gaussian code's measured worst case is a lower bound found by search, and it keeps
-# growing with the effort (10x more sampled sets raised it 2.6x at (24, 16) and 8.3x at
-# (32, 24)); the structured families' worst cases sit on the structured sets and do not
-# move. ``auto`` therefore charges the Gaussian measurement this factor.
+# ``auto`` prefers the deterministic families: the Gaussian code (chosen only where every
+# survivor set is checked) must be this much better conditioned to win.
 SEARCH_MARGIN = {"gaussian": 10.0, "rotation": 1.0, "vandermonde": 1.0}
 
 
 @functools.lru_cache(maxsize=None)
 def best_kind(n: int, k: int) -> str:
-    """The family with the lowest worst-case condition number for ``(n, k)``.
+    """The family with the lowest *certified* worst-case condition number for ``(n, k)``
+    (:func:`certified_condition`), times ``SEARCH_MARGIN``.
 
-    Measured on the structured survivor sets plus ``coded.auto.samples`` random ones and a
-    local search from the worst of them (all sets when ``C(n, k)`` is that small), times
-    ``SEARCH_MARGIN`` for families whose worst case can only be searched for.
+    A random (Gaussian) code too large to enumerate has no certified worst case (a search
+    finds lower bounds that keep growing with effort), so it is never chosen there.
     """
     if n == k:
         return "gaussian"  # the identity: no redundancy, and decoding is a copy
-    rng = np.random.default_rng(n * 1000 + k)
-    samples = int(config.get("auto.samples"))
-    sets, _ = survivor_sets(
-        n, k, systematic=True, exhaustive_limit=samples, samples=samples, rng=rng
-    )
     order = ["rotation", "gaussian", "vandermonde"]
     score = {}
     for kind in order:
-        if n > MAX_N[kind]:
-            continue
-        code = _build(n, k, kind)
-        score[kind] = worst_condition(code.generator, sets, code.symbols) * SEARCH_MARGIN[kind]
+        if n <= MAX_N[kind] and certifiable(n, k, kind):
+            score[kind] = certified_condition(_build(n, k, kind)) * SEARCH_MARGIN[kind]
     return min(score, key=lambda kind: (score[kind], order.index(kind)))
 
 

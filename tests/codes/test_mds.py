@@ -271,3 +271,53 @@ def test_encode_selected_workers_matches_full_encode():
     np.testing.assert_array_equal(some[1], full[2])
     with pytest.raises(dc.CodeParameterError, match="worker 7 is not in 0..6"):
         code.encode(blocks, workers=[7])
+
+
+# ---- accuracy: what auto picks, what encode refuses, what a decode checks ---------------
+
+
+def test_auto_meets_the_bound_on_the_set_that_fooled_the_random_search():
+    """At (32, 24) a random code's worst survivor sets hide from sampling; auto must pick
+    a family whose worst case is certified, and decode this set accurately."""
+    code = dc.make_code(32, 24)
+    assert code.kind == "rotation"
+    cond = dc.codes.certified_condition(code)
+    assert dc.codes.estimated_error(cond) <= 1e-8
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((40, 3)) for _ in range(24)]
+    coded = code.encode(blocks)
+    survivors = [j for j in range(32) if j not in (1, 6, 7, 19, 22, 25, 29, 30)]
+    out = code.decode({j: coded[j] for j in survivors})
+    err = max(np.abs(o - b).max() for o, b in zip(out, blocks)) / max(np.abs(b).max() for b in blocks)
+    assert err <= 1e-8
+
+
+def test_a_decode_from_an_ill_conditioned_set_raises_instead_of_returning_garbage():
+    code = dc.make_code(32, 24, "gaussian")  # accepted: too large to certify
+    survivors = tuple(j for j in range(32) if j not in (1, 6, 7, 19, 22, 25, 29, 30))
+    _, cond = code._inverse(survivors)
+    rng = np.random.default_rng(0)
+    coded = code.encode([rng.standard_normal((4, 2)) for _ in range(24)])
+    assert dc.codes.estimated_error(cond) > 1e-8  # this seed's bad set (cond ~ 5.9e8)
+    with pytest.raises(dc.IllConditionedError, match="condition number"):
+        code.decode({j: coded[j] for j in survivors})
+    # a well-conditioned set of the same code still decodes
+    code.decode({j: coded[j] for j in range(24)})
+    assert dc.codes.certified_condition(code) is None
+
+
+@pytest.mark.parametrize("n, k, kind", [(64, 48, "rotation"), (40, 30, "vandermonde"),
+                                        (128, 100, None)])
+def test_encode_refuses_codes_that_miss_the_bound(n, k, kind):
+    A = np.ones((4 * k, 2))
+    with pytest.raises(dc.CodeParameterError, match="can lose accuracy: .* condition number"):
+        dc.encode(A, n, k, kind=kind, client=None)
+
+
+@pytest.mark.timeout(60)
+def test_large_codes_build_quickly():
+    """make_code(128, 100) and an audit of a large structured code take seconds, not the
+    minutes a random-code screening would (the timeout is a wide guard)."""
+    assert dc.make_code(128, 100).kind == "rotation"
+    a = dc.audit(dc.make_code(64, 48, "rotation"))
+    assert a.worst_cond > 1e10  # the structured worst set is found without a search
