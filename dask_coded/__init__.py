@@ -7,7 +7,7 @@ Learning Using Codes", IEEE Trans. Inf. Theory 64(3), 2018.
 from __future__ import annotations
 
 from . import config  # noqa: F401  (registers the coded.* dask.config defaults)
-from . import theory, workers  # noqa: F401  (dc.theory, dc.workers)
+from . import policy, theory, workers  # noqa: F401  (dc.policy, dc.theory, dc.workers)
 from ._scheduler import FirstKPlugin
 from .apps import RegressionResult, linear_regression
 from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error

@@ -36,13 +36,34 @@ from .schemes import MDSScheme, Scheme
 from .workers import default_client
 
 
-def as_matrix(A: Any, name: str = "A"):
-    """``A`` as a 2-D real numpy or dask array, or a clear error."""
+def as_array(A: Any, name: str):
+    """``A`` as a numpy or dask array, or a clear error for what cannot be coded."""
+    if isinstance(A, CodedMatrix):
+        raise TypeError(
+            f"{name} is a CodedMatrix; a coded product takes a numpy or dask operand "
+            f"(multiply by the original matrix, or compute one product first)")
+    if hasattr(A, "tocsr") and hasattr(A, "nnz"):  # scipy.sparse, without importing it
+        raise TypeError(
+            f"{name} is a scipy.sparse {type(A).__name__}; coded blocks and products are "
+            f"dense: pass {name}.toarray() (or a dask array of dense chunks)")
     if not isinstance(A, da.Array):
         A = np.asarray(A)
+        if A.dtype == object and A.ndim == 0:
+            raise TypeError(f"{name} must be a numpy or dask array, got {type(A.item()).__name__}")
+    elif any(np.isnan(s) for s in A.shape):
+        raise BlockShapeError(
+            f"{name} has unknown chunk sizes {A.chunks}; call {name}.compute_chunk_sizes() first")
+    return A
+
+
+def as_matrix(A: Any, name: str = "A"):
+    """``A`` as a 2-D real numpy or dask array with rows and columns, or a clear error."""
+    A = as_array(A, name)
     if A.ndim != 2:
         raise BlockShapeError(f"{name} must be 2-D, got {A.ndim}-D with shape {A.shape}")
     check_real_dtype(np.dtype(A.dtype), name)
+    if 0 in A.shape:
+        raise BlockShapeError(f"{name} has shape {A.shape}: it needs at least one row and column")
     return A
 
 
@@ -146,6 +167,8 @@ class CodedMatrix:
 
     def __repr__(self) -> str:
         where = "local" if self.local else f"{len(set(self.workers or ()))} workers"
+        if not self.local and not self.blocks:
+            where = "released"
         return (
             f"CodedMatrix(shape={self.shape}, dtype={self.dtype}, n={self.n}, k={self.k}, "
             f"kind={self.code.kind!r}, {where})"
@@ -153,6 +176,8 @@ class CodedMatrix:
 
     def _repr_html_(self) -> str:
         """Jupyter: the code, its audited worst case, and which worker holds which block."""
+        if not self.local and not self.blocks:
+            return f"<div><b>CodedMatrix</b> {escape(repr(self))}: its coded blocks were released</div>"
         a = audit(self.code)
         seen = {} if self.local else self.straggling()
         rows = "".join(
@@ -179,11 +204,7 @@ class CodedMatrix:
 
         ``x``: numpy or dask, 1-D of length ``A.shape[1]`` or 2-D with that many rows.
         """
-        if not self.local and self.client.status in ("closing", "closed"):
-            raise CodedError(
-                "this CodedMatrix's client is closed and its coded blocks are gone; "
-                "encode A again with a live client"
-            )
+        self._check_live()
         x = self._check_operand(x)
         self.calls += 1
         if self.policy is not None and self.policy.due(self.calls):
@@ -214,9 +235,20 @@ class CodedMatrix:
         graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
         return da.Array(graph, name, chunks, dtype=out_dtype)
 
+    def _check_live(self) -> None:
+        if self.local:
+            return
+        if self.client.status in ("closing", "closed"):
+            raise CodedError(
+                "this CodedMatrix's client is closed and its coded blocks are gone; "
+                "encode A again with a live client"
+            )
+        if not self.blocks:
+            raise CodedError("this CodedMatrix was released (CA.release()): its coded blocks "
+                             "are gone; encode A again")
+
     def _check_operand(self, x: Any):
-        if not isinstance(x, da.Array):
-            x = np.asarray(x)
+        x = as_array(x, "x")
         if x.ndim not in (1, 2):
             raise BlockShapeError(f"x must be 1-D or 2-D, got {x.ndim}-D with shape {x.shape}")
         check_real_dtype(np.dtype(x.dtype), "x")
@@ -272,12 +304,11 @@ class CodedMatrix:
         k_new = self.policy.choose(self.k, self.observed(last=self.policy.window), self.calls)
         if k_new != self.k:
             fresh = self._encode_again(k_new, transpose=self._transposed)
-            old = self.blocks
             self.scheme, self.blocks = fresh.scheme, fresh.blocks
             self.workers, self.token = fresh.workers, fresh.token
+            # the old blocks are not released here: products built before the re-encode
+            # still hold them, and they go when the last such graph does
             fresh.blocks = []
-            for f in old:
-                f.release()
         return self.k
 
     # ---- lifetime ----------------------------------------------------------------------
@@ -357,6 +388,9 @@ def encode(
         A = A.T
     dtype = np.dtype(np.promote_types(A.dtype, np.float32) if A.dtype.kind == "f" else np.float64)
     client = client if client is not None else default_client()
+    if client is not None and client.status in ("closing", "closed"):
+        raise CodedError("the client is closed; encode with a running client (or client=None "
+                         "for the local scheduler)")
     if client is None and auto:
         raise CodedError("k='auto' learns from the scheduler: it needs a distributed client")
     if auto and client.asynchronous:

@@ -264,3 +264,59 @@ def test_encode_with_progress_bar(capsys):
         with pytest.raises(dc.NonFiniteError, match="row 5"):
             dc.encode(bad, 3, 2, client=client, progress=True)
     assert "100%" in capsys.readouterr().out  # dask's text progress bar
+
+
+# ---- errors that name the problem ----------------------------------------------------------
+
+
+def _unknown_chunks():
+    A = da.from_array(rand(40, 4), chunks=10)
+    return A[A[:, 0] > 0]
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: dc.encode(__import__("scipy.sparse").sparse.csr_matrix(rand(40, 4)), 6, 4,
+                       client=None), TypeError, "scipy.sparse csr_matrix.*toarray"),
+    (lambda: dc.encode(np.ones((10, 0)), 6, 4, kind="rotation", client=None),
+     dc.BlockShapeError, r"shape \(10, 0\): it needs at least one row and column"),
+    (lambda: dc.encode(_unknown_chunks(), 6, 4, client=None), dc.BlockShapeError,
+     "unknown chunk sizes.*compute_chunk_sizes"),
+    (lambda: dc.make_code(6, 4, kind=["rotation"]), dc.CodeParameterError,
+     "kind must be a string"),
+])
+def test_bad_operands_get_errors_that_name_them(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_operands_that_are_not_arrays():
+    CA = dc.encode(rand(40, 4), 6, 4, client=None)
+    with pytest.raises(TypeError, match="x is a CodedMatrix"):
+        CA @ CA
+    sparse = __import__("scipy.sparse").sparse
+    with pytest.raises(TypeError, match="x is a scipy.sparse"):
+        CA @ sparse.csr_matrix(np.ones((4, 1)))
+
+
+def test_released_and_retuned_matrices():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        A, x = rand(60, 4), rand(4, seed=1)
+        CA = dc.encode(A, 3, 2, client=client)
+        y = CA @ x
+        # k="auto" re-encodes with another k: a product built before still computes (it
+        # holds the old blocks)
+        CA.policy = dc.policy.AutoK(3)
+        CA.policy.choose = lambda k, seen, calls: 3
+        assert CA.retune() == 3 and CA.k == 3
+        close(y.compute(), A @ x)
+        close((CA @ x).compute(), A @ x)
+        CA.release()
+        assert "released" in repr(CA) and "released" in CA._repr_html_()
+        with pytest.raises(dc.CodedError, match="was released"):
+            CA @ x
+        client.close()
+        with pytest.raises(dc.CodedError, match="client is closed"):
+            dc.encode(A, 3, 2, client=client)

@@ -14,6 +14,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from ..errors import NonFiniteError
 from ..matrix import CodedMatrix, encode
 
 
@@ -29,8 +30,9 @@ class RegressionResult:
     A: CodedMatrix | None = None
 
     def __repr__(self) -> str:
+        residual = f"{self.residuals[-1]:.4g}" if self.residuals else "-"
         return (f"RegressionResult({len(self.seconds)} iterations in "
-                f"{sum(self.seconds):.3f} s; residual {self.residuals[-1]:.4g})")
+                f"{sum(self.seconds):.3f} s; residual {residual})")
 
 
 def linear_regression(
@@ -67,19 +69,29 @@ def linear_regression(
     y = np.asarray(y, dtype=float)
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D, got shape {y.shape}")
+    if not isinstance(iters, (int, np.integer)) or iters < 1:
+        raise ValueError(f"iters must be a positive integer, got {iters!r}")
     CA = encode(A, n, k, kind=kind, client=client)
     if CA.shape[0] != y.shape[0]:
         raise ValueError(f"A has {CA.shape[0]} rows but y has {y.shape[0]}")
     CT = CA.T
     if step is None:  # 1 / lambda_max(A^T A), the Gram matrix from a coded product too
         gram = (A.T @ A).compute() if isinstance(A, da.Array) else (CT @ np.asarray(A)).compute()
-        step = 1.0 / float(np.linalg.eigvalsh(gram).max())
+        largest = float(np.linalg.eigvalsh(gram).max())
+        if not largest > 0:
+            raise ValueError("A is all zeros: every x fits equally well, there is nothing "
+                             "to descend")
+        step = 1.0 / largest
     x = np.zeros(CA.shape[1]) if x0 is None else np.asarray(x0, dtype=float).copy()
     out = RegressionResult(x=x, A=CA)
-    for _ in range(iters):
+    for i in range(iters):
         t = time.perf_counter()
-        r = (CA @ x).compute() - y
-        g = (CT @ r).compute()
+        try:
+            r = (CA @ x).compute() - y
+            g = (CT @ r).compute()
+        except NonFiniteError as err:  # x or the products overflowed
+            raise ValueError(f"gradient descent diverged at iteration {i}: step={step:g} is "
+                             f"too large (1 / ||A||_2^2 always descends)") from err
         x = x - step * g
         out.seconds.append(time.perf_counter() - t)
         out.residuals.append(float(np.linalg.norm(r)))

@@ -515,6 +515,9 @@ def make_code(n: int, k: int, kind: str | None = None) -> MDSCode:
     if k > n:
         raise CodeParameterError(f"k must be at most n, got k={k} > n={n}")
     kind = kind or config.get("code-kind")
+    if not isinstance(kind, str):
+        raise CodeParameterError(
+            f"kind must be a string ('auto' or one of {sorted(FAMILIES)}), got {kind!r}")
     if kind == "auto":
         if n > max(MAX_N.values()):
             raise CodeParameterError(

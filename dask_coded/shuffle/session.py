@@ -107,6 +107,8 @@ class CodedShuffle:
         dtypes = {p.dtype for p in parts}
         if len(dtypes) > 1:
             raise ValueError(f"partitions must share one dtype, got {sorted(map(str, dtypes))}")
+        if not isinstance(storage, (int, np.integer)) or isinstance(storage, bool):
+            raise TypeError(f"storage must be a whole number of partitions, got {storage!r}")
         self.workers = live_workers(client)
         if not self.workers:
             raise TooFewWorkersError("the cluster has no workers to shuffle partitions among")

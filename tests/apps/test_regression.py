@@ -32,7 +32,12 @@ def test_distributed_coded_and_uncoded_agree_and_report_survivors():
                                                   match=("coded-prod",), interruptible=True))
         slowed = dc.linear_regression(A, y, 5, 3, iters=3, client=client, x0=coded.x)
     np.testing.assert_allclose(coded.x, uncoded.x, rtol=1e-8)
-    assert len(coded.used) == 30 and all(len(a) >= 3 for a, _ in coded.used)
+    # each decode had at least k = 3 finished products (more when some finished before
+    # the plugin started it), from distinct coded blocks; the uncoded run (k = n) needs 5
+    assert len(coded.used) == 30
+    assert all(3 <= len(a) <= 5 and len(set(a)) == len(a) and set(a) <= set(range(5))
+               for pair in coded.used for a in pair)
+    assert all(a == t == [0, 1, 2, 3, 4] for a, t in uncoded.used)
     assert all(4 not in used_a for used_a, _ in slowed.used)  # the slow worker never used
     with pytest.raises(ValueError, match="rows but y has"):
         dc.linear_regression(A, y[:-1], 5, 3, iters=1, client=None)
@@ -56,3 +61,14 @@ def test_straggling_report_names_the_slow_worker():
     assert all(report[w]["finished"] == 4 and report[w]["released"] == 0 for w in fast)
     assert all(report[w]["median"] < 0.2 for w in fast)
     assert "finished / released" in html and ", 4 / 0" in html
+
+
+@pytest.mark.parametrize("A, y, kwargs, match", [
+    (problem()[0], problem()[1], {"iters": 0}, "iters must be a positive integer"),
+    (np.zeros((40, 4)), np.ones(40), {"iters": 2}, "A is all zeros"),
+    (problem()[0], problem()[1], {"iters": 500, "step": 10.0}, "diverged at iteration .* too large"),
+])
+def test_bad_settings_are_named(A, y, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dc.linear_regression(A, y, 5, 3, client=None, **kwargs)
+    assert "-" in repr(dc.RegressionResult(x=np.zeros(2)))  # no iterations: no residual
