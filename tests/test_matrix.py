@@ -302,7 +302,8 @@ def test_released_and_retuned_matrices():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=3, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=None) as cluster:
+        client = Client(cluster)
         A, x = rand(60, 4), rand(4, seed=1)
         CA = dc.encode(A, 3, 2, client=client)
         y = CA @ x
