@@ -112,11 +112,20 @@ def fit_shifted_exponential(durations, censored=(), work: float = 1.0,
         raise ValueError("need at least 2 positive, finite durations (and finite censor times)")
     if not 0 <= shift_quantile < 1:
         raise ValueError(f"shift_quantile must be in [0, 1), got {shift_quantile!r}")
-    shift = float(np.quantile(t, shift_quantile)) if shift_quantile else float(t.min())
-    exposure = float(np.clip(t - shift, 0, None).sum() + np.clip(c - shift, 0, None).sum())
-    excess = int((t > shift).sum()) if shift_quantile else t.size - 1
-    mu = shift * excess / exposure if exposure > 0 else math.inf
-    return shift / work, mu
+    if not shift_quantile:
+        shift = float(t.min())
+        exposure = float((t - shift).sum() + np.clip(c - shift, 0, None).sum())
+        mu = shift * (t.size - 1) / exposure if exposure > 0 else math.inf
+        return shift / work, mu
+    # above its q-quantile t_q the excess is still exponential (memoryless), with rate
+    # mu / shift; and t_q = shift (1 + (-ln(1 - q)) / mu) gives the shift back
+    tq = float(np.quantile(t, shift_quantile))
+    exposure = float(np.clip(t - tq, 0, None).sum() + np.clip(c - tq, 0, None).sum())
+    if exposure <= 0:
+        return tq / work, math.inf
+    rate = int((t > tq).sum()) / exposure
+    shift = max(tq + math.log1p(-shift_quantile) / rate, tq / 2)
+    return shift / work, shift * rate
 
 
 def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None = None,
