@@ -118,8 +118,8 @@ def main(argv=None) -> int:
     for e in range(args.epochs):
         print(f"| {e + 1} | " + " | ".join(f"{runs[r][0][e] - best:.5f}" for r in runs) + " |")
     for r, (losses, reports) in runs.items():
-        sent = (f"master sent {np.mean([x.master_bytes for x in reports]) / 1e6:.3f} MB per "
-                f"reshuffle" if reports else "no reshuffles")
+        sent = (f"the master sends {np.mean([x.planned_master_bytes for x in reports]) / 1e6:.3f}"
+                f" MB per reshuffle" if reports else "no reshuffles")
         print(f"{r}: final excess loss {losses[-1] - best:.5f}; {sent}")
     return 0
 

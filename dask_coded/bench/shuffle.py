@@ -34,7 +34,8 @@ import sys
 import numpy as np
 
 from dask_coded import theory
-from dask_coded.shuffle import CodedShuffle, bytecount
+from dask_coded.bench import bytecount
+from dask_coded.shuffle import CodedShuffle
 
 STRATEGIES = ("uncoded", "p2p", "coded")
 
@@ -48,19 +49,21 @@ def warmup_epochs(q: int, n: int, storage: int) -> int:
 def run(client, parts, storage, strategy, epochs, warmup, mbps=None, seed=0):
     """Reports of ``epochs`` epochs after ``warmup`` (the initial load included); the
     master's link throttled to ``mbps`` MB/s during the measured epochs."""
-    sh = CodedShuffle(client, parts, storage=storage, strategy=strategy, seed=seed)
-    try:
-        for _ in range(warmup):
-            sh.next_epoch()
-        bytecount.throttle(mbps * 1e6 if mbps else None)
-        for _ in range(epochs):
-            sh.next_epoch()
-        caches = (f"segments t={sh.segments.placement.mean_level:.2f}" if sh.segments
-                  else "partitions")
-        return sh.report()[warmup:], caches
-    finally:
-        bytecount.throttle(None)
-        sh.close()
+    with bytecount.ByteMeter(client) as meter:
+        sh = CodedShuffle(client, parts, storage=storage, strategy=strategy, seed=seed,
+                          meter=meter)
+        try:
+            for _ in range(warmup):
+                sh.next_epoch()
+            bytecount.throttle(mbps * 1e6 if mbps else None)
+            for _ in range(epochs):
+                sh.next_epoch()
+            caches = (f"segments t={sh.segments.placement.mean_level:.2f}" if sh.segments
+                      else "partitions")
+            return sh.report()[warmup:], caches
+        finally:
+            bytecount.throttle(None)
+            sh.close()
 
 
 def planner_table(workers, alphas, per_worker: int, epochs: int = 5) -> None:

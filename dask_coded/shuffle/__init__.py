@@ -3,7 +3,7 @@
 :class:`Placement` and :func:`plan_segments` (the structured segment placement and its
 delivery plan), :func:`plan_delivery` and :func:`next_caches` (greedy index coding over
 whole-partition caches, and their cache policy), :class:`CodedShuffle` (carries a plan
-out on a cluster, with byte accounting from the transport) and the load predictions in
+out on a cluster; a benchmark can meter its bytes at the transport) and the load predictions in
 :func:`dask_coded.theory.shuffle_load` and :func:`dask_coded.theory.shuffle_lower_bound`.
 """
 

@@ -88,7 +88,7 @@ class SegmentedCaches:
         for i, w in enumerate(W):
             relays = sorted(set(routed.relay[routed.packet[routed.member == i]].tolist()))
             incoming = np.flatnonzero((new_owner == i) & (old != i)).tolist()
-            outputs = {p: (np.asarray(self.parts[p]).shape, np.asarray(self.parts[p]).dtype.str)
+            outputs = {p: (np.asarray(self.parts[p]).shape, np.asarray(self.parts[p]).dtype)
                        for p in incoming}
             share = {p: held[w][p] for p in np.flatnonzero(old == i).tolist()}
             with dask.annotate(workers=[w], allow_other_workers=False):

@@ -20,8 +20,9 @@ dependency leaves a replica, and the Active Memory Manager, which keeps one repl
 key, may then delete the *owner's* copy (measured: 3 caches lost in 4 epochs of the p2p
 strategy). So the session stops the AMM while it is open (restarting it on
 :meth:`CodedShuffle.close` if it ran) and drops the stray replicas itself after each
-epoch, keeping the owner's. Bytes are counted from the transport
-(:mod:`dask_coded.shuffle.bytecount`), not from the plan.
+epoch, keeping the owner's. Each epoch reports the bytes its plan sends; a benchmark
+that passes a byte meter (:class:`dask_coded.bench.bytecount.ByteMeter`) also gets the
+bytes each endpoint really wrote.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from distributed.utils import CancelledError
 from .. import config
 from ..errors import CodedError, TooFewWorkersError
 from ..workers import live_workers
-from . import bytecount
 from .cache import next_caches
 from .placement import Placement
 from .planner import plan_delivery
@@ -54,19 +54,37 @@ PLACEMENTS = ("auto", "segments", "partitions")
 
 @dataclass
 class EpochReport:
-    """What one epoch cost, measured (bytes written by each endpoint) and planned."""
+    """What one epoch cost: planned, and measured at the transport when the shuffle has a
+    byte meter (:class:`dask_coded.bench.bytecount.ByteMeter`; else those are ``None``).
+
+    The master is the client (which holds the data) together with the scheduler.
+    """
 
     epoch: int
-    master_bytes: int  # written by the client and the scheduler
-    master_data_bytes: int  # the part of master_bytes that carried partitions or packets
-    scheduler_bytes: int  # the scheduler's part (0 when it runs in the client's process)
-    peer_bytes: int  # written by the workers
     planned_master_bytes: int
     unicast_bytes: int  # what one unicast per request would cost the master
     packets: int
     coded_packets: int
     seconds: float
     lost_workers: list[str] = field(default_factory=list)
+    master_bytes: int | None = None  # written by the client and the scheduler
+    master_data_bytes: int | None = None  # the part of master_bytes carrying partitions
+    scheduler_bytes: int | None = None  # the scheduler's part (0 in the client's process)
+    peer_bytes: int | None = None  # written by the workers
+
+
+def _measured(before: dict, after: dict, workers: list[str]) -> dict:
+    """The transport counts of one epoch, as :class:`EpochReport` fields."""
+    def delta(name: str) -> int:
+        return after[name] - before[name]
+
+    return {
+        "master_bytes": delta("client") + delta("scheduler"),
+        "master_data_bytes": delta("client_data") + delta("scheduler_data"),
+        "scheduler_bytes": delta("scheduler"),
+        "peer_bytes": sum(after["workers"].get(w, 0) - before["workers"].get(w, 0)
+                          for w in workers),
+    }
 
 
 class CodedShuffle:
@@ -93,10 +111,14 @@ class CodedShuffle:
         and coded by :func:`plan_delivery`. ``"auto"``: segments unless a partition would
         need more than ``coded.shuffle.max-segments`` of them. The other strategies
         always cache whole partitions.
+    meter : dask_coded.bench.bytecount.ByteMeter, optional
+        Counts the bytes each endpoint writes, for the epoch reports (the measurement
+        harness: it wraps the transport in every process, so it is opt-in).
     """
 
     def __init__(self, client, partitions: list, storage: int, strategy: str = "coded",
-                 seed: int = 0, cache_policy: str = "recent", placement: str = "auto"):
+                 seed: int = 0, cache_policy: str = "recent", placement: str = "auto",
+                 meter: Any = None):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if placement not in PLACEMENTS:
@@ -107,6 +129,11 @@ class CodedShuffle:
         dtypes = {p.dtype for p in parts}
         if len(dtypes) > 1:
             raise ValueError(f"partitions must share one dtype, got {sorted(map(str, dtypes))}")
+        if strategy == "coded" and parts[0].dtype.hasobject:
+            raise TypeError(
+                f"the coded strategy XORs the partitions' bytes, and dtype {parts[0].dtype} "
+                f"holds Python object references; use strategy='uncoded' or 'p2p', or convert "
+                f"the partitions to a fixed-size dtype")
         if not isinstance(storage, (int, np.integer)) or isinstance(storage, bool):
             raise TypeError(f"storage must be a whole number of partitions, got {storage!r}")
         self.workers = live_workers(client)
@@ -129,7 +156,7 @@ class CodedShuffle:
         self.order: dict[str, list[int]] = {w: [] for w in self.workers}  # most recent first
         self.assignment: dict[str, list[int]] = {}
         self.reports: list[EpochReport] = []
-        bytecount.register(client)
+        self.meter = meter
         # how long a scatter waits for its (running) worker: a dead one fails it quickly
         self._scatter_timeout = parse_timedelta(config.get("shuffle.scatter-timeout"))
         self._placement_choice = placement
@@ -167,7 +194,7 @@ class CodedShuffle:
             shares, planner = prefetched
         else:
             shares, planner = self._deal(), None
-        before = bytecount.totals(self.client)
+        before = self.meter.totals() if self.meter is not None else None
         t = time.perf_counter()
         planned = unicast = packets = coded_packets = 0
         for attempt in itertools.count():
@@ -236,17 +263,11 @@ class CodedShuffle:
         if self.segments is not None:
             owners.update({f.key: w for w, f in self.segments.stores.items()})
         self.client.run_on_scheduler(_drop_stray_replicas, owners=owners)
-        after = bytecount.totals(self.client)
+        measured = _measured(before, self.meter.totals(), self.workers) if before else {}
         self.epoch += 1
         self.reports.append(EpochReport(
             epoch=self.epoch,
-            master_bytes=(after["client"] - before["client"])
-            + (after["scheduler"] - before["scheduler"]),
-            master_data_bytes=(after["client_data"] - before["client_data"])
-            + (after["scheduler_data"] - before["scheduler_data"]),
-            scheduler_bytes=after["scheduler"] - before["scheduler"],
-            peer_bytes=sum(after["workers"].get(w, 0) - before["workers"].get(w, 0)
-                           for w in self.workers),
+            **measured,
             planned_master_bytes=planned,
             unicast_bytes=unicast,
             packets=packets,
@@ -423,7 +444,7 @@ class CodedShuffle:
             for w, want in members:
                 cached = [self.held[w][p] for p in packet.parts if p != want]
                 part = self.parts[want]
-                new[w][want] = c.submit(decode_part, packet_future, part.shape, part.dtype.str,
+                new[w][want] = c.submit(decode_part, packet_future, part.shape, part.dtype,
                                         *cached, key=self._key(w, want), workers=[w],
                                         allow_other_workers=False, pure=False)
 

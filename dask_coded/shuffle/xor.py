@@ -29,7 +29,7 @@ def xor_packet(parts: list[np.ndarray], nbytes: int) -> np.ndarray:
     return out
 
 
-def decode_part(packet: np.ndarray, shape: tuple, dtype: str, *cached: np.ndarray) -> np.ndarray:
+def decode_part(packet: np.ndarray, shape: tuple, dtype: np.dtype, *cached: np.ndarray) -> np.ndarray:
     """The part of ``packet`` that is not among ``cached``, as an array of ``shape``/``dtype``."""
     out = packet.copy()
     for p in cached:

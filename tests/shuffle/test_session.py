@@ -5,6 +5,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 import dask_coded as dc
+from dask_coded.bench.bytecount import ByteMeter
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,29 @@ def test_unequal_partition_sizes_decode(client):
         sh.close()
 
 
+@pytest.mark.parametrize("placement", ["segments", "partitions"])
+def test_structured_dtypes_keep_their_fields(client, placement):
+    rng = np.random.default_rng(4)
+    record = np.dtype([("x", "f8"), ("n", "i4"), ("tag", "S3")])
+    parts = []
+    for _ in range(16):
+        p = np.zeros(40, dtype=record)
+        p["x"], p["n"], p["tag"] = rng.standard_normal(40), rng.integers(0, 99, 40), b"abc"
+        parts.append(p)
+    sh = dc.CodedShuffle(client, parts, storage=8, strategy="coded", seed=5,
+                         placement=placement)
+    try:
+        for _ in range(3):
+            check_epoch(client, sh, sh.next_epoch(), parts)  # dtype (with fields) equal
+    finally:
+        sh.close()
+
+
 def test_bad_input(client):
+    with pytest.raises(TypeError, match="storage must be a whole number"):
+        dc.CodedShuffle(client, data(q=8), storage="6")
+    with pytest.raises(TypeError, match="holds Python object references.*'uncoded'"):
+        dc.CodedShuffle(client, [np.array([{"a": 1}] * 3, dtype=object)] * 4, storage=2)
     with pytest.raises(ValueError, match="smaller than one epoch's share"):
         dc.CodedShuffle(client, data(q=24), storage=5)
     with pytest.raises(ValueError, match="share one dtype"):
@@ -92,12 +115,14 @@ def test_byte_counts_come_from_the_transport_and_match_the_plan():
     with LocalCluster(n_workers=4, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         reports = {}
-        for strategy in ("uncoded", "coded"):
-            sh = dc.CodedShuffle(client, parts, storage=8, strategy=strategy, seed=0)
-            for _ in range(4):
-                sh.next_epoch()
-            reports[strategy] = sh.report()[1:]  # epoch 1 is the initial load
-            sh.close()
+        with ByteMeter(client) as meter:
+            for strategy in ("uncoded", "coded"):
+                sh = dc.CodedShuffle(client, parts, storage=8, strategy=strategy, seed=0,
+                                     meter=meter)
+                for _ in range(4):
+                    sh.next_epoch()
+                reports[strategy] = sh.report()[1:]  # epoch 1 is the initial load
+                sh.close()
     for r in reports["coded"] + reports["uncoded"]:
         # the payload the master wrote is the plan's, to 2%; dask's control messages on top
         assert r.planned_master_bytes <= r.master_data_bytes <= 1.02 * r.planned_master_bytes
@@ -107,6 +132,21 @@ def test_byte_counts_come_from_the_transport_and_match_the_plan():
     assert coded < 0.8 * uncoded
     assert sum(r.peer_bytes for r in reports["coded"]) > 0  # the relays happened
     assert all(r.peer_bytes < 0.01 * r.master_bytes for r in reports["uncoded"])
+
+
+def test_a_user_shuffle_leaves_the_transport_alone(client):
+    """Byte counting is the benchmark's: a plain CodedShuffle does not wrap TCP.write,
+    and its reports carry the plan's bytes only."""
+    from distributed.comm.tcp import TCP
+
+    sh = dc.CodedShuffle(client, data(q=8), storage=4)
+    try:
+        sh.next_epoch()
+        (r,) = sh.report()
+        assert r.master_bytes is None and r.planned_master_bytes > 0
+        assert not getattr(TCP.write, "_dask_coded_bytecount", False)
+    finally:
+        sh.close()
 
 
 def test_a_lost_worker_loses_nothing():
@@ -130,7 +170,7 @@ def test_a_worker_dying_during_an_epoch_loses_nothing():
     import os
     import threading
 
-    from dask_coded.shuffle import bytecount
+    from dask_coded.bench import bytecount
 
     parts = data(q=16, size=65536)  # 512 KiB each
     with LocalCluster(n_workers=4, threads_per_worker=1, processes=True,

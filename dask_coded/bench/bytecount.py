@@ -48,7 +48,16 @@ def install() -> None:
             return n
 
         write._dask_coded_bytecount = True
+        write._original = original
         TCP.write = write
+
+
+def uninstall() -> None:
+    """Put this process's ``TCP.write`` back (idempotent)."""
+    from distributed.comm.tcp import TCP
+
+    with _LOCK:
+        TCP.write = getattr(TCP.write, "_original", TCP.write)
 
 
 def carries_data(msg) -> bool:
@@ -86,6 +95,9 @@ class ByteCountPlugin(WorkerPlugin):
     def setup(self, worker) -> None:
         install()
 
+    def teardown(self, worker) -> None:
+        uninstall()
+
 
 class ByteCountSchedulerPlugin(SchedulerPlugin):
     """Counts what the scheduler writes; handler ``coded_bytecount`` reads it."""
@@ -97,12 +109,36 @@ class ByteCountSchedulerPlugin(SchedulerPlugin):
         install()
         scheduler.handlers["coded_bytecount"] = lambda comm=None: snapshot()
 
+    async def close(self) -> None:
+        uninstall()
 
-def register(client) -> None:
-    """Count bytes in the client, the scheduler and every worker."""
-    install()
-    client.register_plugin(ByteCountSchedulerPlugin())
-    client.register_plugin(ByteCountPlugin())
+
+class ByteMeter:
+    """Counts the bytes the client, the scheduler and every worker write, from the
+    transport: pass one to :class:`~dask_coded.CodedShuffle` (``meter=``) to have each
+    epoch's report carry them. Creating one wraps ``TCP.write`` in every process;
+    :meth:`close` (or leaving a ``with`` block) puts it back."""
+
+    def __init__(self, client) -> None:
+        install()
+        client.register_plugin(ByteCountSchedulerPlugin())
+        client.register_plugin(ByteCountPlugin())
+        self.client = client
+
+    def totals(self) -> dict:
+        """See :func:`totals`."""
+        return totals(self.client)
+
+    def close(self) -> None:
+        self.client.unregister_worker_plugin(ByteCountPlugin.name)
+        self.client.unregister_scheduler_plugin(ByteCountSchedulerPlugin.name)
+        uninstall()
+
+    def __enter__(self) -> "ByteMeter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def totals(client) -> dict:
@@ -121,5 +157,7 @@ def totals(client) -> dict:
         "scheduler": 0 if same else sched["bytes"],
         "client_data": mine["data_bytes"],
         "scheduler_data": 0 if same else sched["data_bytes"],
-        "workers": {w: c["bytes"] for w, c in client.run(_worker_snapshot).items()},
+        # a worker that died since is left out (its count is gone with it)
+        "workers": {w: c["bytes"] for w, c in
+                    client.run(_worker_snapshot, on_error="ignore").items()},
     }
