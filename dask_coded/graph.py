@@ -50,6 +50,7 @@ def product_group(
     index: tuple = (),
     local: bool = False,
     product=coded_product,
+    scales: Any = None,
 ) -> dict:
     """Tasks computing ``decode_key = A @ operand`` from coded ``blocks``.
 
@@ -58,10 +59,13 @@ def product_group(
     that depends on all of them), or numpy arrays (``local=True``: one task racing the
     products in threads). ``operand`` is a key, a graph node, or a numpy array embedded in
     each product (then no extra task exists that a slow worker could hold up).
+    ``scales``: the row scales A was encoded with (a key, or an array when local).
     """
     x = _ref(operand)
+    s = None if scales is None else _ref(scales)
     if local:
-        return {decode_key: Task(decode_key, race_products, scheme, List(*blocks), x, product)}
+        return {decode_key: Task(decode_key, race_products, scheme, List(*blocks), x, product,
+                                 s)}
     name = product_name(scheme.threshold, token)
     tasks: dict = {}
     refs = []
@@ -69,5 +73,5 @@ def product_group(
         key = (name, *index, j)
         tasks[key] = Task(key, product, _ref(block), x)
         refs.append(TaskRef(key))
-    tasks[decode_key] = Task(decode_key, decode_products, scheme, *refs)
+    tasks[decode_key] = Task(decode_key, decode_products, scheme, s, *refs)
     return tasks

@@ -65,9 +65,15 @@ def linear_product(func, kwargs: dict, block: np.ndarray, b, b_axis: int | None 
     return func(block, b, **kwargs)
 
 
-def decode_products(scheme: Scheme, *products: np.ndarray | None) -> np.ndarray:
+def row_scales(scheme: Scheme, *row_chunks: np.ndarray) -> np.ndarray | None:
+    """The scheme's row scales of ``A = vstack(row_chunks)``."""
+    return scheme.scales(stack_rows(row_chunks))
+
+
+def decode_products(scheme: Scheme, scales: np.ndarray | None,
+                    *products: np.ndarray | None) -> np.ndarray:
     """``A @ x`` from the products that arrived (``None``: released or lost)."""
-    return scheme.decode(products)
+    return scheme.decode(products, scales)
 
 
 def take_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -88,8 +94,8 @@ def _raced_product(product, index: int, block: np.ndarray, x) -> np.ndarray:
     return product(block, x)
 
 
-def race_products(scheme: Scheme, blocks: list[np.ndarray], x,
-                  product=coded_product) -> np.ndarray:
+def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_product,
+                  scales: np.ndarray | None = None) -> np.ndarray:
     """Local-scheduler first-threshold-of-n: race ``product(block_j, x)`` in a private
     thread pool and decode from the first ``scheme.threshold`` to finish; stragglers
     finish in the background."""
@@ -106,9 +112,10 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x,
                 done[futures[f]] = f.result()  # re-raises a product's error
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return scheme.decode([done.get(j) for j in range(len(blocks))])
+    return scheme.decode([done.get(j) for j in range(len(blocks))], scales)
 
 
 def encode_and_race(scheme: Scheme, product, row_chunks: list, x) -> np.ndarray:
     """Local first-k-of-n for a graph that encodes A in the call: encode, then race."""
-    return race_products(scheme, scheme.encode(stack_rows(row_chunks)), x, product)
+    A = stack_rows(row_chunks)
+    return race_products(scheme, scheme.encode(A), x, product, scheme.scales(A))

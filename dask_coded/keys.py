@@ -9,6 +9,7 @@ straggler injection (:mod:`dask_coded.stragglers.inject`).
 * ``("coded-prod-t<threshold>-<token>", *out, j)``: product ``j`` of a product group; the
   plugin reads the group's threshold (how many finished products its decode needs) from
   the name and pins the task where its coded block lives;
+* ``("coded-scales-<token>", 0)``: the row scales a resident matrix was encoded with;
 * ``("coded-dec-<token>", *out)``: the decode, the one dependent of a group's products.
 
 Groups are found by key names, never by annotations: dask's linear fusion renames the
@@ -24,6 +25,7 @@ BLOCK_PREFIX = "coded-block-"
 ENCODE_PREFIX = "coded-enc-"
 PRODUCT_PREFIX = "coded-prod-"
 DECODE_PREFIX = "coded-dec-"
+SCALES_PREFIX = "coded-scales-"
 _THRESHOLD = re.compile(r"^coded-prod-t(\d+)-")
 
 

@@ -29,8 +29,8 @@ from ._scheduler import FirstKPlugin
 from .codes import MDSCode, audit, check_real_dtype, make_code, require_accurate
 from .errors import BlockShapeError, CodedError, CodeParameterError, TooFewWorkersError
 from .graph import product_group
-from .keys import BLOCK_PREFIX, DECODE_PREFIX, product_name
-from .kernels import check_finite_operand, encode_block
+from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, product_name
+from .kernels import check_finite_operand, encode_block, row_scales
 from .policy import AutoK
 from .schemes import MDSScheme, Scheme
 from .workers import default_client
@@ -115,6 +115,7 @@ class CodedMatrix:
         self.dtype: np.dtype = dtype
         self.client = client
         self.blocks: list = []  # Futures (distributed) or numpy arrays (local)
+        self.scales: Any = None  # the scheme's row scales: a Future, or an array (local)
         self.workers: list[str] | None = None
         self.token = uuid.uuid4().hex[:16]
         self.policy: AutoK | None = None
@@ -231,7 +232,7 @@ class CodedMatrix:
         tasks: dict = {}
         for c, (operand, out_key) in enumerate(zip(operands, out_keys)):
             tasks.update(product_group(self.scheme, token, self.blocks, operand, out_key,
-                                       index=(c,), local=self.local))
+                                       index=(c,), local=self.local, scales=self.scales))
         graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
         return da.Array(graph, name, chunks, dtype=out_dtype)
 
@@ -304,7 +305,7 @@ class CodedMatrix:
         k_new = self.policy.choose(self.k, self.observed(last=self.policy.window), self.calls)
         if k_new != self.k:
             fresh = self._encode_again(k_new, transpose=self._transposed)
-            self.scheme, self.blocks = fresh.scheme, fresh.blocks
+            self.scheme, self.blocks, self.scales = fresh.scheme, fresh.blocks, fresh.scales
             self.workers, self.token = fresh.workers, fresh.token
             # the old blocks are not released here: products built before the re-encode
             # still hold them, and they go when the last such graph does
@@ -319,7 +320,7 @@ class CodedMatrix:
             if m is not None and not m.local:
                 for f in m.blocks:
                     f.release()
-                m.blocks = []
+                m.blocks, m.scales = [], None
         self._T = None
 
 
@@ -399,8 +400,9 @@ def encode(
     if auto:
         matrix.policy = AutoK(n)
     if client is None:
-        values = A.compute() if isinstance(A, da.Array) else A
-        matrix.blocks = matrix.scheme.encode(np.asarray(values))
+        values = np.asarray(A.compute() if isinstance(A, da.Array) else A)
+        matrix.blocks = matrix.scheme.encode(values)
+        matrix.scales = matrix.scheme.scales(values)
         return matrix
     show = progress and not client.asynchronous
     out = client.sync(_encode_on_cluster, matrix, A, workers, allow_shared_workers, not show)
@@ -436,9 +438,11 @@ async def _encode_on_cluster(matrix: CodedMatrix, A, workers, allow_shared_worke
                 allow_other_workers=False, pure=False,
             )
         )
+    matrix.scales = client.submit(row_scales, scheme, *row_blocks,
+                                  key=(f"{SCALES_PREFIX}{matrix.token}", 0), pure=False)
     matrix.blocks, matrix.workers = blocks, placement
     if wait_for:
-        await wait(blocks)
+        await wait(blocks + [matrix.scales])
         for f in blocks:
             if f.status == "error":
                 await f  # raise the encode's error here, where the user called encode

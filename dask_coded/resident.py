@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from .schemes import Scheme
 
@@ -18,12 +19,13 @@ _RESIDENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 @dataclass(frozen=True)
 class Resident:
-    """What a rewrite needs of an encoded matrix: its scheme, shape and blocks (keys on
-    the cluster, numpy arrays in this process)."""
+    """What a rewrite needs of an encoded matrix: its scheme, shape, blocks and row scales
+    (keys on the cluster, numpy arrays in this process)."""
 
     scheme: Scheme
     shape: tuple
     blocks: tuple
+    scales: Any
 
 
 def register(name: str, matrix) -> None:
@@ -37,6 +39,9 @@ def snapshot(local: bool) -> dict[str, Resident]:
     out = {}
     for name, m in list(_RESIDENT.items()):
         if m.local == local and m.blocks:
-            blocks = tuple(m.blocks) if local else tuple(f.key for f in m.blocks)
-            out[name] = Resident(m.scheme, m.shape, blocks)
+            if local:
+                out[name] = Resident(m.scheme, m.shape, tuple(m.blocks), m.scales)
+            else:
+                out[name] = Resident(m.scheme, m.shape, tuple(f.key for f in m.blocks),
+                                     None if m.scales is None else m.scales.key)
     return out

@@ -104,7 +104,9 @@ class CodedOptimizer:
             if res is not None:
                 scheme = res.scheme
             else:
-                scheme = MDSScheme(make_code(self.n, self.k, self.kind), sum(match.rows))
+                # encoded in each call: no scales, whose task could queue behind a straggler
+                scheme = MDSScheme(make_code(self.n, self.k, self.kind), sum(match.rows),
+                                   equilibrate=False)
             layers[name] = MaterializedLayer(self._coded_tasks(name, layer, match, scheme, res))
             self.rewrites.append((name, scheme.code.n, scheme.code.k, res is not None))
         if all(layers[n] is hlg.layers[n] for n in layers):
@@ -147,7 +149,7 @@ class CodedOptimizer:
                                  for c in range(layer.dims[contracted])])
                 product = functools.partial(linear_product, func, kwargs,
                                             b_axis=m.b_ind.index(contracted))
-                blocks = res.blocks
+                blocks, scales = res.blocks, res.scales
             else:
                 operand = TaskRef(block_key(m.b, m.b_ind, coord))
                 product = functools.partial(linear_product, func, kwargs)
@@ -159,10 +161,10 @@ class CodedOptimizer:
                 else:
                     encoded = encode_tasks(scheme, tok, a_keys, column=coord[contracted])
                     tasks.update(encoded)
-                    blocks = list(encoded)
+                    blocks, scales = list(encoded), None
             if blocks is not None:
                 tasks.update(product_group(scheme, tok, blocks, operand, dec_key, index=g,
-                                           local=self.local, product=product))
+                                           local=self.local, product=product, scales=scales))
             for i in range(len(m.rows)):
                 key = (name, i, *g)
                 tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])

@@ -228,19 +228,28 @@ class FirstKPlugin(SchedulerPlugin):
                 self.group_of.pop(product, None)
 
     def _start_decode(self, key, stimulus_id: str) -> None:
-        """Run decode ``key`` now: it stops waiting for its unfinished products."""
+        """Decode ``key`` stops waiting for its unfinished products."""
         group, ts = self.groups.get(key), self.scheduler.tasks.get(key)
         if group is None or group.started or ts is None or ts.state != "waiting":
             return
-        if not ts.waiting_on or any(d.key not in group.products for d in ts.waiting_on):
-            return  # still waiting on something else (another input): not ours to start
+        unfinished = {d for d in ts.waiting_on or () if d.key in group.products}
+        if not unfinished:
+            return
         seconds = [self._seconds.get(p, 0.0) for p in group.finished]
         self.observations.record_decode(
             group.name, {product_index(p) for p in group.finished},
             max(seconds) if seconds else None,
-            [w for d in ts.waiting_on for w in (d.worker_restrictions or ())])
+            [w for d in unfinished for w in (d.worker_restrictions or ())])
         group.started = True
-        self._cut(ts, set(ts.waiting_on), stimulus_id)
+        # run it where a product finished (a worker known not to straggle), not where a
+        # larger input (the row scales) happens to live
+        fast = {ws.address for p in group.finished if p in self.scheduler.tasks
+                for ws in self.scheduler.tasks[p].who_has or ()}
+        if fast and not ts.worker_restrictions:
+            self.scheduler.set_restrictions({key: fast})
+            ts.loose_restrictions = True
+        # the decode runs now, or when its other inputs (if any) are in memory
+        self._cut(ts, unfinished, stimulus_id)
         self.stats["pruned"] += 1
 
     def _fail(self, group: ProductGroup, stimulus_id: str, why: str) -> None:

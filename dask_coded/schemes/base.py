@@ -6,8 +6,9 @@ A scheme codes a linear operator ``A`` (rows ``0 .. rows-1``) for products ``A @
   (``j = 0 .. n_blocks-1``) mixes the row blocks :meth:`Scheme.blocks_needed` names;
 * **products**: product ``j`` is coded block ``j`` times the operand, run on the worker
   :meth:`Scheme.placement` pins block ``j`` to;
-* **decode**: from any ``threshold`` finished products (the others ``None``) the scheme
-  returns ``A @ x``.
+* **decode**: from any ``threshold`` finished products (the others ``None``) and the
+  row scales (:meth:`Scheme.scales`, computed once from ``A``) the scheme returns
+  ``A @ x``.
 
 The scheduler plugin never sees a scheme: it reads the threshold from the product keys
 (:mod:`dask_coded.keys`). Adding a scheme is one module here and one line in
@@ -53,8 +54,15 @@ class Scheme(ABC):
         """All ``n_blocks`` coded blocks of ``A``."""
 
     @abstractmethod
-    def decode(self, products: Sequence[np.ndarray | None]) -> np.ndarray:
-        """``A @ x`` from the finished products (``None`` where a product did not finish)."""
+    def decode(self, products: Sequence[np.ndarray | None],
+               scales: np.ndarray | None = None) -> np.ndarray:
+        """``A @ x`` from the finished products (``None`` where a product did not finish)
+        and the row scales ``A`` was encoded with."""
+
+    def scales(self, A: np.ndarray) -> np.ndarray | None:
+        """Per row of ``A``, the factor its row was divided by before encoding (``None``:
+        rows are encoded as they are)."""
+        return None
 
     @abstractmethod
     def placement(self, workers: Sequence[str]) -> list[str]:
