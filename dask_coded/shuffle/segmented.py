@@ -34,7 +34,7 @@ from dask import delayed
 from distributed.protocol.serialize import to_serialize
 
 from .placement import Placement, Routed
-from .relay import RelayPlugin, decode_member
+from .relay import decode_member
 from .xor import as_bytes, bundles, cut_slices, merge_slices
 
 
@@ -50,7 +50,6 @@ class SegmentedCaches:
         self.stores: dict = {}
         self.bundles: dict = {}
         self.in_place = False
-        client.register_plugin(RelayPlugin())
 
     def __repr__(self) -> str:
         return f"SegmentedCaches({self.placement!r}, in place: {self.in_place})"

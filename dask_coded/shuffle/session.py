@@ -41,8 +41,8 @@ from distributed.utils import CancelledError
 
 from .. import config
 from ..errors import CodedError, TooFewWorkersError
-from ..workers import live_workers
 from .cache import next_caches
+from .coordinator import ShuffleCoordinator
 from .placement import Placement
 from .planner import plan_delivery
 from .segmented import SegmentedCaches
@@ -71,6 +71,23 @@ class EpochReport:
     master_data_bytes: int | None = None  # the part of master_bytes carrying partitions
     scheduler_bytes: int | None = None  # the scheduler's part (0 in the client's process)
     peer_bytes: int | None = None  # written by the workers
+
+
+@dataclass
+class _Cost:
+    """What an epoch's plans (one per attempt) cost the master."""
+
+    master_bytes: int = 0
+    unicast_bytes: int = 0
+    coded_packets: int = 0
+    packets: int = 0
+
+    def __iadd__(self, plan: tuple) -> "_Cost":
+        self.master_bytes += plan[0]
+        self.unicast_bytes += plan[1]
+        self.coded_packets += plan[2]
+        self.packets += plan[3]
+        return self
 
 
 def _measured(before: dict, after: dict, workers: list[str]) -> dict:
@@ -136,7 +153,10 @@ class CodedShuffle:
                 f"the partitions to a fixed-size dtype")
         if not isinstance(storage, (int, np.integer)) or isinstance(storage, bool):
             raise TypeError(f"storage must be a whole number of partitions, got {storage!r}")
-        self.workers = live_workers(client)
+        self.client, self.token = client, uuid.uuid4().hex[:10]
+        client.register_plugin(ShuffleCoordinator())
+        # lists become tuples through msgpack
+        self.workers = list(client.sync(client.scheduler.coded_shuffle_open, token=self.token))
         if not self.workers:
             raise TooFewWorkersError("the cluster has no workers to shuffle partitions among")
         share = -(-len(parts) // len(self.workers))
@@ -145,11 +165,10 @@ class CodedShuffle:
                 f"storage={storage} partitions is smaller than one epoch's share "
                 f"(ceil({len(parts)} / {len(self.workers)} workers) = {share})"
             )
-        self.client, self.parts, self.storage = client, parts, int(storage)
+        self.parts, self.storage = parts, int(storage)
         self.strategy, self.policy = strategy, cache_policy
         self.rng = np.random.default_rng(seed)
         self.sizes = [as_size(p) for p in parts]
-        self.token = uuid.uuid4().hex[:10]
         self.epoch = 0
         self.closed = False
         self.held: dict[str, dict[int, Any]] = {w: {} for w in self.workers}  # w -> {pid: fut}
@@ -184,58 +203,36 @@ class CodedShuffle:
         """
         if self.closed:
             raise CodedError("this CodedShuffle is closed; create a new one")
-        lost = self._drop_lost_workers()
-        if lost and self.segments is not None:  # a placement is for one set of workers
-            self.segments.release()
+        lost, joined = self._update_members()
+        if (lost or joined) and self.segments is not None:  # a placement is for one set
+            self.segments.release()                          # of workers
             self.segments = self._segmented_caches()
         prefetched, self._next = self._next, None
         complete = sum(map(len, self.held.values())) == len(self.parts)  # nothing lost
-        if prefetched is not None and not lost and complete:
+        if prefetched is not None and not lost and not joined and complete:
             shares, planner = prefetched
         else:
             shares, planner = self._deal(), None
         before = self.meter.totals() if self.meter is not None else None
         t = time.perf_counter()
-        planned = unicast = packets = coded_packets = 0
+        cost = _Cost()
         for attempt in itertools.count():
             self._attempt = attempt  # in the keys: a retry after a loss never reuses a key
             # segments need their slices in place and the workers of the last epoch
             segmented = (self.segments is not None and self.segments.in_place and not lost
-                         and complete)
+                         and not joined and complete)
             new: dict[str, dict[int, Any]] = {w: {} for w in self.workers}
             try:
-                if segmented:
-                    if planner is None:
-                        planner = self.segments.start_plan(*self._owners(shares),
-                                                           self._prefix())
-                    # planned on a worker; the master gathers it from there (ingress)
-                    plan = self.segments.fetch_plan(planner)
-                    packets += len(plan.nbytes)
-                else:
-                    caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
-                    demands = {i: shares[w] for i, w in enumerate(self.workers)}
-                    plan = plan_delivery(caches, demands, self.sizes,
-                                         coded=self.strategy == "coded")
-                    packets += len(plan.packets)
-                planned += plan.master_bytes
-                unicast += plan.unicast_bytes
-                coded_packets += plan.coded_packets
-                if segmented:
-                    self.segments.deliver(plan, planner, self.held, key=self._prefix(),
-                                          new=new, part_key=self._key)
-                else:
-                    self._deliver(plan, new)
-                # what a worker already holds of its new share needs no delivery
-                for w in self.workers:
-                    for p in shares[w]:
-                        if p not in new[w]:
-                            new[w][p] = self.held[w][p]
+                plan, planner = self._plan(shares, planner, segmented)
+                cost += (plan.master_bytes, plan.unicast_bytes, plan.coded_packets,
+                         len(plan.nbytes) if segmented else len(plan.packets))
+                self._deliver_plan(plan, planner, shares, new, segmented)
                 if attempt == 0:
                     self._plan_ahead(shares)
             except (TimeoutError, OSError, KeyError):  # a scatter or RPC found its worker
                 # gone (KeyError: the scheduler forgot the worker between the data's
                 # arrival and the scatter's bookkeeping)
-                gone = [w for w in self.workers if w not in set(live_workers(self.client))]
+                gone = [w for w in self.workers if w not in set(self._live())]
                 if not gone:
                     raise
             else:
@@ -247,16 +244,8 @@ class CodedShuffle:
                 gone = self._wait_or_lost(delivered)
                 if not gone:
                     break
-            # a worker died during the epoch: the survivors keep what reached them and the
-            # master re-sends the lost workers' shares, dealt among the survivors
-            warnings.warn(f"CodedShuffle: lost workers {gone} during epoch {self.epoch + 1}; "
-                          f"their shares are re-sent to the survivors", stacklevel=2)
             lost += gone
-            self._next = None  # planned for the old workers and shares
-            shares = self._redeal(shares, gone, new)
-            if self.segments is not None:
-                self.segments.release()
-                self.segments = self._segmented_caches()
+            shares = self._lost_during_epoch(shares, gone, new)
         self._keep(shares, new, segmented)
         seconds = time.perf_counter() - t
         owners = {f.key: w for w, fs in new.items() for f in fs.values()}
@@ -266,17 +255,49 @@ class CodedShuffle:
         measured = _measured(before, self.meter.totals(), self.workers) if before else {}
         self.epoch += 1
         self.reports.append(EpochReport(
-            epoch=self.epoch,
-            **measured,
-            planned_master_bytes=planned,
-            unicast_bytes=unicast,
-            packets=packets,
-            coded_packets=coded_packets,
-            seconds=seconds,
-            lost_workers=lost,
+            epoch=self.epoch, planned_master_bytes=cost.master_bytes,
+            unicast_bytes=cost.unicast_bytes, packets=cost.packets,
+            coded_packets=cost.coded_packets, seconds=seconds, lost_workers=lost, **measured,
         ))
         self.assignment = {w: sorted(shares[w]) for w in self.workers}
         return self.assignment
+
+    def _lost_during_epoch(self, shares: dict, gone: list[str], new: dict) -> dict:
+        """A worker died during the epoch: the survivors keep what reached them and the
+        master re-sends the lost workers' shares, dealt among the survivors."""
+        warnings.warn(f"CodedShuffle: lost workers {gone} during epoch {self.epoch + 1}; "
+                      f"their shares are re-sent to the survivors", stacklevel=3)
+        self._next = None  # planned for the old workers and shares
+        shares = self._redeal(shares, gone, new)
+        if self.segments is not None:
+            self.segments.release()
+            self.segments = self._segmented_caches()
+        return shares
+
+    def _plan(self, shares: dict, planner, segmented: bool):
+        """The delivery plan of this epoch, and where it was planned (segments: on a
+        worker, fetched from there; whole partitions: here)."""
+        if segmented:
+            if planner is None:
+                planner = self.segments.start_plan(*self._owners(shares), self._prefix())
+            return self.segments.fetch_plan(planner), planner
+        caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
+        demands = {i: shares[w] for i, w in enumerate(self.workers)}
+        return plan_delivery(caches, demands, self.sizes,
+                             coded=self.strategy == "coded"), None
+
+    def _deliver_plan(self, plan, planner, shares: dict, new: dict, segmented: bool) -> None:
+        """Carry ``plan`` out, filling ``new`` ({worker: {id: future}}); what a worker
+        already holds of its new share needs no delivery."""
+        if segmented:
+            self.segments.deliver(plan, planner, self.held, key=self._prefix(), new=new,
+                                  part_key=self._key)
+        else:
+            self._deliver(plan, new)
+        for w in self.workers:
+            for p in shares[w]:
+                if p not in new[w]:
+                    new[w][p] = self.held[w][p]
 
     def futures(self, worker: str) -> list:
         """Futures of ``worker``'s share this epoch, in partition-id order."""
@@ -298,6 +319,7 @@ class CodedShuffle:
         self._next = None
         self.held = {w: {} for w in self.workers}
         self.closed = True
+        self.client.sync(self.client.scheduler.coded_shuffle_close, token=self.token)
         if self._amm_was_running:
             self.client.amm.start()
 
@@ -364,7 +386,7 @@ class CodedShuffle:
                 pass
             if all(f.status == "finished" for f in futures):
                 return []
-            live = set(live_workers(self.client))
+            live = set(self._live())
             gone = [w for w in self.workers if w not in live]
             if gone:
                 return gone
@@ -390,8 +412,23 @@ class CodedShuffle:
         self.workers = survivors
         return shares
 
-    def _drop_lost_workers(self) -> list[str]:
-        live = set(live_workers(self.client))
+    def _live(self) -> list[str]:
+        """The shuffle's workers the scheduler still knows."""
+        return list(self.client.sync(self.client.scheduler.coded_shuffle_live,
+                                     token=self.token))
+
+    def _update_members(self) -> tuple[list[str], list[str]]:
+        """Drop the workers lost and take in those that joined since the last epoch (the
+        scheduler's :class:`ShuffleCoordinator` saw them go and come)."""
+        changes = self.client.sync(self.client.scheduler.coded_shuffle_changes,
+                                   token=self.token)
+        joined = [w for w in changes["joined"] if w not in self.workers]
+        for w in joined:
+            self.held[w], self.order[w] = {}, []
+        self.workers = sorted(self.workers + joined)
+        return self._drop_lost_workers(set(self._live())), joined
+
+    def _drop_lost_workers(self, live: set) -> list[str]:
         lost = [w for w in self.workers if w not in live]
         if lost:
             warnings.warn(f"CodedShuffle: lost workers {lost}; their shares are re-sent by "

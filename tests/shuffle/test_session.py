@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, Worker
 
 import dask_coded as dc
 from dask_coded.bench.bytecount import ByteMeter
@@ -164,6 +164,33 @@ def test_a_lost_worker_loses_nothing():
         check_epoch(client, sh, assignment, parts)
         check_epoch(client, sh, sh.next_epoch(), parts)
         sh.close()
+
+
+async def start_worker(address):
+    return await Worker(address, nthreads=1)
+
+
+@pytest.mark.parametrize("placement", ["segments", "partitions"])
+def test_a_worker_that_joins_is_taken_into_the_shuffle(placement):
+    """A nanny's replacement (or any new worker) gets a share from the next epoch on."""
+    parts = data(q=12)
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        sh = dc.CodedShuffle(client, parts, storage=8, strategy="coded", seed=0,
+                             placement=placement)
+        sh.next_epoch()
+        victim = sorted(cluster.workers)[0]
+        client.sync(cluster.workers[victim].close)
+        with pytest.warns(UserWarning, match="lost workers"):
+            assert len(sh.next_epoch()) == 2
+        fresh = client.sync(start_worker, cluster.scheduler_address)
+        assignment = sh.next_epoch()
+        assert len(assignment) == 3 and fresh.address in assignment
+        assert all(assignment.values())
+        check_epoch(client, sh, assignment, parts)
+        check_epoch(client, sh, sh.next_epoch(), parts)
+        sh.close()
+        client.sync(fresh.close)
 
 
 def test_a_worker_dying_during_an_epoch_loses_nothing():
