@@ -12,6 +12,8 @@ from distributed import Client
 
 import dask_coded as dc
 
+pytestmark = pytest.mark.slow  # a command-line cluster / docs and notebooks
+
 
 @pytest.fixture
 def cli_cluster(tmp_path):

@@ -16,7 +16,8 @@ mean time per call minus it, which is what the theory (an expectation, with no
 scheduling cost) predicts.
 
 Writes ``<out>/stragglers.csv`` and ``<out>/stragglers.png`` (time per call against k,
-one line per scheme, theory dashed) and prints the ratios the issue asks for.
+one line per scheme, theory dashed) and prints the best coded scheme against each peer
+as ratios measured side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import sys
 import time
 
 import numpy as np
+from distributed import Client, LocalCluster
 
 import dask_coded as dc
 from dask_coded import theory
@@ -80,8 +82,10 @@ def theory_for(model, scheme: str, n: int, k=None, r=None, names=None) -> float:
     return float("nan")
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dask_coded bench stragglers",
+                                description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--n", type=int, default=12)
     p.add_argument("--calls", type=int, default=10)
     p.add_argument("--scale", type=float, default=0.6, help="seconds of the whole job")
@@ -89,9 +93,70 @@ def main(argv=None) -> int:
     p.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
     p.add_argument("--threads", action="store_true", help="in-process workers (faster start)")
     p.add_argument("--out", default="results")
-    args = p.parse_args(argv)
-    from distributed import Client, LocalCluster
+    return p.parse_args(argv)
 
+
+def schemes_on(client, A: np.ndarray, xs: list, n: int, ks: list[int]) -> list[tuple]:
+    """Every scheme, as ``(label, theory scheme, k, r, work shares, call)``; each call
+    checks its result against numpy. The peers see the same A, persisted first."""
+    plain, plain4 = PlainMatrix(A, n, client), PlainMatrix(A, 4 * n, client)
+    rep = ReplicatedMatrix(A, n, 2, client)
+    spec = SpeculativeMatrix(A, n, client)
+    coded = {k: dc.encode(A, n, k, client=client) for k in ks}
+    truth = [A @ x for x in xs]
+
+    def checked(make):
+        state = {"i": 0}
+
+        def call():
+            i = state["i"] = (state["i"] + 1) % len(xs)
+            y = make(xs[i])
+            np.testing.assert_allclose(y, truth[i], rtol=1e-7, atol=1e-7)
+        return call
+
+    return [
+        ("plain n blocks", "uncoded", None, None, {"matmul": 1 / n},
+         checked(lambda x: (plain @ x).compute())),
+        ("plain 4n blocks", "plain-4n", None, None, {"matmul": 1 / (4 * n)},
+         checked(lambda x: (plain4 @ x).compute())),
+        ("2-replication", "replication", None, 2, {"coded-prod-t1-rep": 2 / n},
+         checked(lambda x: (rep @ x).compute())),
+        ("speculative", "speculative", None, None, {"spec-prod-": 1 / n},
+         checked(lambda x: speculative_matmul(spec, x)[0])),
+    ] + [
+        (f"mds k={k}", "mds", k, None, {}, checked(lambda x, k=k: (coded[k] @ x).compute()))
+        for k in ks
+    ]
+
+
+def run_model(client, mname: str, model, schemes: list, overhead: dict, args, names,
+              slow: str) -> list[dict]:
+    """One table: every scheme under ``model``, ``args.calls`` calls each."""
+    n = args.n
+    print(f"\n## {mname}  ({n} workers, {args.calls} calls per scheme; "
+          f"slow worker: {slow!r})", flush=True)
+    print("| scheme | median s | p95 s | mean s | net mean s | theory s |\n"
+          "|---|---|---|---|---|---|", flush=True)
+    rows = []
+    for label, scheme, k, r, work, call in schemes:
+        client.register_plugin(dc.StragglerPlugin(
+            model, seed=7, match=("matmul", "coded-prod", "spec-prod"), work=work,
+            interruptible=True))
+        times = measure(client, call, args.calls)
+        th = theory_for(model, scheme, n, k=k, r=r, names=names)
+        row = {"model": mname, "scheme": scheme, "label": label, "k": k or "",
+               "median": float(np.median(times)), "p95": float(np.percentile(times, 95)),
+               "mean": float(np.mean(times)), "net": float(np.mean(times)) - overhead[label],
+               "theory": th, "calls": len(times)}
+        rows.append(row)
+        print(f"| {label} | {row['median']:.3f} | {row['p95']:.3f} | {row['mean']:.3f} "
+              f"| {row['net']:.3f} | {th:.3f} |", flush=True)
+    summarize(rows)
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
     n = args.n
     ks = list(range(1, n + 1)) if args.ks == "all" else [int(k) for k in args.ks.split(",")]
     rng = np.random.default_rng(0)
@@ -104,66 +169,19 @@ def main(argv=None) -> int:
         info = worker_info(client)
         names = [str(info[a]["name"]) for a in sorted(info)]
         slow = names[n // 2]
-        plain, plain4 = PlainMatrix(A, n, client), PlainMatrix(A, 4 * n, client)
-        rep = ReplicatedMatrix(A, n, 2, client)
-        spec = SpeculativeMatrix(A, n, client)
-        coded = {k: dc.encode(A, n, k, client=client) for k in ks}
-        truth = [A @ x for x in xs]
-
-        def checked(make):
-            state = {"i": 0}
-
-            def call():
-                i = state["i"] = (state["i"] + 1) % len(xs)
-                y = make(xs[i])
-                np.testing.assert_allclose(y, truth[i], rtol=1e-7, atol=1e-7)
-            return call
-
-        schemes = [
-            ("plain n blocks", "uncoded", None, None, {"matmul": 1 / n},
-             checked(lambda x: (plain @ x).compute())),
-            ("plain 4n blocks", "plain-4n", None, None, {"matmul": 1 / (4 * n)},
-             checked(lambda x: (plain4 @ x).compute())),
-            ("2-replication", "replication", None, 2, {"coded-prod-t1-rep": 2 / n},
-             checked(lambda x: (rep @ x).compute())),
-            ("speculative", "speculative", None, None, {"spec-prod-": 1 / n},
-             checked(lambda x: speculative_matmul(spec, x)[0])),
-        ] + [
-            (f"mds k={k}", "mds", k, None, {},
-             checked(lambda x, k=k: (coded[k] @ x).compute())) for k in ks
-        ]
+        schemes = schemes_on(client, A, xs, n, ks)
         # per-call cost of each scheme with no injected delay (scheduling, transfers,
         # compute), measured once: "net" times subtract it before comparing with theory
-        overhead = {}
         client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(), seed=0))
-        for label, *_, call in schemes:
-            overhead[label] = float(np.mean(measure(client, call, 5)))
+        overhead = {label: float(np.mean(measure(client, call, 5)))
+                    for label, *_, call in schemes}
         print("overhead per call without stragglers (s): "
               + ", ".join(f"{label} {t:.3f}" for label, t in overhead.items()), flush=True)
         chosen = models(args.scale, slow)
         if args.models != "all":
             chosen = {m: chosen[m] for m in args.models.split(",")}
         for mname, model in chosen.items():
-            print(f"\n## {mname}  ({n} workers, {args.calls} calls per scheme; "
-                  f"slow worker: {slow!r})", flush=True)
-            print("| scheme | median s | p95 s | mean s | net mean s | theory s |\n"
-                  "|---|---|---|---|---|---|", flush=True)
-            for label, scheme, k, r, work, call in schemes:
-                client.register_plugin(dc.StragglerPlugin(
-                    model, seed=7, match=("matmul", "coded-prod", "spec-prod"), work=work,
-                    interruptible=True))
-                times = measure(client, call, args.calls)
-                th = theory_for(model, scheme, n, k=k, r=r, names=names)
-                row = {"model": mname, "scheme": scheme, "label": label, "k": k or "",
-                       "median": float(np.median(times)),
-                       "p95": float(np.percentile(times, 95)),
-                       "mean": float(np.mean(times)),
-                       "net": float(np.mean(times)) - overhead[label], "theory": th,
-                       "calls": len(times)}
-                rows.append(row)
-                print(f"| {label} | {row['median']:.3f} | {row['p95']:.3f} | {row['mean']:.3f} "
-                      f"| {row['net']:.3f} | {th:.3f} |", flush=True)
-            summarize([r for r in rows if r["model"] == mname])
+            rows += run_model(client, mname, model, schemes, overhead, args, names, slow)
     path = os.path.join(args.out, "stragglers.csv")
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -110,6 +110,7 @@ def test_bad_input(client):
         sh.next_epoch()
 
 
+@pytest.mark.slow  # worker processes
 def test_byte_counts_come_from_the_transport_and_match_the_plan():
     parts = data(q=16, size=32768)  # 256 KiB each
     with LocalCluster(n_workers=4, threads_per_worker=1, processes=True,
@@ -193,6 +194,7 @@ def test_a_worker_that_joins_is_taken_into_the_shuffle(placement):
         client.sync(fresh.close)
 
 
+@pytest.mark.slow  # worker processes
 def test_a_worker_dying_during_an_epoch_loses_nothing():
     import os
     import threading
