@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .bench.autok import main as autok
 from .bench.regression import main as regression
 from .bench.shuffle import main as shuffle
 from .bench.stragglers import main as stragglers
@@ -18,12 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--n", type=int, default=6, help="coded blocks (workers)")
     demo.add_argument("--k", type=int, default=4, help="blocks needed to decode")
     demo.add_argument("--seed", type=int, default=0)
-    bench = sub.add_parser("bench", help="run a benchmark: stragglers, shuffle, regression")
-    bench.add_argument("name", choices=["stragglers", "shuffle", "regression"])
+    bench = sub.add_parser("bench", help="run a benchmark: stragglers, shuffle, regression, autok")
+    bench.add_argument("name", choices=["stragglers", "shuffle", "regression", "autok"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
     args = parser.parse_args(argv)
     if args.command == "bench":
-        benches = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression}
+        benches = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
+                   "autok": autok}
         return benches[args.name](args.rest)
 
     if args.command == "demo":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,10 +39,34 @@ def encode_block(scheme: Scheme, j: int, *row_blocks: np.ndarray,
     return scheme.encode_block(j, row_blocks, needed)
 
 
-def encode_chunks(scheme: Scheme, j: int, *row_chunks: np.ndarray) -> np.ndarray:
-    """Coded block ``j`` of ``A = vstack(row_chunks)`` (A's own chunks, any number)."""
-    blocks = scheme.split(stack_rows(row_chunks))
-    return scheme.encode_block(j, blocks, tuple(range(len(blocks))))
+@dataclass(frozen=True)
+class WithRows:
+    """A coded block (or its product) with A's rows that hold NaN or Inf set aside: they
+    are zeros in the code and multiplied plainly beside it, so a rewritten product gives
+    what plain dask gives (NaN where A has NaN) instead of NaN everywhere."""
+
+    coded: np.ndarray
+    index: np.ndarray  # A's rows set aside
+    rows: np.ndarray  # those rows (or, after a product, their products)
+
+
+def set_aside(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(A with non-finite rows zeroed, their indices, the rows)``."""
+    bad = np.flatnonzero(~np.isfinite(A.reshape(len(A), -1)).all(axis=1))
+    if not len(bad):
+        return A, bad, A[:0]
+    clean = A.copy()
+    clean[bad] = 0
+    return clean, bad, A[bad]
+
+
+def encode_chunks(scheme: Scheme, j: int, *row_chunks: np.ndarray):
+    """Coded block ``j`` of ``A = vstack(row_chunks)`` (A's own chunks, any number); rows
+    with NaN or Inf are set aside (:class:`WithRows`)."""
+    A, bad, rows = set_aside(stack_rows(row_chunks))
+    blocks = scheme.split(A)
+    coded = scheme.encode_block(j, blocks, tuple(range(len(blocks))))
+    return WithRows(coded, bad, rows) if len(bad) else coded
 
 
 def check_finite_operand(x: np.ndarray) -> None:
@@ -56,12 +81,15 @@ def coded_product(block: np.ndarray, x: np.ndarray) -> np.ndarray:
     return block @ x
 
 
-def linear_product(func, kwargs: dict, block: np.ndarray, b, b_axis: int | None = None):
+def linear_product(func, kwargs: dict, block, b, b_axis: int | None = None):
     """``func(block, b, **kwargs)`` for a map linear in its first argument (dask's
     ``_matmul``/``_tensordot``); a list ``b`` is first concatenated along ``b_axis``."""
     if isinstance(b, (list, tuple)):
         b = np.concatenate(b, axis=b_axis)
     check_finite_operand(b)
+    if isinstance(block, WithRows):
+        return WithRows(func(block.coded, b, **kwargs), block.index,
+                        func(block.rows, b, **kwargs))
     return func(block, b, **kwargs)
 
 
@@ -71,9 +99,16 @@ def row_scales(scheme: Scheme, *row_chunks: np.ndarray) -> np.ndarray | None:
 
 
 def decode_products(scheme: Scheme, scales: np.ndarray | None,
-                    *products: np.ndarray | None) -> np.ndarray:
-    """``A @ x`` from the products that arrived (``None``: released or lost)."""
-    return scheme.decode(products, scales)
+                    *products) -> np.ndarray:
+    """``A @ x`` from the products that arrived (``None``: released or lost); the rows
+    set aside (:class:`WithRows`) are put back from any product."""
+    aside = next((p for p in products if isinstance(p, WithRows)), None)
+    if aside is None:
+        return scheme.decode(products, scales)
+    out = scheme.decode([p.coded if isinstance(p, WithRows) else p for p in products], scales)
+    out = np.array(out, dtype=np.result_type(out, aside.rows))
+    out[aside.index] = aside.rows
+    return out
 
 
 def take_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -112,10 +147,13 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
                 done[futures[f]] = f.result()  # re-raises a product's error
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return scheme.decode([done.get(j) for j in range(len(blocks))], scales)
+    return decode_products(scheme, scales, *[done.get(j) for j in range(len(blocks))])
 
 
 def encode_and_race(scheme: Scheme, product, row_chunks: list, x) -> np.ndarray:
     """Local first-k-of-n for a graph that encodes A in the call: encode, then race."""
-    A = stack_rows(row_chunks)
-    return race_products(scheme, scheme.encode(A), x, product, scheme.scales(A))
+    A, bad, rows = set_aside(stack_rows(row_chunks))
+    blocks = scheme.encode(A)
+    if len(bad):
+        blocks = [WithRows(block, bad, rows) for block in blocks]
+    return race_products(scheme, blocks, x, product, scheme.scales(A))

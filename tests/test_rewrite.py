@@ -143,3 +143,57 @@ async def test_distributed_rewrite_reuses_resident_blocks(c, s, *workers):
     assert any(name.startswith("coded-prod-t4-") for name in seen)
     assert plugin.stats["pinned"] - pinned >= 6 * 4  # products ran where blocks live
     del CA, CT
+
+
+# ---- what the code cannot handle falls back to plain dask, never changes the answer -------
+
+
+def tricky_operands():
+    rng = np.random.default_rng(5)
+    An = rng.standard_normal((24, 6))
+    An[5, 2], An[17, 0] = np.nan, np.inf
+    Ai = rng.integers(-(2**40), 2**40, size=(24, 6))
+    xi = rng.integers(-1000, 1000, size=6)
+    return An, Ai, xi
+
+
+def plain_and_coded(make, scheduler=None):
+    """``make()`` computed plainly and under coded_matmul(6, 4)."""
+    kw = {} if scheduler is None else {"scheduler": scheduler}
+    plain = make().compute(**kw)
+    with dc.coded_matmul(6, 4) as opt:
+        coded = make().compute(**kw)
+    return plain, coded, opt
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+def test_nan_rows_integers_and_complex_match_plain_dask(scheduler):
+    An, Ai, xi = tricky_operands()
+    x = np.random.default_rng(6).standard_normal(6)
+    A = da.from_array(An, chunks=(6, 6))
+    plain, coded, opt = plain_and_coded(lambda: A @ x, scheduler)
+    np.testing.assert_allclose(coded, plain, rtol=1e-10, atol=1e-10)  # NaN where plain has
+    assert np.isnan(coded[5]) and np.isinf(coded[17]) and len(opt.rewrites) == 1
+    # integer products stay exact and integer: left to plain dask
+    Aid, xid = da.from_array(Ai, chunks=(6, 6)), da.from_array(xi, chunks=3)
+    plain, coded, opt = plain_and_coded(lambda: Aid @ xid, scheduler)
+    assert coded.dtype == plain.dtype == np.int64 and np.array_equal(coded, plain)
+    assert opt.rewrites == []
+    # complex x: not coded, same answer
+    xc = da.from_array(x + 1j * x, chunks=3)
+    plain, coded, opt = plain_and_coded(lambda: da.from_array(An[:4], chunks=(2, 6)) @ xc,
+                                        scheduler)
+    np.testing.assert_allclose(coded, plain)
+    assert opt.rewrites == []
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_nan_rows_on_a_cluster_match_plain_dask(c, s, *workers):
+    await c.register_plugin(dc.FirstKPlugin())
+    An, _, _ = tricky_operands()
+    x = np.random.default_rng(6).standard_normal(6)
+    A = da.from_array(An, chunks=(6, 6))
+    plain = await c.compute(A @ x)
+    with dc.coded_matmul(6, 4):
+        coded = await c.compute(A @ x)
+    np.testing.assert_allclose(coded, plain, rtol=1e-10, atol=1e-10)
