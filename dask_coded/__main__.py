@@ -6,10 +6,15 @@ import argparse
 import sys
 
 from .bench.autok import main as autok
+from .bench.numerics import main as numerics
+from .bench.overhead import main as overhead
 from .bench.regression import main as regression
 from .bench.shuffle import main as shuffle
 from .bench.stragglers import main as stragglers
 from .demo import run_demo
+
+BENCHES = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
+           "autok": autok, "numerics": numerics, "overhead": overhead}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,14 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--n", type=int, default=6, help="coded blocks (workers)")
     demo.add_argument("--k", type=int, default=4, help="blocks needed to decode")
     demo.add_argument("--seed", type=int, default=0)
-    bench = sub.add_parser("bench", help="run a benchmark: stragglers, shuffle, regression, autok")
-    bench.add_argument("name", choices=["stragglers", "shuffle", "regression", "autok"])
+    bench = sub.add_parser("bench", help="run a benchmark (python -m dask_coded bench NAME -h)")
+    bench.add_argument("name", choices=sorted(BENCHES), help="which benchmark")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
     args = parser.parse_args(argv)
     if args.command == "bench":
-        benches = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
-                   "autok": autok}
-        return benches[args.name](args.rest)
+        return BENCHES[args.name](args.rest)
 
     if args.command == "demo":
         return run_demo(n=args.n, k=args.k, seed=args.seed)
