@@ -11,7 +11,7 @@ from . import policy, theory, workers  # noqa: F401  (dc.policy, dc.theory, dc.w
 from ._scheduler import FirstKPlugin
 from .apps import RegressionResult, linear_regression
 from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error
-from .matrix import CodedMatrix, encode
+from .matrix import CodedMatrix, encode, release
 from .rewrite import CodedOptimizer, coded_matmul
 from .shuffle import CodedShuffle
 from .stragglers import (
@@ -64,6 +64,7 @@ __all__ = [
     "encode",
     "linear_regression",
     "local_stragglers",
+    "release",
     "make_code",
     "worst_case_error",
 ]

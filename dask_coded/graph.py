@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from dask._task_spec import List, Task, TaskRef
 
-from .keys import ENCODE_PREFIX, product_name
-from .kernels import coded_product, decode_products, encode_chunks, race_products
+from .keys import BLOCK_PREFIX, SCALES_PREFIX, product_name
+from .kernels import coded_product, decode_products, encode_chunks, race_products, row_scales
 from .schemes import Scheme
 
 
@@ -30,14 +30,18 @@ def _ref(value: Any) -> Any:
 
 
 def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int = 0) -> dict:
-    """Tasks ``("coded-enc-<token>", j, column)`` encoding coded block ``j`` from A's row
-    chunk keys ``row_chunks`` (any row chunking: the kernel re-splits)."""
+    """Tasks ``("coded-block-<token>", j, column)`` encoding coded block ``j`` from A's row
+    chunk keys ``row_chunks`` (any row chunking: the kernel re-splits), and
+    ``("coded-scales-<token>", column)``, the row scales the decode multiplies back."""
     refs = [_ref(key) for key in row_chunks]
-    name = f"{ENCODE_PREFIX}{token}"
-    return {
+    name = f"{BLOCK_PREFIX}{token}"
+    tasks = {
         (name, j, column): Task((name, j, column), encode_chunks, scheme, j, *refs)
         for j in range(scheme.n_blocks)
     }
+    scales = (f"{SCALES_PREFIX}{token}", column)
+    tasks[scales] = Task(scales, row_scales, scheme, *refs)
+    return tasks
 
 
 def product_group(

@@ -94,8 +94,9 @@ def linear_product(func, kwargs: dict, block, b, b_axis: int | None = None):
 
 
 def row_scales(scheme: Scheme, *row_chunks: np.ndarray) -> np.ndarray | None:
-    """The scheme's row scales of ``A = vstack(row_chunks)``."""
-    return scheme.scales(stack_rows(row_chunks))
+    """The scheme's row scales of ``A = vstack(row_chunks)`` (rows set aside count as
+    zero rows: the decode puts them back unscaled)."""
+    return scheme.scales(set_aside(stack_rows(row_chunks))[0])
 
 
 def decode_products(scheme: Scheme, scales: np.ndarray | None,

@@ -2,14 +2,17 @@
 (:mod:`dask_coded.graph`), the scheduler plugin (:mod:`dask_coded._scheduler`) and the
 straggler injection (:mod:`dask_coded.stragglers.inject`).
 
-* ``("coded-block-<token>", j)``: coded block ``j`` of an encoded matrix, resident and
-  pinned to one worker;
-* ``("coded-enc-<token>", j, c)``: coded block ``j`` encoded inside a rewritten graph (the
-  plugin spreads ``j = 0..`` over distinct workers, loosely);
+* ``("coded-block-<token>", j)``: coded block ``j`` of a matrix encoded by
+  :func:`dask_coded.encode`, resident and pinned to one worker;
+* ``("coded-block-<token>", j, c)``: coded block ``j`` of column block ``c`` of a dask
+  array encoded inside a rewritten graph; ``<token>`` depends only on the array's name and
+  the scheme, so the next graph that multiplies the same array names the same blocks. The
+  plugin pins ``j = 0..`` to distinct workers and keeps them resident;
 * ``("coded-prod-t<threshold>-<token>", *out, j)``: product ``j`` of a product group; the
   plugin reads the group's threshold (how many finished products its decode needs) from
   the name and pins the task where its coded block lives;
-* ``("coded-scales-<token>", 0)``: the row scales a resident matrix was encoded with;
+* ``("coded-scales-<token>", c)``: the row scales the blocks of ``<token>`` were encoded
+  with (column block ``c``), read by the decode;
 * ``("coded-dec-<token>", *out)``: the decode, the one dependent of a group's products.
 
 Groups are found by key names, never by annotations: dask's linear fusion renames the
@@ -22,7 +25,6 @@ from __future__ import annotations
 import re
 
 BLOCK_PREFIX = "coded-block-"
-ENCODE_PREFIX = "coded-enc-"
 PRODUCT_PREFIX = "coded-prod-"
 DECODE_PREFIX = "coded-dec-"
 SCALES_PREFIX = "coded-scales-"
@@ -55,6 +57,12 @@ def is_block(key) -> bool:
     return key_name(key).startswith(BLOCK_PREFIX)
 
 
-def is_encode(key) -> bool:
-    """A coded block encoded inside a rewritten graph."""
-    return key_name(key).startswith(ENCODE_PREFIX)
+def is_scales(key) -> bool:
+    """The row scales a decode multiplies back."""
+    return key_name(key).startswith(SCALES_PREFIX)
+
+
+def token_of(key) -> str:
+    """``<token>`` of a block or scales key."""
+    name = key_name(key)
+    return name[len(BLOCK_PREFIX):] if is_block(key) else name[len(SCALES_PREFIX):]

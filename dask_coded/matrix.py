@@ -452,3 +452,24 @@ async def _encode_on_cluster(matrix: CodedMatrix, A, workers, allow_shared_worke
 def _futures_in_order(A: da.Array) -> list:
     futures = {f.key: f for f in futures_of(A)}
     return [futures[(A.name, i, 0)] for i in range(A.numblocks[0])]
+
+
+def release(A: Any, client: Any = None) -> int:
+    """Drop the resident coded blocks of ``A``; returns how many encodings were dropped.
+
+    ``A``: a :class:`CodedMatrix` (its blocks and its ``.T``'s), or a dask array: the
+    encodings :func:`encode` made of it and those ``coded_matmul`` made on the cluster.
+    """
+    if isinstance(A, CodedMatrix):
+        A.release()
+        return 1
+    if not isinstance(A, da.Array):
+        raise TypeError(f"release takes a CodedMatrix or a dask array, got {type(A).__name__}")
+    mine = resident.encoded_from(A.name)
+    for m in mine:
+        m.release()
+    client = client if client is not None else default_client()
+    if client is None or client.asynchronous or client.status != "running":
+        return len(mine)
+    client.register_plugin(FirstKPlugin())
+    return len(mine) + int(client.sync(client.scheduler.coded_release, source=A.name))

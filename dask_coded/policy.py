@@ -4,9 +4,12 @@
 times of released stragglers), fits the shifted-exponential model to the most recent calls
 and picks ``k* = optimal_k(n, mu)`` (Lee et al. 2018, Theorem 2's optimisation, solved
 exactly by :func:`dask_coded.theory.optimal_k`). It guards the fit against the ways it
-goes wrong: old calls age out (``window``), the shift is a low quantile of the durations
-rather than the minimum (one fast outlier would drive ``mu`` to zero), and ``k`` changes
-only when the fitted model says the new ``k`` is faster by ``margin``.
+goes wrong: old calls age out (``window``); the fit is per call
+(:func:`dask_coded.theory.fit_calls`), so a warm-up call's fast products, whose minimum
+would drive ``mu`` to zero, are left out as an outlier call; it waits for ``min_calls``
+calls, not products (at a low ``k`` few products finish per call); ``k`` changes only when
+the fitted model says the new ``k`` is faster by ``margin``, and by at most ``max_step``
+per re-choice.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import config
-from .theory import expected_time, fit_shifted_exponential, optimal_k
+from .theory import expected_time, fit_calls, optimal_k
 
 
 @dataclass
@@ -29,12 +32,10 @@ class AutoK:
 
     n: int
     every: int = field(default_factory=lambda: int(config.get("auto-k.every")))
-    min_observations: int = field(
-        default_factory=lambda: int(config.get("auto-k.min-observations")))
+    min_calls: int = field(default_factory=lambda: int(config.get("auto-k.min-calls")))
     window: int = field(default_factory=lambda: int(config.get("auto-k.window")))
     margin: float = field(default_factory=lambda: float(config.get("auto-k.margin")))
-    shift_quantile: float = field(
-        default_factory=lambda: float(config.get("auto-k.shift-quantile")))
+    max_step: int = field(default_factory=lambda: int(config.get("auto-k.max-step")))
     history: list = field(default_factory=list)
 
     @classmethod
@@ -48,14 +49,16 @@ class AutoK:
 
     def choose(self, k: int, seen: dict, calls: int) -> int:
         """The ``k`` to use from now on, given the current ``k`` and what was ``seen``
-        (``{"observed": [...], "censored": [...]}``, seconds)."""
-        record = {"calls": calls, "k": k, "observed": len(seen["observed"])}
+        (``{"calls": [[seconds, ...], ...], "calls_censored": [[...], ...]}``, per call:
+        the plugin's report)."""
+        observed = [c for c in seen["calls"] if len(c)]
+        record = {"calls": calls, "k": k, "observed": len(observed)}
         self.history.append(record)
-        if len(seen["observed"]) < self.min_observations:
+        if len(observed) < self.min_calls:
             return k
-        _, mu = fit_shifted_exponential(seen["observed"], seen["censored"],
-                                        shift_quantile=self.shift_quantile)
+        _, mu = fit_calls(seen["calls"], seen["calls_censored"], self.n)
         best = optimal_k(self.n, mu) if np.isfinite(mu) else self.n
+        best = min(max(best, k - self.max_step), k + self.max_step)
         record.update(mu=mu, best=best)
         if best != k and np.isfinite(mu):
             now, then = expected_time("mds", self.n, k, mu), expected_time("mds", self.n, best, mu)

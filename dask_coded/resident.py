@@ -33,6 +33,11 @@ def register(name: str, matrix) -> None:
     _RESIDENT[name] = matrix
 
 
+def encoded_from(name: str) -> list:
+    """The matrices :func:`dask_coded.encode` made from dask array ``name``."""
+    return [m for n, m in list(_RESIDENT.items()) if n == name]
+
+
 def snapshot(local: bool) -> dict[str, Resident]:
     """The resident encodings of one kind (``local``: numpy blocks in this process), as
     plain data that can travel to the scheduler with the optimizer."""

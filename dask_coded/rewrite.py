@@ -6,9 +6,13 @@ operand is a 2-D, row-chunked, real numpy-backed array into coded tasks, then ru
 default optimizer (which would otherwise fuse the matmul layer away). The output keys stay
 those of the original layer, so the rest of the graph is untouched.
 
-* A plain dask A is encoded inside the graph (``n`` encode tasks per column block of A);
-  products and decode follow, and :class:`~dask_coded._scheduler.FirstKPlugin` starts the
-  decode after the first ``k`` products.
+* A plain dask A is encoded inside the first graph that multiplies it (``n`` encode tasks
+  per column block of A, with keys that depend only on A's name and the code), and the
+  scheduler plugin keeps those coded blocks resident: the next graph that multiplies the
+  same array names the same blocks and only x travels (``dask_coded.release(A)`` drops
+  them; ``coded.rewrite.max-resident`` bounds their memory). Products and decode follow,
+  and :class:`~dask_coded._scheduler.FirstKPlugin` starts the decode after the first
+  ``k`` products.
 * A that was encoded with :func:`dask_coded.encode` (same dask array, or its ``.T``) reuses
   the resident coded blocks instead: only x travels.
 * On the local scheduler each output is one task that encodes (or takes the resident
@@ -24,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,6 +43,7 @@ from dask.tokenize import tokenize
 
 from . import resident as residents
 from ._scheduler import FirstKPlugin
+from ._scheduler.state import REWRITES
 from .codes import make_code, require_accurate
 from .graph import encode_tasks, product_group
 from .keys import DECODE_PREFIX
@@ -63,20 +69,32 @@ class _Match:
 class CodedOptimizer:
     """An ``array_optimize`` function: coded rewrite, then dask's default optimizer.
 
-    ``rewrites`` lists ``(layer name, n, k, reused resident blocks)`` for each layer it
-    rewrote (in the process it ran in: the scheduler's, on ``distributed``).
+    :attr:`rewrites` lists ``(layer name, n, k, reused blocks of dc.encode, token)`` for
+    each layer it rewrote, wherever it ran (on ``distributed``, in the scheduler).
     """
 
     def __init__(self, n: int, k: int, kind: str | None = None, local: bool = True,
-                 resident: dict | None = None):
+                 resident: dict | None = None, uid: str | None = None, client=None):
         require_accurate(make_code(n, k, kind))  # refuse bad n, k, kind now, at the `with`
         self.n, self.k, self.kind, self.local = n, k, kind, local
+        self.uid = uid or uuid.uuid4().hex
         self._resident = resident
-        self.rewrites: list[tuple[str, int, int, bool]] = []
+        self._client = client
 
     def __reduce__(self):
         # pickled <=> shipped to a distributed scheduler: build the distributed form there
-        return (CodedOptimizer, (self.n, self.k, self.kind, False, self.resident(local=False)))
+        return (CodedOptimizer,
+                (self.n, self.k, self.kind, False, self.resident(local=False), self.uid))
+
+    @property
+    def rewrites(self) -> list[tuple]:
+        """What was rewritten: here, and on the scheduler of this optimizer's client."""
+        here = REWRITES.of(self.uid)
+        c = self._client
+        if c is None or c.asynchronous or c.status != "running":
+            return here
+        there = [tuple(r) for r in c.sync(c.scheduler.coded_rewrites, optimizer=self.uid)]
+        return there + [r for r in here if r not in there]  # one log when in one process
 
     def resident(self, local: bool) -> dict[str, Resident]:
         """Resident encodings to reuse, by dask array name."""
@@ -104,17 +122,20 @@ class CodedOptimizer:
             if res is not None:
                 scheme = res.scheme
             else:
-                # encoded in each call: no scales, whose task could queue behind a straggler
+                # resident on distributed (scales in memory before products run); encoded
+                # in each call on the local scheduler, where the race needs no scales task
                 scheme = MDSScheme(make_code(self.n, self.k, self.kind), sum(match.rows),
-                                   equilibrate=False)
-            layers[name] = MaterializedLayer(self._coded_tasks(name, layer, match, scheme, res))
-            self.rewrites.append((name, scheme.code.n, scheme.code.k, res is not None))
+                                   equilibrate=not self.local)
+            token = tokenize(match.a, scheme) if res is None else None
+            layers[name] = MaterializedLayer(
+                self._coded_tasks(name, layer, match, scheme, res, token))
+            REWRITES.add(self.uid, (name, scheme.code.n, scheme.code.k, res is not None, token))
         if all(layers[n] is hlg.layers[n] for n in layers):
             return hlg
         return HighLevelGraph(layers, dict(hlg.dependencies))
 
     def _coded_tasks(self, name: str, layer: Blockwise, m: _Match, scheme: Scheme,
-                     res: Resident | None) -> dict:
+                     res: Resident | None, token: str | None) -> dict:
         """The layer's output keys, computed from coded tasks: per output block ``g``, a
         product group (its coded blocks resident, or encoded in this graph), then the
         decoded rows cut back into the layer's row chunks."""
@@ -159,9 +180,10 @@ class CodedOptimizer:
                     tasks[dec_key] = Task(dec_key, encode_and_race, scheme, product,
                                           List(*[TaskRef(a) for a in a_keys]), operand)
                 else:
-                    encoded = encode_tasks(scheme, tok, a_keys, column=coord[contracted])
+                    # keys depend only on A and the code: the next graph reuses them
+                    encoded = encode_tasks(scheme, token, a_keys, column=coord[contracted])
                     tasks.update(encoded)
-                    blocks, scales = list(encoded), None
+                    *blocks, scales = list(encoded)
             if blocks is not None:
                 tasks.update(product_group(scheme, tok, blocks, operand, dec_key, index=g,
                                            local=self.local, product=product, scales=scales))
@@ -207,7 +229,8 @@ def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
 
 
 @contextlib.contextmanager
-def coded_matmul(n: int, k: int, kind: str | None = None) -> Iterator[CodedOptimizer]:
+def coded_matmul(n: int, k: int, kind: str | None = None,
+                 keep: bool = True) -> Iterator[CodedOptimizer]:
     """Run plain dask matrix products coded, inside a ``with`` block.
 
     Parameters
@@ -217,20 +240,31 @@ def coded_matmul(n: int, k: int, kind: str | None = None) -> Iterator[CodedOptim
         :func:`dask_coded.encode` keep their own code and resident blocks.
     kind : str, optional
         Code family (default ``coded.code-kind``).
+    keep : bool
+        Keep the coded blocks of arrays encoded inside the block resident after it (the
+        default: a loop that enters the block every iteration encodes once); ``False``
+        releases them on exit. :func:`dask_coded.release` releases one array's.
 
     Yields
     ------
     CodedOptimizer
-        The installed optimizer (its ``rewrites`` list what it rewrote locally).
+        The installed optimizer (its ``rewrites`` list what it rewrote, and whether it
+        reused blocks encoded by :func:`dask_coded.encode`).
 
     Examples
     --------
     >>> with dask_coded.coded_matmul(n=12, k=9):       # doctest: +SKIP
     ...     (A @ x).sum().compute()
     """
-    optimizer = CodedOptimizer(n, k, kind)
     client = default_client()
-    if client is not None and not client.asynchronous:
+    sync = client is not None and not client.asynchronous
+    optimizer = CodedOptimizer(n, k, kind, client=client if sync else None)
+    if sync:
         client.register_plugin(FirstKPlugin())
-    with dask.config.set(array_optimize=optimizer):
-        yield optimizer
+    try:
+        with dask.config.set(array_optimize=optimizer):
+            yield optimizer
+    finally:
+        if sync and not keep and client.status == "running":
+            tokens = [r[4] for r in optimizer.rewrites if r[4] is not None]
+            client.sync(client.scheduler.coded_release, tokens=tokens)

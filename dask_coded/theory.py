@@ -94,38 +94,53 @@ def speedup(n: int, mu: float = 1.0) -> float:
     return expected_time("uncoded", n, mu=mu) / expected_time("mds", n, optimal_k(n, mu), mu)
 
 
-def fit_shifted_exponential(durations, censored=(), work: float = 1.0,
-                            shift_quantile: float = 0.0) -> tuple[float, float]:
+def fit_shifted_exponential(durations, censored=(), work: float = 1.0) -> tuple[float, float]:
     """Fit ``T = work * scale * (1 + X / mu)`` to task durations of one work share.
 
     ``censored`` are lower bounds for tasks that were cut off (a released straggler ran at
     least that long): first-k-of-n never sees its slowest ``n - k`` tasks finish, so
     ignoring them would under-estimate straggling. Maximum likelihood: the shift is the
     smallest duration, the rate of the excess is ``observed / total excess exposure``, and
-    ``mu = shift * rate``. With ``shift_quantile > 0`` the shift is that quantile of the
-    durations instead (robust to a few fast outliers, which would otherwise drive ``mu``
-    towards zero); durations below it count as no excess. Returns ``(scale, mu)``.
+    ``mu = shift * rate``. Returns ``(scale, mu)``. One fast outlier drives ``mu`` towards
+    zero: for the products of several calls use :func:`fit_calls`.
     """
     t = np.asarray(durations, dtype=float)
     c = np.asarray(censored, dtype=float)
     if t.size < 2 or not np.isfinite(t).all() or (t <= 0).any() or not np.isfinite(c).all():
         raise ValueError("need at least 2 positive, finite durations (and finite censor times)")
-    if not 0 <= shift_quantile < 1:
-        raise ValueError(f"shift_quantile must be in [0, 1), got {shift_quantile!r}")
-    if not shift_quantile:
-        shift = float(t.min())
-        exposure = float((t - shift).sum() + np.clip(c - shift, 0, None).sum())
-        mu = shift * (t.size - 1) / exposure if exposure > 0 else math.inf
-        return shift / work, mu
-    # above its q-quantile t_q the excess is still exponential (memoryless), with rate
-    # mu / shift; and t_q = shift (1 + (-ln(1 - q)) / mu) gives the shift back
-    tq = float(np.quantile(t, shift_quantile))
-    exposure = float(np.clip(t - tq, 0, None).sum() + np.clip(c - tq, 0, None).sum())
-    if exposure <= 0:
-        return tq / work, math.inf
-    rate = int((t > tq).sum()) / exposure
-    shift = max(tq + math.log1p(-shift_quantile) / rate, tq / 2)
-    return shift / work, shift * rate
+    shift = float(t.min())
+    exposure = float((t - shift).sum() + np.clip(c - shift, 0, None).sum())
+    mu = shift * (t.size - 1) / exposure if exposure > 0 else math.inf
+    return shift / work, mu
+
+
+def fit_calls(calls, censored, n: int, outlier: float = 3.0) -> tuple[float, float]:
+    """Fit the shifted exponential to the products of several calls, robustly.
+
+    ``calls[c]``: the durations of call ``c``'s finished products (``n`` were launched
+    together), ``censored[c]``: the censor times of its released stragglers. Each call's
+    fastest product ``m_c`` is the first of ``n`` order statistics, ``E[m_c] = shift +
+    shift / (n mu)``; above it the excess is exponential with rate ``mu / shift``
+    (memoryless), pooled over the calls. Calls whose ``m_c`` is more than ``outlier``
+    times off the median (a warm-up call before any delay, a stall of the whole cluster)
+    are left out. Returns ``(shift, mu)``; ``mu`` is ``inf`` without any excess.
+    """
+    mins = [min(c) for c in calls if len(c)]
+    if not mins:
+        raise ValueError("need at least one call with a finished product")
+    med = float(np.median(mins))
+    kept = [(c, cen) for c, cen in zip(calls, censored)
+            if len(c) and med / outlier <= min(c) <= med * outlier]
+    exposure = count = 0.0
+    for c, cen in kept:
+        m = min(c)
+        exposure += sum(t - m for t in c) + sum(max(t - m, 0.0) for t in cen)
+        count += len(c) - 1 + 0.0
+    if exposure <= 0 or count == 0:
+        return med, math.inf
+    rate = count / exposure
+    shift = max(float(np.median([min(c) for c, _ in kept])) - 1 / (n * rate), med / 2)
+    return shift, shift * rate
 
 
 def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None = None,

@@ -11,7 +11,8 @@ from dask_coded import theory
 
 def test_auto_k_moves_to_the_optimum_for_the_observed_mu():
     A, x = np.random.default_rng(0).standard_normal((240, 5)), np.ones(5)
-    with dask.config.set({"coded.auto-k.every": 6, "coded.auto-k.min-observations": 20}), \
+    with dask.config.set({"coded.auto-k.every": 6, "coded.auto-k.min-calls": 4,
+                          "coded.auto-k.max-step": 8}), \
             LocalCluster(n_workers=8, threads_per_worker=1, processes=False,
                          dashboard_address=None) as cluster, Client(cluster) as client:
         client.register_plugin(dc.StragglerPlugin(dc.ShiftedExponential(mu=0.2, scale=0.4),
@@ -21,7 +22,7 @@ def test_auto_k_moves_to_the_optimum_for_the_observed_mu():
         for _ in range(7):
             np.testing.assert_allclose((CA @ x).compute(), A @ x)
         first = CA.history[0]
-        assert first["observed"] >= 20
+        assert first["observed"] == 5  # calls 1-5 (the 6th is the one re-choosing k)
         assert 0.1 < first["mu"] < 0.4  # fitted from what the scheduler saw (true: 0.2)
         assert CA.k == first["chosen"] == theory.optimal_k(8, first["mu"]) < 6
         np.testing.assert_allclose((CA @ x).compute(), A @ x)  # re-encoded, still right

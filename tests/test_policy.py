@@ -1,58 +1,73 @@
-"""k="auto": the policy's choices from observed durations (seeded draws, no cluster)."""
+"""k="auto": the policy's choices from observed calls (seeded simulations, no cluster)."""
 
 import numpy as np
 
 from dask_coded import theory
 from dask_coded.policy import AutoK
 
-
-def durations(mu, count, seed, k=9, scale=1.0):
-    """Product durations of work 1/k under the paper's model, and nothing censored."""
-    x = np.random.default_rng(seed).exponential(size=count)
-    return list(scale / k * (1 + x / mu))
+N = 12
 
 
-def test_a_fast_warm_up_outlier_does_not_collapse_k():
-    """A few products of a warm-up call, before any delay, were 100x faster: with the
-    minimum as the shift the fit gives mu ~ 0 and k = 1; the policy keeps k near the
-    truth (a whole warm-up call ages out of the window instead)."""
-    seen = {"observed": [0.001] * 3 + durations(0.2, 96, seed=1), "censored": []}
-    naive = theory.fit_shifted_exponential(seen["observed"])[1]
-    assert theory.optimal_k(12, naive) <= 2  # what the minimum-based fit would choose
-    policy = AutoK(12, min_observations=24, margin=0.0)
+def simulate(mu, calls, k, seed, scale=1.0):
+    """What the plugin reports for ``calls`` first-k-of-n calls under the paper's model:
+    per call the k fastest of n product durations, and the k-th as the censor time of
+    the n - k released stragglers."""
+    rng = np.random.default_rng(seed)
+    done, cut = [], []
+    for _ in range(calls):
+        t = np.sort(scale / k * (1 + rng.exponential(size=N) / mu))
+        done.append(list(t[:k]))
+        cut.append([t[k - 1]] * (N - k))
+    return {"calls": done, "calls_censored": cut}
+
+
+def test_the_per_call_fit_recovers_mu_under_censoring():
+    for mu in (0.2, 1.0, 5.0):
+        seen = simulate(mu, 40, 9, seed=1)
+        _, fitted = theory.fit_calls(seen["calls"], seen["calls_censored"], N)
+        assert 0.7 * mu < fitted < 1.4 * mu
+
+
+def test_a_fast_warm_up_call_does_not_collapse_k():
+    """A warm-up call before any delay (its products 100x faster): with the minimum as the
+    shift the fit gives mu ~ 0 and k = 1; the per-call fit leaves that call out."""
+    seen = simulate(0.2, 9, 9, seed=2)
+    seen["calls"].insert(0, [0.001] * N)
+    seen["calls_censored"].insert(0, [])
+    flat = [t for c in seen["calls"] for t in c]
+    naive = theory.fit_shifted_exponential(flat, [t for c in seen["calls_censored"] for t in c])
+    assert theory.optimal_k(N, naive[1]) <= 2  # what fitting all products at once does
+    policy = AutoK(N, min_calls=5, margin=0.0, max_step=N)
     k = policy.choose(9, seen, calls=10)
-    assert abs(k - theory.optimal_k(12, 0.2)) <= 1
+    assert abs(k - theory.optimal_k(N, 0.2)) <= 1
     assert 0.1 < policy.history[-1]["mu"] < 0.4
 
 
-def test_a_change_of_regime_is_followed_once_old_calls_age_out():
-    """The observations the policy reads are the last `window` calls (the plugin's
-    report); a regime change moves k once they are the new regime's."""
-    policy = AutoK(12, min_observations=24, margin=0.05)
-    calm = {"observed": durations(5.0, 120, seed=2), "censored": []}
-    assert policy.choose(9, calm, calls=10) == theory.optimal_k(12, 5.0)
-    stormy = {"observed": durations(0.2, 120, seed=3), "censored": []}
-    k = policy.choose(theory.optimal_k(12, 5.0), stormy, calls=20)
-    assert k == theory.optimal_k(12, 0.2) < theory.optimal_k(12, 5.0)
+def test_k_moves_back_up_from_a_low_k():
+    """At k = 1 one product finishes per call: the policy still re-fits (it counts calls,
+    not products) and moves k up, at most max_step at a time."""
+    policy = AutoK(N, min_calls=5, margin=0.05, max_step=3)
+    k = policy.choose(1, simulate(2.0, 20, 1, seed=3), calls=20)
+    assert k == 4
+    assert policy.choose(k, simulate(2.0, 20, k, seed=4), calls=30) == 7
+
+
+def test_a_change_of_regime_is_followed():
+    policy = AutoK(N, min_calls=5, margin=0.05, max_step=N)
+    calm_k = policy.choose(9, simulate(5.0, 20, 9, seed=5), calls=10)
+    assert abs(calm_k - theory.optimal_k(N, 5.0)) <= 1
+    stormy_k = policy.choose(calm_k, simulate(0.2, 20, calm_k, seed=6), calls=20)
+    assert abs(stormy_k - theory.optimal_k(N, 0.2)) <= 1 and stormy_k < calm_k
 
 
 def test_k_moves_only_on_evidence():
-    policy = AutoK(12, min_observations=24, margin=0.05)
-    few = {"observed": durations(0.2, 10, seed=4), "censored": []}
-    assert policy.choose(9, few, calls=10) == 9  # too few observations
-    assert policy.history[-1]["observed"] == 10 and "mu" not in policy.history[-1]
-    # the model's optimum is 10 but k = 9 is within the margin of it: no re-encode
-    mu = 2.0
-    best = theory.optimal_k(12, mu)
-    near = {"observed": durations(mu, 400, seed=5), "censored": []}
-    gain = 1 - theory.expected_time("mds", 12, best, mu) / theory.expected_time("mds", 12, 9, mu)
-    assert gain < 0.05
+    policy = AutoK(N, min_calls=5, margin=0.05, max_step=N)
+    assert policy.choose(9, simulate(0.2, 3, 9, seed=7), calls=10) == 9  # too few calls
+    assert policy.history[-1]["observed"] == 3 and "mu" not in policy.history[-1]
+    mu = 1.5  # its optimum is near 9: a re-encode must win more than the margin
+    near = simulate(mu, 40, 9, seed=8)
     assert policy.choose(9, near, calls=20) == 9
-
-
-def test_censored_stragglers_lower_the_fitted_mu():
-    obs = durations(1.0, 60, seed=6)
-    censored = [max(obs)] * 20  # released stragglers ran at least this long
-    _, without = theory.fit_shifted_exponential(obs, shift_quantile=0.05)
-    _, with_censored = theory.fit_shifted_exponential(obs, censored, shift_quantile=0.05)
-    assert with_censored < without
+    chosen = policy.history[-1]
+    gain = 1 - (theory.expected_time("mds", N, chosen["best"], chosen["mu"])
+                / theory.expected_time("mds", N, 9, chosen["mu"]))
+    assert gain < 0.05

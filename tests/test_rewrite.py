@@ -61,7 +61,7 @@ def test_local_results_equal_numpy(scheduler, dtype):
         for label, expr, want in cases(dtype):
             got = expr.compute(scheduler=scheduler)
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=label)
-    assert {(n, k) for _, n, k, _ in opt.rewrites} == {(5, 3)}
+    assert {(n, k) for _, n, k, *_ in opt.rewrites} == {(5, 3)}
     assert len(opt.rewrites) >= len(cases())
 
 
@@ -139,7 +139,7 @@ async def test_distributed_rewrite_reuses_resident_blocks(c, s, *workers):
         np.testing.assert_allclose(await c.compute(A @ x), An @ xn)
         np.testing.assert_allclose(await c.compute(A @ B), An @ Bn)
         np.testing.assert_allclose(await c.compute(A.T @ (A @ x)), An.T @ (An @ xn))
-    assert not any(name.startswith("coded-enc-") for name in seen)  # nothing re-encoded
+    assert plugin.stats["resident-encoded"] == 0  # nothing encoded in the graphs
     assert any(name.startswith("coded-prod-t4-") for name in seen)
     assert plugin.stats["pinned"] - pinned >= 6 * 4  # products ran where blocks live
     del CA, CT
@@ -197,3 +197,88 @@ async def test_nan_rows_on_a_cluster_match_plain_dask(c, s, *workers):
     with dc.coded_matmul(6, 4):
         coded = await c.compute(A @ x)
     np.testing.assert_allclose(coded, plain, rtol=1e-10, atol=1e-10)
+
+
+# ---- encoded once: the rewrite keeps the coded blocks of a plain dask array resident -------
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_plain_dask_code_is_encoded_once(c, s, *workers):
+    """An iterative loop of plain A @ x (and A.T @ r, the gradient pattern) encodes each
+    array in its first call only; later calls move only x."""
+    await c.register_plugin(dc.FirstKPlugin())
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    rng = np.random.default_rng(1)
+    An = rng.standard_normal((60, 8))
+    A = da.from_array(An, chunks=(15, 8))  # A.T: one row chunk, left plain
+    B = da.from_array(An, chunks=(15, 4))  # B.T: two row chunks, coded too
+    encoded = []
+    for i in range(4):
+        xn = rng.standard_normal(8)
+        with dc.coded_matmul(6, 4):
+            got = await c.compute(A @ xn)
+            grad = await c.compute(B.T @ (B @ xn))
+        np.testing.assert_allclose(got, An @ xn, rtol=1e-9)
+        np.testing.assert_allclose(grad, An.T @ (An @ xn), rtol=1e-9)
+        encoded.append(plugin.stats["resident-encoded"])
+    # A: 6 blocks; B: 6 per column block (2); B.T: 6 per column block (4); all in call 1
+    assert encoded == [6 + 12 + 24] * 4
+    resident = plugin.resident_report()
+    assert sorted(m["source"] for m in resident.values()) == sorted([A.name, B.name, B.T.name])
+    for key, block in plugin.blocks.items():  # each code's 6 blocks on 6 distinct workers
+        (holder,) = s.tasks[key].who_has
+        assert holder.address == block.worker
+    per_code = {}
+    for block in plugin.blocks.values():
+        per_code.setdefault(block.matrix, set()).add(block.worker)
+    assert all(len(workers) == 6 for workers in per_code.values())
+    assert await c.scheduler.coded_release(source=A.name) == 1
+    await until_forgotten(s, plugin, 12 + 24)
+
+
+async def until_forgotten(s, plugin, blocks):
+    import asyncio
+
+    for _ in range(200):
+        if len(plugin.blocks) == blocks:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{len(plugin.blocks)} blocks tracked, {blocks} expected")
+
+
+@gen_cluster(client=True, nthreads=SIX,
+             config={**VALIDATE, "coded.rewrite.max-resident": "1 B"})
+async def test_resident_blocks_are_bounded_least_recently_used_first(c, s, *workers):
+    await c.register_plugin(dc.FirstKPlugin())
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    rng = np.random.default_rng(2)
+    values = [rng.standard_normal((40, 5)) for _ in range(3)]
+    arrays = [da.from_array(v, chunks=(10, 5)) for v in values]
+    x = np.ones(5)
+    for A, An in zip(arrays, values):
+        with dc.coded_matmul(6, 4):
+            np.testing.assert_allclose(await c.compute(A @ x), An @ x)
+    # each new array pushed the least recently used one out (the bound is 1 byte)
+    assert [m["source"] for m in plugin.resident_report().values()] == [arrays[-1].name]
+    assert plugin.stats["resident-released"] == 2
+
+
+def test_rewrites_are_reported_from_the_scheduler_and_released_on_exit():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=6, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        An, xn, _, A, x, _ = operands()
+        with dc.coded_matmul(6, 4, keep=False) as opt:
+            np.testing.assert_allclose((A @ x).compute(), An @ xn)
+            np.testing.assert_allclose((A @ x).compute(), An @ xn)
+        assert len(opt.rewrites) == 2 and all(r[4] for r in opt.rewrites)
+        assert client.run_on_scheduler(_resident_count) == 0  # released at the exit
+        with dc.coded_matmul(6, 4):
+            (A @ x).compute()
+        assert client.run_on_scheduler(_resident_count) == 1
+        assert dc.release(A) == 1 and client.run_on_scheduler(_resident_count) == 0
+
+
+def _resident_count(dask_scheduler=None):
+    return len(dask_scheduler.plugins[dc.FirstKPlugin.name].resident)

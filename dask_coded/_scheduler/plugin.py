@@ -14,6 +14,10 @@ any scheduler. This plugin only makes it fast and keeps it live on ``distributed
   holding the fewest blocks of the same matrix, where they are re-encoded;
 * ``add_worker``: moves a block off a worker that holds two of one matrix onto the new
   worker (invariant: no worker holds two blocks of a matrix while a worker holds none);
+* residency: the coded blocks a rewritten graph encodes (stable keys, see
+  :mod:`dask_coded.keys`) are kept in memory for a pseudo-client, so the next graph that
+  multiplies the same array reuses them; least recently used first out beyond
+  ``coded.rewrite.max-resident``; ``dask_coded.release`` drops them;
 * ``restart``: forgets everything.
 
 It knows nothing about codes: a group is the products feeding one decode, and its
@@ -23,16 +27,26 @@ threshold is read from the product keys (:mod:`dask_coded.keys`).
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 
 from dask._task_spec import Task, TaskRef
-from dask.utils import parse_timedelta
+from dask.utils import parse_bytes, parse_timedelta
 from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .. import config
-from ..keys import is_block, is_encode, key_name, product_index, threshold_of
-from .state import CodedBlock, Key, Observations, ProductGroup, PrunedDecode
+from ..keys import is_block, is_scales, key_name, product_index, threshold_of, token_of
+from .state import (
+    REWRITES,
+    CodedBlock,
+    Key,
+    Observations,
+    ProductGroup,
+    PrunedDecode,
+    ResidentMatrix,
+)
+
+RESIDENT_CLIENT = "dask-coded-resident"  # the pseudo-client that keeps rewritten blocks
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +74,7 @@ class FirstKPlugin(SchedulerPlugin):
         self.blocks: dict[Key, CodedBlock] = {}
         self.pruned: dict[Key, PrunedDecode] = {}
         self.observations = Observations()
+        self.resident: OrderedDict[str, ResidentMatrix] = OrderedDict()  # token -> matrix
         self._seconds: dict[Key, float] = {}  # finished product -> compute seconds
 
     # ---- registration ------------------------------------------------------------------
@@ -77,6 +92,9 @@ class FirstKPlugin(SchedulerPlugin):
                 lambda comm=None, prefix="", last=None: self.observations.report(prefix, last)),
             "coded_first_k_used": self._used,
             "coded_first_k_tracked": lambda comm=None: self.tracked(),
+            "coded_rewrites": lambda comm=None, optimizer="": REWRITES.of(optimizer),
+            "coded_resident": lambda comm=None: self.resident_report(),
+            "coded_release": self.release,
         }
 
     def _used(self, comm=None, name: str = "") -> list | None:
@@ -99,31 +117,34 @@ class FirstKPlugin(SchedulerPlugin):
         self.blocks.clear()
         self.pruned.clear()
         self._seconds.clear()
+        self.resident.clear()
 
     # ---- new graphs --------------------------------------------------------------------
 
     def update_graph(self, scheduler, *, tasks=(), stimulus_id: str = "", **kwargs) -> None:
         live = sorted(ws.address for ws in scheduler.running) or sorted(scheduler.workers)
-        products, spread = [], {}
+        products, spread, resident = [], {}, []
         for key in tasks:
             ts = scheduler.tasks.get(key)
             if ts is None:
                 continue
-            if is_block(key):
-                worker = next(iter(ts.worker_restrictions or ()), None)
-                self.blocks[key] = CodedBlock(key, key_name(key), worker)
-            elif is_encode(key) and live and not ts.worker_restrictions:
-                # one block per worker, as encode() places them; loosely, since the graph
-                # can re-encode it anywhere
-                spread[key] = live[int(key[1]) % len(live)]
+            if is_block(key) and key not in self.blocks:
+                if not ts.worker_restrictions and live:
+                    # encoded in a rewritten graph: one block per worker, kept resident
+                    spread[key] = live[int(key[1]) % len(live)]
+                    resident.append(ts)
+                worker = spread.get(key) or next(iter(ts.worker_restrictions or ()), None)
+                self.blocks[key] = CodedBlock(key, (key_name(key), *key[2:]), worker)
+            elif is_scales(key) and len(key) > 1 and any(
+                    token_of(b.key) == token_of(key) for b in resident):
+                resident.append(ts)
             elif threshold_of(key) is not None:
                 products.append(ts)
             if key in self.pruned:
                 self._restore(ts)
         if spread:
             scheduler.set_restrictions(spread)
-            for key in spread:
-                scheduler.tasks[key].loose_restrictions = True
+        self._keep_resident(resident, tasks)
         decodes = {self._add_product(ts) for ts in products} - {None}
         if decodes:
             # never transition inside update_graph: the new tasks are not scheduled yet
@@ -136,7 +157,7 @@ class FirstKPlugin(SchedulerPlugin):
 
     def _add_product(self, ts) -> Key | None:
         """Pin a product where its block lives and file it under its decode."""
-        block = next((d for d in ts.dependencies if is_block(d.key) or is_encode(d.key)), None)
+        block = next((d for d in ts.dependencies if is_block(d.key)), None)
         if block is not None and block.worker_restrictions:
             worker = next(iter(block.worker_restrictions))
             self.scheduler.set_restrictions({ts.key: worker})
@@ -307,6 +328,63 @@ class FirstKPlugin(SchedulerPlugin):
         """Products of ``group`` that are finished or can still run."""
         tasks = self.scheduler.tasks
         return sum(self._can_finish(tasks[p]) for p in group.products if p in tasks)
+
+    # ---- resident blocks of rewritten graphs --------------------------------------------
+
+    def _keep_resident(self, new: list, tasks) -> None:
+        """Keep the blocks and scales of rewritten graphs in memory (for a pseudo-client),
+        mark the matrices this graph uses as recently used, and release the least
+        recently used beyond ``coded.rewrite.max-resident`` bytes."""
+        s = self.scheduler
+        for ts in new:
+            token = token_of(ts.key)
+            m = self.resident.get(token)
+            if m is None:
+                source = next((key_name(d.key) for d in ts.dependencies
+                               if not is_block(d.key)), None)
+                m = self.resident[token] = ResidentMatrix(token, source)
+            m.keys.add(ts.key)
+        if new:
+            s.client_desires_keys([ts.key for ts in new], RESIDENT_CLIENT)
+            self.stats["resident-encoded"] += sum(is_block(ts.key) for ts in new)
+        used = {token_of(k) for k in tasks if is_block(k) or is_scales(k)}
+        for token in used & self.resident.keys():
+            self.resident.move_to_end(token)
+        limit = parse_bytes(config.get("rewrite.max-resident"))
+        while len(self.resident) > 1 and self._resident_bytes() > limit:
+            oldest = next(iter(self.resident))
+            if oldest in used:
+                break
+            self._release_matrix(oldest)
+
+    def _resident_bytes(self) -> int:
+        tasks = self.scheduler.tasks
+        return sum(tasks[k].nbytes for m in self.resident.values() for k in m.keys
+                   if k in tasks and tasks[k].nbytes > 0)
+
+    def resident_report(self) -> dict:
+        """``{token: {"source", "keys", "bytes"}}`` of the resident rewritten matrices."""
+        tasks = self.scheduler.tasks
+        return {t: {"source": m.source, "keys": len(m.keys),
+                    "bytes": sum(max(tasks[k].nbytes, 0) for k in m.keys if k in tasks)}
+                for t, m in self.resident.items()}
+
+    def release(self, comm=None, source: str | None = None, tokens=None) -> int:
+        """Release the resident matrices encoded from dask array ``source`` (or with these
+        ``tokens``); returns how many."""
+        chosen = [t for t, m in self.resident.items()
+                  if (source is not None and m.source == source) or t in (tokens or ())]
+        for token in chosen:
+            self._release_matrix(token)
+        return len(chosen)
+
+    def _release_matrix(self, token: str) -> None:
+        m = self.resident.pop(token)
+        keys = [k for k in m.keys if k in self.scheduler.tasks]
+        if keys and RESIDENT_CLIENT in self.scheduler.clients:
+            self.scheduler.client_releases_keys(keys, RESIDENT_CLIENT,
+                                                stimulus_id=f"coded-release-{token}")
+        self.stats["resident-released"] += 1
 
     # ---- workers leaving and joining ---------------------------------------------------
 

@@ -40,8 +40,41 @@ class CodedBlock:
     """A resident coded block: which matrix it belongs to and the worker it is pinned to."""
 
     key: Key
-    matrix: str  # the blocks of one matrix share this key name
+    matrix: tuple  # the key without the block index: shared by the blocks of one code
     worker: str | None
+
+
+@dataclass
+class ResidentMatrix:
+    """The coded blocks and row scales of a dask array encoded inside a rewritten graph,
+    kept in memory (for a pseudo-client) so that the next graph reuses them."""
+
+    token: str
+    source: str | None  # the dask array's name
+    keys: set = field(default_factory=set)
+
+
+@dataclass
+class RewriteLog:
+    """What the rewrite did, per optimizer (it runs in the scheduler's process on
+    distributed): ``(layer, n, k, reused resident blocks, token)`` records, the most
+    recent ``limit`` optimizers kept."""
+
+    limit: int = 64
+    records: OrderedDict = field(default_factory=OrderedDict)
+
+    def add(self, optimizer: str, record: tuple) -> None:
+        self.records.setdefault(optimizer, []).append(record)
+        self.records.move_to_end(optimizer)
+        while len(self.records) > self.limit:
+            self.records.popitem(last=False)
+
+    def of(self, optimizer: str) -> list:
+        return list(self.records.get(optimizer, ()))
+
+
+#: the rewrites made in this process (on distributed: the scheduler's)
+REWRITES = RewriteLog()
 
 
 @dataclass
@@ -90,6 +123,8 @@ class Observations:
         return {
             "observed": [s for name in names for _, s in self.finished[name]],
             "censored": [c for name in names for c in self.censored.get(name, ())],
+            "calls": [[s for _, s in self.finished[name]] for name in names],
+            "calls_censored": [list(self.censored.get(name, ())) for name in names],
             "per_worker": per_worker,
             "released": released,
         }

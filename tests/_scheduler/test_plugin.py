@@ -134,7 +134,7 @@ async def test_state_records_are_typed(c, s, *workers):
     del y
     await until(lambda: not plugin(s).groups)
     block = plugin(s).blocks[CA.blocks[0].key]
-    assert block.worker == CA.workers[0] and block.matrix == CA.blocks[0].key[0]
+    assert block.worker == CA.workers[0] and block.matrix == (CA.blocks[0].key[0],)
 
 
 @pytest.mark.slow
