@@ -30,5 +30,5 @@ setup(
         ],
         "bench": ["matplotlib>=3.8"],
     },
-    entry_points={},
+    entry_points={"console_scripts": ["dask-coded = dask_coded.__main__:main"]},
 )

@@ -5,25 +5,33 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import __version__
 from .bench.autok import main as autok
 from .bench.numerics import main as numerics
 from .bench.overhead import main as overhead
 from .bench.regression import main as regression
+from .bench.rewrite import main as rewrite
 from .bench.shuffle import main as shuffle
 from .bench.stragglers import main as stragglers
 from .demo import run_demo
 
+
 BENCHES = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
-           "autok": autok, "numerics": numerics, "overhead": overhead}
+           "autok": autok, "numerics": numerics, "overhead": overhead, "rewrite": rewrite}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dask_coded", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="dask-coded", description="Straggler-proof matrix products and cheap shuffles on "
+        "Dask, with codes: a demo and the benchmarks (also: python -m dask_coded).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"dask_coded {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="plain dask vs coded A @ x with one slow worker, on a LocalCluster")
+    demo = sub.add_parser("demo", help="plain dask vs coded A @ x with one slow worker, on a "
+                          "LocalCluster", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--n", type=int, default=6, help="coded blocks (workers)")
     demo.add_argument("--k", type=int, default=4, help="blocks needed to decode")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seeds A, x and the code's data")
     bench = sub.add_parser("bench", help="run a benchmark (python -m dask_coded bench NAME -h)")
     bench.add_argument("name", choices=sorted(BENCHES), help="which benchmark")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
