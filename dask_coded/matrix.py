@@ -68,7 +68,8 @@ def as_matrix(A: Any, name: str = "A"):
 
 
 def pick_workers(workers, n: int, allow_shared_workers: bool) -> list[str]:
-    """``n`` distinct worker addresses (sorted), or round-robin with a warning."""
+    """Up to ``n`` distinct worker addresses (sorted); fewer only with
+    ``allow_shared_workers`` (with a warning): the scheme places its blocks on them."""
     available = sorted(workers)
     if not available:
         raise TooFewWorkersError("the cluster has no workers; start some before encoding")
@@ -85,7 +86,7 @@ def pick_workers(workers, n: int, allow_shared_workers: bool) -> list[str]:
         f"worker that straggles delays all of its blocks",
         stacklevel=4,
     )
-    return [available[j % len(available)] for j in range(n)]
+    return available
 
 
 class CodedMatrix:
