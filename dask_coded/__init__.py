@@ -14,6 +14,7 @@ from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error
 from .matrix import CodedMatrix, encode, release
 from .rewrite import CodedOptimizer, coded_matmul
 from .shuffle import CodedShuffle
+from .wait import first_k, first_k_async
 from .stragglers import (
     DelayModel,
     ShiftedExponential,
@@ -62,6 +63,8 @@ __all__ = [
     "theory",
     "coded_matmul",
     "encode",
+    "first_k",
+    "first_k_async",
     "linear_regression",
     "local_stragglers",
     "release",
