@@ -201,6 +201,41 @@ class CodedMatrix:
     def __matmul__(self, x: Any) -> da.Array:
         return self.dot(x)
 
+    def __rmatmul__(self, y: Any) -> da.Array:
+        """``y @ A`` as ``(A.T @ y.T).T`` (the coded ``A.T`` is encoded on first use)."""
+        y = as_array(y, "y")
+        if y.ndim not in (1, 2):
+            raise BlockShapeError(f"y must be 1-D or 2-D, got {y.ndim}-D with shape {y.shape}")
+        return (self.T @ y.T).T
+
+    # numpy: np.matmul / np.dot / np.asarray work; elementwise ufuncs say what to do instead
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc is np.matmul and method == "__call__" and len(inputs) == 2 and not kwargs:
+            a, b = inputs
+            return self.dot(b) if a is self else self.__rmatmul__(a)
+        raise TypeError(
+            f"a CodedMatrix supports products (CA @ x, y @ CA), not np.{ufunc.__name__}; "
+            f"apply it to the original matrix")
+
+    def __array_function__(self, func, types, args, kwargs):
+        if func is np.dot and len(args) == 2 and not kwargs:
+            a, b = args
+            return self.dot(b) if a is self else self.__rmatmul__(a)
+        raise TypeError(
+            f"a CodedMatrix supports products (CA @ x, y @ CA, np.dot, np.matmul), not "
+            f"np.{func.__name__}; apply it to the original matrix")
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """A itself, decoded from the coded blocks (``CA @ I``): all of A travels."""
+        out = np.asarray(self.dot(np.eye(self.shape[1], dtype=self.dtype)).compute())
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, index) -> None:
+        raise TypeError(
+            "a CodedMatrix cannot be sliced (its blocks mix all of A's rows): slice the "
+            "product instead, (CA @ x)[rows], or encode the rows you need, "
+            "dask_coded.encode(A[rows], n, k)")
+
     def dot(self, x: Any) -> da.Array:
         """``A @ x`` as a dask Array computed from the first ``threshold`` products.
 

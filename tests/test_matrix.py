@@ -354,3 +354,24 @@ async def test_rows_of_very_different_scales_on_a_cluster(c, s, *workers):
     await _slow(c, s, [w.name for w in workers if w.address in CA.workers[:2]], 1.0)
     x = rand(5, seed=1)
     assert rowwise_error(await c.compute(CA @ x), B, x) < 1e-12
+
+
+# ---- fitting numpy --------------------------------------------------------------------------
+
+
+def test_a_coded_matrix_fits_numpy():
+    A = rand(60, 5)
+    CA = dc.encode(A, 5, 3, client=None)
+    x, y, Y = rand(5, seed=1), rand(60, seed=2), rand(4, 60, seed=3)
+    close(np.matmul(CA, x).compute(), A @ x)
+    close(np.dot(CA, x).compute(), A @ x)
+    close((y @ CA).compute(), y @ A)          # through the coded A.T
+    close((Y @ CA).compute(), Y @ A)
+    close(np.matmul(y, CA).compute(), y @ A)
+    close(np.asarray(CA), A)                  # decoded from the coded blocks
+    with pytest.raises(TypeError, match="cannot be sliced.*encode the rows"):
+        CA[0:10]
+    with pytest.raises(TypeError, match="supports products .* not np.add"):
+        np.add(CA, 1)
+    with pytest.raises(TypeError, match="not np.concatenate"):
+        np.concatenate([CA, CA])
