@@ -51,13 +51,9 @@ def first_k(futures: Iterable[Future], k: int, *, cancel: bool = False,
     for f in as_completed(futures, timeout=timeout):
         if f.status == "error":
             f.result()  # raises the task's exception
-        if f.status == "finished":
-            done.append(f)
-        if len(done) == k:
+        if _record(f, done, k):
             break
-    if len(done) < k:
-        raise CodedError(f"only {len(done)} of {len(futures)} futures finished (the others "
-                         f"were cancelled or lost); {k} were needed")
+    _check_enough(futures, done, k)
     _cancel_rest(futures, done, cancel)
     return done
 
@@ -70,17 +66,26 @@ async def first_k_async(futures: Iterable[Future], k: int, *, cancel: bool = Fal
     async for f in as_completed(futures, timeout=timeout):
         if f.status == "error":
             await f  # raises the task's exception
-        if f.status == "finished":
-            done.append(f)
-        if len(done) == k:
+        if _record(f, done, k):
             break
-    if len(done) < k:
-        raise CodedError(f"only {len(done)} of {len(futures)} futures finished (the others "
-                         f"were cancelled or lost); {k} were needed")
+    _check_enough(futures, done, k)
     rest = _cancel_rest(futures, done, cancel)
     if rest is not None:
         await rest
     return done
+
+
+def _record(f: Future, done: list[Future], k: int) -> bool:
+    """File a future that completed; True once ``k`` have finished."""
+    if f.status == "finished":
+        done.append(f)
+    return len(done) == k
+
+
+def _check_enough(futures: list[Future], done: list[Future], k: int) -> None:
+    if len(done) < k:
+        raise CodedError(f"only {len(done)} of {len(futures)} futures finished (the others "
+                         f"were cancelled or lost); {k} were needed")
 
 
 def _cancel_rest(futures: list[Future], done: list[Future], cancel: bool):
