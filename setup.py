@@ -27,6 +27,7 @@ setup(
             "nbclient>=0.10",
             "nbformat>=5.10",
             "ipykernel>=6.29",
+            "scikit-learn>=1.4",
         ],
         "bench": ["matplotlib>=3.8"],
     },

@@ -9,11 +9,13 @@ from __future__ import annotations
 from . import config  # noqa: F401  (registers the coded.* dask.config defaults)
 from . import policy, theory, workers  # noqa: F401  (dc.policy, dc.theory, dc.workers)
 from ._scheduler import FirstKPlugin
-from .apps import RegressionResult, linear_regression
+from .apps import LogisticResult, RegressionResult, linear_regression, logistic_regression
 from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error
 from .matrix import CodedMatrix, encode, release
 from .rewrite import CodedOptimizer, coded_matmul
+from .schemes import GradientCode
 from .shuffle import CodedShuffle
+from .sums import CodedPartitions, coded_sum
 from .wait import first_k, first_k_async
 from .stragglers import (
     DelayModel,
@@ -42,8 +44,11 @@ __all__ = [
     "CodeAudit",
     "CodedMatrix",
     "CodedOptimizer",
+    "CodedPartitions",
     "CodedShuffle",
     "FirstKPlugin",
+    "GradientCode",
+    "LogisticResult",
     "CodeParameterError",
     "CodedError",
     "DelayModel",
@@ -62,10 +67,12 @@ __all__ = [
     "audit",
     "theory",
     "coded_matmul",
+    "coded_sum",
     "encode",
     "first_k",
     "first_k_async",
     "linear_regression",
+    "logistic_regression",
     "local_stragglers",
     "release",
     "make_code",

@@ -7,6 +7,7 @@ import sys
 
 from . import __version__
 from .bench.autok import main as autok
+from .bench.gradients import main as gradients
 from .bench.numerics import main as numerics
 from .bench.overhead import main as overhead
 from .bench.regression import main as regression
@@ -17,7 +18,8 @@ from .demo import run_demo
 
 
 BENCHES = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
-           "autok": autok, "numerics": numerics, "overhead": overhead, "rewrite": rewrite}
+           "autok": autok, "gradients": gradients, "numerics": numerics,
+           "overhead": overhead, "rewrite": rewrite}
 
 
 def main(argv: list[str] | None = None) -> int:

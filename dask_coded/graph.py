@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from dask._task_spec import List, Task, TaskRef
 
 from .keys import BLOCK_PREFIX, SCALES_PREFIX, product_name
@@ -23,10 +22,11 @@ from .schemes import Scheme
 
 
 def _ref(value: Any) -> Any:
-    """A graph argument: a key becomes a ``TaskRef``; arrays and graph nodes stay."""
-    if isinstance(value, (np.ndarray, TaskRef, List)):
-        return value
-    return TaskRef(value)
+    """A graph argument: a key (a string or a tuple) becomes a ``TaskRef``; anything else
+    (arrays, graph nodes, futures, functions) stays as it is."""
+    if isinstance(value, (str, tuple)):
+        return TaskRef(value)
+    return value
 
 
 def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int = 0) -> dict:

@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .errors import NonFiniteError
 from .schemes import Scheme
+from .schemes.gradient import weighted_sum
 
 # seconds to delay product j in the local race (set by dask_coded.stragglers.local_stragglers)
 _local_delay: Callable[[int], float] | None = None
@@ -110,6 +112,51 @@ def decode_products(scheme: Scheme, scales: np.ndarray | None,
     out = np.array(out, dtype=np.result_type(out, aside.rows))
     out[aside.index] = aside.rows
     return out
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What one worker of a gradient code holds: for each part of its support, the part's
+    coefficient and its partitions (with their indices, for error messages)."""
+
+    coefficients: tuple[float, ...]
+    parts: tuple[tuple, ...]
+    indices: tuple[tuple[int, ...], ...]
+
+
+def make_assignment(coefficients: tuple[float, ...], indices: tuple[tuple[int, ...], ...],
+               *partitions) -> Assignment:
+    """A :class:`Assignment` of ``partitions`` (flat, grouped by ``indices``' lengths)."""
+    parts, start = [], 0
+    for idx in indices:
+        parts.append(tuple(partitions[start:start + len(idx)]))
+        start += len(idx)
+    return Assignment(tuple(coefficients), tuple(parts), tuple(indices))
+
+
+def _checked_value(value, partition: int):
+    """``fn``'s result on one partition: numeric arrays or numbers (or a tuple of them),
+    finite."""
+    if isinstance(value, tuple):
+        return tuple(_checked_value(v, partition) for v in value)
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"fn must return a real numeric array or number (or a tuple of "
+                        f"them); on partition {partition} it returned {type(value).__name__} "
+                        f"of dtype {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise NonFiniteError(f"fn returned NaN or Inf on partition {partition}; the sum would "
+                             f"not be finite")
+    return value
+
+
+def partial_sum(assignment: Assignment, fn) -> Any:
+    """``sum_i B[j, i] sum_{p in part i} fn(p)``: worker ``j``'s coded partial sum."""
+    sums = []
+    for part, indices in zip(assignment.parts, assignment.indices):
+        values = [_checked_value(fn(p), i) for p, i in zip(part, indices)]
+        sums.append(weighted_sum([1.0] * len(values), values))
+    return weighted_sum(assignment.coefficients, sums)
 
 
 def take_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:

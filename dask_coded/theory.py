@@ -9,6 +9,7 @@ un-straggled time). ``H_m = sum_{i <= m} 1 / i``.
 | uncoded, ``n`` pieces | all ``n`` | ``(1 + H_n / mu) / n`` |
 | ``r``-replication, ``n / r`` pieces on ``r`` workers each | first copy of every piece | ``(r + H_{n/r} / mu) / n`` |
 | ``(n, k)`` MDS | any ``k`` of ``n`` | ``(1 + (H_n - H_{n-k}) / mu) / k`` |
+| gradient code, ``s`` stragglers (each worker ``s + 1`` parts of ``n``) | any ``n - s`` of ``n`` | ``(s + 1)(1 + (H_n - H_s) / mu) / n`` |
 
 For models with no closed form, :func:`monte_carlo` simulates any
 :class:`~dask_coded.stragglers.DelayModel`.
@@ -23,7 +24,7 @@ from scipy.special import digamma, lambertw
 
 from .shuffle.placement import Placement
 
-SCHEMES = ("uncoded", "replication", "mds")
+SCHEMES = ("uncoded", "replication", "mds", "gradient")
 
 
 def harmonic(m: int) -> float:
@@ -41,12 +42,12 @@ def _check(n: int, mu: float) -> None:
 
 
 def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
-                  r: int | None = None) -> float:
+                  r: int | None = None, s: int | None = None) -> float:
     """Expected completion time of ``scheme`` on ``n`` workers (module table).
 
     Parameters
     ----------
-    scheme : {"uncoded", "replication", "mds"}
+    scheme : {"uncoded", "replication", "mds", "gradient"}
     n : int
         Workers.
     k : int
@@ -55,6 +56,8 @@ def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
         Straggling rate (``> 0``; larger is less straggling).
     r : int
         For ``"replication"``: copies of each piece, dividing ``n``.
+    s : int
+        For ``"gradient"``: stragglers tolerated, ``0 <= s < n`` (Tandon et al. 2017).
 
     Examples
     --------
@@ -72,7 +75,15 @@ def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
         if k is None or not 1 <= k <= n:
             raise ValueError(f"mds needs 1 <= k <= n={n}, got k={k!r}")
         return (1 + (harmonic(n) - harmonic(n - k)) / mu) / k
+    if scheme == "gradient":
+        _check_stragglers(n, s)
+        return (s + 1) * (1 + (harmonic(n) - harmonic(s)) / mu) / n
     raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+
+
+def _check_stragglers(n: int, s) -> None:
+    if s is None or not 0 <= s < n:
+        raise ValueError(f"gradient needs 0 <= s < n={n}, got s={s!r}")
 
 
 def optimal_k(n: int, mu: float = 1.0) -> int:
@@ -145,10 +156,11 @@ def fit_calls(calls, censored, n: int, outlier: float = 3.0) -> tuple[float, flo
 
 def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None = None,
                 trials: int = 2000, seed: int = 0,
-                workers: list[str] | None = None) -> tuple[float, float]:
+                workers: list[str] | None = None, s: int | None = None) -> tuple[float, float]:
     """``(mean, standard error)`` of the completion time of ``scheme`` under any delay
     model, by simulation: each task's time is ``model``'s delay for its work share
-    (``1/n`` uncoded, ``r/n`` replicated, ``1/k`` MDS) on worker ``workers[j]``."""
+    (``1/n`` uncoded, ``r/n`` replicated, ``1/k`` MDS, ``(s+1)/n`` gradient) on worker
+    ``workers[j]``."""
     workers = [str(j) for j in range(n)] if workers is None else [str(w) for w in workers]
     if len(workers) != n:
         raise ValueError(f"workers must name n={n} workers, got {len(workers)}")
@@ -161,8 +173,12 @@ def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None 
     elif scheme == "replication":
         if r is None or r < 1 or n % r:
             raise ValueError(f"replication needs r >= 1 dividing n={n}, got r={r!r}")
-        s = model.sample(trials, seed, work=r / n, workers=workers)
-        t = s.reshape(trials, n // r, r).min(axis=2).max(axis=1)
+        times = model.sample(trials, seed, work=r / n, workers=workers)
+        t = times.reshape(trials, n // r, r).min(axis=2).max(axis=1)
+    elif scheme == "gradient":
+        _check_stragglers(n, s)
+        times = model.sample(trials, seed, work=(s + 1) / n, workers=workers)
+        t = np.sort(times, axis=1)[:, n - s - 1]
     else:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))

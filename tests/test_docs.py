@@ -33,3 +33,21 @@ def test_notebook_runs(name):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+
+
+def _python_blocks(page: str) -> list[str]:
+    import re
+
+    with open(os.path.join(ROOT, "docs", page)) as f:
+        return re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+
+
+@pytest.mark.parametrize("page", ["sums.md"])
+def test_page_examples_run(page, tmp_path):
+    for i, block in enumerate(_python_blocks(page)):
+        script = tmp_path / f"block{i}.py"
+        script.write_text(block)
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             timeout=240, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.startswith("True"), out.stdout

@@ -111,20 +111,31 @@ class SpeculativeMatrix:
 
 def speculative_matmul(SM: SpeculativeMatrix, x: np.ndarray, factor: float = 3.0,
                        poll: float = 0.005) -> tuple[np.ndarray, int]:
-    """``A @ x`` with speculative backups; returns ``(result, backups launched)``.
+    """``A @ x`` with speculative backups (:func:`speculative_map` of the block
+    products); returns ``(result, backups launched)``."""
+    parts, backups = speculative_map(SM.client, _block_product, SM.blocks, SM.workers, x,
+                                     factor=factor, poll=poll)
+    return np.concatenate(parts), backups
 
-    Once half the block products are done, any block running longer than ``factor`` times
-    the median duration of the finished ones gets a duplicate on an idle worker (its block
-    travels there); the first copy to finish wins and the other is cancelled.
+
+def speculative_map(client, func, blocks: list, workers: list[str], arg: Any,
+                    factor: float = 3.0, poll: float = 0.005) -> tuple[list, int]:
+    """``[func(block, arg) for block in blocks]`` with speculative backups; returns
+    ``(results, backups launched)``.
+
+    Block ``i`` runs on ``workers[i]``. Once half are done, any block running longer than
+    ``factor`` times the median duration of the finished ones gets a duplicate on an idle
+    worker (its block travels there); the first copy to finish wins and the other is
+    cancelled. Keys: ``spec-prod-<token>-<i>``.
     """
-    client, n = SM.client, SM.n
+    n = len(blocks)
     tok = uuid.uuid4().hex[:12]
     start = time.perf_counter()
-    # copies[i]: [(future, worker index)] of block i's product; the first to finish wins
+    # copies[i]: [(future, worker index)] of block i; the first to finish wins
     copies = {
-        i: [(client.submit(_block_product, b, x, key=f"spec-prod-{tok}-{i}", workers=[w],
+        i: [(client.submit(func, b, arg, key=f"spec-prod-{tok}-{i}", workers=[w],
                            allow_other_workers=False), i)]
-        for i, (b, w) in enumerate(zip(SM.blocks, SM.workers))
+        for i, (b, w) in enumerate(zip(blocks, workers))
     }
     winners: dict[int, Any] = {}
     durations: list[float] = []
@@ -144,12 +155,10 @@ def speculative_matmul(SM: SpeculativeMatrix, x: np.ndarray, factor: float = 3.0
                 if i in winners or len(fs) > 1 or not idle or now <= factor * np.median(durations):
                     continue
                 j = idle.pop(0)
-                fs.append((client.submit(_block_product, SM.blocks[i], x,
-                                         key=f"spec-prod-{tok}-{i}-backup",
-                                         workers=[SM.workers[j]], allow_other_workers=False), j))
+                fs.append((client.submit(func, blocks[i], arg, key=f"spec-prod-{tok}-{i}-backup",
+                                         workers=[workers[j]], allow_other_workers=False), j))
         time.sleep(poll)
     losers = [f for i, fs in copies.items() for f, _ in fs if f is not winners[i]]
     client.cancel(losers)
-    parts = client.gather([winners[i] for i in range(n)])
-    backups = sum(len(fs) - 1 for fs in copies.values())
-    return np.concatenate(parts), backups
+    results = client.gather([winners[i] for i in range(n)])
+    return results, sum(len(fs) - 1 for fs in copies.values())

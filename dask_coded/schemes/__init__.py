@@ -7,12 +7,14 @@ how to decode from any sufficient subset.
 
 from __future__ import annotations
 
-from .base import Scheme
+from .base import RowScheme, Scheme
+from .gradient import GradientCode
 from .mds import MDSScheme
 
 #: scheme name -> class; adding a scheme is one module and one line here
 SCHEMES: dict[str, type[Scheme]] = {
     MDSScheme.name: MDSScheme,
+    GradientCode.name: GradientCode,
 }
 
-__all__ = ["SCHEMES", "MDSScheme", "Scheme"]
+__all__ = ["SCHEMES", "GradientCode", "MDSScheme", "RowScheme", "Scheme"]

@@ -1,6 +1,9 @@
 """What a coding scheme is: the one interface the graph builder and the kernels use.
 
-A scheme codes a linear operator ``A`` (rows ``0 .. rows-1``) for products ``A @ x``:
+Every scheme (:class:`Scheme`) has ``n_blocks`` coded blocks, one product per block, each
+pinned to the worker :meth:`Scheme.placement` names, and a decode that needs any
+``threshold`` finished products. A :class:`RowScheme` codes a linear operator ``A``
+(rows ``0 .. rows-1``) for products ``A @ x``:
 
 * **encode**: ``A`` is split into ``row_blocks`` row blocks; coded block ``j``
   (``j = 0 .. n_blocks-1``) mixes the row blocks :meth:`Scheme.blocks_needed` names;
@@ -25,16 +28,30 @@ import numpy as np
 
 
 class Scheme(ABC):
-    """A coding scheme for products ``A @ x`` (see the module doc)."""
+    """A coding scheme: ``n_blocks`` products, any ``threshold`` of which decode."""
 
     name: ClassVar[str]
 
-    #: rows of ``A``
-    rows: int
     #: coded blocks, which is also the number of products per output block
     n_blocks: int
     #: finished products a decode needs
     threshold: int
+
+    @abstractmethod
+    def decode(self, products: Sequence, scales: np.ndarray | None = None):
+        """The result from the finished products (``None`` where a product did not
+        finish)."""
+
+    @abstractmethod
+    def placement(self, workers: Sequence[str]) -> list[str]:
+        """The worker address coded block ``j`` is pinned to, for each ``j``."""
+
+
+class RowScheme(Scheme):
+    """A coding scheme for products ``A @ x`` of a row-split ``A`` (see the module doc)."""
+
+    #: rows of ``A``
+    rows: int
     #: row blocks ``A`` is split into
     row_blocks: int
     #: rows of each row block (the last one zero-padded)
@@ -63,10 +80,6 @@ class Scheme(ABC):
         """Per row of ``A``, the factor its row was divided by before encoding (``None``:
         rows are encoded as they are)."""
         return None
-
-    @abstractmethod
-    def placement(self, workers: Sequence[str]) -> list[str]:
-        """The worker address coded block ``j`` is pinned to, for each ``j``."""
 
     def split(self, A: np.ndarray) -> list[np.ndarray]:
         """The ``row_blocks`` row blocks of ``A``, each zero-padded to ``block_rows``."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..codes import MDSCode
 from ..errors import NonFiniteError, TooFewResultsError
-from .base import Scheme
+from .base import RowScheme
 
 
 def check_finite_rows(A: np.ndarray, name: str = "A", offset: int = 0) -> None:
@@ -50,7 +50,7 @@ def _column(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((-1,) + (1,) * (ndim - 1))
 
 
-class MDSScheme(Scheme):
+class MDSScheme(RowScheme):
     """One coded block per worker of an ``(n, k)`` MDS code; threshold ``k``.
 
     Invariant: row block ``i`` is rows ``i*block_rows .. min((i+1)*block_rows, rows)``;

@@ -85,7 +85,8 @@ class StragglerPlugin(WorkerPlugin):
         if not _matches(key, self.match):
             return 0.0
         task_id = self.task_ids(worker_name, key)
-        return self.model.delay(worker_name, task_id, self.seed, self.work_of(key))
+        return self.model.delay(worker_name, task_id, self.seed, self.work_of(key),
+                                call=self.task_ids.call(worker_name, key))
 
     def setup(self, worker) -> None:
         with _INSTALL_LOCK:
@@ -153,8 +154,8 @@ def local_stragglers(model: DelayModel, seed: int = 0, work: float = 1.0) -> Ite
     task_ids = TaskIds()
 
     def delay(index: int) -> float:
-        return model.delay(str(index), task_ids(str(index), "coded-product"), int(seed),
-                           float(work))
+        task_id = task_ids(str(index), "coded-product")  # one product per worker per call
+        return model.delay(str(index), task_id, int(seed), float(work), call=task_id)
 
     previous = kernels.set_local_delay(delay)
     try:

@@ -29,11 +29,28 @@ def seeded_rng(seed: int, worker: str, task_id: str) -> np.random.Generator:
 
 
 class TaskIds:
-    """Stable ids for tasks: ``"<key without tokens>#<occurrence on this worker>"``."""
+    """Stable ids for tasks: ``"<key without tokens>#<occurrence on this worker>"``, and
+    for calls: ``"<name without tokens>@<how many calls of that name this worker saw>"``,
+    where a *call* is every key sharing one name, tokens included (the tasks of one
+    ``compute``)."""
 
     def __init__(self) -> None:
         self._counts: Counter = Counter()
+        self._calls: dict = {}
         self._lock = threading.Lock()
+
+    def call(self, worker: str, key) -> str:
+        """The id of the call ``key`` belongs to, on this worker."""
+        name = key_name(key)
+        stable = _TOKEN.sub("", name)
+        with self._lock:
+            seen = self._calls.setdefault((worker, stable), {})
+            if name not in seen:
+                if len(seen) > 64:  # old calls are done: keep the table small
+                    seen.pop(next(iter(seen)))
+                seen[name] = self._counts["calls", worker, stable] = (
+                    self._counts["calls", worker, stable] + 1)
+            return f"{stable}@{seen[name]}"
 
     def __call__(self, worker: str, key) -> str:
         rest = key[1:] if isinstance(key, tuple) else ()
@@ -49,13 +66,15 @@ class TaskIds:
 class DelayModel:
     """Base class of the straggler models.
 
-    ``delay(worker, task_id, seed, work)`` is the seconds one task runs late; ``work`` is
-    the task's share of the whole job (``1/k`` for a coded product over ``k`` blocks,
+    ``delay(worker, task_id, seed, work, call)`` is the seconds one task runs late;
+    ``call`` names the call the task belongs to on this worker (see :class:`TaskIds`);
+    ``work`` is the task's share of the whole job (``1/k`` for a coded product over ``k`` blocks,
     ``1/n`` for one of ``n`` uncoded pieces), so that models of the paper's kind scale
     with it. Every draw comes from :func:`seeded_rng`.
     """
 
-    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0) -> float:
+    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0,
+              call: str = "") -> float:
         raise NotImplementedError  # pragma: no cover
 
     def sample(self, size: int, seed: int = 0, work: float = 1.0,
@@ -71,12 +90,15 @@ class ShiftedExponential(DelayModel):
     seconds, ``X ~ Exp(1)``, on every worker.
 
     ``mu`` is the straggling rate (larger: less straggling); ``scale`` the seconds the
-    whole job (work 1) takes without straggling.
+    whole job (work 1) takes without straggling. ``per="task"`` draws ``X`` for every
+    task; ``per="call"`` draws one ``X`` per worker per call, shared by all of that
+    worker's tasks in the call (a slow machine stays slow for the whole call).
     """
 
     mu: float = 1.0
     scale: float = 0.05
     shift: float = 1.0
+    per: str = "task"
 
     def __post_init__(self):
         if not self.mu > 0 or not self.scale >= 0 or not self.shift >= 0:
@@ -84,9 +106,13 @@ class ShiftedExponential(DelayModel):
                 f"ShiftedExponential needs mu > 0, scale >= 0, shift >= 0; got mu={self.mu}, "
                 f"scale={self.scale}, shift={self.shift}"
             )
+        if self.per not in ("task", "call"):
+            raise ValueError(f"per must be 'task' or 'call', got {self.per!r}")
 
-    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0) -> float:
-        x = seeded_rng(seed, worker, task_id).exponential()
+    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0,
+              call: str = "") -> float:
+        draw = call if self.per == "call" and call else task_id
+        x = seeded_rng(seed, worker, draw).exponential()
         return self.scale * work * (self.shift + x / self.mu)
 
     def sample(self, size: int, seed: int = 0, work: float = 1.0,
@@ -117,7 +143,8 @@ class SlowWorkers(DelayModel):
                 f"factor={dict(self.factor)}, seconds={dict(self.seconds)}, scale={self.scale}"
             )
 
-    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0) -> float:
+    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0,
+              call: str = "") -> float:
         worker = str(worker)
         return (self.scale * work * float(self.factor.get(worker, 1.0))
                 + float(self.seconds.get(worker, 0.0)))
@@ -140,7 +167,8 @@ class Stalls(DelayModel):
                 f"mean={self.mean}, scale={self.scale}"
             )
 
-    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0) -> float:
+    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0,
+              call: str = "") -> float:
         rng = seeded_rng(seed, worker, task_id)
         stall = rng.exponential(self.mean) if rng.random() < self.p else 0.0
         return self.scale * work + stall
@@ -180,7 +208,8 @@ class Trace(DelayModel):
                     per_worker.setdefault(str(rec.get("worker")), []).append(d)
         return cls(tuple(pooled), {w: tuple(d) for w, d in per_worker.items()}, reference_work)
 
-    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0) -> float:
+    def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0,
+              call: str = "") -> float:
         options = self.per_worker.get(str(worker), self.durations)
         pick = seeded_rng(seed, worker, task_id).integers(len(options))
         return float(options[pick]) * work / self.reference_work

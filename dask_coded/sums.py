@@ -1,0 +1,253 @@
+"""Coded sums of any function over partitions: ``sum(fn(p) for p in partitions)`` from the
+first ``n - s`` of ``n`` workers (gradient coding, :mod:`dask_coded.schemes.gradient`).
+
+:class:`CodedPartitions` places the data once: the partitions are cut into ``n`` parts
+and worker ``j`` receives the *assignment* of the ``s + 1`` parts its row of the code names
+(``("coded-block-<token>", j)``, pinned there like a coded block: the scheduler plugin
+re-pins it when the worker is lost). ``CP.sum(fn)`` is a ``dask.delayed`` object whose
+graph is one product per worker (``partial_sum``: that worker's coded partial sum) and a
+decode; the scheduler plugin starts the decode once ``n - s`` products are done and
+releases the rest. :func:`coded_sum` keeps the placements it made, so a loop that calls
+it with the same partitions places them once.
+
+Memory: each partition is held by ``s + 1`` workers in the assignments, plus where it was
+computed or scattered (kept, so a lost worker's assignment can be rebuilt).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.base import is_dask_collection, tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+from distributed import Future, wait
+
+from ._scheduler import FirstKPlugin
+from .errors import CodedError, TooFewWorkersError
+from .graph import product_group
+from .keys import BLOCK_PREFIX, DECODE_PREFIX, product_name
+from .kernels import Assignment, make_assignment, partial_sum
+from .matrix import pick_workers
+from .schemes.gradient import GradientCode, require_accurate
+from .workers import default_client
+
+_PLACED: OrderedDict[str, CodedPartitions] = OrderedDict()  # coded_sum's placements, LRU
+_MAX_PLACED = 8
+
+
+def split_partitions(partitions: Any) -> list:
+    """The partitions of ``partitions``: a list or tuple as it is; a dask array by its
+    chunks along axis 0 (other axes joined); a dask DataFrame or Bag by its partitions."""
+    if isinstance(partitions, da.Array):
+        if partitions.ndim > 1:
+            partitions = partitions.rechunk({i: -1 for i in range(1, partitions.ndim)})
+        return list(partitions.to_delayed().ravel())
+    if is_dask_collection(partitions) and hasattr(partitions, "to_delayed"):
+        return list(partitions.to_delayed())
+    if isinstance(partitions, (list, tuple)):
+        return list(partitions)
+    raise TypeError(f"partitions must be a list of partitions (dask collections, futures or "
+                    f"values), a dask array, DataFrame or Bag; got {type(partitions).__name__}")
+
+
+def part_indices(count: int, n: int) -> list[tuple[int, ...]]:
+    """Partition indices of each of the ``n`` parts: contiguous, sizes differing by at
+    most one."""
+    return [tuple(int(i) for i in part) for part in np.array_split(np.arange(count), n)]
+
+
+class CodedPartitions:
+    """Partitions placed for coded sums: worker ``j`` holds the assignment of parts its row of
+    a :class:`~dask_coded.schemes.GradientCode` names.
+
+    Parameters
+    ----------
+    partitions : list, dask array, DataFrame or Bag
+        See :func:`split_partitions`; at least ``n`` of them.
+    n : int
+        Workers (one assignment each).
+    stragglers : int
+        ``s``: any ``n - s`` workers finish a sum; each partition is held by ``s + 1``.
+    kind : {"auto", "fractional", "cyclic"}
+        The gradient code (see :class:`~dask_coded.schemes.GradientCode`).
+    client : distributed.Client, optional
+        Default: the current client; without one the assignments stay in this process and the
+        partial sums race in threads. With an asynchronous client,
+        ``CP = await CodedPartitions(...)``.
+    """
+
+    def __init__(self, partitions: Any, n: int, stragglers: int = 1, kind: str = "auto",
+                 client: Any = None):
+        self.scheme = GradientCode(n, stragglers, kind)
+        require_accurate(self.scheme)
+        items = split_partitions(partitions)
+        if len(items) < n:
+            raise CodedError(f"a coded sum over n={n} workers needs at least n partitions, "
+                             f"got {len(items)}; split the data into n or more")
+        self.count = len(items)
+        self.parts = part_indices(len(items), n)
+        self.client = client if client is not None else default_client()
+        self.token = uuid.uuid4().hex[:16]
+        self.assignments: list = []
+        self.workers: list[str] | None = None
+        self.calls = 0
+        self._last_products: str | None = None
+        self._placing = None
+        if self.client is None:
+            values = dask.compute(*items)
+            self.assignments = [self._assignment(j, values) for j in range(n)]
+        else:  # an asynchronous client: `await CodedPartitions(...)` finishes the placing
+            self._placing = self.client.sync(self._place, items)
+
+    def __await__(self):
+        async def placed():
+            if self._placing is not None:
+                placing, self._placing = self._placing, None
+                await placing
+            return self
+        return placed().__await__()
+
+    n = property(lambda self: self.scheme.n)
+    stragglers = property(lambda self: self.scheme.s)
+
+    @property
+    def local(self) -> bool:
+        """True when the assignments live in this process (no distributed client)."""
+        return self.client is None
+
+    def _support(self, j: int) -> tuple[tuple[float, ...], tuple[tuple[int, ...], ...]]:
+        return (self.scheme.coefficients(j),
+                tuple(self.parts[i] for i in self.scheme.support(j)))
+
+    def _assignment(self, j: int, values: Sequence) -> Assignment:
+        coefficients, indices = self._support(j)
+        return make_assignment(coefficients, indices, *[values[i] for idx in indices for i in idx])
+
+    async def _place(self, items: list) -> None:
+        """Compute or scatter the partitions, then build each worker's assignment on it."""
+        client = self.client
+        await client.register_plugin(FirstKPlugin())
+        workers = (await client.scheduler.identity(n_workers=-1))["workers"]
+        if len(workers) < self.n:
+            raise TooFewWorkersError(f"a coded sum over n={self.n} workers needs n workers; "
+                                     f"the cluster has {len(workers)}")
+        self.workers = self.scheme.placement(pick_workers(workers, self.n, False))
+        futures: list = [None] * len(items)
+        lazy = [i for i, p in enumerate(items) if is_dask_collection(p)]
+        values = [i for i, p in enumerate(items) if not isinstance(p, Future)
+                  and not is_dask_collection(p)]
+        for i, f in zip(lazy, client.compute([items[i] for i in lazy])):
+            futures[i] = f
+        if values:
+            for i, f in zip(values, await client.scatter([items[i] for i in values], hash=False)):
+                futures[i] = f
+        for i, p in enumerate(items):
+            if isinstance(p, Future):
+                futures[i] = p
+        self._partitions = futures  # kept: a lost worker's assignment is rebuilt from them
+        for j, worker in enumerate(self.workers):
+            coefficients, indices = self._support(j)
+            held = [futures[i] for idx in indices for i in idx]
+            self.assignments.append(client.submit(
+                make_assignment, coefficients, indices, *held,
+                key=(f"{BLOCK_PREFIX}{self.token}", j), workers=[worker],
+                allow_other_workers=False, pure=False))
+        await wait(self.assignments)
+        for f in self.assignments:
+            if f.status == "error":
+                await f  # the partition's error, raised where the data was placed
+
+    def __repr__(self) -> str:
+        where = "local" if self.local else f"{len(set(self.workers or ()))} workers"
+        return (f"CodedPartitions({self.count} partitions in {self.n} parts, "
+                f"stragglers={self.stragglers}, {self.scheme.kind!r}, {where})")
+
+    def sum(self, fn: Callable[[Any], Any]) -> Delayed:
+        """``sum(fn(p) for p in partitions)`` as a ``dask.delayed`` object that completes
+        from the first ``n - stragglers`` workers.
+
+        ``fn`` maps one partition to a real numpy array or number, or a tuple of them
+        (summed elementwise); it runs where the partitions are. A NaN or Inf result
+        raises :class:`~dask_coded.NonFiniteError` naming the partition.
+        """
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        if not self.assignments:
+            raise CodedError("these CodedPartitions were released; place the partitions "
+                             "again")
+        self.calls += 1
+        token = f"{self.token}-{uuid.uuid4().hex[:12]}"
+        key = f"{DECODE_PREFIX}{token}"
+        self._last_products = product_name(self.scheme.threshold, token)
+        tasks = product_group(self.scheme, token, self.assignments, fn, key, local=self.local,
+                              product=partial_sum)
+        return Delayed(key, HighLevelGraph.from_collections(key, tasks, dependencies=()))
+
+    def last_used(self) -> list[int]:
+        """Workers (indices ``j``) whose partial sums the last decode used (distributed;
+        awaitable with an asynchronous client)."""
+        if self.local or self._last_products is None:
+            return []
+        return self.client.sync(self._last_used)
+
+    async def _last_used(self) -> list[int]:
+        used = await self.client.scheduler.coded_first_k_used(name=self._last_products)
+        return list(range(self.n)) if used is None else list(used)
+
+    def release(self) -> None:
+        """Drop the assignments and the partitions placed for them."""
+        if not self.local:
+            self.client.cancel(self.assignments + getattr(self, "_partitions", []))
+        self.assignments = []
+        self._partitions = []
+
+
+def coded_sum(fn: Callable[[Any], Any], partitions: Any, n: int, stragglers: int = 1, *,
+              kind: str = "auto", client: Any = None) -> Delayed:
+    """``sum(fn(p) for p in partitions)``, complete once any ``n - stragglers`` of ``n``
+    workers have sent their coded partial sums (gradient coding).
+
+    The partitions are placed on first use and kept for later calls with the same
+    partitions, ``n``, ``stragglers`` and ``kind`` (the last few placements are kept; call
+    ``CodedPartitions`` yourself to hold one explicitly).
+
+    Parameters
+    ----------
+    fn : callable
+        One partition -> a real numpy array or number, or a tuple of them.
+    partitions : list, dask array, DataFrame or Bag
+        At least ``n`` partitions (see :func:`split_partitions`).
+    n : int
+        Workers.
+    stragglers : int
+        How many workers the sum does not wait for.
+    kind : {"auto", "fractional", "cyclic"}
+    client : distributed.Client, optional
+
+    Returns
+    -------
+    dask.delayed.Delayed
+    """
+    client = client if client is not None else default_client()
+    if client is not None and client.asynchronous:
+        raise CodedError("coded_sum places the partitions in the call, which an "
+                         "asynchronous client cannot do; use `CP = await "
+                         "dask_coded.CodedPartitions(partitions, n, stragglers)`, then "
+                         "`await client.compute(CP.sum(fn))`")
+    items = split_partitions(partitions)
+    key = tokenize([p.key if isinstance(p, Future) else p for p in items], n, stragglers,
+                   kind, id(client))
+    placed = _PLACED.get(key)
+    if placed is None or not placed.assignments:
+        placed = _PLACED[key] = CodedPartitions(items, n, stragglers, kind, client)
+        while len(_PLACED) > _MAX_PLACED:
+            _PLACED.popitem(last=False)[1].release()
+    _PLACED.move_to_end(key)
+    return placed.sum(fn)

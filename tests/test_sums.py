@@ -1,0 +1,152 @@
+"""Coded sums (gradient coding) on the local scheduler and on distributed."""
+
+import asyncio
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from distributed.utils_test import (  # noqa: F401  (fixtures)
+    cleanup,
+    client,
+    cluster_fixture,
+    gen_cluster,
+    loop,
+    loop_in_thread,
+)
+
+import dask_coded as dc
+from dask_coded.sums import CodedPartitions, part_indices, split_partitions
+
+SIX = [("127.0.0.1", 1)] * 6
+
+
+def parts(count=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((20, 4)) for _ in range(count)]
+
+
+def gram(p):
+    return p.T @ p, np.float64(p.sum())
+
+
+def plain_sum(ps):
+    return sum(p.T @ p for p in ps), sum(p.sum() for p in ps)
+
+
+def close(got, want):
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10 * np.abs(w).max())
+
+
+# ---- local scheduler ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("s,kind", [(1, "auto"), (2, "fractional"), (2, "cyclic"), (4, "auto")])
+def test_local_sum_equals_the_plain_sum(s, kind):
+    ps = parts()
+    cp = CodedPartitions(ps, 6, s, kind, client=None)
+    assert cp.local and cp.scheme.threshold == 6 - s
+    close(cp.sum(gram).compute(), plain_sum(ps))
+
+
+def test_local_sum_ignores_forced_stragglers():
+    ps = parts(6)
+    cp = CodedPartitions(ps, 6, 2, client=None)
+    # products 1 and 4 straggle by a minute: the sum returns from the other four
+    with dc.local_stragglers(dc.SlowWorkers(seconds={"1": 60.0, "4": 60.0})):
+        got = cp.sum(gram).compute(scheduler="threads")
+    close(got, plain_sum(ps))
+
+
+def test_partitions_of_a_dask_array_and_of_delayed_values():
+    X = np.random.default_rng(3).standard_normal((120, 3))
+    A = da.from_array(X, chunks=(10, 2))
+    assert len(split_partitions(A)) == 12
+    got = dc.coded_sum(lambda p: p.sum(axis=0), A, 4, 1, client=None).compute()
+    np.testing.assert_allclose(got, X.sum(axis=0), rtol=1e-12)
+    delayed = [dask.delayed(np.full)(3, float(i)) for i in range(5)]
+    np.testing.assert_allclose(dc.coded_sum(np.sum, delayed, 5, 2, client=None).compute(),
+                               3 * sum(range(5)))
+
+
+def test_parts_are_contiguous_and_even():
+    assert part_indices(7, 3) == [(0, 1, 2), (3, 4), (5, 6)]
+
+
+def test_bad_input_names_the_problem():
+    with pytest.raises(dc.CodedError, match="at least n partitions"):
+        CodedPartitions(parts(3), 6, 1, client=None)
+    with pytest.raises(TypeError, match="list of partitions"):
+        CodedPartitions(np.ones(12), 6, 1, client=None)
+    cp = CodedPartitions(parts(6), 6, 1, client=None)
+    with pytest.raises(TypeError, match="callable"):
+        cp.sum("not a function")
+    with pytest.raises(TypeError, match="real numeric"):
+        cp.sum(lambda p: "text").compute()
+    with pytest.raises(dc.NonFiniteError, match="partition"):
+        cp.sum(lambda p: np.array([np.nan])).compute()
+    with pytest.raises(dc.CodeParameterError, match="can lose accuracy"):
+        CodedPartitions(parts(24), 24, 4, "cyclic", client=None)
+
+
+# ---- distributed ----------------------------------------------------------------------------
+
+
+async def names_of(c):
+    info = await c.scheduler.identity(n_workers=-1)
+    return [info["workers"][a]["name"] for a in sorted(info["workers"])]
+
+
+@gen_cluster(client=True, nthreads=SIX)
+async def test_distributed_sum_from_the_first_n_minus_s(c, s, *workers):
+    ps = parts()
+    cp = await CodedPartitions(ps, 6, 2, client=c)
+    assert len(set(cp.workers)) == 6
+    slow = (await names_of(c))[1:3]  # workers 1 and 2 straggle by a minute
+    await c.register_plugin(dc.StragglerPlugin(
+        dc.SlowWorkers(seconds={str(w): 60.0 for w in slow}), match=("coded-prod",),
+        interruptible=True))
+    got = await asyncio.wait_for(c.compute(cp.sum(gram)), 30)
+    close(got, plain_sum(ps))
+    assert await cp.last_used() == [0, 3, 4, 5]
+    stats = await c.scheduler.coded_first_k_stats()
+    assert stats["pruned"] == 1 and stats["released"] == 2
+    await c.unregister_worker_plugin(dc.StragglerPlugin.name)
+
+
+@gen_cluster(client=True, nthreads=SIX)
+async def test_distributed_sum_survives_a_lost_worker(c, s, *workers):
+    ps = parts()
+    futures = await c.scatter(ps, workers=[workers[0].address])  # data on worker 0
+    cp = await CodedPartitions(futures, 6, 1, client=c)
+    lost = cp.workers[3]
+    await next(w for w in workers if w.address == lost).close()
+    for _ in range(2):  # before and after the lost assignment is rebuilt elsewhere
+        close(await asyncio.wait_for(c.compute(cp.sum(gram)), 30), plain_sum(ps))
+        await asyncio.sleep(1.5)
+    tracked = await c.scheduler.coded_first_k_tracked()
+    assert tracked["groups"] == 0 and tracked["products"] == 0
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 3)
+async def test_too_few_workers_and_async_coded_sum_say_what_to_do(c, s, *workers):
+    with pytest.raises(dc.TooFewWorkersError, match="needs n workers"):
+        await CodedPartitions(parts(), 6, 1, client=c)
+    with pytest.raises(dc.CodedError, match="await dask_coded.CodedPartitions"):
+        dc.coded_sum(gram, parts(), 3, 1, client=c)
+
+
+def test_coded_sum_places_once_per_partitions(client):
+    ps = parts(4)
+    # the `client` fixture's cluster has 2 workers: n=2, any 1 of them finishes
+    first = dc.coded_sum(gram, ps, 2, 1).compute()
+    close(first, plain_sum(ps))
+    placed = client.run_on_scheduler(
+        lambda dask_scheduler: sum(k[0].startswith("coded-block-")
+                                   for k in dask_scheduler.tasks if isinstance(k, tuple)))
+    close(dc.coded_sum(gram, ps, 2, 1).compute(), plain_sum(ps))
+    again = client.run_on_scheduler(
+        lambda dask_scheduler: sum(k[0].startswith("coded-block-")
+                                   for k in dask_scheduler.tasks if isinstance(k, tuple)))
+    assert placed == again == 2
