@@ -7,6 +7,7 @@ import sys
 
 from . import __version__
 from .bench.autok import main as autok
+from .bench.blocks import main as blocks
 from .bench.gradients import main as gradients
 from .bench.numerics import main as numerics
 from .bench.overhead import main as overhead
@@ -18,7 +19,7 @@ from .demo import run_demo
 
 
 BENCHES = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
-           "autok": autok, "gradients": gradients, "numerics": numerics,
+           "autok": autok, "blocks": blocks, "gradients": gradients, "numerics": numerics,
            "overhead": overhead, "rewrite": rewrite}
 
 

@@ -26,13 +26,14 @@ from distributed import progress as progress_bar
 
 from . import resident
 from ._scheduler import FirstKPlugin
-from .codes import MDSCode, audit, check_real_dtype, make_code, require_accurate
+from .codes import MDSCode, audit, check_real_dtype
 from .errors import BlockShapeError, CodedError, CodeParameterError, TooFewWorkersError
 from .graph import product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, product_name
 from .kernels import check_finite_operand, encode_block, row_scales
 from .policy import AutoK
 from .schemes import MDSScheme, Scheme
+from .schemes.mds import code_for
 from .workers import default_client
 
 
@@ -129,8 +130,11 @@ class CodedMatrix:
             resident.register((source.T if transposed else source).name, self)
 
     code = property(lambda self: self.scheme.code)
-    n = property(lambda self: self.scheme.code.n)
-    k = property(lambda self: self.scheme.code.k)
+    blocks_per_worker = property(lambda self: self.scheme.blocks_per_worker)
+    #: workers, and row blocks per coded block of each worker (the code is
+    #: ``(n * blocks_per_worker, k * blocks_per_worker)``)
+    n = property(lambda self: self.scheme.code.n // self.scheme.blocks_per_worker)
+    k = property(lambda self: self.scheme.code.k // self.scheme.blocks_per_worker)
 
     @property
     def local(self) -> bool:
@@ -164,16 +168,18 @@ class CodedMatrix:
         """Encode the same source with this code family on the same workers."""
         shared = self.workers is not None and len(set(self.workers)) < self.n
         return encode(self._source, self.n, k, kind=self.code.kind, client=self.client,
-                      transpose=transpose, workers=self.workers and sorted(set(self.workers)),
+                      transpose=transpose, blocks_per_worker=self.blocks_per_worker, workers=self.workers and sorted(set(self.workers)),
                       allow_shared_workers=shared)
 
     def __repr__(self) -> str:
         where = "local" if self.local else f"{len(set(self.workers or ()))} workers"
         if not self.local and not self.blocks:
             where = "released"
+        per = (f", blocks_per_worker={self.blocks_per_worker}"
+               if self.blocks_per_worker > 1 else "")
         return (
-            f"CodedMatrix(shape={self.shape}, dtype={self.dtype}, n={self.n}, k={self.k}, "
-            f"kind={self.code.kind!r}, {where})"
+            f"CodedMatrix(shape={self.shape}, dtype={self.dtype}, n={self.n}, k={self.k}"
+            f"{per}, kind={self.code.kind!r}, {where})"
         )
 
     def _repr_html_(self) -> str:
@@ -184,7 +190,7 @@ class CodedMatrix:
         seen = {} if self.local else self.straggling()
         rows = "".join(
             f"<tr><td>{j}</td><td>{escape(str(w))}</td><td>{_describe(seen.get(w))}</td></tr>"
-            for j, w in enumerate(self.workers or ["(this process)"] * self.n)
+            for j, w in enumerate(self.workers or ["(this process)"] * self.scheme.n_blocks)
         )
         return (
             f"<div><b>CodedMatrix</b> {self.shape[0]}&times;{self.shape[1]} {self.dtype}, "
@@ -328,8 +334,10 @@ class CodedMatrix:
         ``threshold`` to finish, or all of them when none was released."""
         if self.local or self._last_products is None:
             raise CodedError("last_used() reports the distributed scheduler's first-k choice")
-        used = self.client.sync(self.client.scheduler.coded_first_k_used,
-                                name=self._last_products)
+        return self.client.sync(self._last_used)  # awaitable with an asynchronous client
+
+    async def _last_used(self) -> list[int]:
+        used = await self.client.scheduler.coded_first_k_used(name=self._last_products)
         return list(range(self.scheme.n_blocks)) if used is None else list(used)
 
     def retune(self) -> int:
@@ -378,6 +386,7 @@ def encode(
     allow_shared_workers: bool = False,
     workers: list[str] | None = None,
     progress: bool = False,
+    blocks_per_worker: int = 1,
 ) -> CodedMatrix:
     """Encode ``A`` (or ``A.T``) once with an (n, k) MDS code and keep the coded blocks.
 
@@ -406,6 +415,12 @@ def encode(
         Worker addresses to use (default: all, sorted by address).
     progress : bool
         Show dask's progress bar while the coded blocks are encoded (sync client).
+    blocks_per_worker : int
+        ``r``: each of the ``n`` workers holds ``r`` coded blocks of an
+        ``(n r, k r)`` code (A cut into ``k r`` row blocks); a product decodes from the
+        first ``k r`` block products to finish (``k r + coded.lstsq.margin`` with the
+        least-squares code that large codes get), whichever workers they come from, so a
+        slow worker's finished blocks still count. ``1``: the paper's scheme.
 
     Returns
     -------
@@ -417,9 +432,12 @@ def encode(
     if auto:
         if k != "auto":
             raise CodeParameterError(f"k must be an integer or 'auto', got {k!r}")
+        if blocks_per_worker != 1:
+            raise CodeParameterError("k='auto' chooses k for one block per worker; with "
+                                     "blocks_per_worker > 1 give k (dc.theory.optimal_k "
+                                     "suggests one)")
         k = AutoK.initial_k(n)
-    code: MDSCode = make_code(n, k, kind)
-    require_accurate(code)
+    code: MDSCode = code_for(n, k, blocks_per_worker, kind)
     source = A
     if transpose:
         A = A.T
@@ -432,7 +450,8 @@ def encode(
         raise CodedError("k='auto' learns from the scheduler: it needs a distributed client")
     if auto and client.asynchronous:
         raise CodedError("k='auto' needs a synchronous client (it re-encodes in calls)")
-    matrix = CodedMatrix(MDSScheme(code, A.shape[0]), A.shape, dtype, source, transpose, client)
+    scheme = MDSScheme(code, A.shape[0], blocks_per_worker=blocks_per_worker)
+    matrix = CodedMatrix(scheme, A.shape, dtype, source, transpose, client)
     if auto:
         matrix.policy = AutoK(n)
     if client is None:
@@ -458,7 +477,7 @@ async def _encode_on_cluster(matrix: CodedMatrix, A, workers, allow_shared_worke
     await client.register_plugin(FirstKPlugin())
     if workers is None:
         workers = (await client.scheduler.identity(n_workers=-1))["workers"]
-    placement = scheme.placement(pick_workers(workers, scheme.n_blocks, allow_shared_workers))
+    placement = scheme.placement(pick_workers(workers, scheme.n_workers, allow_shared_workers))
     with warnings.catch_warnings():
         # a numpy A travels in the graph once, by design: encoding has to ship it
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)

@@ -44,7 +44,7 @@ from dask.tokenize import tokenize
 from . import resident as residents
 from ._scheduler import FirstKPlugin
 from ._scheduler.state import REWRITES
-from .codes import make_code, require_accurate
+from .schemes.mds import code_for
 from .graph import encode_tasks, product_group
 from .keys import DECODE_PREFIX
 from .kernels import encode_and_race, linear_product, take_rows, zero_rows
@@ -74,9 +74,11 @@ class CodedOptimizer:
     """
 
     def __init__(self, n: int, k: int, kind: str | None = None, local: bool = True,
-                 resident: dict | None = None, uid: str | None = None, client=None):
-        require_accurate(make_code(n, k, kind))  # refuse bad n, k, kind now, at the `with`
+                 resident: dict | None = None, uid: str | None = None, client=None,
+                 blocks_per_worker: int = 1):
+        code_for(n, k, blocks_per_worker, kind)  # refuse bad n, k, kind now, at the `with`
         self.n, self.k, self.kind, self.local = n, k, kind, local
+        self.blocks_per_worker = blocks_per_worker
         self.uid = uid or uuid.uuid4().hex
         self._resident = resident
         self._client = client
@@ -84,7 +86,8 @@ class CodedOptimizer:
     def __reduce__(self):
         # pickled <=> shipped to a distributed scheduler: build the distributed form there
         return (CodedOptimizer,
-                (self.n, self.k, self.kind, False, self.resident(local=False), self.uid))
+                (self.n, self.k, self.kind, False, self.resident(local=False), self.uid, None,
+                 self.blocks_per_worker))
 
     @property
     def rewrites(self) -> list[tuple]:
@@ -124,8 +127,9 @@ class CodedOptimizer:
             else:
                 # resident on distributed (scales in memory before products run); encoded
                 # in each call on the local scheduler, where the race needs no scales task
-                scheme = MDSScheme(make_code(self.n, self.k, self.kind), sum(match.rows),
-                                   equilibrate=not self.local)
+                code = code_for(self.n, self.k, self.blocks_per_worker, self.kind)
+                scheme = MDSScheme(code, sum(match.rows), equilibrate=not self.local,
+                                   blocks_per_worker=self.blocks_per_worker)
             token = tokenize(match.a, scheme) if res is None else None
             layers[name] = MaterializedLayer(
                 self._coded_tasks(name, layer, match, scheme, res, token))
@@ -230,7 +234,7 @@ def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
 
 @contextlib.contextmanager
 def coded_matmul(n: int, k: int, kind: str | None = None,
-                 keep: bool = True) -> Iterator[CodedOptimizer]:
+                 keep: bool = True, blocks_per_worker: int = 1) -> Iterator[CodedOptimizer]:
     """Run plain dask matrix products coded, inside a ``with`` block.
 
     Parameters
@@ -244,6 +248,9 @@ def coded_matmul(n: int, k: int, kind: str | None = None,
         Keep the coded blocks of arrays encoded inside the block resident after it (the
         default: a loop that enters the block every iteration encodes once); ``False``
         releases them on exit. :func:`dask_coded.release` releases one array's.
+    blocks_per_worker : int
+        Coded blocks per worker for arrays encoded in the graph (see
+        :func:`dask_coded.encode`).
 
     Yields
     ------
@@ -258,7 +265,8 @@ def coded_matmul(n: int, k: int, kind: str | None = None,
     """
     client = default_client()
     sync = client is not None and not client.asynchronous
-    optimizer = CodedOptimizer(n, k, kind, client=client if sync else None)
+    optimizer = CodedOptimizer(n, k, kind, client=client if sync else None,
+                               blocks_per_worker=blocks_per_worker)
     if sync:
         client.register_plugin(FirstKPlugin())
     try:

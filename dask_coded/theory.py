@@ -12,7 +12,9 @@ un-straggled time). ``H_m = sum_{i <= m} 1 / i``.
 | gradient code, ``s`` stragglers (each worker ``s + 1`` parts of ``n``) | any ``n - s`` of ``n`` | ``(s + 1)(1 + (H_n - H_s) / mu) / n`` |
 
 For models with no closed form, :func:`monte_carlo` simulates any
-:class:`~dask_coded.stragglers.DelayModel`.
+:class:`~dask_coded.stragglers.DelayModel`; :func:`blocks_time` several coded blocks per
+worker, :func:`chunks_time` plain dynamic scheduling of many chunks, and
+:func:`oracle_time` the bound no scheme beats under a per-worker model.
 """
 
 from __future__ import annotations
@@ -182,6 +184,85 @@ def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None 
     else:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))
+
+
+def task_durations(model, trials: int, n: int, tasks: int, work: float, seed: int = 0,
+                   workers: list[str] | None = None) -> np.ndarray:
+    """Seconds of each of ``tasks`` tasks of work ``work`` on each of ``n`` workers, in
+    ``trials`` independent calls: shape ``(trials, n, tasks)``. A per-call model
+    (``ShiftedExponential(per="call")``) draws one slowness per worker per call, shared by
+    its tasks; ``SlowWorkers`` is deterministic; other models are sampled task by task."""
+    from .stragglers.models import ShiftedExponential, SlowWorkers
+
+    names = [str(j) for j in range(n)] if workers is None else [str(w) for w in workers]
+    rng = np.random.default_rng(seed)
+    if isinstance(model, ShiftedExponential):
+        shape = (trials, n, tasks if model.per == "task" else 1)
+        x = rng.exponential(size=shape)
+        out = model.scale * work * (model.shift + x / model.mu)
+        return np.broadcast_to(out, (trials, n, tasks)).copy()
+    if isinstance(model, SlowWorkers):
+        per = np.array([model.scale * work * float(model.factor.get(w, 1.0))
+                        + float(model.seconds.get(w, 0.0)) for w in names])
+        return np.broadcast_to(per[None, :, None], (trials, n, tasks)).copy()
+    return np.array([[[model.delay(w, f"sample#{i}.{t}", seed, work, call=f"call#{i}")
+                       for t in range(tasks)] for w in names] for i in range(trials)])
+
+
+def blocks_time(model, n: int, k: int, r: int, margin: int = 0, trials: int = 2000,
+                seed: int = 0, workers: list[str] | None = None) -> tuple[float, float]:
+    """``(mean, standard error)`` of a call coded with ``r`` blocks per worker: an
+    ``(n r, k r)`` code, each block product of work ``1 / (k r)``, run one after another
+    on its worker; the decode waits for the first ``k r + margin`` of all ``n r``
+    (whichever workers they come from). ``r = 1`` is the MDS scheme."""
+    _check(n, 1.0)
+    if not 1 <= k <= n or r < 1:
+        raise ValueError(f"blocks needs 1 <= k <= n={n} and r >= 1, got k={k!r}, r={r!r}")
+    need = min(k * r + margin, n * r)
+    done = np.cumsum(task_durations(model, trials, n, r, 1 / (k * r), seed, workers), axis=2)
+    t = np.sort(done.reshape(trials, n * r), axis=1)[:, need - 1]
+    return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))
+
+
+def chunks_time(model, n: int, chunks: int, trials: int = 2000, seed: int = 0,
+                workers: list[str] | None = None) -> tuple[float, float]:
+    """``(mean, standard error)`` of plain dynamic scheduling: ``chunks`` pieces of work
+    ``1 / chunks``, each taken by the first worker to be free (free work stealing, no
+    transfer cost: a bound on what dask's stealing achieves)."""
+    dur = task_durations(model, trials, n, chunks, 1 / chunks, seed, workers)
+    free = np.zeros((trials, n))
+    taken = np.zeros((trials, n), dtype=np.intp)
+    rows = np.arange(trials)
+    for _ in range(chunks):
+        j = np.argmin(free, axis=1)
+        free[rows, j] += dur[rows, j, taken[rows, j]]
+        taken[rows, j] += 1
+    t = free.max(axis=1)
+    return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))
+
+
+def oracle_time(model, n: int, trials: int = 2000, seed: int = 0,
+                workers: list[str] | None = None) -> tuple[float, float]:
+    """``(mean, standard error)`` of the oracle that knows each worker's speed in the
+    call and splits the work in proportion: ``T = 1 / sum_j (1 / t_j)``, ``t_j`` the
+    seconds worker ``j`` would take for the whole job. No scheme beats it under a
+    per-worker model (it has no meaning when each task draws its own delay)."""
+    whole = task_durations(model, trials, n, 1, 1.0, seed, workers)[:, :, 0]
+    t = 1.0 / (1.0 / whole).sum(axis=1)
+    return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))
+
+
+def best_blocks(model, n: int, rs=(1, 2, 4, 8), margin: int = 2, trials: int = 2000,
+                seed: int = 0, workers: list[str] | None = None) -> tuple[int, int, float]:
+    """``(k, r, expected seconds)`` minimising :func:`blocks_time` over ``k = 1..n`` and
+    ``r`` in ``rs`` (the least-squares margin applied where ``r > 1``)."""
+    best = None
+    for r in rs:
+        for k in range(1, n + 1):
+            t = blocks_time(model, n, k, r, margin if r > 1 else 0, trials, seed, workers)[0]
+            if best is None or t < best[2]:
+                best = (k, r, t)
+    return best
 
 
 def shuffle_load(strategy: str, q: int, n: int, storage: float) -> float:

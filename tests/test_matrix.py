@@ -375,3 +375,40 @@ def test_a_coded_matrix_fits_numpy():
         np.add(CA, 1)
     with pytest.raises(TypeError, match="not np.concatenate"):
         np.concatenate([CA, CA])
+
+
+# ---- several coded blocks per worker --------------------------------------------------------
+
+
+def test_local_several_blocks_per_worker_match_numpy():
+    A = rand(1001, 7)
+    CA = dc.encode(A, 6, 4, blocks_per_worker=8, client=None)
+    assert (CA.n, CA.k, CA.blocks_per_worker, len(CA.blocks)) == (6, 4, 8, 48)
+    assert "blocks_per_worker=8" in repr(CA) and CA.code.kind == "lstsq"
+    x = rand(7, seed=1)
+    close((CA @ x).compute(), A @ x)
+    close((CA.T @ (A @ x)).compute(), A.T @ (A @ x))
+    with pytest.raises(dc.CodeParameterError, match="k='auto'"):
+        dc.encode(A, 6, "auto", blocks_per_worker=2, client=None)
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_several_blocks_per_worker_use_a_slow_workers_finished_blocks(c, s, *workers):
+    A, x = rand(600, 9), rand(9, seed=1)
+    CA = await dc.encode(A, 6, 4, blocks_per_worker=3, client=c)  # (18, 12) code
+    assert len(CA.blocks) == 18 and sorted(set(CA.workers)) == sorted(
+        w.address for w in workers)
+    assert all(CA.workers.count(w.address) == 3 for w in workers)
+    # every product of the worker holding block 0 takes a minute; the decode needs 12
+    # of the 15 others
+    slow = next(w for w in workers if w.address == CA.workers[0])
+    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(slow.name): 60.0}),
+                                               match=("coded-prod",), interruptible=True))
+    close(await asyncio.wait_for(c.compute(CA @ x), 30), A @ x)
+    used = await CA.last_used()
+    assert len(used) >= 12 and not {j for j, w in enumerate(CA.workers)
+                                    if w == slow.address} & set(used)
+    # losing a worker loses its three blocks: 15 remain, still enough
+    other = next(w for w in workers if w.address == CA.workers[1])
+    await other.close()
+    close(await asyncio.wait_for(c.compute(CA @ x), 30), A @ x)

@@ -282,3 +282,21 @@ def test_rewrites_are_reported_from_the_scheduler_and_released_on_exit():
 
 def _resident_count(dask_scheduler=None):
     return len(dask_scheduler.plugins[dc.FirstKPlugin.name].resident)
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 4)
+async def test_rewrite_with_several_blocks_per_worker(c, s, *workers):
+    X = np.random.default_rng(4).standard_normal((400, 6))
+    A = da.from_array(X, chunks=(100, 6))
+    x = np.arange(6.0)
+    await c.register_plugin(dc.FirstKPlugin())
+    with dc.coded_matmul(n=4, k=2, blocks_per_worker=3) as opt:
+        got = await c.compute(A @ x)
+    np.testing.assert_allclose(got, X @ x, atol=1e-10)
+    (name, n, k, reused, token), = opt.rewrites
+    assert (n, k, reused) == (12, 6, False)
+    blocks = [ts for key, ts in s.tasks.items()
+              if isinstance(key, tuple) and str(key[0]).startswith("coded-block-")]
+    assert len(blocks) == 12
+    held = [ws.address for ts in blocks for ws in ts.who_has]
+    assert sorted(held.count(w.address) for w in workers) == [3, 3, 3, 3]

@@ -79,3 +79,30 @@ def test_fit_recovers_mu_with_censored_stragglers():
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_blocks_time_with_one_block_is_the_mds_closed_form():
+    model = dc.ShiftedExponential(mu=1.0, scale=1.0)
+    mean, se = theory.blocks_time(model, 12, 9, 1, trials=20000, seed=0)
+    assert abs(mean - theory.expected_time("mds", 12, 9, 1.0)) < 4 * se
+    mean, se = theory.chunks_time(model, 12, 12, trials=20000, seed=0)
+    assert abs(mean - theory.expected_time("uncoded", 12, mu=1.0)) < 4 * se
+
+
+def test_more_blocks_per_worker_approach_the_oracle_under_per_worker_slowness():
+    model = dc.ShiftedExponential(mu=1.0, scale=1.0, per="call")
+    one = theory.blocks_time(model, 12, 9, 1, trials=4000)[0]
+    eight = min(theory.blocks_time(model, 12, k, 8, margin=2, trials=4000)[0]
+                for k in range(4, 12))
+    oracle = theory.oracle_time(model, 12, trials=4000)[0]
+    assert oracle < eight < one
+    assert eight < 1.2 * oracle  # within 20% of the bound no scheme beats
+    k, r, t = theory.best_blocks(model, 12, rs=(1, 8), trials=2000)
+    assert r == 8 and t == pytest.approx(min(theory.blocks_time(model, 12, kk, 8, 2, 2000)[0]
+                                             for kk in range(1, 13)))
+
+
+def test_a_slow_worker_is_deterministic_in_the_durations():
+    model = dc.SlowWorkers(scale=1.0, factor={"3": 4.0})
+    d = theory.task_durations(model, 2, 4, 3, 0.25)
+    assert d.shape == (2, 4, 3) and (d[:, 3] == 1.0).all() and (d[:, :3] == 0.25).all()

@@ -68,14 +68,15 @@ def audit(
     trials = int(config.get("audit.samples") if trials is None else trials)
     limit = int(config.get("audit.exhaustive-limit") if exhaustive_limit is None else exhaustive_limit)
     rng = np.random.default_rng(0 if rng is None else rng)
+    t = code.threshold  # k, or k + margin for a least-squares code
     sets, exhaustive = survivor_sets(
-        code.n, code.k, systematic=code.systematic, exhaustive_limit=limit, samples=trials, rng=rng
+        code.n, t, systematic=code.systematic, exhaustive_limit=limit, samples=trials, rng=rng
     )
     s = code.symbols
     if not exhaustive and code.kind not in STRUCTURED:
         # sampling misses the worst sets of unstructured codes: climb from the worst found
         conds = conditions(code.generator, sets, s)
-        climbed = climb(lambda b: conditions(code.generator, b, s), sets, conds, code.n, code.k)
+        climbed = climb(lambda b: conditions(code.generator, b, s), sets, conds, code.n, t)
         sets = np.unique(np.concatenate([sets, climbed]), axis=0)
     X = rng.standard_normal((code.k * s, int(config.get("audit.probe-columns"))))
     C = code.generator @ X
@@ -98,7 +99,7 @@ def audit(
         worst_cond=worst_cond,
         worst_set=worst_set,
         sets_checked=len(sets),
-        total_sets=math.comb(code.n, code.k),
+        total_sets=math.comb(code.n, t),
         exhaustive=exhaustive,
     )
 

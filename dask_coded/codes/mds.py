@@ -23,6 +23,13 @@ Families
 ``"vandermonde"``
     The plain polynomial code: monomials evaluated at Chebyshev nodes on [-1, 1].
     Exponentially ill-conditioned in ``n``; kept as the reference to beat.
+``"lstsq"``
+    For many coded blocks (several per worker): i.i.d. normal ``G`` (non-systematic),
+    decoded by least squares from any ``k + margin`` results (``coded.lstsq.margin``).
+    A square random ``G[S]`` has a heavy-tailed condition number; a few extra rows make
+    the tail vanish (a ``(k + d) x k`` Gaussian matrix has ``P(cond > c) ~ c^-(d+1)``), so
+    the worst case found by sampling and local search stays small where every square
+    family fails (the rotation code at (48, 36)). Its threshold is ``k + margin``.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from .survivors import climb, generator_rows, random_sets, structured_sets, surv
 
 # Largest n each family is built for: beyond it the family is useless (vandermonde) or its
 # construction is not screened in reasonable time (gaussian).
-MAX_N = {"rotation": 1024, "gaussian": 256, "vandermonde": 40}
+MAX_N = {"rotation": 1024, "gaussian": 256, "vandermonde": 40, "lstsq": 1024}
 
 # Families whose worst survivor sets are the structured ones (clustered evaluation points:
 # cyclic runs of k workers), so the worst case over those few sets is the worst case.
@@ -83,6 +90,11 @@ def gaussian_generator(n: int, k: int, seed: int) -> np.ndarray:
     return np.vstack([np.eye(k), P])
 
 
+def lstsq_generator(n: int, k: int, seed: int = 0) -> np.ndarray:
+    """``G[j, i] ~ N(0, 1/k)`` i.i.d., drawn from ``default_rng(seed)``."""
+    return np.random.default_rng(seed).standard_normal((n, k)) / math.sqrt(k)
+
+
 def vandermonde_generator(n: int, k: int) -> np.ndarray:
     """``G[j, i] = x_j**i`` at the Chebyshev nodes ``x_j = cos(pi (2j+1) / 2n)``."""
     nodes = np.cos(np.pi * (2 * np.arange(n) + 1) / (2 * n))
@@ -100,7 +112,10 @@ def conditions(generator: np.ndarray, sets: np.ndarray, symbols: int) -> np.ndar
 
 def inverses(matrices: np.ndarray) -> np.ndarray:
     """Inverses of a ``(m, d, d)`` batch via LU with partial pivoting (LAPACK ``gesv``
-    against the identity): what ``MDSCode.decode`` applies, and what the audit measures."""
+    against the identity): what ``MDSCode.decode`` applies, and what the audit measures.
+    A tall ``(m, r, d)`` batch (``r > d``: least squares) gets pseudo-inverses (SVD)."""
+    if matrices.shape[-2] != matrices.shape[-1]:
+        return np.linalg.pinv(matrices)
     eye = np.broadcast_to(np.eye(matrices.shape[-1]), matrices.shape)
     return np.linalg.solve(matrices, eye)
 
@@ -163,7 +178,9 @@ def require_accurate(code: "MDSCode") -> None:
     A code that cannot be certified (a random code too large to enumerate) is accepted:
     every decode then checks its own survivor set (:meth:`MDSCode.decode`)."""
     cond = certified_condition(code)
-    dim = code.k * code.symbols
+    if cond is None and code.margin:
+        cond = searched_condition(code)
+    dim = code.threshold * code.symbols
     if cond is not None and estimated_error(cond, dim) > max_decode_error():
         raise CodeParameterError(
             f"{code!r} can lose accuracy: its worst survivor set has condition number "
@@ -171,6 +188,23 @@ def require_accurate(code: "MDSCode") -> None:
             f"coded.decode.max-error = {max_decode_error():.0e}); use a smaller n or n - k, "
             f"another kind (kind='auto' picks the best-conditioned), or raise the limit"
         )
+
+
+@functools.lru_cache(maxsize=None)
+def searched_condition(code: "MDSCode") -> float:
+    """The worst ``cond(G[S])`` over ``threshold``-sets ``S`` that a seeded sample of
+    ``_SCREEN_SETS`` sets and a local search from the worst of them reach: how a
+    least-squares code too large to enumerate is judged (a lower bound on the true worst
+    case, which no method can certify; every decode checks its own set too)."""
+    t = code.threshold
+    sets = random_sets(code.n, t, _SCREEN_SETS, np.random.default_rng(code.n * 1000 + t))
+
+    def score(batch: np.ndarray) -> np.ndarray:
+        return conditions(code.generator, batch, code.symbols)
+
+    scores = score(sets)
+    climbed = climb(score, sets, scores, code.n, t, starts=2, max_steps=10)
+    return float(max(scores.max(), score(climbed).max() if len(climbed) else 0.0))
 
 
 @functools.lru_cache(maxsize=None)
@@ -222,8 +256,11 @@ class MDSCode:
     """
 
     def __init__(self, n: int, k: int, kind: str, generator: np.ndarray, symbols: int,
-                 systematic: bool, seed: int | None = None):
+                 systematic: bool, seed: int | None = None, margin: int = 0):
         self.n, self.k, self.kind = n, k, kind
+        #: results beyond ``k`` a decode waits for (least squares); ``threshold = k + margin``
+        self.margin = min(int(margin), n - k)
+        self.threshold = k + self.margin
         self.generator = generator
         self.generator.setflags(write=False)
         self.symbols = symbols
@@ -245,6 +282,7 @@ class MDSCode:
 
     def __repr__(self) -> str:
         extra = f", seed={self.seed}" if self.seed is not None else ""
+        extra += f", threshold={self.threshold}" if self.margin else ""
         return (
             f"MDSCode(n={self.n}, k={self.k}, kind={self.kind!r}, "
             f"systematic={self.systematic}{extra})"
@@ -253,15 +291,16 @@ class MDSCode:
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, MDSCode)
-            and (self.n, self.k, self.kind, self.seed) == (other.n, other.k, other.kind, other.seed)
+            and (self.n, self.k, self.kind, self.seed, self.margin)
+            == (other.n, other.k, other.kind, other.seed, other.margin)
             and np.array_equal(self.generator, other.generator)
         )
 
     def __hash__(self) -> int:
-        return hash((self.n, self.k, self.kind, self.seed))
+        return hash((self.n, self.k, self.kind, self.seed, self.margin))
 
     def __dask_tokenize__(self) -> tuple:
-        return ("MDSCode", self.n, self.k, self.kind, self.seed)
+        return ("MDSCode", self.n, self.k, self.kind, self.seed, self.margin)
 
     # ---- shapes -------------------------------------------------------------------------
 
@@ -385,7 +424,7 @@ class MDSCode:
         if self.systematic and chosen == tuple(range(self.k)):
             return arrays
         inv, cond = self._inverse(chosen)
-        error = estimated_error(cond, self.k * self.symbols)
+        error = estimated_error(cond, len(chosen) * self.symbols)
         if error > max_decode_error():
             raise IllConditionedError(
                 f"decoding from workers {list(chosen)} of {self!r} would lose accuracy: "
@@ -393,9 +432,9 @@ class MDSCode:
                 f"{error:.1e} > coded.decode.max-error = "
                 f"{max_decode_error():.0e}; wait for other results or use a better code"
             )
-        R = _scratch((self.k,) + shape)
+        R = _scratch((len(chosen),) + shape)
         np.stack(arrays, out=R)
-        Y = inv @ R.reshape(self.k * self.symbols, -1)
+        Y = inv @ R.reshape(len(chosen) * self.symbols, -1)
         return Y.reshape((self.k,) + shape).astype(out_dtype, copy=False)
 
     def _choose(self, results: Mapping[int, np.ndarray]) -> tuple[int, ...]:
@@ -408,12 +447,16 @@ class MDSCode:
                 raise CodeParameterError(
                     f"result index {j!r} is not a worker index in 0..{self.n - 1} (n={self.n})"
                 )
-        if len(results) < self.k:
+        if len(results) < self.threshold:
+            need = (f"k={self.k}" if not self.margin
+                    else f"k + margin = {self.k} + {self.margin} = {self.threshold}")
             raise TooFewResultsError(
-                f"decoding needs k={self.k} results, got {len(results)} "
+                f"decoding needs {need} results, got {len(results)} "
                 f"(workers {sorted(int(j) for j in results)})"
             )
         ordered = sorted(int(j) for j in results)
+        if self.margin:
+            return tuple(ordered)  # least squares from every result: the more the better
         if self.systematic:
             ordered.sort(key=lambda j: j >= self.k)  # stable: systematic first, then parities
         return tuple(sorted(ordered[: self.k]))
@@ -458,15 +501,27 @@ def _build_vandermonde(n: int, k: int) -> MDSCode:
     return MDSCode(n, k, "vandermonde", vandermonde_generator(n, k), 1, systematic=False)
 
 
+def _build_lstsq(n: int, k: int) -> MDSCode:
+    margin = int(config.get("lstsq.margin"))
+    return MDSCode(n, k, "lstsq", lstsq_generator(n, k), 1, systematic=False, seed=0,
+                   margin=margin)
+
+
 FAMILIES: dict[str, Callable[[int, int], MDSCode]] = {
     "rotation": _build_rotation,
     "gaussian": _build_gaussian,
     "vandermonde": _build_vandermonde,
+    "lstsq": _build_lstsq,
 }
 
 
-@functools.lru_cache(maxsize=None)
 def _build(n: int, k: int, kind: str) -> MDSCode:
+    margin = int(config.get("lstsq.margin")) if kind == "lstsq" else 0
+    return _build_cached(n, k, kind, margin)
+
+
+@functools.lru_cache(maxsize=None)
+def _build_cached(n: int, k: int, kind: str, margin: int) -> MDSCode:
     return FAMILIES[kind](n, k)
 
 
@@ -500,9 +555,10 @@ def make_code(n: int, k: int, kind: str | None = None) -> MDSCode:
     ----------
     n, k : int
         ``1 <= k <= n``, and ``n`` at most the family's limit (``MAX_N``).
-    kind : {"auto", "rotation", "gaussian", "vandermonde"}, optional
+    kind : {"auto", "rotation", "gaussian", "vandermonde", "lstsq"}, optional
         ``"auto"`` (the default, from ``dask.config`` key ``coded.code-kind``) picks the
-        family with the best worst-case conditioning for ``(n, k)`` by measurement.
+        family with the best worst-case conditioning for ``(n, k)`` by measurement
+        (never ``"lstsq"``, whose threshold is larger than ``k``).
 
     Examples
     --------

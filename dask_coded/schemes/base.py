@@ -37,6 +37,12 @@ class Scheme(ABC):
     #: finished products a decode needs
     threshold: int
 
+    @property
+    def n_workers(self) -> int:
+        """Workers the coded blocks are spread over (``n_blocks`` unless a worker holds
+        several)."""
+        return self.n_blocks
+
     @abstractmethod
     def decode(self, products: Sequence, scales: np.ndarray | None = None):
         """The result from the finished products (``None`` where a product did not

@@ -21,9 +21,39 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..codes import MDSCode
-from ..errors import NonFiniteError, TooFewResultsError
+from .. import config
+from ..codes import MDSCode, make_code, require_accurate
+from ..errors import CodeParameterError, NonFiniteError, TooFewResultsError
 from .base import RowScheme
+
+
+def code_for(n: int, k: int, blocks_per_worker: int = 1, kind: str | None = None) -> MDSCode:
+    """The ``(n r, k r)`` code for ``r = blocks_per_worker`` blocks on each of ``n``
+    workers, refused (:class:`~dask_coded.CodeParameterError`) when its worst case misses
+    ``coded.decode.max-error``.
+
+    ``kind`` ``None``/``"auto"``: the best certified square family when it is accurate
+    enough, else (large ``n r``: every square family fails there) ``"lstsq"``, decoded by
+    least squares from ``k r + coded.lstsq.margin`` block products.
+    """
+    r = blocks_per_worker
+    if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 1:
+        raise CodeParameterError(f"blocks_per_worker must be a positive integer, got {r!r}")
+    for name, value in (("n", n), ("k", k)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise CodeParameterError(f"{name} must be an integer, got {value!r}")
+    if r == 1 or (kind or config.get("code-kind")) != "auto":
+        code = make_code(n * r, k * r, kind)
+        require_accurate(code)
+        return code
+    try:
+        code = make_code(n * r, k * r, "auto")
+        require_accurate(code)
+        return code
+    except CodeParameterError:
+        code = make_code(n * r, k * r, "lstsq")
+        require_accurate(code)
+        return code
 
 
 def check_finite_rows(A: np.ndarray, name: str = "A", offset: int = 0) -> None:
@@ -51,7 +81,13 @@ def _column(v: np.ndarray, ndim: int) -> np.ndarray:
 
 
 class MDSScheme(RowScheme):
-    """One coded block per worker of an ``(n, k)`` MDS code; threshold ``k``.
+    """``blocks_per_worker`` coded blocks per worker of one ``(N, K)`` code,
+    ``N = n * blocks_per_worker`` blocks on ``n`` workers; threshold ``K`` (``K + margin``
+    for a least-squares code). With one block per worker it is the paper's scheme.
+
+    Several blocks per worker use the stragglers' partial work: a decode takes the first
+    ``threshold`` block products to finish, whichever workers they come from, and a
+    released block product that had not started never runs.
 
     Invariant: row block ``i`` is rows ``i*block_rows .. min((i+1)*block_rows, rows)``;
     every coded block has ``coded_rows`` rows (``block_rows`` rounded up to the code's
@@ -60,19 +96,32 @@ class MDSScheme(RowScheme):
 
     name = "mds"
 
-    def __init__(self, code: MDSCode, rows: int, equilibrate: bool = True):
+    def __init__(self, code: MDSCode, rows: int, equilibrate: bool = True,
+                 blocks_per_worker: int = 1):
+        if code.n % blocks_per_worker:
+            raise ValueError(f"{code!r} has {code.n} blocks, not a multiple of "
+                             f"blocks_per_worker={blocks_per_worker}")
         self.code = code
         self.rows = int(rows)
         self.equilibrate = bool(equilibrate)
-        self.n_blocks, self.threshold, self.row_blocks = code.n, code.k, code.k
+        self.blocks_per_worker = int(blocks_per_worker)
+        self.n_blocks, self.threshold, self.row_blocks = code.n, code.threshold, code.k
         self.block_rows = max(1, -(-self.rows // code.k))
         self.coded_rows = code.coded_rows(self.block_rows)
 
+    @property
+    def n_workers(self) -> int:
+        return self.n_blocks // self.blocks_per_worker
+
     def __repr__(self) -> str:
-        return f"MDSScheme(n={self.code.n}, k={self.code.k}, rows={self.rows}, {self.code.kind!r})"
+        per = (f", blocks_per_worker={self.blocks_per_worker}"
+               if self.blocks_per_worker > 1 else "")
+        return (f"MDSScheme(n={self.code.n}, k={self.code.k}, rows={self.rows}, "
+                f"{self.code.kind!r}{per})")
 
     def __dask_tokenize__(self) -> tuple:
-        return ("MDSScheme", self.code.__dask_tokenize__(), self.rows, self.equilibrate)
+        return ("MDSScheme", self.code.__dask_tokenize__(), self.rows, self.equilibrate,
+                self.blocks_per_worker)
 
     def blocks_needed(self, j: int) -> tuple[int, ...]:
         """Row blocks coded block ``j`` mixes that hold rows of A (with fewer rows than
@@ -106,10 +155,12 @@ class MDSScheme(RowScheme):
     def decode(self, products: Sequence[np.ndarray | None],
                scales: np.ndarray | None = None) -> np.ndarray:
         results = {j: p for j, p in enumerate(products) if p is not None}
-        if len(results) < self.code.k:
+        if len(results) < self.threshold:
+            need = (f"k={self.threshold}" if self.threshold == self.code.k
+                    else f"{self.threshold} (k={self.code.k} plus margin)")
             raise TooFewResultsError(
                 f"only {len(results)} of n={self.code.n} coded products survived (the "
-                f"others' workers were lost); k={self.code.k} are needed to decode"
+                f"others' workers were lost); {need} are needed to decode"
             )
         Y = self.code.decode_stacked(results)
         if isinstance(Y, np.ndarray) and self.coded_rows == self.block_rows:
@@ -121,5 +172,6 @@ class MDSScheme(RowScheme):
         return out * _column(scales, out.ndim).astype(out.dtype, copy=False)
 
     def placement(self, workers: Sequence[str]) -> list[str]:
-        """Block ``j`` on ``workers[j]``; with fewer workers, round-robin."""
+        """Block ``j`` on ``workers[j mod len(workers)]``: with ``n`` workers and several
+        blocks per worker, worker ``w`` holds blocks ``w, w + n, w + 2n, ..``."""
         return [workers[j % len(workers)] for j in range(self.n_blocks)]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import dask_coded as dc
 from dask_coded.codes import FAMILIES
 
-KINDS = sorted(FAMILIES)
+KINDS = sorted(k for k in FAMILIES if k != "lstsq")  # any k decode; lstsq: k + margin
 
 
 def products(code, coded, x):

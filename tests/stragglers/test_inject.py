@@ -129,3 +129,17 @@ async def test_interruptible_delays_end_when_the_task_is_released(c, s, a, b):
     while a.state.executing_count and time.perf_counter() - t < 5:
         await asyncio.sleep(0.01)
     assert time.perf_counter() - t < 1.0  # the thread is free long before 5 s
+
+
+def test_per_call_slowness_is_shared_by_a_workers_tasks_and_fresh_each_call():
+    model = dc.ShiftedExponential(mu=1.0, scale=1.0, per="call")
+    ids = TaskIds()
+    first = [model.delay("0", ids("0", (f"x-{tok}", i)), 0, 0.1, ids.call("0", (f"x-{tok}", i)))
+             for tok, i in [("aaaaaaaa11", 0), ("aaaaaaaa11", 1)]]
+    second = [model.delay("0", ids("0", ("x-bbbbbbbb22", i)), 0, 0.1,
+                          ids.call("0", ("x-bbbbbbbb22", i))) for i in range(2)]
+    assert first[0] == first[1] and second[0] == second[1] and first[0] != second[0]
+    per_task = dc.ShiftedExponential(mu=1.0, scale=1.0)
+    assert per_task.delay("0", "t#1", 0, 0.1, "c@1") != per_task.delay("0", "t#2", 0, 0.1, "c@1")
+    with pytest.raises(ValueError, match="per must be"):
+        dc.ShiftedExponential(per="worker")

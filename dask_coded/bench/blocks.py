@@ -1,0 +1,184 @@
+"""Several coded blocks per worker against fine-grained plain dask, on one cluster.
+
+    python benchmarks/bench_blocks.py [--n 12 --calls 8 --scale 2.0 --keep-running]
+    python -m dask_coded bench blocks [same options]
+
+One LocalCluster of ``n`` single-thread workers; ``A`` is persisted on the workers before
+any timed call (every peer sees the same placement: plain dask's chunks spread over the
+workers, the coded blocks pinned where they were encoded). Schemes:
+
+* plain dask ``A @ x`` on ``n``, ``4n`` and ``8n`` row chunks; work stealing is on (dask's
+  default), so a busy worker's queued chunks can move (their data travels with them);
+* MDS, one coded block per worker (the paper's scheme), ``k = 9`` and ``k = 6`` (at n=12);
+* several coded blocks per worker, ``dc.encode(A, n, k, blocks_per_worker=r)``: ``r = 4``
+  and ``r = 8``; the decode takes the first ``k r + margin`` block products.
+
+Straggler models (delays injected in proportion to each task's share of the work, so the
+whole job takes ``scale`` seconds without stragglers): the paper's shifted exponential
+drawn per task and drawn once per worker per call (mu = 1 and 0.2), a heterogeneous
+cluster (a quarter of the workers at half speed) and one persistent 5x slow worker.
+Injected delays end when the scheduler releases a task (calls independent, as the theory
+assumes); with ``--keep-running`` every model runs a second time with delays that keep
+their thread busy, as real slow work does. Each scheme's per-call overhead without
+stragglers is measured first and printed apart. The theory column: ``theory.blocks_time``
+for coded schemes, ``theory.chunks_time`` (dynamic scheduling with free stealing) for
+plain dask; the oracle line is ``theory.oracle_time``. Writes ``<out>/blocks.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+
+import numpy as np
+from distributed import Client, LocalCluster
+
+import dask_coded as dc
+from dask_coded import theory
+from dask_coded.bench.peers import PlainMatrix
+from dask_coded.bench.stragglers import measure
+from dask_coded.workers import worker_info
+
+def coded_schemes(n: int) -> list[tuple[int, int]]:
+    """``(k, blocks per worker)``: ``k = 3n/4`` and ``n/2`` (9 and 6 at n = 12)."""
+    hi, lo = max(1, round(3 * n / 4)), max(1, n // 2)
+    return [(hi, 1), (lo, 1), (hi, 4), (hi, 8), (lo, 8)]
+
+CHUNKS = [1, 4, 8]  # plain dask: chunks per worker
+
+
+def models(scale: float, names: list[str]) -> dict:
+    n = len(names)
+    quarter = {w: 2.0 for w in names[: max(1, n // 4)]}
+    return {
+        "per-task mu=1": dc.ShiftedExponential(mu=1.0, scale=scale),
+        "per-task mu=0.2": dc.ShiftedExponential(mu=0.2, scale=scale),
+        "per-worker mu=1": dc.ShiftedExponential(mu=1.0, scale=scale, per="call"),
+        "per-worker mu=0.2": dc.ShiftedExponential(mu=0.2, scale=scale, per="call"),
+        "quarter at half speed": dc.SlowWorkers(scale=scale, factor=quarter),
+        "slow worker 5x": dc.SlowWorkers(scale=scale, factor={names[n // 2]: 5.0}),
+    }
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dask_coded bench blocks", description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--n", type=int, default=12)
+    p.add_argument("--calls", type=int, default=8)
+    p.add_argument("--scale", type=float, default=2.0,
+                   help="seconds of the whole job without stragglers (default 2.0)")
+    p.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
+    p.add_argument("--keep-running", action="store_true",
+                   help="also run every model with delays that keep running once released")
+    p.add_argument("--threads", action="store_true", help="in-process workers (faster start)")
+    p.add_argument("--out", default="results")
+    return p.parse_args(argv)
+
+
+def schemes_on(client, A: np.ndarray, xs: list, n: int) -> list[tuple]:
+    """Every scheme as ``(label, kind, k, r, threshold, work shares, call)``."""
+    truth = [A @ x for x in xs]
+
+    def checked(make):
+        state = {"i": 0}
+
+        def call():
+            i = state["i"] = (state["i"] + 1) % len(xs)
+            np.testing.assert_allclose(make(xs[i]), truth[i], rtol=1e-7, atol=1e-7)
+        return call
+
+    out = []
+    for c in CHUNKS:
+        plain = PlainMatrix(A, c * n, client)
+        out.append((f"plain {c if c > 1 else ''}n chunks", "chunks", c, None, None,
+                    {"matmul": 1 / (c * n)}, checked(lambda x, p=plain: (p @ x).compute())))
+    for k, r in coded_schemes(n):
+        CA = dc.encode(A, n, k, blocks_per_worker=r, client=client)
+        t = CA.scheme.threshold
+        label = f"MDS k={k}" if r == 1 else f"{r} blocks/worker k={k}"
+        out.append((label, "blocks", k, r, t, {f"coded-prod-t{t}-": 1 / (k * r)},
+                    checked(lambda x, CA=CA: (CA @ x).compute())))
+    return out
+
+
+def theory_for(model, kind: str, n: int, k, r, threshold, names) -> float:
+    if kind == "chunks":
+        return theory.chunks_time(model, n, k * n, trials=3000, seed=1, workers=names)[0]
+    return theory.blocks_time(model, n, k, r, threshold - k * r, trials=3000, seed=1,
+                              workers=names)[0]
+
+
+def run_model(client, mname: str, model, schemes: list, overhead: dict, args, names,
+              keep_running: bool) -> list[dict]:
+    mode = "delays keep running" if keep_running else "released delays end"
+    oracle = theory.oracle_time(model, args.n, trials=3000, seed=1, workers=names)[0]
+    print(f"\n## {mname}, {mode}  ({args.n} workers, {args.calls} calls per scheme; "
+          f"oracle {oracle:.3f} s)", flush=True)
+    print("| scheme | median s | p95 s | mean s | net mean s | theory s |\n"
+          "|---|---|---|---|---|---|", flush=True)
+    rows = []
+    for label, kind, k, r, t, work, call in schemes:
+        client.register_plugin(dc.StragglerPlugin(
+            model, seed=7, match=("matmul", "coded-prod"), work=work,
+            interruptible=not keep_running))
+        times = measure(client, call, args.calls)
+        th = theory_for(model, kind, args.n, k, r, t, names)
+        row = {"model": mname, "keep_running": keep_running, "scheme": label, "k": k,
+               "r": r or "", "median": float(np.median(times)),
+               "p95": float(np.percentile(times, 95)), "mean": float(np.mean(times)),
+               "net": float(np.mean(times)) - overhead[label], "theory": th, "oracle": oracle}
+        rows.append(row)
+        print(f"| {label} | {row['median']:.3f} | {row['p95']:.3f} | {row['mean']:.3f} | "
+              f"{row['net']:.3f} | {th:.3f} |", flush=True)
+    summarize(rows, oracle)
+    return rows
+
+
+def summarize(rows: list[dict], oracle: float) -> None:
+    multi = [r for r in rows if r["r"] not in ("", 1)]
+    peers = [r for r in rows if r not in multi]
+    best, peer = min(multi, key=lambda r: r["mean"]), min(peers, key=lambda r: r["mean"])
+    print(f"best blocks/worker: {best['scheme']} {best['mean']:.3f} s mean; best peer "
+          f"({peer['scheme']}) {peer['mean']:.3f} s: {peer['mean'] / best['mean']:.2f}x; "
+          f"net mean / oracle {best['net'] / oracle:.2f}; net vs theory "
+          f"{best['net'] / best['theory'] - 1:+.1%}", flush=True)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    n = args.n
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((96 * n * 4, 40))  # every chunking divides the rows evenly
+    xs = [rng.standard_normal(40) for _ in range(4)]
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=not args.threads,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        info = worker_info(client)
+        names = [str(info[a]["name"]) for a in sorted(info)]
+        schemes = schemes_on(client, A, xs, n)
+        client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(), seed=0))
+        overhead = {label: float(np.mean(measure(client, call, 5)))
+                    for label, *_, call in schemes}
+        print("overhead per call without stragglers (s): "
+              + ", ".join(f"{label} {t:.3f}" for label, t in overhead.items()), flush=True)
+        chosen = models(args.scale, names)
+        if args.models != "all":
+            chosen = {m: chosen[m] for m in args.models.split(",")}
+        for keep_running in ([False, True] if args.keep_running else [False]):
+            for mname, model in chosen.items():
+                rows += run_model(client, mname, model, schemes, overhead, args, names,
+                                  keep_running)
+    path = os.path.join(args.out, "blocks.csv")
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
