@@ -28,18 +28,15 @@ plain dask; the oracle line is ``theory.oracle_time``. Writes ``<out>/blocks.csv
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 
 import numpy as np
-from distributed import Client, LocalCluster
 
 import dask_coded as dc
 from dask_coded import theory
 from dask_coded.bench.peers import PlainMatrix
-from dask_coded.bench.stragglers import measure
-from dask_coded.workers import worker_info
+from dask_coded.bench.timing import cluster, measure, overheads, parser, pick, write_csv
 
 def coded_schemes(n: int) -> list[tuple[int, int]]:
     """``(k, blocks per worker)``: ``k = 3n/4`` and ``n/2`` (9 and 6 at n = 12)."""
@@ -63,17 +60,9 @@ def models(scale: float, names: list[str]) -> dict:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dask_coded bench blocks", description=__doc__,
-                                formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--n", type=int, default=12)
-    p.add_argument("--calls", type=int, default=8)
-    p.add_argument("--scale", type=float, default=2.0,
-                   help="seconds of the whole job without stragglers (default 2.0)")
-    p.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
+    p = parser("blocks", __doc__, calls=8, scale=2.0)
     p.add_argument("--keep-running", action="store_true",
                    help="also run every model with delays that keep running once released")
-    p.add_argument("--threads", action="store_true", help="in-process workers (faster start)")
-    p.add_argument("--out", default="results")
     return p.parse_args(argv)
 
 
@@ -152,32 +141,52 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     A = rng.standard_normal((96 * n * 4, 40))  # every chunking divides the rows evenly
     xs = [rng.standard_normal(40) for _ in range(4)]
-    os.makedirs(args.out, exist_ok=True)
     rows = []
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=not args.threads,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        info = worker_info(client)
-        names = [str(info[a]["name"]) for a in sorted(info)]
+    with cluster(args) as (client, names, _):
         schemes = schemes_on(client, A, xs, n)
-        client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(), seed=0))
-        overhead = {label: float(np.mean(measure(client, call, 5)))
-                    for label, *_, call in schemes}
-        print("overhead per call without stragglers (s): "
-              + ", ".join(f"{label} {t:.3f}" for label, t in overhead.items()), flush=True)
-        chosen = models(args.scale, names)
-        if args.models != "all":
-            chosen = {m: chosen[m] for m in args.models.split(",")}
+        overhead = overheads(client, schemes)
+        chosen = pick(models(args.scale, names), args.models)
         for keep_running in ([False, True] if args.keep_running else [False]):
             for mname, model in chosen.items():
                 rows += run_model(client, mname, model, schemes, overhead, args, names,
                                   keep_running)
-    path = os.path.join(args.out, "blocks.csv")
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"\nwrote {path}")
+    path = write_csv(rows, args.out, "blocks.csv")
+    plot(rows, chosen, n, names, os.path.join(args.out, "blocks.png"))
+    print(f"\nwrote {path} and {os.path.join(args.out, 'blocks.png')}")
     return 0
+
+
+def plot(rows: list[dict], chosen: dict, n: int, names: list[str], path: str) -> None:
+    """Time per call against ``k``, one line per blocks-per-worker ``r`` (theory, dashed;
+    measured means, dots), the plain peers and the oracle as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4 * len(chosen), 3.6), squeeze=False)
+    ks = range(max(1, n // 3), n + 1)
+    for ax, (mname, model) in zip(axes[0], chosen.items()):
+        measured = [r for r in rows if r["model"] == mname and not r["keep_running"]]
+        for i, r_ in enumerate((1, 4, 8)):
+            margin = 0 if r_ == 1 else 2
+            th = [theory.blocks_time(model, n, k, r_, margin, 1500, 1, names)[0] for k in ks]
+            ax.plot(list(ks), th, "--", color=f"C{i}", label=f"{r_} block(s)/worker, theory")
+            pts = [(row["k"], row["mean"]) for row in measured
+                   if row["r"] == r_ or (r_ == 1 and row["scheme"].startswith("MDS"))]
+            if pts:
+                ax.plot(*zip(*pts), "o", color=f"C{i}")
+        for j, row in enumerate(r for r in measured if r["scheme"].startswith("plain")):
+            ax.axhline(row["mean"], lw=1, color=f"C{3 + j}", label=row["scheme"])
+        ax.axhline(theory.oracle_time(model, n, 1500, 1, names)[0], color="k", lw=0.8,
+                   ls=":", label="oracle")
+        ax.set_title(mname, fontsize=9)
+        ax.set_xlabel(f"k (n = {n})")
+        ax.set_ylim(bottom=0)
+    axes[0][0].set_ylabel("mean seconds per call (dots: measured)")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":

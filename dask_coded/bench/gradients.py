@@ -33,22 +33,19 @@ Writes ``<out>/gradients.csv`` and ``<out>/gradients-logistic.png``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import uuid
 
 import numpy as np
 import scipy.optimize
-from distributed import Client, LocalCluster
 
 import dask_coded as dc
 from dask_coded import theory
 from dask_coded.apps.logistic import _Gradient, _loss_terms, logistic_regression
 from dask_coded.bench.peers import speculative_map
-from dask_coded.bench.stragglers import measure
+from dask_coded.bench.timing import cluster, measure, overheads, parser, pick, write_csv
 from dask_coded.sums import CodedPartitions
-from dask_coded.workers import worker_info
 
 
 def models(scale: float, slow: str) -> dict:
@@ -60,19 +57,10 @@ def models(scale: float, slow: str) -> dict:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dask_coded bench gradients",
-                                description=__doc__,
-                                formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--n", type=int, default=12)
-    p.add_argument("--calls", type=int, default=10)
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="seconds of the whole job without stragglers (default 1.0)")
+    p = parser("gradients", __doc__, calls=10, scale=1.0)
     p.add_argument("--stragglers", default="1,2,3", help="comma-separated s (default 1,2,3)")
     p.add_argument("--logistic-scale", type=float, default=0.5,
                    help="job seconds in the logistic regression part; 0 skips it")
-    p.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
-    p.add_argument("--threads", action="store_true", help="in-process workers (faster start)")
-    p.add_argument("--out", default="results")
     return p.parse_args(argv)
 
 
@@ -234,34 +222,19 @@ def main(argv=None) -> int:
     X, y = data(n)
     parts = list(zip(np.array_split(X, n), np.array_split(y, n)))
     w = np.random.default_rng(1).standard_normal(X.shape[1]) * 0.1
-    os.makedirs(args.out, exist_ok=True)
     rows = []
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=not args.threads,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        info = worker_info(client)
-        workers = sorted(info)
-        names = [str(info[a]["name"]) for a in workers]
+    with cluster(args) as (client, names, workers):
         coded = {s: CodedPartitions(parts, n, s, client=client) for s in ss}
         schemes = schemes_on(client, parts, workers, coded, w)
-        client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(), seed=0))
-        overhead = {label: float(np.mean(measure(client, call, 5)))
-                    for label, *_, call in schemes}
-        print("overhead per call without stragglers (s): "
-              + ", ".join(f"{label} {t:.3f}" for label, t in overhead.items()), flush=True)
-        chosen = models(args.scale, names[n // 2])
-        if args.models != "all":
-            chosen = {m: chosen[m] for m in args.models.split(",")}
+        overhead = overheads(client, schemes)
+        chosen = pick(models(args.scale, names[n // 2]), args.models)
         for mname, model in chosen.items():
             schemes = schemes_on(client, parts, workers, coded, w)  # fresh peer placement
             rows += run_model(client, mname, model, schemes, overhead, args, names)
         if args.logistic_scale > 0:
             slow = dc.SlowWorkers(scale=args.logistic_scale, factor={names[n // 2]: 5.0})
             logistic(client, X, y, n, min(ss), slow, args.out)
-    path = os.path.join(args.out, "gradients.csv")
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    path = write_csv(rows, args.out, "gradients.csv")
     print(f"\nwrote {path}")
     return 0
 

@@ -23,17 +23,14 @@ as ratios measured side by side.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
-import time
 
 import numpy as np
-from distributed import Client, LocalCluster
 
 import dask_coded as dc
 from dask_coded import theory
-from dask_coded.workers import worker_info
+from dask_coded.bench.timing import cluster, measure, overheads, parser, pick, write_csv
 from dask_coded.bench.peers import (
     PlainMatrix,
     ReplicatedMatrix,
@@ -52,27 +49,6 @@ def models(scale: float, slow: str) -> dict:
     }
 
 
-def drain(client, timeout: float = 30.0) -> None:
-    """Wait until no worker is still executing (released stragglers keep running)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        busy = client.run(lambda dask_worker: len(dask_worker.state.executing))
-        if not any(busy.values()):
-            return
-        time.sleep(0.02)
-
-
-def measure(client, call, calls: int) -> list[float]:
-    times = []
-    for i in range(calls + 2):
-        drain(client)
-        t = time.perf_counter()
-        call()
-        if i >= 2:
-            times.append(time.perf_counter() - t)
-    return times
-
-
 def theory_for(model, scheme: str, n: int, k=None, r=None, names=None) -> float:
     if isinstance(model, dc.ShiftedExponential) and scheme in theory.SCHEMES:
         return model.scale * theory.expected_time(scheme, n, k=k, mu=model.mu, r=r)
@@ -83,16 +59,8 @@ def theory_for(model, scheme: str, n: int, k=None, r=None, names=None) -> float:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dask_coded bench stragglers",
-                                description=__doc__,
-                                formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--n", type=int, default=12)
-    p.add_argument("--calls", type=int, default=10)
-    p.add_argument("--scale", type=float, default=0.6, help="seconds of the whole job")
+    p = parser("stragglers", __doc__, calls=10, scale=0.6)
     p.add_argument("--ks", default="all", help="comma-separated k values, or 'all'")
-    p.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
-    p.add_argument("--threads", action="store_true", help="in-process workers (faster start)")
-    p.add_argument("--out", default="results")
     return p.parse_args(argv)
 
 
@@ -162,31 +130,15 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     A = rng.standard_normal((100 * n, 50))
     xs = [rng.standard_normal(50) for _ in range(4)]
-    os.makedirs(args.out, exist_ok=True)
     rows = []
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=not args.threads,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        info = worker_info(client)
-        names = [str(info[a]["name"]) for a in sorted(info)]
+    with cluster(args) as (client, names, _):
         slow = names[n // 2]
         schemes = schemes_on(client, A, xs, n, ks)
-        # per-call cost of each scheme with no injected delay (scheduling, transfers,
-        # compute), measured once: "net" times subtract it before comparing with theory
-        client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(), seed=0))
-        overhead = {label: float(np.mean(measure(client, call, 5)))
-                    for label, *_, call in schemes}
-        print("overhead per call without stragglers (s): "
-              + ", ".join(f"{label} {t:.3f}" for label, t in overhead.items()), flush=True)
-        chosen = models(args.scale, slow)
-        if args.models != "all":
-            chosen = {m: chosen[m] for m in args.models.split(",")}
+        overhead = overheads(client, schemes)
+        chosen = pick(models(args.scale, slow), args.models)
         for mname, model in chosen.items():
             rows += run_model(client, mname, model, schemes, overhead, args, names, slow)
-    path = os.path.join(args.out, "stragglers.csv")
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    path = write_csv(rows, args.out, "stragglers.csv")
     plot(rows, n, os.path.join(args.out, "stragglers.png"))
     print(f"\nwrote {path} and {os.path.join(args.out, 'stragglers.png')}")
     return 0
