@@ -1,5 +1,15 @@
 from setuptools import find_packages, setup
 
+DOCS = [
+    "mkdocs>=1.6",
+    "mkdocstrings[python]>=0.26",
+    "mkdocs-jupyter>=0.25",
+    "nbclient>=0.10",
+    "nbformat>=5.10",
+    "ipykernel>=6.29",
+    "matplotlib>=3.8",
+]
+
 setup(
     name="dask_coded",
     version="0.1.0",
@@ -9,6 +19,7 @@ setup(
     packages=find_packages(include=["dask_coded", "dask_coded.*"]),
     package_data={"dask_coded": ["coded.yaml"]},
     python_requires=">=3.10",
+    license="BSD-3-Clause",
     install_requires=[
         "dask[array]>=2026.8.0,<2027",
         "distributed>=2026.8.0,<2027",
@@ -17,18 +28,10 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "test": [
-            "pytest>=8",
-            "hypothesis>=6.100",
-            "pytest-timeout",
-            "matplotlib>=3.8",
-            "mkdocs>=1.6",
-            "mkdocstrings[python]>=0.26",
-            "nbclient>=0.10",
-            "nbformat>=5.10",
-            "ipykernel>=6.29",
-            "scikit-learn>=1.4",
-        ],
+        # the tests build the docs site and run the notebooks, so they need DOCS too
+        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout", "scikit-learn>=1.4"]
+        + DOCS,
+        "docs": DOCS,
         "bench": ["matplotlib>=3.8"],
     },
     entry_points={"console_scripts": ["dask-coded = dask_coded.__main__:main"]},

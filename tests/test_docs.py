@@ -1,12 +1,11 @@
-"""The documentation site builds without warnings and its notebooks run."""
+"""The documentation site builds without warnings (executing its notebooks) and the
+examples of its pages run."""
 
 import os
 import subprocess
 import sys
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 pytestmark = pytest.mark.slow  # a command-line cluster / docs and notebooks
 
@@ -23,16 +22,12 @@ def test_site_builds_without_warnings(tmp_path):
     assert (tmp_path / "site" / "api" / "index.html").exists()
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "worst_case_error" in api and "CodedShuffle" in api  # generated from docstrings
-
-
-@pytest.mark.parametrize("name", sorted(f for f in os.listdir(NOTEBOOKS) if f.endswith(".ipynb")))
-def test_notebook_runs(name):
-    nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": NOTEBOOKS}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
-    assert not errors
+    for name in ("coded_sum", "CodedPartitions", "logistic_regression", "GradientCode"):
+        assert name in api, name
+    # the notebooks are executed by the build (allow_errors: false) and shown with outputs
+    for name in sorted(f[:-6] for f in os.listdir(NOTEBOOKS) if f.endswith(".ipynb")):
+        page = (tmp_path / "site" / "notebooks" / name / "index.html").read_text()
+        assert "jp-OutputArea-output" in page, name
 
 
 def _python_blocks(page: str) -> list[str]:

@@ -164,9 +164,11 @@ def plot(rows: list[dict], chosen: dict, n: int, names: list[str], path: str) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(chosen), figsize=(4 * len(chosen), 3.6), squeeze=False)
+    cols = min(3, len(chosen))
+    nrows = -(-len(chosen) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
     ks = range(max(1, n // 3), n + 1)
-    for ax, (mname, model) in zip(axes[0], chosen.items()):
+    for ax, (mname, model) in zip(axes.ravel(), chosen.items()):
         measured = [r for r in rows if r["model"] == mname and not r["keep_running"]]
         for i, r_ in enumerate((1, 4, 8)):
             margin = 0 if r_ == 1 else 2
@@ -183,7 +185,8 @@ def plot(rows: list[dict], chosen: dict, n: int, names: list[str], path: str) ->
         ax.set_title(mname, fontsize=9)
         ax.set_xlabel(f"k (n = {n})")
         ax.set_ylim(bottom=0)
-    axes[0][0].set_ylabel("mean seconds per call (dots: measured)")
+    for row in axes:
+        row[0].set_ylabel("mean s per call (dots: measured)")
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
