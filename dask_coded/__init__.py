@@ -12,6 +12,7 @@ from ._scheduler import FirstKPlugin
 from .apps import LogisticResult, RegressionResult, linear_regression, logistic_regression
 from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error
 from .matrix import CodedMatrix, encode, release
+from .matmul2d import matmul
 from .rewrite import CodedOptimizer, coded_matmul
 from .schemes import GradientCode
 from .shuffle import CodedShuffle
@@ -76,5 +77,6 @@ __all__ = [
     "local_stragglers",
     "release",
     "make_code",
+    "matmul",
     "worst_case_error",
 ]

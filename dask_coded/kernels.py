@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from . import _logging
 from .errors import NonFiniteError
 from .schemes import Scheme
 from .schemes.gradient import weighted_sum
+
+_logging.install()  # released stragglers are expected: not a warning
 
 # seconds to delay product j in the local race (set by dask_coded.stragglers.local_stragglers)
 _local_delay: Callable[[int], float] | None = None

@@ -412,3 +412,21 @@ async def test_several_blocks_per_worker_use_a_slow_workers_finished_blocks(c, s
     other = next(w for w in workers if w.address == CA.workers[1])
     await other.close()
     close(await asyncio.wait_for(c.compute(CA @ x), 30), A @ x)
+
+
+def test_released_straggler_records_are_filtered_and_others_kept():
+    import logging
+
+    from dask_coded._logging import ReleasedStragglerFilter
+
+    def record(msg):
+        return logging.LogRecord("distributed.worker.state_machine", logging.WARNING, "", 0,
+                                 msg, (), None)
+
+    f = ReleasedStragglerFilter()
+    assert not f.filter(record("Async instruction for <Task cancelled name=\"execute(("
+                               "'coded-prod-t4-abc', 0, 1))\"> ended with CancelledError"))
+    assert f.filter(record("Async instruction for <Task cancelled name=\"execute(("
+                           "'sum-abc', 0))\"> ended with CancelledError"))
+    assert any(isinstance(x, ReleasedStragglerFilter)
+               for x in logging.getLogger("distributed.worker.state_machine").filters)

@@ -10,11 +10,14 @@ from __future__ import annotations
 from .base import RowScheme, Scheme
 from .gradient import GradientCode
 from .mds import MDSScheme
+from .polynomial import PolynomialScheme
 
 #: scheme name -> class; adding a scheme is one module and one line here
 SCHEMES: dict[str, type[Scheme]] = {
     MDSScheme.name: MDSScheme,
     GradientCode.name: GradientCode,
+    "polynomial": PolynomialScheme,
+    "matdot": PolynomialScheme,
 }
 
-__all__ = ["SCHEMES", "GradientCode", "MDSScheme", "RowScheme", "Scheme"]
+__all__ = ["SCHEMES", "GradientCode", "MDSScheme", "PolynomialScheme", "RowScheme", "Scheme"]
