@@ -87,8 +87,11 @@ def make_data(workers: int, rows: int = 24_000, d: int = 10, seed: int = 0):
 
 
 def slow_first_worker(client, cluster, seconds: float = 0.5) -> None:
-    """Make one worker ``seconds`` slower on every ``local-gd`` task."""
-    slow = str(sorted(cluster.workers)[0])  # LocalCluster names its workers 0 .. n-1
+    """Make the worker first in address order (the one ``CodedShuffle`` deals the first
+    share to, so the same share straggles in every run) ``seconds`` slower on every
+    ``local-gd`` task."""
+    info = dc.workers.worker_info(client)
+    slow = str(info[sorted(info)[0]]["name"])
     client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(seconds={slow: seconds}),
                                               match=["local-gd"], interruptible=True))
 
