@@ -34,7 +34,7 @@ def _pair(a_encoded: np.ndarray, b_encoded: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarray:
-    """One worker's product from its pair of encoded operands (``[Re; Im]`` of ``A~ B~``)."""
+    """One worker's product from its pair of encoded operands (see ``coded_product``)."""
     return coded_product(*pair)
 
 
@@ -52,7 +52,7 @@ def _operand(X: Any, name: str) -> np.ndarray:
 
 
 def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2, 2), *,
-           client: Any = None) -> da.Array:
+           points: str = "auto", client: Any = None) -> da.Array:
     """``A @ B`` coded on ``n`` workers, both operands encoded.
 
     Parameters
@@ -66,6 +66,9 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
         threshold ``m p``; ``"matdot"``: the inner dimension cut into ``m``, threshold
         ``2 m - 1`` (see :mod:`dask_coded.schemes.polynomial`).
     splits : (m, p) or m
+    points : {"auto", "real", "complex"}
+        Evaluation points: Chebyshev (real operands and products) where accurate enough,
+        else roots of unity (complex: twice the bytes, four real products per product).
     client : distributed.Client, optional
         Default: the current client; without one the products race in threads here.
 
@@ -75,7 +78,7 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
         Equal to ``A @ B`` (one chunk), from the first ``threshold`` products.
     """
     A, B = _operand(A, "A"), _operand(B, "B")
-    code = PolynomialScheme(n, scheme, splits, A.shape, B.shape)
+    code = PolynomialScheme(n, scheme, splits, A.shape, B.shape, points)
     a_blocks, b_blocks = code.blocks_of(A, B)
     client = client if client is not None else default_client()
     token = uuid.uuid4().hex[:16]

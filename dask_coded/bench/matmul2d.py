@@ -4,8 +4,9 @@
     python -m dask_coded bench matmul2d [same options]
 
 First the numerics: the worst relative decode error over survivor sets (``dc.audit``) of
-the interpolation each 2-D code needs, at the roots of unity (what ``dc.matmul`` uses)
-and at real Chebyshev points (the classic real polynomial code, the anchor).
+the interpolation each 2-D code needs: at the roots of unity, in the Chebyshev basis at
+Chebyshev points (``dc.matmul``'s two choices), and with monomials at the same real
+points (the classic real polynomial code, the anchor).
 
 Then one LocalCluster of ``n`` single-thread worker processes; ``A`` (r x s) and ``B``
 (s x t, at least as large as A) are numpy arrays on the client, as a pipeline that makes
@@ -29,9 +30,11 @@ import dask_coded as dc
 from dask_coded.bench.bytecount import ByteMeter
 from dask_coded.bench.timing import cluster, measure, overheads, parser, write_csv
 from dask_coded.codes import audit, make_code
+from dask_coded.schemes.polynomial import PolynomialScheme
 
 CONFIGS = [("polynomial", (2, 2)), ("polynomial", (2, 3)), ("polynomial", (3, 3)),
            ("matdot", 3), ("matdot", 5)]
+TIMED = [(kind, splits, "auto") for kind, splits in CONFIGS] + [("polynomial", (3, 3), "complex")]
 
 
 def threshold(kind: str, splits) -> int:
@@ -40,16 +43,18 @@ def threshold(kind: str, splits) -> int:
 
 def numerics(ns=(8, 12, 16, 24)) -> None:
     print("## decode accuracy: worst relative error over survivor sets\n")
-    print("| scheme | n | threshold | roots of unity (dc.matmul) | real Chebyshev points |")
-    print("|---|---|---|---|---|")
+    print("| scheme | n | threshold | roots of unity | Chebyshev basis, Chebyshev points | "
+          "monomials, Chebyshev points |")
+    print("|---|---|---|---|---|---|")
     for kind, splits in CONFIGS:
         t = threshold(kind, splits)
         for n in ns:
             if t > n:
                 continue
-            rot = audit(make_code(n, t, "rotation"), trials=300).worst_error
-            real = audit(make_code(n, t, "vandermonde"), trials=300).worst_error
-            print(f"| {kind} {splits} | {n} | {t} | {rot:.1e} | {real:.1e} |", flush=True)
+            errors = [audit(make_code(n, t, family), trials=300).worst_error
+                      for family in ("rotation", "chebyshev", "vandermonde")]
+            print(f"| {kind} {splits} | {n} | {t} | "
+                  + " | ".join(f"{e:.1e}" for e in errors) + " |", flush=True)
 
 
 def parse(argv=None):
@@ -83,16 +88,17 @@ def schemes_on(client, A, B, n: int) -> list[tuple]:
         (f"1-D MDS of A, k={k}", n * B.nbytes, {f"coded-prod-t{k}-": 1 / k},
          checked(lambda: (CA @ B).compute())),
     ]
-    for kind, splits in CONFIGS:
+    for kind, splits, points in TIMED:
         t = threshold(kind, splits)
         if t > n:
             continue
+        code = PolynomialScheme(n, kind, splits, A.shape, B.shape, points)
         m, p = (splits if kind == "polynomial" else (splits, splits))
-        share = 2 * (A.nbytes / m + B.nbytes / p)  # complex encoded pieces of A and of B
+        size = (1 if code.real else 2) * (A.nbytes / m + B.nbytes / p)  # complex: 2x
         work = 1 / t if kind == "polynomial" else 1 / m
-        out.append((f"{kind} {splits}", n * share, {f"coded-prod-t{t}-": work},
-                    checked(lambda kind=kind, splits=splits:
-                            dc.matmul(A, B, n, kind, splits).compute())))
+        out.append((f"{kind} {splits} {code.points}", n * size, {f"coded-prod-t{t}-": work},
+                    checked(lambda kind=kind, splits=splits, points=points:
+                            dc.matmul(A, B, n, kind, splits, points=points).compute())))
     return out
 
 

@@ -23,6 +23,12 @@ Families
 ``"vandermonde"``
     The plain polynomial code: monomials evaluated at Chebyshev nodes on [-1, 1].
     Exponentially ill-conditioned in ``n``; kept as the reference to beat.
+``"chebyshev"``
+    A real polynomial code in a stable basis: ``G[j, i] = T_i(x_j)``, Chebyshev
+    polynomials at the Chebyshev nodes (Fahim and Cadambe, "Numerically stable
+    polynomially coded computing"). Far better conditioned than monomials, worse than
+    ``"rotation"``, but real: the 2-D codes of :func:`dask_coded.matmul` use it to keep
+    their products real.
 ``"lstsq"``
     For many coded blocks (several per worker): i.i.d. normal ``G`` (non-systematic),
     decoded by least squares from any ``k + margin`` results (``coded.lstsq.margin``).
@@ -56,7 +62,8 @@ from .survivors import climb, generator_rows, random_sets, structured_sets, surv
 
 # Largest n each family is built for: beyond it the family is useless (vandermonde) or its
 # construction is not screened in reasonable time (gaussian).
-MAX_N = {"rotation": 1024, "gaussian": 256, "vandermonde": 40, "lstsq": 1024}
+MAX_N = {"rotation": 1024, "gaussian": 256, "vandermonde": 40, "lstsq": 1024,
+         "chebyshev": 64}
 
 # Families whose worst survivor sets are the structured ones (clustered evaluation points:
 # cyclic runs of k workers), so the worst case over those few sets is the worst case.
@@ -88,6 +95,16 @@ def gaussian_generator(n: int, k: int, seed: int) -> np.ndarray:
     """Systematic ``[I_k; P]``, ``P[i, j] ~ N(0, 1/k)`` drawn from ``default_rng(seed)``."""
     P = np.random.default_rng(seed).standard_normal((n - k, k)) / math.sqrt(k)
     return np.vstack([np.eye(k), P])
+
+
+def chebyshev_nodes(n: int) -> np.ndarray:
+    """``x_j = cos(pi (2j+1) / 2n)``, ``j = 0..n-1``."""
+    return np.cos(np.pi * (2 * np.arange(n) + 1) / (2 * n))
+
+
+def chebyshev_generator(n: int, k: int) -> np.ndarray:
+    """``G[j, i] = T_i(x_j)`` at the Chebyshev nodes."""
+    return np.polynomial.chebyshev.chebvander(chebyshev_nodes(n), k - 1)
 
 
 def lstsq_generator(n: int, k: int, seed: int = 0) -> np.ndarray:
@@ -178,7 +195,7 @@ def require_accurate(code: "MDSCode") -> None:
     A code that cannot be certified (a random code too large to enumerate) is accepted:
     every decode then checks its own survivor set (:meth:`MDSCode.decode`)."""
     cond = certified_condition(code)
-    if cond is None and code.margin:
+    if cond is None and (code.margin or code.kind == "chebyshev"):
         cond = searched_condition(code)
     dim = code.threshold * code.symbols
     if cond is not None and estimated_error(cond, dim) > max_decode_error():
@@ -193,11 +210,14 @@ def require_accurate(code: "MDSCode") -> None:
 @functools.lru_cache(maxsize=None)
 def searched_condition(code: "MDSCode") -> float:
     """The worst ``cond(G[S])`` over ``threshold``-sets ``S`` that a seeded sample of
-    ``_SCREEN_SETS`` sets and a local search from the worst of them reach: how a
-    least-squares code too large to enumerate is judged (a lower bound on the true worst
+    ``_SCREEN_SETS`` sets, every cyclic run, and a local search from the worst of them
+    reach: how a code too large to enumerate and without known worst sets is judged (a lower bound on the true worst
     case, which no method can certify; every decode checks its own set too)."""
     t = code.threshold
-    sets = random_sets(code.n, t, _SCREEN_SETS, np.random.default_rng(code.n * 1000 + t))
+    sets = np.unique(np.concatenate([
+        structured_sets(code.n, t, code.systematic),
+        random_sets(code.n, t, _SCREEN_SETS, np.random.default_rng(code.n * 1000 + t))]),
+        axis=0)
 
     def score(batch: np.ndarray) -> np.ndarray:
         return conditions(code.generator, batch, code.symbols)
@@ -501,6 +521,10 @@ def _build_vandermonde(n: int, k: int) -> MDSCode:
     return MDSCode(n, k, "vandermonde", vandermonde_generator(n, k), 1, systematic=False)
 
 
+def _build_chebyshev(n: int, k: int) -> MDSCode:
+    return MDSCode(n, k, "chebyshev", chebyshev_generator(n, k), 1, systematic=False)
+
+
 def _build_lstsq(n: int, k: int) -> MDSCode:
     margin = int(config.get("lstsq.margin"))
     return MDSCode(n, k, "lstsq", lstsq_generator(n, k), 1, systematic=False, seed=0,
@@ -512,6 +536,7 @@ FAMILIES: dict[str, Callable[[int, int], MDSCode]] = {
     "gaussian": _build_gaussian,
     "vandermonde": _build_vandermonde,
     "lstsq": _build_lstsq,
+    "chebyshev": _build_chebyshev,
 }
 
 
@@ -555,10 +580,10 @@ def make_code(n: int, k: int, kind: str | None = None) -> MDSCode:
     ----------
     n, k : int
         ``1 <= k <= n``, and ``n`` at most the family's limit (``MAX_N``).
-    kind : {"auto", "rotation", "gaussian", "vandermonde", "lstsq"}, optional
+    kind : {"auto", "rotation", "gaussian", "vandermonde", "chebyshev", "lstsq"}, optional
         ``"auto"`` (the default, from ``dask.config`` key ``coded.code-kind``) picks the
         family with the best worst-case conditioning for ``(n, k)`` by measurement
-        (never ``"lstsq"``, whose threshold is larger than ``k``).
+        (among ``"rotation"``, ``"gaussian"`` and ``"vandermonde"``).
 
     Examples
     --------

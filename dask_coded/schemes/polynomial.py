@@ -1,26 +1,38 @@
 """Codes for ``A @ B`` that encode both operands: polynomial codes and MatDot.
 
-Both evaluate matrix polynomials at the ``n``-th roots of unity ``z_w = exp(2 pi i w / n)``,
-one point per worker, and decode by interpolation from any ``threshold`` workers. On the
-unit circle the interpolation is the rotation code of :mod:`dask_coded.codes` (a complex
-Vandermonde realised over the reals: Ramamoorthy and Tang), whose worst survivor set is
-certified; real evaluation points (the classic construction) are exponentially
-ill-conditioned.
+Both evaluate matrix polynomials at one point per worker and decode by interpolation from
+any ``threshold`` workers. Monomials at real points (the classic construction) are
+exponentially ill-conditioned; two stable choices (``points``):
+
+* ``"real"``: Chebyshev polynomials ``T_l`` at the Chebyshev nodes (Fahim and Cadambe,
+  "Numerically stable polynomially coded computing"): real operands, real products; the
+  interpolation is the ``"chebyshev"`` code of :mod:`dask_coded.codes`, accurate up to
+  about ``n = 16``;
+* ``"complex"``: powers of the ``n``-th roots of unity ``z_w = exp(2 pi i w / n)``: the
+  interpolation is the ``"rotation"`` code (Ramamoorthy and Tang), accurate much further,
+  but operands and products are complex (twice the bytes, four real products per
+  product).
+
+``"auto"`` takes ``"real"`` when its worst survivor set is within
+``coded.decode.max-error``, else ``"complex"``.
 
 * ``"polynomial"`` (Yu, Maddah-Ali, Avestimehr, NeurIPS 2017), ``splits=(m, p)``: A cut
   into ``m`` row blocks, B into ``p`` column blocks; worker ``w`` gets
   ``A~ = sum_i A_i z^i`` and ``B~ = sum_j B_j z^(j m)`` and returns ``A~ B~``, whose
-  coefficient of ``z^(i + j m)`` is ``A_i B_j``: threshold ``m p``; each worker receives
-  ``1/m`` of A and ``1/p`` of B; a product is ``1/(m p)`` of C.
+  coefficient of ``z^(i + j m)`` is ``A_i B_j`` (real points: ``T_i`` and ``T_(j m)``;
+  ``T_i T_(j m) = (T_(i + j m) + T_|j m - i|) / 2`` is a triangular change of basis):
+  threshold ``m p``; each worker receives ``1/m`` of A and ``1/p`` of B; a product is
+  ``1/(m p)`` of C.
 * ``"matdot"`` (Dutta et al., IEEE TIT 2020), ``splits=m``: the inner dimension cut in
   ``m``; ``A~ = sum_i A_i z^i`` (column blocks), ``B~ = sum_i B_i z^(m - 1 - i)`` (row
-  blocks); the coefficient of ``z^(m - 1)`` of ``A~ B~`` is ``sum_i A_i B_i = A B``:
+  blocks); the coefficient of ``z^(m - 1)`` of ``A~ B~`` is ``sum_i A_i B_i = A B`` (real
+  points: ``A~ = sum_i w_i A_i T_i``, ``B~ = sum_i w_i B_i T_i``, ``w_0 = 1``,
+  ``w_i = sqrt 2``: by orthogonality ``A B`` is the ``T_0`` coefficient of ``A~ B~``):
   threshold ``2 m - 1``; each worker receives ``1/m`` of A and of B; a product is all of C
   (the decode holds ``threshold`` of them).
 
-The encoded operands are complex, so a product costs four real products of its size (one
-complex ``zgemm``); a worker returns ``[Re; Im]`` of its product stacked by rows, which is
-exactly what the rotation code decodes.
+With complex points a worker returns ``[Re; Im]`` of its product stacked by rows, which
+is exactly what the rotation code decodes.
 """
 
 from __future__ import annotations
@@ -30,10 +42,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..codes import MDSCode, make_code, require_accurate
+from ..codes.mds import chebyshev_nodes
 from ..errors import BlockShapeError, CodeParameterError, TooFewResultsError
 from .base import Scheme
 
 KINDS = ("polynomial", "matdot")
+POINTS = ("auto", "real", "complex")
 
 
 def _splits(kind: str, splits) -> tuple[int, int]:
@@ -68,9 +82,12 @@ class PolynomialScheme(Scheme):
     splits : (m, p) for ``"polynomial"``, m for ``"matdot"``
     shape_a, shape_b : tuple
         Shapes of A and B.
+    points : {"auto", "real", "complex"}
+        Evaluation points (module doc).
     """
 
-    def __init__(self, n: int, kind: str, splits, shape_a: tuple, shape_b: tuple):
+    def __init__(self, n: int, kind: str, splits, shape_a: tuple, shape_b: tuple,
+                 points: str = "auto"):
         if kind not in KINDS:
             raise CodeParameterError(f"kind must be one of {KINDS}, got {kind!r}")
         if len(shape_a) != 2 or len(shape_b) != 2 or shape_a[1] != shape_b[0]:
@@ -85,27 +102,70 @@ class PolynomialScheme(Scheme):
                 f"{kind} with splits {splits!r} needs {self.threshold} products to decode, "
                 f"more than n={n} workers")
         self.n_blocks = n
-        self.code: MDSCode = make_code(n, self.threshold, "rotation")
-        require_accurate(self.code)
-        angles = 2 * np.pi * np.arange(n) / n
-        self._z = np.exp(1j * angles)
+        if points not in POINTS:
+            raise CodeParameterError(f"points must be one of {POINTS}, got {points!r}")
+        self.code: MDSCode = self._code(n, points)
+        self.real = self.code.kind == "chebyshev"
+        self.points = "real" if self.real else "complex"
+        self._x = chebyshev_nodes(n)
+        self._z = np.exp(2j * np.pi * np.arange(n) / n)
+        if self.real and kind == "polynomial":
+            self._unmix = np.linalg.inv(self._mixing())
+
+    def _code(self, n: int, points: str) -> MDSCode:
+        """The interpolation code: ``"chebyshev"`` (real) or ``"rotation"`` (complex)."""
+        if points in ("auto", "real"):
+            code = make_code(n, self.threshold, "chebyshev")
+            try:
+                require_accurate(code)
+                return code
+            except CodeParameterError:
+                if points == "real":
+                    raise
+        code = make_code(n, self.threshold, "rotation")
+        require_accurate(code)
+        return code
+
+    def _mixing(self) -> np.ndarray:
+        """``K``: Chebyshev coefficients of ``A~ B~`` = ``K`` times the blocks ``A_i B_j``
+        (ordered ``i + j m``), from ``T_i T_(j m) = (T_(i + j m) + T_|j m - i|) / 2``."""
+        K = np.zeros((self.threshold, self.threshold))
+        for j in range(self.p):
+            for i in range(self.m):
+                col = i + j * self.m
+                if j == 0:
+                    K[i, col] = 1.0
+                else:
+                    K[i + j * self.m, col] += 0.5
+                    K[abs(j * self.m - i), col] += 0.5
+        return K
 
     def __repr__(self) -> str:
         splits = (self.m, self.p) if self.kind == "polynomial" else self.m
         return (f"PolynomialScheme({self.kind!r}, n={self.n_blocks}, splits={splits}, "
-                f"threshold={self.threshold})")
+                f"threshold={self.threshold}, points={self.points!r})")
 
     def __dask_tokenize__(self) -> tuple:
         return ("PolynomialScheme", self.kind, self.m, self.p, self.n_blocks, self.shape_a,
-                self.shape_b)
+                self.shape_b, self.points)
 
     # ---- encode ------------------------------------------------------------------------
 
     def _exponents(self) -> tuple[np.ndarray, np.ndarray]:
-        """Powers of ``z`` multiplying A's and B's blocks."""
+        """Degrees (powers of ``z``, or Chebyshev indices) of A's and B's blocks."""
         if self.kind == "polynomial":
             return np.arange(self.m), np.arange(self.p) * self.m
+        if self.real:
+            return np.arange(self.m), np.arange(self.m)
         return np.arange(self.m), self.m - 1 - np.arange(self.m)
+
+    def _coefficients(self, w: int, degrees: np.ndarray) -> np.ndarray:
+        """What worker ``w`` multiplies the blocks of those degrees by."""
+        if not self.real:
+            return self._z[w] ** degrees
+        T = np.polynomial.chebyshev.chebvander(self._x[w:w + 1], int(degrees.max()))[0]
+        weights = np.where(degrees > 0, np.sqrt(2.0), 1.0) if self.kind == "matdot" else 1.0
+        return T[degrees] * weights
 
     def blocks_of(self, A: np.ndarray, B: np.ndarray) -> tuple[list, list]:
         """A's and B's blocks, in the order of :meth:`_exponents`."""
@@ -114,9 +174,10 @@ class PolynomialScheme(Scheme):
         return _cut(A, self.m, 1), _cut(B, self.m, 0)
 
     def encode_operand(self, w: int, blocks: Sequence[np.ndarray], side: str) -> np.ndarray:
-        """Worker ``w``'s encoded operand ``sum_i X_i z_w^(e_i)`` of one operand (complex)."""
-        powers = self._exponents()[0 if side == "a" else 1]
-        coefficients = self._z[w] ** powers
+        """Worker ``w``'s encoded operand: ``sum_i c_i X_i`` with ``c_i`` the block's
+        polynomial at the worker's point (complex with complex points)."""
+        degrees = self._exponents()[0 if side == "a" else 1]
+        coefficients = self._coefficients(w, degrees)
         return sum(c * np.asarray(b, dtype=np.float64) for c, b in zip(coefficients, blocks))
 
     def placement(self, workers: Sequence[str]) -> list[str]:
@@ -133,18 +194,21 @@ class PolynomialScheme(Scheme):
                 f"only {len(results)} of n={self.n_blocks} products survived; {self.kind} "
                 f"needs {self.threshold}")
         chosen = dict(sorted(results.items())[: self.threshold])
-        Y = self.code.decode_stacked(chosen)  # (threshold, 2 * rows, cols): [Re; Im]
-        half = Y[0].shape[0] // 2
+        Y = np.asarray(self.code.decode_stacked(chosen))  # coefficients of A~ B~
+        if not self.real:
+            Y = Y[:, : Y.shape[1] // 2]  # [Re; Im]: C is real
         r, t = self.shape_a[0], self.shape_b[1]
         if self.kind == "matdot":
-            return np.asarray(Y[self.m - 1][:half])[:r, :t]
-        rows = [np.concatenate([Y[i + j * self.m][:half] for j in range(self.p)], axis=1)
+            return Y[0 if self.real else self.m - 1][:r, :t]
+        if self.real:  # Chebyshev coefficients -> the blocks A_i B_j
+            Y = np.tensordot(self._unmix, Y, axes=1)
+        rows = [np.concatenate([Y[i + j * self.m] for j in range(self.p)], axis=1)
                 for i in range(self.m)]
         return np.concatenate(rows)[:r, :t]
 
 
 def coded_product(a_encoded: np.ndarray, b_encoded: np.ndarray) -> np.ndarray:
-    """``[Re; Im]`` of one worker's complex product ``A~ B~``, stacked by rows (what the
-    rotation code decodes)."""
+    """One worker's product ``A~ B~``: as it is when real, ``[Re; Im]`` stacked by rows
+    when complex (what the rotation code decodes)."""
     P = a_encoded @ b_encoded
-    return np.concatenate([P.real, P.imag])
+    return np.concatenate([P.real, P.imag]) if np.iscomplexobj(P) else P
