@@ -12,7 +12,7 @@ from ._scheduler import FirstKPlugin
 from .apps import LogisticResult, RegressionResult, linear_regression, logistic_regression
 from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error
 from .matrix import CodedMatrix, encode, release
-from .matmul2d import matmul
+from .matmul2d import MatmulPlan, matmul, plan_matmul
 from .rewrite import CodedOptimizer, coded_matmul
 from .schemes import GradientCode
 from .shuffle import CodedShuffle
@@ -78,5 +78,7 @@ __all__ = [
     "release",
     "make_code",
     "matmul",
+    "plan_matmul",
+    "MatmulPlan",
     "worst_case_error",
 ]

@@ -10,8 +10,10 @@ was scattered).
 
 from __future__ import annotations
 
+import logging
 import uuid
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
@@ -27,6 +29,48 @@ from .keys import BLOCK_PREFIX, DECODE_PREFIX
 from .matrix import pick_workers
 from .schemes.polynomial import PolynomialScheme, coded_product
 from .workers import default_client
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MatmulPlan:
+    """The code ``dc.matmul(..., scheme="auto")`` chose, and why: the bytes each scheme
+    would move per call (operands to the ``n`` workers, plus the products the decode
+    gathers), for a threshold of about ``3 n / 4``."""
+
+    scheme: str
+    splits: Any
+    threshold: int
+    bytes: dict
+
+    def __repr__(self) -> str:
+        costs = ", ".join(f"{name} {b / 1e6:.1f} MB" for name, b in self.bytes.items())
+        return (f"MatmulPlan({self.scheme!r}, splits={self.splits}, threshold="
+                f"{self.threshold}: fewest bytes moved per call of {costs})")
+
+
+def plan_matmul(shape_a: tuple, shape_b: tuple, n: int, itemsize: int = 8) -> MatmulPlan:
+    """Choose among 1-D MDS of A (``"mds"``: every worker gets all of B), polynomial and
+    MatDot codes by the bytes a call moves: ``n`` times what one worker receives, plus the
+    ``threshold`` products the decode gathers (MatDot's are the size of ``C``).
+
+    The threshold is ``round(3 n / 4)`` (the theory's best ``k`` at ``mu = 1``); the
+    polynomial code takes the ``(m, p)`` with ``m p`` at most that which sends the least.
+    """
+    (r, s), (_, t) = shape_a, shape_b
+    a, b, c = r * s * itemsize, s * t * itemsize, r * t * itemsize
+    T = max(1, round(3 * n / 4))
+    options = {"mds": (T, n * (a / T + b) + c)}
+    m, p = min(((m, p) for m in range(1, T + 1) for p in range(1, T // m + 1)),
+               key=lambda mp: (a / mp[0] + b / mp[1], -mp[0] * mp[1]))
+    options["polynomial"] = ((m, p), n * (a / m + b / p) + c)
+    md = (T + 1) // 2
+    options["matdot"] = (md, n * (a + b) / md + (2 * md - 1) * c)
+    best = min(options, key=lambda k: options[k][1])
+    splits = options[best][0]
+    threshold = {"mds": T, "polynomial": m * p, "matdot": 2 * md - 1}[best]
+    return MatmulPlan(best, splits, threshold, {k: v[1] for k, v in options.items()})
 
 
 def _pair(a_encoded: np.ndarray, b_encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,10 +105,12 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
         2-D, real, ``A.shape[1] == B.shape[0]``.
     n : int
         Workers (one product each).
-    scheme : {"polynomial", "matdot"}
+    scheme : {"polynomial", "matdot", "auto"}
         ``"polynomial"``: A cut into ``m`` row blocks and B into ``p`` column blocks,
         threshold ``m p``; ``"matdot"``: the inner dimension cut into ``m``, threshold
-        ``2 m - 1`` (see :mod:`dask_coded.schemes.polynomial`).
+        ``2 m - 1`` (see :mod:`dask_coded.schemes.polynomial`); ``"auto"``: the scheme
+        :func:`plan_matmul` picks (possibly ``CA @ B`` with A encoded by a 1-D MDS code),
+        logged with its reason at INFO level; ``splits`` is then ignored.
     splits : (m, p) or m
     points : {"auto", "real", "complex"}
         Evaluation points: Chebyshev (real operands and products) where accurate enough,
@@ -78,6 +124,14 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
         Equal to ``A @ B`` (one chunk), from the first ``threshold`` products.
     """
     A, B = _operand(A, "A"), _operand(B, "B")
+    if scheme == "auto":
+        plan = plan_matmul(A.shape, B.shape, n)
+        logger.info("dask_coded.matmul: %r", plan)
+        if plan.scheme == "mds":
+            from .matrix import encode
+
+            return encode(A, n, plan.threshold, client=client) @ B
+        scheme, splits = plan.scheme, plan.splits
     code = PolynomialScheme(n, scheme, splits, A.shape, B.shape, points)
     a_blocks, b_blocks = code.blocks_of(A, B)
     client = client if client is not None else default_client()

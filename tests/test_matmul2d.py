@@ -51,3 +51,16 @@ def test_on_a_cluster_the_slow_worker_is_left_out_and_only_encoded_operands_trav
     assert sorted(blocks) == list(range(6))
     assert all(nb <= (A.nbytes + B.nbytes) / 2 + 1000 for nb in blocks.values())
     assert stats["pruned"] >= 1 and stats["released"] >= 1
+
+
+@pytest.mark.parametrize("shape_a,shape_b,scheme,threshold", [
+    ((120, 60), (60, 120), "polynomial", 6), ((8, 400), (400, 8), "matdot", 5),
+    ((400, 6), (6, 1), "mds", 6)])
+def test_auto_picks_by_bytes_and_is_correct(shape_a, shape_b, scheme, threshold):
+    plan = dc.plan_matmul(shape_a, shape_b, 8)
+    assert plan.scheme == scheme and plan.threshold == threshold
+    assert plan.bytes[scheme] == min(plan.bytes.values()) and scheme in repr(plan)
+    rng = np.random.default_rng(2)
+    A, B = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+    np.testing.assert_allclose(dc.matmul(A, B, 8, "auto", client=None).compute(), A @ B,
+                               atol=1e-9)
