@@ -26,7 +26,7 @@ from .codes import check_real_dtype
 from .errors import BlockShapeError, CodedError, NonFiniteError, TooFewWorkersError
 from .graph import product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX
-from .matrix import pick_workers
+from .matrix import encode, pick_workers
 from .schemes.polynomial import PolynomialScheme, coded_product
 from .workers import default_client
 
@@ -128,8 +128,6 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
         plan = plan_matmul(A.shape, B.shape, n)
         logger.info("dask_coded.matmul: %r", plan)
         if plan.scheme == "mds":
-            from .matrix import encode
-
             return encode(A, n, plan.threshold, client=client) @ B
         scheme, splits = plan.scheme, plan.splits
     code = PolynomialScheme(n, scheme, splits, A.shape, B.shape, points)

@@ -148,10 +148,11 @@ class CodedPartitions:
         if values:
             for i, f in zip(values, await client.scatter([items[i] for i in values], hash=False)):
                 futures[i] = f
+        self._partitions = [futures[i] for i in lazy + values]  # ours: released with us
         for i, p in enumerate(items):
             if isinstance(p, Future):
-                futures[i] = p
-        self._partitions = futures  # kept: a lost worker's assignment is rebuilt from them
+                futures[i] = p  # the caller's: kept by the caller
+        self._held = futures  # kept: a lost worker's assignment is rebuilt from them
         for j, worker in enumerate(self.workers):
             coefficients, indices = self._support(j)
             held = [futures[i] for idx in indices for i in idx]
@@ -202,11 +203,12 @@ class CodedPartitions:
         return list(range(self.n)) if used is None else list(used)
 
     def release(self) -> None:
-        """Drop the assignments and the partitions placed for them."""
+        """Drop the assignments and the partitions computed or scattered for them (futures
+        the caller passed in are the caller's)."""
         if not self.local:
             self.client.cancel(self.assignments + getattr(self, "_partitions", []))
         self.assignments = []
-        self._partitions = []
+        self._partitions = self._held = []
 
 
 def coded_sum(fn: Callable[[Any], Any], partitions: Any, n: int, stragglers: int = 1, *,

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.special import digamma, lambertw
 
 from .shuffle.placement import Placement
+from .stragglers.models import ShiftedExponential, SlowWorkers
 
 SCHEMES = ("uncoded", "replication", "mds", "gradient")
 
@@ -192,8 +193,6 @@ def task_durations(model, trials: int, n: int, tasks: int, work: float, seed: in
     ``trials`` independent calls: shape ``(trials, n, tasks)``. A per-call model
     (``ShiftedExponential(per="call")``) draws one slowness per worker per call, shared by
     its tasks; ``SlowWorkers`` is deterministic; other models are sampled task by task."""
-    from .stragglers.models import ShiftedExponential, SlowWorkers
-
     names = [str(j) for j in range(n)] if workers is None else [str(w) for w in workers]
     rng = np.random.default_rng(seed)
     if isinstance(model, ShiftedExponential):

@@ -150,3 +150,17 @@ def test_coded_sum_places_once_per_partitions(client):
         lambda dask_scheduler: sum(k[0].startswith("coded-block-")
                                    for k in dask_scheduler.tasks if isinstance(k, tuple)))
     assert placed == again == 2
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 4)
+async def test_release_keeps_the_callers_futures(c, s, *workers):
+    ps = parts(4)
+    mine = await c.scatter(ps[:2])
+    cp = await CodedPartitions(mine + ps[2:], 4, 1, client=c)
+    close(await c.compute(cp.sum(gram)), plain_sum(ps))
+    cp.release()
+    await asyncio.sleep(0.2)
+    assert all(f.status == "finished" for f in mine)
+    assert all(s.tasks[f.key].state == "memory" for f in mine)
+    with pytest.raises(dc.CodedError, match="released"):
+        cp.sum(gram)
