@@ -180,6 +180,9 @@ class CodedPartitions:
         """
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        if self._placing is not None:
+            raise CodedError("the partitions are still being placed: with an asynchronous "
+                             "client, `CP = await CodedPartitions(...)` first")
         if not self.assignments:
             raise CodedError("these CodedPartitions were released; place the partitions "
                              "again")
