@@ -89,8 +89,9 @@ def planner_table(workers, alphas, per_worker: int, epochs: int = 5) -> None:
                   f"{theory.shuffle_lower_bound(q, n, storage):.2f} |", flush=True)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dask_coded bench shuffle", description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--workers", default="4,8,12")
     p.add_argument("--alphas", default="0.1,0.25,0.5")
     p.add_argument("--epochs", type=int, default=20)
@@ -100,11 +101,75 @@ def main(argv=None) -> int:
     p.add_argument("--mbps", type=float, default=5.0, help="master link when throttled")
     p.add_argument("--planner", action="store_true",
                    help="only the planner against the theory (no cluster)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def _mean(reports, f) -> float:
+    return float(np.mean([f(r) for r in reports]))
+
+
+def _client_bytes(r) -> int:
+    return r.master_bytes - r.scheduler_bytes
+
+
+def rows_for(n: int, q: int, storage: int, alpha: float, res: dict, how: dict,
+             slow: dict) -> None:
+    """Print one table row per strategy for ``n`` workers at cache fraction ``alpha``."""
+    unc = _mean(res["uncoded"], _client_bytes)
+    unc_all = _mean(res["uncoded"], lambda r: r.master_bytes)
+    paper = q / (n * storage)  # 1 / ((alpha + 1/n) n), alpha = storage/q - 1/n
+    mn = (theory.shuffle_load("coded-caching", q, n, storage)
+          / theory.shuffle_load("uncoded", q, n, storage))
+    for s in STRATEGIES:
+        rs = res[s]
+        master = _mean(rs, _client_bytes)
+        payload = _mean(rs, lambda r: r.master_data_bytes)
+        # p2p's master sends only what no peer holds: the plan does not model it
+        ratio = (payload / _mean(rs, lambda r: r.planned_master_bytes)
+                 if s != "p2p" else float("nan"))
+        print(f"| {n} | {alpha} | {s} | {how[s]} | {master / 1e6:.2f} | "
+              f"{ratio:.4f} | {(master - payload) / 1e3:.0f} | "
+              f"{_mean(rs, lambda r: r.scheduler_bytes) / 1e3:.0f} | "
+              f"{_mean(rs, lambda r: r.peer_bytes) / 1e6:.2f} | "
+              f"{master / unc:.3f} | "
+              f"{_mean(rs, lambda r: r.master_bytes) / unc_all:.3f} | "
+              f"{paper:.3f} | {mn:.3f} | {_mean(rs, lambda r: r.seconds):.3f} | "
+              f"{_mean(slow[s], lambda r: r.seconds):.3f} |", flush=True)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
     if args.planner:
         planner_table([int(v) for v in args.workers.split(",")],
                       [float(a) for a in args.alphas.split(",")], args.per_worker)
         return 0
+    from distributed import Client
+    from distributed.deploy.subprocess import SubprocessCluster
+
+    print("| n | alpha | strategy | caches | master MB/epoch | payload/planned | master control KB "
+          "| scheduler KB | peer MB/epoch | /uncoded | with scheduler | paper | MN | s/epoch "
+          "| s/epoch throttled |")
+    print("|" + "---|" * 15, flush=True)
+    for n in [int(v) for v in args.workers.split(",")]:
+        q = args.per_worker * n
+        rng = np.random.default_rng(n)
+        parts = [rng.standard_normal(args.kib * 128) for _ in range(q)]
+        # the scheduler in a process of its own: the master (this client) and the
+        # scheduler are counted apart, and the throttle is on the master's sends only
+        with SubprocessCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0",
+                               worker_class="distributed.Worker"  # no nanny processes
+                               ) as cluster, Client(cluster) as client:
+            client.wait_for_workers(n)
+            for alpha in [float(a) for a in args.alphas.split(",")]:
+                storage = q // n + int(round(alpha * q))
+                warm = warmup_epochs(q, n, storage)
+                res, how = {}, {}
+                for s in STRATEGIES:
+                    res[s], how[s] = run(client, parts, storage, s, args.epochs, warm)
+                slow = {s: run(client, parts, storage, s, args.throttled_epochs, warm,
+                               mbps=args.mbps)[0] for s in STRATEGIES}
+                rows_for(n, q, storage, alpha, res, how, slow)
+    return 0
     from distributed import Client
     from distributed.deploy.subprocess import SubprocessCluster
 

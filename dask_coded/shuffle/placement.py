@@ -296,6 +296,10 @@ class Routed:
         return np.bincount(self.packet[self.pos == 0], minlength=len(self.nbytes))
 
     @property
+    def packet_count(self) -> int:
+        return len(self.nbytes)
+
+    @property
     def coded_packets(self) -> int:
         return int((self.members > 1).sum())
 

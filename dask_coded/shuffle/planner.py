@@ -48,7 +48,9 @@ class Packet:
 class Plan:
     """The packets of one reshuffle and what they cost.
 
-    ``master_bytes``: the master sends every packet once; ``relay_bytes``: the group
+    The cost interface every delivery's plan has (:mod:`.delivery`): ``master_bytes``,
+    ``unicast_bytes``, ``coded_packets``, ``packet_count``. ``master_bytes``: the master
+    sends every packet once; ``relay_bytes``: the group
     relays it peer to peer to its other members; ``unicast_bytes``: what sending every
     request on its own would cost the master.
     """
@@ -67,6 +69,10 @@ class Plan:
     @property
     def coded_packets(self) -> int:
         return sum(p.coded for p in self.packets)
+
+    @property
+    def packet_count(self) -> int:
+        return len(self.packets)
 
     def __repr__(self) -> str:
         gain = self.unicast_bytes / self.master_bytes if self.master_bytes else float("nan")

@@ -1,7 +1,8 @@
 """CodedShuffle: deal partitions afresh to the workers every epoch, with coded multicast.
 
 The client is the master: it holds the data set. Each epoch draws a new assignment
-(seeded) and delivers it with ordinary dask operations:
+(seeded) and delivers it with ordinary dask operations, by one of the deliveries of
+:mod:`.delivery` (plan, send, keep):
 
 * ``"uncoded"``: the master scatters every missing partition to its worker; workers
   cache whole partitions (:func:`next_caches`);
@@ -41,12 +42,10 @@ from distributed.utils import CancelledError
 
 from .. import config
 from ..errors import CodedError, TooFewWorkersError
-from .cache import next_caches
 from .coordinator import ShuffleCoordinator
+from .delivery import Segments, WholePartitions
 from .placement import Placement
-from .planner import plan_delivery
 from .segmented import SegmentedCaches
-from .xor import copy_part, decode_part, xor_packet
 
 STRATEGIES = ("coded", "uncoded", "p2p")
 PLACEMENTS = ("auto", "segments", "partitions")
@@ -82,11 +81,12 @@ class _Cost:
     coded_packets: int = 0
     packets: int = 0
 
-    def __iadd__(self, plan: tuple) -> "_Cost":
-        self.master_bytes += plan[0]
-        self.unicast_bytes += plan[1]
-        self.coded_packets += plan[2]
-        self.packets += plan[3]
+    def __iadd__(self, plan) -> "_Cost":
+        """Add a plan's cost (the interface every delivery's plan has)."""
+        self.master_bytes += plan.master_bytes
+        self.unicast_bytes += plan.unicast_bytes
+        self.coded_packets += plan.coded_packets
+        self.packets += plan.packet_count
         return self
 
 
@@ -177,9 +177,10 @@ class CodedShuffle:
         self.reports: list[EpochReport] = []
         self.meter = meter
         # how long a scatter waits for its (running) worker: a dead one fails it quickly
-        self._scatter_timeout = parse_timedelta(config.get("shuffle.scatter-timeout"))
+        self.scatter_timeout = parse_timedelta(config.get("shuffle.scatter-timeout"))
         self._placement_choice = placement
         self._next = None  # the next epoch: (shares, where a worker plans its delivery)
+        self._whole, self._segments = WholePartitions(strategy), Segments()
         self.segments: SegmentedCaches | None = self._segmented_caches()
         self._amm_was_running = bool(client.amm.running())
         client.amm.stop()
@@ -215,6 +216,28 @@ class CodedShuffle:
             shares, planner = self._deal(), None
         before = self.meter.totals() if self.meter is not None else None
         t = time.perf_counter()
+        shares, new, cost, _ = self._deliver_epoch(shares, planner, lost, joined,
+                                                           complete, progress)
+        seconds = time.perf_counter() - t
+        owners = {f.key: w for w, fs in new.items() for f in fs.values()}
+        if self.segments is not None:
+            owners.update({f.key: w for w, f in self.segments.stores.items()})
+        self.client.run_on_scheduler(_drop_stray_replicas, owners=owners)
+        measured = _measured(before, self.meter.totals(), self.workers) if before else {}
+        self.epoch += 1
+        self.reports.append(EpochReport(
+            epoch=self.epoch, planned_master_bytes=cost.master_bytes,
+            unicast_bytes=cost.unicast_bytes, packets=cost.packets,
+            coded_packets=cost.coded_packets, seconds=seconds, lost_workers=lost, **measured,
+        ))
+        self.assignment = {w: sorted(shares[w]) for w in self.workers}
+        return self.assignment
+
+    def _deliver_epoch(self, shares: dict, planner, lost: list, joined: list,
+                       complete: bool, progress: bool) -> tuple:
+        """Plan, send and keep this epoch's deliveries, re-planning among the survivors
+        when a worker is lost midway (``lost`` grows). Returns ``(shares, new, cost,
+        delivered by segments)``."""
         cost = _Cost()
         for attempt in itertools.count():
             self._attempt = attempt  # in the keys: a retry after a loss never reuses a key
@@ -223,10 +246,10 @@ class CodedShuffle:
                          and not joined and complete)
             new: dict[str, dict[int, Any]] = {w: {} for w in self.workers}
             try:
-                plan, planner = self._plan(shares, planner, segmented)
-                cost += (plan.master_bytes, plan.unicast_bytes, plan.coded_packets,
-                         len(plan.nbytes) if segmented else len(plan.packets))
-                self._deliver_plan(plan, planner, shares, new, segmented)
+                delivery = self._segments if segmented else self._whole
+                plan, planner = delivery.plan(self, shares, planner)
+                cost += plan
+                delivery.send(self, plan, planner, shares, new)
                 if attempt == 0:
                     self._plan_ahead(shares)
             except (TimeoutError, OSError, KeyError):  # a scatter or RPC found its worker
@@ -246,21 +269,9 @@ class CodedShuffle:
                     break
             lost += gone
             shares = self._lost_during_epoch(shares, gone, new)
-        self._keep(shares, new, segmented)
-        seconds = time.perf_counter() - t
-        owners = {f.key: w for w, fs in new.items() for f in fs.values()}
-        if self.segments is not None:
-            owners.update({f.key: w for w, f in self.segments.stores.items()})
-        self.client.run_on_scheduler(_drop_stray_replicas, owners=owners)
-        measured = _measured(before, self.meter.totals(), self.workers) if before else {}
-        self.epoch += 1
-        self.reports.append(EpochReport(
-            epoch=self.epoch, planned_master_bytes=cost.master_bytes,
-            unicast_bytes=cost.unicast_bytes, packets=cost.packets,
-            coded_packets=cost.coded_packets, seconds=seconds, lost_workers=lost, **measured,
-        ))
-        self.assignment = {w: sorted(shares[w]) for w in self.workers}
-        return self.assignment
+        (self._segments if self.segments is not None else self._whole).keep(
+            self, shares, new, segmented)
+        return shares, new, cost, segmented
 
     def _lost_during_epoch(self, shares: dict, gone: list[str], new: dict) -> dict:
         """A worker died during the epoch: the survivors keep what reached them and the
@@ -273,31 +284,6 @@ class CodedShuffle:
             self.segments.release()
             self.segments = self._segmented_caches()
         return shares
-
-    def _plan(self, shares: dict, planner, segmented: bool):
-        """The delivery plan of this epoch, and where it was planned (segments: on a
-        worker, fetched from there; whole partitions: here)."""
-        if segmented:
-            if planner is None:
-                planner = self.segments.start_plan(*self._owners(shares), self._prefix())
-            return self.segments.fetch_plan(planner), planner
-        caches = {i: set(self.held[w]) for i, w in enumerate(self.workers)}
-        demands = {i: shares[w] for i, w in enumerate(self.workers)}
-        return plan_delivery(caches, demands, self.sizes,
-                             coded=self.strategy == "coded"), None
-
-    def _deliver_plan(self, plan, planner, shares: dict, new: dict, segmented: bool) -> None:
-        """Carry ``plan`` out, filling ``new`` ({worker: {id: future}}); what a worker
-        already holds of its new share needs no delivery."""
-        if segmented:
-            self.segments.deliver(plan, planner, self.held, key=self._prefix(), new=new,
-                                  part_key=self._key)
-        else:
-            self._deliver(plan, new)
-        for w in self.workers:
-            for p in shares[w]:
-                if p not in new[w]:
-                    new[w][p] = self.held[w][p]
 
     def futures(self, worker: str) -> list:
         """Futures of ``worker``'s share this epoch, in partition-id order."""
@@ -325,7 +311,8 @@ class CodedShuffle:
 
     # ---- internals ----------------------------------------------------------------------
 
-    def _key(self, w: str, p: int) -> str:
+    def part_key(self, w: str, p: int) -> str:
+        """The key of partition ``p`` delivered to worker ``w`` this epoch."""
         return (f"coded-shuffle-{self.token}-w{self.workers.index(w)}-p{p}-e{self.epoch}"
                 f"-a{self._attempt}")
 
@@ -348,11 +335,12 @@ class CodedShuffle:
         """``{partition: worker index}`` of ``{worker: partitions}``."""
         return {p: i for i, w in enumerate(self.workers) for p in assignment[w]}
 
-    def _owners(self, shares: dict) -> tuple[dict, dict]:
+    def owners(self, shares: dict) -> tuple[dict, dict]:
         """``{partition: worker index}`` now and after ``shares`` is dealt."""
         return self._index(self.held), self._index(shares)
 
-    def _prefix(self) -> str:
+    def prefix(self) -> str:
+        """The key prefix of this epoch's (and attempt's) tasks."""
         return f"coded-shuffle-{self.token}-e{self.epoch}-a{self._attempt}"
 
     def _segmented_caches(self) -> SegmentedCaches | None:
@@ -370,7 +358,7 @@ class CodedShuffle:
                     f"{len(self.workers)} workers allows none")
             return None
         return SegmentedCaches(self.client, placement, self.workers, self.parts,
-                               self._scatter_timeout)
+                               self.scatter_timeout)
 
     def _deal(self) -> dict[str, set[int]]:
         perm = self.rng.permutation(len(self.parts))
@@ -446,63 +434,6 @@ class CodedShuffle:
                 if f.status in ("lost", "error", "cancelled"):
                     del self.held[w][p]
         return lost
-
-    def _deliver(self, plan, new: dict[str, dict[int, Any]]) -> None:
-        """Carry a whole-partition ``plan`` out, filling ``new`` ({worker: {id: future}})
-        as it goes (so a caller whose worker died midway knows what was delivered)."""
-        c, idx = self.client, self.workers
-        for packet in plan.packets:
-            members = [(idx[i], p) for i, p in packet.serves]
-            if self.strategy == "p2p" and len(packet.parts) == 1:
-                (p,) = packet.parts
-                holders = [w for w in self.workers if p in self.held[w]]
-                if holders:
-                    for w, _ in members:
-                        new[w][p] = c.submit(copy_part, self.held[holders[0]][p],
-                                             key=self._key(w, p), workers=[w],
-                                             allow_other_workers=False, pure=False)
-                    continue
-            if len(packet.parts) == 1:
-                (p,) = packet.parts
-                first, *rest = members
-                new[first[0]][p] = c.scatter({self._key(first[0], p): self.parts[p]},
-                                             workers=[first[0]], direct=True,
-                                             timeout=self._scatter_timeout)[
-                    self._key(first[0], p)]
-                for w, _ in rest:  # the same partition to several workers: relayed p2p
-                    new[w][p] = c.submit(copy_part, new[first[0]][p], key=self._key(w, p),
-                                         workers=[w], allow_other_workers=False, pure=False)
-                continue
-            payload = xor_packet([self.parts[p] for p in packet.parts], packet.nbytes)
-            pkey = f"coded-shuffle-{self.token}-packet-{uuid.uuid4().hex[:8]}"
-            first = members[0][0]
-            packet_future = c.scatter({pkey: payload}, workers=[first], direct=True,
-                                      timeout=self._scatter_timeout)[pkey]
-            for w, want in members:
-                cached = [self.held[w][p] for p in packet.parts if p != want]
-                part = self.parts[want]
-                new[w][want] = c.submit(decode_part, packet_future, part.shape, part.dtype,
-                                        *cached, key=self._key(w, want), workers=[w],
-                                        allow_other_workers=False, pure=False)
-
-    def _keep(self, shares, new, segmented: bool) -> None:
-        """What each worker holds next epoch. Segments: its share whole, and its slice
-        store (updated by a segmented epoch, filled afresh after any other);
-        whole partitions: its share and the cache policy's choice."""
-        if self.segments is not None:
-            self.held = {w: {p: new[w][p] for p in shares[w]} for w in self.workers}
-            if not segmented:
-                self.segments.fill(self.held, key=self._prefix())
-            wait(list(self.segments.stores.values()))
-            self.segments.bundles = {}  # every decode is done: the relays may drop them
-            return
-        for w in self.workers:
-            self.order[w] = sorted(shares[w]) + [p for p in self.order[w] if p not in shares[w]]
-        keep = next_caches(self.order, shares, self.storage, self.policy)
-        for w in self.workers:
-            merged = {**self.held[w], **new[w]}
-            self.held[w] = {p: merged[p] for p in keep[w]}
-            self.order[w] = keep[w]
 
 
 def _drop_stray_replicas(owners: dict, dask_scheduler=None) -> int:
