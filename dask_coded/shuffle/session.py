@@ -216,8 +216,8 @@ class CodedShuffle:
             shares, planner = self._deal(), None
         before = self.meter.totals() if self.meter is not None else None
         t = time.perf_counter()
-        shares, new, cost, _ = self._deliver_epoch(shares, planner, lost, joined,
-                                                           complete, progress)
+        shares, new, cost, _ = self._deliver_epoch(shares, planner, lost, joined, complete,
+                                                   progress)
         seconds = time.perf_counter() - t
         owners = {f.key: w for w, fs in new.items() for f in fs.values()}
         if self.segments is not None:
