@@ -170,59 +170,6 @@ def main(argv=None) -> int:
                                mbps=args.mbps)[0] for s in STRATEGIES}
                 rows_for(n, q, storage, alpha, res, how, slow)
     return 0
-    from distributed import Client
-    from distributed.deploy.subprocess import SubprocessCluster
-
-    print("| n | alpha | strategy | caches | master MB/epoch | payload/planned | master control KB "
-          "| scheduler KB | peer MB/epoch | /uncoded | with scheduler | paper | MN | s/epoch "
-          "| s/epoch throttled |")
-    print("|" + "---|" * 15, flush=True)
-    for n in [int(v) for v in args.workers.split(",")]:
-        q = args.per_worker * n
-        rng = np.random.default_rng(n)
-        parts = [rng.standard_normal(args.kib * 128) for _ in range(q)]
-        # the scheduler in a process of its own: the master (this client) and the
-        # scheduler are counted apart, and the throttle is on the master's sends only
-        with SubprocessCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0",
-                               worker_class="distributed.Worker"  # no nanny processes
-                               ) as cluster, Client(cluster) as client:
-            client.wait_for_workers(n)
-            for alpha in [float(a) for a in args.alphas.split(",")]:
-                storage = q // n + int(round(alpha * q))
-                warm = warmup_epochs(q, n, storage)
-                res, how = {}, {}
-                for s in STRATEGIES:
-                    res[s], how[s] = run(client, parts, storage, s, args.epochs, warm)
-                slow = {s: run(client, parts, storage, s, args.throttled_epochs, warm,
-                               mbps=args.mbps)[0] for s in STRATEGIES}
-
-                def mean(rs, f):
-                    return float(np.mean([f(r) for r in rs]))
-
-                def client_bytes(r):
-                    return r.master_bytes - r.scheduler_bytes
-
-                unc = mean(res["uncoded"], client_bytes)
-                unc_all = mean(res["uncoded"], lambda r: r.master_bytes)
-                paper = q / (n * storage)  # 1 / ((alpha + 1/n) n), alpha = storage/q - 1/n
-                mn = (theory.shuffle_load("coded-caching", q, n, storage)
-                      / theory.shuffle_load("uncoded", q, n, storage))
-                for s in STRATEGIES:
-                    rs = res[s]
-                    master = mean(rs, client_bytes)
-                    payload = mean(rs, lambda r: r.master_data_bytes)
-                    # p2p's master sends only what no peer holds: the plan does not model it
-                    ratio = (payload / mean(rs, lambda r: r.planned_master_bytes)
-                             if s != "p2p" else float("nan"))
-                    print(f"| {n} | {alpha} | {s} | {how[s]} | {master / 1e6:.2f} | "
-                          f"{ratio:.4f} | {(master - payload) / 1e3:.0f} | "
-                          f"{mean(rs, lambda r: r.scheduler_bytes) / 1e3:.0f} | "
-                          f"{mean(rs, lambda r: r.peer_bytes) / 1e6:.2f} | "
-                          f"{master / unc:.3f} | "
-                          f"{mean(rs, lambda r: r.master_bytes) / unc_all:.3f} | "
-                          f"{paper:.3f} | {mn:.3f} | {mean(rs, lambda r: r.seconds):.3f} | "
-                          f"{mean(slow[s], lambda r: r.seconds):.3f} |", flush=True)
-    return 0
 
 
 if __name__ == "__main__":
