@@ -1,11 +1,11 @@
 """``dc.matmul(A, B)``: a coded ``A @ B`` that encodes both operands (polynomial, MatDot).
 
-Each worker receives only its encoded operands (its pieces of A and of B, encoded) (computed here, sent straight to
-it, pinned there like a coded block: ``("coded-block-<token>", w)`` holds the pair), runs
-one product, and the decode interpolates ``A @ B`` from the first ``threshold`` products
-(:class:`~dask_coded.schemes.polynomial.PolynomialScheme`; the same scheduler plugin as
-``CA @ x``: stragglers released, a lost worker's pair rebuilt from the data kept where it
-was scattered).
+Each worker receives only its encoded operands (its pieces of A and of B, encoded here and
+sent in the task that pins them there like a coded block: ``("coded-block-<token>", w)``
+holds the pair), runs one product, and the decode interpolates ``A @ B`` from the first
+``threshold`` products (:class:`~dask_coded.schemes.polynomial.PolynomialScheme`; the same
+scheduler plugin as ``CA @ x``: stragglers released, up to ``n - threshold`` lost workers
+tolerated, a lost worker's pair rebuilt elsewhere).
 """
 
 from __future__ import annotations
@@ -152,7 +152,9 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
 
 
 def _place(client, code: PolynomialScheme, a_blocks, b_blocks, token: str) -> list:
-    """Send each worker its two encoded operands and pin the pair there; returns the futures."""
+    """Send each worker its two encoded operands and pin the pair there; returns the
+    futures. The operands travel inside the pair's task (not scattered): a lost worker's
+    pair can then be rebuilt elsewhere, where scattered data would be gone with it."""
     client.register_plugin(FirstKPlugin())
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     if len(workers) < code.n_blocks:
@@ -163,10 +165,9 @@ def _place(client, code: PolynomialScheme, a_blocks, b_blocks, token: str) -> li
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
         for w, addr in enumerate(placement):
-            a, b = client.scatter([code.encode_operand(w, a_blocks, "a"),
-                                   code.encode_operand(w, b_blocks, "b")],
-                                  workers=[addr], direct=True, hash=False)
-            pairs.append(client.submit(_pair, a, b, key=(f"{BLOCK_PREFIX}{token}", w),
-                                       workers=[addr], allow_other_workers=False, pure=False))
+            pairs.append(client.submit(
+                _pair, code.encode_operand(w, a_blocks, "a"),
+                code.encode_operand(w, b_blocks, "b"), key=(f"{BLOCK_PREFIX}{token}", w),
+                workers=[addr], allow_other_workers=False, pure=False))
     wait(pairs)
     return pairs

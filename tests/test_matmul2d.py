@@ -64,3 +64,13 @@ def test_auto_picks_by_bytes_and_is_correct(shape_a, shape_b, scheme, threshold)
     A, B = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
     np.testing.assert_allclose(dc.matmul(A, B, 8, "auto", client=None).compute(), A @ B,
                                atol=1e-9)
+
+
+def test_losing_up_to_n_minus_threshold_workers_still_decodes():
+    A, B = operands(3)
+    with LocalCluster(n_workers=6, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        C = dc.matmul(A, B, 6, "polynomial", (2, 2))  # threshold 4: two may be lost
+        for name in list(cluster.workers)[:2]:
+            client.sync(cluster.workers[name].close)
+        np.testing.assert_allclose(C.compute(), A @ B, atol=1e-10)
