@@ -1,5 +1,6 @@
 """coded_matmul: plain dask products rewritten into coded tasks."""
 
+import asyncio
 import time
 
 import dask
@@ -300,3 +301,22 @@ async def test_rewrite_with_several_blocks_per_worker(c, s, *workers):
     assert len(blocks) == 12
     held = [ws.address for ts in blocks for ws in ts.who_has]
     assert sorted(held.count(w.address) for w in workers) == [3, 3, 3, 3]
+
+
+@gen_cluster(client=False, nthreads=SIX, config=VALIDATE)
+async def test_resident_blocks_go_with_the_last_client(s, *workers):
+    from distributed import Client
+
+    An, xn, _, A, x, _ = operands()
+    async with Client(s.address, asynchronous=True) as c:
+        await c.register_plugin(dc.FirstKPlugin())
+        with dc.coded_matmul(n=6, k=4):
+            await c.compute(A @ x)
+        plugin = s.plugins[dc.FirstKPlugin.name]
+        assert plugin.resident  # kept for the next graph while a client is connected
+        async with Client(s.address, asynchronous=True):
+            pass  # another client leaving does not release them
+        assert plugin.resident
+    while any(str(k[0]).startswith("coded-block-") for k in s.tasks if isinstance(k, tuple)):
+        await asyncio.sleep(0.01)  # released and forgotten once the last client left
+    assert not plugin.resident

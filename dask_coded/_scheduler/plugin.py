@@ -18,7 +18,8 @@ any scheduler. This plugin only makes it fast and keeps it live on ``distributed
   :mod:`dask_coded.keys`) are kept in memory for a pseudo-client, so the next graph that
   multiplies the same array reuses them; least recently used first out beyond
   ``coded.rewrite.max-resident``; ``dask_coded.release`` drops them;
-* ``restart``: forgets everything.
+* ``restart``: forgets everything; ``remove_client``: the last client gone, the resident
+  matrices are released.
 
 It knows nothing about codes: a group is the products feeding one decode, and its
 threshold is read from the product keys (:mod:`dask_coded.keys`).
@@ -385,6 +386,14 @@ class FirstKPlugin(SchedulerPlugin):
             self.scheduler.client_releases_keys(keys, RESIDENT_CLIENT,
                                                 stimulus_id=f"coded-release-{token}")
         self.stats["resident-released"] += 1
+
+    def remove_client(self, scheduler, client: str) -> None:
+        """The last client is gone: release the resident matrices (they were kept for its
+        next graphs; kept on, a cluster shutting down would warn about losing them)."""
+        others = set(scheduler.clients) - {client, RESIDENT_CLIENT, "fire-and-forget"}
+        if client != RESIDENT_CLIENT and not others and self.resident:
+            for token in list(self.resident):
+                self._release_matrix(token)
 
     # ---- workers leaving and joining ---------------------------------------------------
 
