@@ -22,11 +22,10 @@ from dask.highlevelgraph import HighLevelGraph
 from distributed import wait
 
 from ._scheduler import FirstKPlugin
-from .codes import check_real_dtype
-from .errors import BlockShapeError, CodedError, NonFiniteError, TooFewWorkersError
+from .errors import CodedError, NonFiniteError, TooFewWorkersError
 from .graph import product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX
-from .matrix import encode, pick_workers
+from .matrix import as_matrix, encode, pick_workers
 from .schemes.polynomial import PolynomialScheme, coded_product
 from .workers import default_client
 
@@ -84,12 +83,8 @@ def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarra
 
 def _operand(X: Any, name: str) -> np.ndarray:
     """``X`` as a finite real 2-D numpy array (a dask array is computed)."""
-    if isinstance(X, da.Array):
-        X = X.compute()
-    X = np.asarray(X)
-    check_real_dtype(X.dtype, name)
-    if X.ndim != 2:
-        raise BlockShapeError(f"{name} must be 2-D, got shape {X.shape}")
+    X = as_matrix(X, name)
+    X = np.asarray(X.compute() if isinstance(X, da.Array) else X)
     if not np.isfinite(X).all():
         raise NonFiniteError(f"{name} contains NaN or Inf; every coded product would carry it")
     return X
