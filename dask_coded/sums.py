@@ -207,9 +207,10 @@ class CodedPartitions:
 
     def release(self) -> None:
         """Drop the assignments and the partitions computed or scattered for them (futures
-        the caller passed in are the caller's)."""
+        the caller passed in are the caller's: they stay)."""
         if not self.local:
-            self.client.cancel(self.assignments + getattr(self, "_partitions", []))
+            for f in self.assignments + getattr(self, "_partitions", []):
+                f.release()
         self.assignments = []
         self._partitions = self._held = []
 
