@@ -137,16 +137,18 @@ def inverses(matrices: np.ndarray) -> np.ndarray:
     return np.linalg.solve(matrices, eye)
 
 
-def worst_condition(generator: np.ndarray, sets: np.ndarray, symbols: int) -> float:
+def worst_condition(generator: np.ndarray, sets: np.ndarray, symbols: int, *,
+                    starts: int = 4, max_steps: int = 40) -> float:
     """``max over S of cond(G[S])`` over ``sets`` and the worse sets a local search
-    (:func:`~dask_coded.survivors.climb`) reaches from them."""
-    n, k = generator.shape[0] // symbols, generator.shape[1] // symbols
+    (:func:`~dask_coded.survivors.climb`) reaches from them. A set may hold more than
+    ``k`` workers (a least-squares code's ``k + margin``)."""
+    n, size = generator.shape[0] // symbols, sets.shape[1]
 
     def score(batch: np.ndarray) -> np.ndarray:
         return conditions(generator, batch, symbols)
 
     scores = score(sets)
-    climbed = climb(score, sets, scores, n, k, starts=4)
+    climbed = climb(score, sets, scores, n, size, starts=starts, max_steps=max_steps)
     return float(max(scores.max(), score(climbed).max() if len(climbed) else 1.0))
 
 
@@ -218,13 +220,7 @@ def searched_condition(code: "MDSCode") -> float:
         structured_sets(code.n, t, code.systematic),
         random_sets(code.n, t, _SCREEN_SETS, np.random.default_rng(code.n * 1000 + t))]),
         axis=0)
-
-    def score(batch: np.ndarray) -> np.ndarray:
-        return conditions(code.generator, batch, code.symbols)
-
-    scores = score(sets)
-    climbed = climb(score, sets, scores, code.n, t, starts=2, max_steps=10)
-    return float(max(scores.max(), score(climbed).max() if len(climbed) else 0.0))
+    return worst_condition(code.generator, sets, code.symbols, starts=2, max_steps=10)
 
 
 @functools.lru_cache(maxsize=None)

@@ -29,7 +29,6 @@ exceeds ``coded.decode.max-error`` is refused.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -37,7 +36,7 @@ import numpy as np
 import scipy.linalg
 
 from .. import config
-from ..codes.survivors import random_sets
+from ..codes.survivors import survivor_sets
 from ..errors import CodeParameterError, IllConditionedError, TooFewResultsError
 from .base import Scheme
 
@@ -214,15 +213,11 @@ def weighted_sum(weights: Sequence[float], values: Sequence):
 
 
 def _sets_for(n: int, s: int, seed: int, samples: int) -> np.ndarray:
-    """Survivor sets of size ``n - s`` to check: all when ``C(n, s) <= samples``, else
-    every cyclic run of ``s`` stragglers plus ``samples`` seeded random sets."""
-    k = n - s
-    if math.comb(n, s) <= samples:
-        return np.array(list(itertools.combinations(range(n), k)), dtype=np.intp).reshape(-1, k)
-    runs = np.array([sorted(set(range(n)) - {(start + t) % n for t in range(s)})
-                     for start in range(n)], dtype=np.intp)
-    sample = random_sets(n, k, samples, np.random.default_rng(seed))
-    return np.unique(np.concatenate([runs, sample]), axis=0)
+    """Survivor sets of size ``n - s`` to check: all when there are at most ``samples``,
+    else every cyclic run of ``s`` stragglers plus ``samples`` seeded random sets."""
+    sets, _ = survivor_sets(n, n - s, systematic=False, exhaustive_limit=samples,
+                            samples=samples, rng=np.random.default_rng(seed))
+    return sets
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,8 +7,9 @@ master, passed as ``shuffle``):
   and will hold; every plan has the same cost interface (``master_bytes``,
   ``unicast_bytes``, ``coded_packets``, ``packet_count``);
 * ``send(shuffle, plan, planner, shares, new)``: carry it out, filling ``new``
-  (``{worker: {partition: future}}``) as it goes, so that a worker lost midway leaves the
-  others' deliveries in place;
+  (``{worker: {partition: future}}``) with what moves, as it goes, so that a worker lost
+  midway leaves the others' deliveries in place (what a worker already holds of its share
+  the session adds);
 * ``keep(shuffle, shares, new, delivered_by_segments)``: what each worker holds for the
   next epoch.
 
@@ -56,10 +57,6 @@ class WholePartitions:
                 self._send_one(shuffle, packet.parts[0], members, new)
             else:
                 self._send_coded(shuffle, packet, members, new)
-        for w in shuffle.workers:  # what a worker already holds of its share stays
-            for p in shares[w]:
-                if p not in new[w]:
-                    new[w][p] = shuffle.held[w][p]
 
     def _send_one(self, shuffle, p: int, members: list, new: dict) -> None:
         """Partition ``p`` to every worker of ``members``: from a peer (p2p, when one holds
@@ -121,10 +118,6 @@ class Segments:
     def send(self, shuffle, plan, planner, shares: dict, new: dict) -> None:
         shuffle.segments.deliver(plan, planner, shuffle.held, key=shuffle.prefix(), new=new,
                                  part_key=shuffle.part_key)
-        for w in shuffle.workers:
-            for p in shares[w]:
-                if p not in new[w]:
-                    new[w][p] = shuffle.held[w][p]
 
     def keep(self, shuffle, shares: dict, new: dict, delivered_by_segments: bool) -> None:
         """Each worker's share whole, and its slice store: updated by a segmented epoch,

@@ -250,6 +250,10 @@ class CodedShuffle:
                 plan, planner = delivery.plan(self, shares, planner)
                 cost += plan
                 delivery.send(self, plan, planner, shares, new)
+                for w in self.workers:  # what a worker already holds of its share stays
+                    for p in shares[w]:
+                        if p not in new[w]:
+                            new[w][p] = self.held[w][p]
                 if attempt == 0:
                     self._plan_ahead(shares)
             except (TimeoutError, OSError, KeyError):  # a scatter or RPC found its worker
