@@ -29,6 +29,15 @@ def _ref(value: Any) -> Any:
     return value
 
 
+class EncodeTask(Task):
+    """A task making a coded block: never fused into its product by dask's optimizer, so
+    the block keeps its own key, stays resident, and the next graph finds it in memory."""
+
+    @property
+    def block_fusion(self) -> bool:
+        return True
+
+
 def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int = 0) -> dict:
     """Tasks ``("coded-block-<token>", j, column)`` encoding coded block ``j`` from A's row
     chunk keys ``row_chunks`` (any row chunking: the kernel re-splits), and
@@ -36,11 +45,11 @@ def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int =
     refs = [_ref(key) for key in row_chunks]
     name = f"{BLOCK_PREFIX}{token}"
     tasks = {
-        (name, j, column): Task((name, j, column), encode_chunks, scheme, j, *refs)
+        (name, j, column): EncodeTask((name, j, column), encode_chunks, scheme, j, *refs)
         for j in range(scheme.n_blocks)
     }
     scales = (f"{SCALES_PREFIX}{token}", column)
-    tasks[scales] = Task(scales, row_scales, scheme, *refs)
+    tasks[scales] = EncodeTask(scales, row_scales, scheme, *refs)
     return tasks
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _logging
 from .errors import NonFiniteError
+from .resident import LOCAL
 from .schemes import Scheme
 from .schemes.gradient import weighted_sum
 
@@ -201,10 +202,16 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
     return decode_products(scheme, scales, *[done.get(j) for j in range(len(blocks))])
 
 
-def encode_and_race(scheme: Scheme, product, row_chunks: list, x) -> np.ndarray:
-    """Local first-k-of-n for a graph that encodes A in the call: encode, then race."""
+def encode_and_race(scheme: Scheme, product, row_chunks: list, x,
+                    remember: tuple | None = None) -> np.ndarray:
+    """Local first-k-of-n for a graph that encodes A in the call: encode, then race.
+    ``remember=(key, source)`` keeps the coded blocks in this process
+    (:data:`dask_coded.resident.LOCAL`) for the next graph."""
     A, bad, rows = set_aside(stack_rows(row_chunks))
     blocks = scheme.encode(A)
     if len(bad):
         blocks = [WithRows(block, bad, rows) for block in blocks]
-    return race_products(scheme, blocks, x, product, scheme.scales(A))
+    scales = scheme.scales(A)
+    if remember is not None:
+        LOCAL.remember(remember[0], remember[1], blocks, scales)
+    return race_products(scheme, blocks, x, product, scales)

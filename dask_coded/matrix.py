@@ -513,7 +513,8 @@ def release(A: Any, client: Any = None) -> int:
     """Drop the resident coded blocks of ``A``; returns how many encodings were dropped.
 
     ``A``: a :class:`CodedMatrix` (its blocks and its ``.T``'s), or a dask array: the
-    encodings :func:`encode` made of it and those ``coded_matmul`` made on the cluster.
+    encodings :func:`encode` made of it and those ``coded_matmul`` made on the cluster
+    and on the local scheduler.
     """
     if isinstance(A, CodedMatrix):
         A.release()
@@ -523,8 +524,9 @@ def release(A: Any, client: Any = None) -> int:
     mine = resident.encoded_from(A.name)
     for m in mine:
         m.release()
+    here = len(mine) + resident.LOCAL.release(source=A.name)
     client = client if client is not None else default_client()
     if client is None or client.asynchronous or client.status != "running":
-        return len(mine)
+        return here
     client.register_plugin(FirstKPlugin())
-    return len(mine) + int(client.sync(client.scheduler.coded_release, source=A.name))
+    return here + int(client.sync(client.scheduler.coded_release, source=A.name))

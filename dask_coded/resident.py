@@ -7,9 +7,15 @@ drops is no longer offered.
 
 from __future__ import annotations
 
+import threading
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+from dask.utils import parse_bytes
+
+from . import config
 
 from .schemes import Scheme
 
@@ -50,3 +56,59 @@ def snapshot(local: bool) -> dict[str, Resident]:
                 out[name] = Resident(m.scheme, m.shape, tuple(f.key for f in m.blocks),
                                      None if m.scales is None else m.scales.key)
     return out
+
+
+class LocalEncodings:
+    """Coded blocks the rewrite encoded on the local scheduler, kept in this process by
+    ``(token, column)`` so that the next graph multiplying the same dask array reuses them
+    (the local counterpart of the blocks the scheduler plugin keeps resident). Bounded by
+    ``coded.rewrite.max-resident`` bytes, least recently used dropped first."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict = OrderedDict()  # (token, column) -> (source, blocks, scales)
+        self._lock = threading.Lock()  # filled from the threads of the local scheduler
+
+    def get(self, key: tuple) -> tuple | None:
+        """``(blocks, scales)`` encoded under ``key``, or None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1], entry[2]
+
+    def remember(self, key: tuple, source: str, blocks: list, scales: Any) -> None:
+        """Keep ``blocks`` (encoded from dask array ``source``), dropping the least recently
+        used entries beyond ``coded.rewrite.max-resident``."""
+        limit = parse_bytes(config.get("rewrite.max-resident"))
+        with self._lock:
+            self._entries[key] = (source, list(blocks), scales)
+            self._entries.move_to_end(key)
+            while len(self._entries) > 1 and self._bytes() > limit:
+                self._entries.popitem(last=False)
+
+    def release(self, source: str | None = None, tokens=()) -> int:
+        """Drop the entries encoded from ``source`` or under ``tokens``; returns how many
+        encodings (tokens) went."""
+        with self._lock:
+            gone = [k for k, (src, _, _) in self._entries.items()
+                    if (source is not None and src == source) or k[0] in tokens]
+            for k in gone:
+                del self._entries[k]
+        return len({k[0] for k in gone})
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _bytes(self) -> int:
+        return sum(getattr(getattr(b, "coded", b), "nbytes", 0)
+                   for _, blocks, _ in self._entries.values() for b in blocks)
+
+
+#: the rewrite's encodings on the local scheduler, in this process
+LOCAL = LocalEncodings()

@@ -34,19 +34,21 @@ from dataclasses import dataclass
 
 import dask
 import numpy as np
-from dask._task_spec import List, Task, TaskRef
+from dask._task_spec import Alias, DataNode, GraphNode, List, Task, TaskRef
+from dask.utils import parse_bytes
 from dask.array.optimization import optimize as default_array_optimize
 from dask.array.routines import _matmul, _tensordot
 from dask.blockwise import Blockwise
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask.tokenize import tokenize
 
+from . import config
 from . import resident as residents
 from ._scheduler import FirstKPlugin
 from ._scheduler.state import REWRITES
 from .schemes.mds import code_for
 from .graph import encode_tasks, product_group
-from .keys import DECODE_PREFIX
+from .keys import DECODE_PREFIX, key_name
 from .kernels import encode_and_race, linear_product, take_rows, zero_rows
 from .resident import Resident
 from .schemes import MDSScheme, Scheme
@@ -75,10 +77,13 @@ class CodedOptimizer:
 
     def __init__(self, n: int, k: int, kind: str | None = None, local: bool = True,
                  resident: dict | None = None, uid: str | None = None, client=None,
-                 blocks_per_worker: int = 1):
+                 blocks_per_worker: int = 1, inline_bytes: int | None = None):
         code_for(n, k, blocks_per_worker, kind)  # refuse bad n, k, kind now, at the `with`
         self.n, self.k, self.kind, self.local = n, k, kind, local
         self.blocks_per_worker = blocks_per_worker
+        # read where the `with` runs, so the client's dask.config decides on the scheduler
+        self.inline_bytes = (parse_bytes(config.get("rewrite.inline-bytes"))
+                             if inline_bytes is None else inline_bytes)
         self.uid = uid or uuid.uuid4().hex
         self._resident = resident
         self._client = client
@@ -87,7 +92,7 @@ class CodedOptimizer:
         # pickled <=> shipped to a distributed scheduler: build the distributed form there
         return (CodedOptimizer,
                 (self.n, self.k, self.kind, False, self.resident(local=False), self.uid, None,
-                 self.blocks_per_worker))
+                 self.blocks_per_worker, self.inline_bytes))
 
     @property
     def rewrites(self) -> list[tuple]:
@@ -131,18 +136,21 @@ class CodedOptimizer:
                 scheme = MDSScheme(code, sum(match.rows), equilibrate=not self.local,
                                    blocks_per_worker=self.blocks_per_worker)
             token = tokenize(match.a, scheme) if res is None else None
-            layers[name] = MaterializedLayer(
-                self._coded_tasks(name, layer, match, scheme, res, token))
-            REWRITES.add(self.uid, (name, scheme.code.n, scheme.code.k, res is not None, token))
+            tasks, reused = self._coded_tasks(hlg, name, layer, match, scheme, res, token)
+            layers[name] = MaterializedLayer(tasks)
+            REWRITES.add(self.uid, (name, scheme.code.n, scheme.code.k, reused, token))
         if all(layers[n] is hlg.layers[n] for n in layers):
             return hlg
         return HighLevelGraph(layers, dict(hlg.dependencies))
 
-    def _coded_tasks(self, name: str, layer: Blockwise, m: _Match, scheme: Scheme,
-                     res: Resident | None, token: str | None) -> dict:
+    def _coded_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
+                     scheme: Scheme, res: Resident | None, token: str | None
+                     ) -> tuple[dict, bool]:
         """The layer's output keys, computed from coded tasks: per output block ``g``, a
         product group (its coded blocks resident, or encoded in this graph), then the
-        decoded rows cut back into the layer's row chunks."""
+        decoded rows cut back into the layer's row chunks. Also whether it reused coded
+        blocks (of :func:`dask_coded.encode`, or kept in this process by an earlier
+        graph on the local scheduler)."""
         func, kwargs = layer.task.func, dict(layer.task.kwargs)
         out = layer.output_indices
         contracted = m.a_ind[1]
@@ -150,6 +158,7 @@ class CodedOptimizer:
         dec = f"{DECODE_PREFIX}{tok}"
         offsets = list(itertools.accumulate(m.rows, initial=0))
         tasks: dict = {}
+        reused = res is not None
 
         def block_key(arr, ind, coord, row=None):
             nb = layer.numblocks[arr]
@@ -157,6 +166,9 @@ class CodedOptimizer:
                 0 if nb[ax] == 1 else (row if ix == out[0] else coord[ix])
                 for ax, ix in enumerate(ind)
             ])
+
+        def operand_of(key):
+            return _inlined(hlg, key, self.inline_bytes) or TaskRef(key)
 
         for g in itertools.product(*(range(layer.dims[i]) for i in out[1:])):
             coord = dict(zip(out[1:], g))
@@ -170,19 +182,23 @@ class CodedOptimizer:
                     tasks[key] = Task(key, zero_rows, TaskRef(first), offsets[i], offsets[i + 1])
                 continue
             if res is not None:
-                operand = List(*[TaskRef(block_key(m.b, m.b_ind, {**coord, contracted: c}))
+                operand = List(*[operand_of(block_key(m.b, m.b_ind, {**coord, contracted: c}))
                                  for c in range(layer.dims[contracted])])
                 product = functools.partial(linear_product, func, kwargs,
                                             b_axis=m.b_ind.index(contracted))
                 blocks, scales = res.blocks, res.scales
             else:
-                operand = TaskRef(block_key(m.b, m.b_ind, coord))
+                operand = operand_of(block_key(m.b, m.b_ind, coord))
                 product = functools.partial(linear_product, func, kwargs)
                 a_keys = [block_key(m.a, m.a_ind, coord, i) for i in range(len(m.rows))]
-                if self.local:
+                kept = residents.LOCAL.get((token, coord[contracted])) if self.local else None
+                if kept is not None:
+                    (blocks, scales), reused = kept, True
+                elif self.local:
                     blocks = None
                     tasks[dec_key] = Task(dec_key, encode_and_race, scheme, product,
-                                          List(*[TaskRef(a) for a in a_keys]), operand)
+                                          List(*[TaskRef(a) for a in a_keys]), operand,
+                                          ((token, coord[contracted]), m.a))
                 else:
                     # keys depend only on A and the code: the next graph reuses them
                     encoded = encode_tasks(scheme, token, a_keys, column=coord[contracted])
@@ -194,7 +210,45 @@ class CodedOptimizer:
             for i in range(len(m.rows)):
                 key = (name, i, *g)
                 tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])
-        return tasks
+        return tasks, reused
+
+
+def _inlined(hlg: HighLevelGraph, key, budget: int) -> GraphNode | None:
+    """``key``'s task with every task it depends on nested in it, when they bottom out in
+    data held in the graph of at most ``budget`` bytes (a numpy operand, sliced, reshaped
+    or rechunked by dask); else None (the operand is computed, or persisted, or too
+    large)."""
+    used = 0
+
+    def node(k, near):
+        nonlocal used
+        layer = near if near is not None and k in near else hlg.layers.get(key_name(k))
+        if layer is None or k not in layer:
+            return None
+        value = layer[k]
+        if isinstance(value, np.ndarray):
+            value = DataNode(k, value)
+        if isinstance(value, DataNode):
+            used += getattr(value.value, "nbytes", budget + 1)
+            return value if used <= budget else None
+        if isinstance(value, Alias):
+            target = node(value.target, layer)
+            return None if target is None else Task(k, _identity, target)
+        if not isinstance(value, Task):
+            return None
+        subs = {}
+        for dep in value.dependencies:
+            sub = node(dep, layer)
+            if sub is None:
+                return None
+            subs[dep] = sub
+        return value.substitute(subs)
+
+    return node(key, None)
+
+
+def _identity(value):
+    return value
 
 
 def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
@@ -273,6 +327,8 @@ def coded_matmul(n: int, k: int, kind: str | None = None,
         with dask.config.set(array_optimize=optimizer):
             yield optimizer
     finally:
-        if sync and not keep and client.status == "running":
+        if not keep:
             tokens = [r[4] for r in optimizer.rewrites if r[4] is not None]
-            client.sync(client.scheduler.coded_release, tokens=tokens)
+            residents.LOCAL.release(tokens=tokens)
+            if sync and client.status == "running":
+                client.sync(client.scheduler.coded_release, tokens=tokens)

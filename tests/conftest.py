@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Deterministic property tests: the same examples on every run and in CI.
@@ -11,3 +12,13 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("dask_coded")
+
+
+@pytest.fixture(autouse=True)
+def _no_local_encodings_between_tests():
+    """The rewrite's local encodings live in the process: each test starts without any."""
+    from dask_coded.resident import LOCAL
+
+    LOCAL.clear()
+    yield
+    LOCAL.clear()

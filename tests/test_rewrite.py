@@ -13,6 +13,7 @@ from dask.array.routines import _matmul, _tensordot
 from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
+from dask_coded.keys import is_block, threshold_of
 from dask_coded.rewrite import CodedOptimizer
 
 VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
@@ -66,6 +67,37 @@ def test_local_results_equal_numpy(scheduler, dtype):
     assert len(opt.rewrites) >= len(cases())
 
 
+def test_local_rewrite_encodes_once_and_releases():
+    """On the local scheduler too, a loop of plain ``A @ x`` encodes A in its first call
+    only: later graphs carry the kept coded blocks and no longer compute A."""
+    from dask_coded.resident import LOCAL
+
+    An, _, _, _, _, _ = operands()
+    computed = []
+
+    def chunk(block):
+        if block.size:  # not dask's meta probe
+            computed.append(1)
+        return block
+
+    A = da.from_array(An, chunks=(4, 3)).map_blocks(chunk, dtype=An.dtype)
+    rng = np.random.default_rng(3)
+    with dc.coded_matmul(n=5, k=3, keep=True) as opt:
+        for i in range(3):
+            xn = rng.standard_normal(6)
+            np.testing.assert_allclose((A @ xn).compute(scheduler="threads"), An @ xn,
+                                       rtol=1e-10)
+            if i == 0:
+                assert len(computed) == 6  # 3 row chunks x 2 column chunks, once
+    assert len(computed) == 6
+    assert [r[3] for r in opt.rewrites] == [False, True, True]
+    assert len(LOCAL) == 2  # one encoding per column block of A
+    assert dc.release(A) == 1 and len(LOCAL) == 0
+    with dc.coded_matmul(n=5, k=3, keep=False):
+        (A @ xn).compute(scheduler="sync")
+    assert len(LOCAL) == 0 and len(computed) == 12
+
+
 def test_local_rewrite_races_past_a_straggler():
     _, _, _, A, x, _ = operands()
     with dc.coded_matmul(n=5, k=3), dc.local_stragglers(dc.SlowWorkers({"1": 3.0})):
@@ -92,6 +124,28 @@ def test_graphs_without_codable_products_are_untouched():
     plain = (objects @ x.astype(object)).compute()
     with dc.coded_matmul(5, 3):
         np.testing.assert_array_equal((objects @ x.astype(object)).compute(), plain)
+
+
+@pytest.mark.parametrize("budget, embedded", [(None, True), (0, False)])
+def test_a_numpy_operand_is_embedded_in_the_products(budget, embedded):
+    """On distributed, ``A @ x`` with a numpy x runs its products at once: x (sliced and
+    reshaped by dask) is nested in each product task, not a task the products wait for;
+    beyond ``inline-bytes`` it stays a task. The coded blocks are never fused into the
+    products, so they keep the keys the next graph finds resident."""
+    An, xn, _, A, _, _ = operands()
+    expr = A @ xn
+    opt = CodedOptimizer(5, 3, local=False, resident={}, inline_bytes=budget)
+    graph = opt(expr.__dask_graph__(), expr.__dask_keys__())
+    products = [t for k, t in graph.items() if threshold_of(k) is not None]
+    blocks = [k for k in graph if is_block(k)]
+    columns = A.numblocks[1]  # one code per column block of A
+    assert len(products) == len(blocks) == 5 * columns
+    for task in products:
+        assert all(is_block(d) for d in task.dependencies) is embedded
+    x_tasks = set().union(*(t.dependencies for t in products)) - set(blocks)
+    assert len(x_tasks) == (0 if embedded else columns)
+    got = dask.get(graph, expr.__dask_keys__())
+    np.testing.assert_allclose(np.concatenate(got), An @ xn, rtol=1e-10)
 
 
 def test_bad_parameters_fail_at_the_with():
