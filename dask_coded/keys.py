@@ -8,6 +8,9 @@ straggler injection (:mod:`dask_coded.stragglers.inject`).
   array encoded inside a rewritten graph; ``<token>`` depends only on the array's name and
   the scheme, so the next graph that multiplies the same array names the same blocks. The
   plugin pins ``j = 0..`` to distinct workers and keeps them resident;
+* ``("coded-block-call-<token>", w)``: worker ``w``'s encoded operands of one call of
+  :func:`dask_coded.matmul` on dask arrays: pinned to distinct workers like the others,
+  released with the call (not kept resident);
 * ``("coded-prod-t<threshold>-<token>", *out, j)``: product ``j`` of a product group; the
   plugin reads the group's threshold (how many finished products its decode needs) from
   the name and pins the task where its coded block lives;
@@ -25,6 +28,7 @@ from __future__ import annotations
 import re
 
 BLOCK_PREFIX = "coded-block-"
+CALL_BLOCK_PREFIX = "coded-block-call-"
 PRODUCT_PREFIX = "coded-prod-"
 DECODE_PREFIX = "coded-dec-"
 SCALES_PREFIX = "coded-scales-"
@@ -55,6 +59,11 @@ def product_index(key) -> int:
 def is_block(key) -> bool:
     """A resident coded block (from :func:`dask_coded.encode`)."""
     return key_name(key).startswith(BLOCK_PREFIX)
+
+
+def is_call_block(key) -> bool:
+    """A block encoded for one call only (pinned, not kept resident)."""
+    return key_name(key).startswith(CALL_BLOCK_PREFIX)
 
 
 def is_scales(key) -> bool:

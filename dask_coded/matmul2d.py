@@ -1,11 +1,19 @@
 """``dc.matmul(A, B)``: a coded ``A @ B`` that encodes both operands (polynomial, MatDot).
 
-Each worker receives only its encoded operands (its pieces of A and of B, encoded here and
-sent in the task that pins them there like a coded block: ``("coded-block-<token>", w)``
-holds the pair), runs one product, and the decode interpolates ``A @ B`` from the first
+Each worker holds only its *encoded operands* (a combination of A's pieces and one of
+B's), runs one product, and the decode interpolates ``A @ B`` from the first
 ``threshold`` products (:class:`~dask_coded.schemes.polynomial.PolynomialScheme`; the same
 scheduler plugin as ``CA @ x``: stragglers released, up to ``n - threshold`` lost workers
-tolerated, a lost worker's pair rebuilt elsewhere).
+tolerated, a lost worker's pair rebuilt elsewhere). Where the operands are decides where
+they are encoded:
+
+* numpy operands (on the client) are encoded here, and each worker's pair travels inside
+  the task that pins it there (``("coded-block-<token>", w)``): a worker receives
+  ``|A| / m + |B| / p``;
+* dask operands (on the workers) are encoded on the workers, in the graph: task
+  ``("coded-block-call-<token>", w)`` gathers A's and B's chunks and encodes worker
+  ``w``'s pair where it is pinned, so nothing passes through the client; each encoding
+  worker receives all of A and B (every encoded piece mixes all of them).
 """
 
 from __future__ import annotations
@@ -18,13 +26,14 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+from dask._task_spec import List, Task, TaskRef
 from dask.highlevelgraph import HighLevelGraph
 from distributed import wait
 
 from ._scheduler import FirstKPlugin
 from .errors import CodedError, NonFiniteError, TooFewWorkersError
 from .graph import product_group
-from .keys import BLOCK_PREFIX, DECODE_PREFIX
+from .keys import BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX
 from .matrix import as_matrix, encode, pick_workers
 from .schemes.polynomial import PolynomialScheme, coded_product
 from .workers import default_client
@@ -81,13 +90,42 @@ def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarra
     return coded_product(*pair)
 
 
+def _require_finite(X: np.ndarray, name: str) -> None:
+    if not np.isfinite(X).all():
+        raise NonFiniteError(f"{name} contains NaN or Inf; every coded product would carry it")
+
+
 def _operand(X: Any, name: str) -> np.ndarray:
     """``X`` as a finite real 2-D numpy array (a dask array is computed)."""
     X = as_matrix(X, name)
     X = np.asarray(X.compute() if isinstance(X, da.Array) else X)
-    if not np.isfinite(X).all():
-        raise NonFiniteError(f"{name} contains NaN or Inf; every coded product would carry it")
+    _require_finite(X, name)
     return X
+
+
+def encode_pair(code: PolynomialScheme, w: int, a_chunks: list, b_chunks: list
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Worker ``w``'s encoded operands from A's and B's chunk grids (lists of rows of
+    chunks): ``(sum_i a_wi A_i, sum_j b_wj B_j)`` over the scheme's pieces."""
+    A, B = np.block(a_chunks), np.block(b_chunks)
+    _require_finite(A, "A")
+    _require_finite(B, "B")
+    a_blocks, b_blocks = code.blocks_of(A, B)
+    return code.encode_operand(w, a_blocks, "a"), code.encode_operand(w, b_blocks, "b")
+
+
+def _grid(X: da.Array) -> List:
+    """``X``'s chunk keys as a graph list of rows of chunks (what ``np.block`` takes)."""
+    return List(*[List(*[TaskRef(key) for key in row]) for row in X.__dask_keys__()])
+
+
+def pair_tasks(code: PolynomialScheme, A: da.Array, B: da.Array, token: str) -> dict:
+    """Tasks ``("coded-block-call-<token>", w)``, worker ``w``'s encoded pair, computed
+    from the chunks of dask arrays ``A`` and ``B`` where the plugin pins it."""
+    name = f"{CALL_BLOCK_PREFIX}{token}"
+    a, b = _grid(A), _grid(B)
+    return {(name, w): Task((name, w), encode_pair, code, w, a, b)
+            for w in range(code.n_blocks)}
 
 
 def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2, 2), *,
@@ -112,12 +150,18 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
         else roots of unity (complex: twice the bytes, four real products per product).
     client : distributed.Client, optional
         Default: the current client; without one the products race in threads here.
+        Numpy operands are encoded here and sent to the workers (a synchronous client);
+        dask operands are encoded on the workers, in the graph (with an asynchronous
+        client, register :class:`~dask_coded.FirstKPlugin` first).
 
     Returns
     -------
     dask.array.Array
         Equal to ``A @ B`` (one chunk), from the first ``threshold`` products.
     """
+    client = client if client is not None else default_client()
+    if client is not None and (isinstance(A, da.Array) or isinstance(B, da.Array)):
+        return _matmul_on_workers(A, B, n, scheme, splits, points, client)
     A, B = _operand(A, "A"), _operand(B, "B")
     if scheme == "auto":
         plan = plan_matmul(A.shape, B.shape, n)
@@ -127,7 +171,6 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
         scheme, splits = plan.scheme, plan.splits
     code = PolynomialScheme(n, scheme, splits, A.shape, B.shape, points)
     a_blocks, b_blocks = code.blocks_of(A, B)
-    client = client if client is not None else default_client()
     token = uuid.uuid4().hex[:16]
     name = f"{DECODE_PREFIX}{token}"
     if client is None:
@@ -146,15 +189,45 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
     return da.Array(graph, name, ((shape[0],), (shape[1],)), dtype=np.float64)
 
 
+def _matmul_on_workers(A: Any, B: Any, n: int, scheme: str, splits: Any, points: str,
+                       client) -> da.Array:
+    """``dc.matmul`` of dask operands: encoded on the workers, in the graph."""
+    A, B = as_matrix(A, "A"), as_matrix(B, "B")
+    A, B = (X if isinstance(X, da.Array) else da.from_array(X) for X in (A, B))
+    if scheme == "auto":
+        plan = plan_matmul(A.shape, B.shape, n)
+        logger.info("dask_coded.matmul: %r", plan)
+        if plan.scheme == "mds":
+            return encode(A, n, plan.threshold, client=client) @ B
+        scheme, splits = plan.scheme, plan.splits
+    code = PolynomialScheme(n, scheme, splits, A.shape, B.shape, points)
+    if not client.asynchronous:  # an asynchronous caller registers FirstKPlugin itself
+        _require_workers(client, n)
+        client.register_plugin(FirstKPlugin())
+    token = uuid.uuid4().hex[:16]
+    name = f"{DECODE_PREFIX}{token}"
+    tasks = pair_tasks(code, A, B, token)
+    tasks.update(product_group(code, token, list(tasks), None, (name, 0, 0),
+                               product=pair_product))
+    graph = HighLevelGraph.from_collections(name, tasks, dependencies=[A, B])
+    shape = (A.shape[0], B.shape[1])
+    return da.Array(graph, name, ((shape[0],), (shape[1],)), dtype=np.float64)
+
+
+def _require_workers(client, n: int) -> list[str]:
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    if len(workers) < n:
+        raise TooFewWorkersError(f"dc.matmul on n={n} workers needs n workers; "
+                                 f"the cluster has {len(workers)}")
+    return workers
+
+
 def _place(client, code: PolynomialScheme, a_blocks, b_blocks, token: str) -> list:
     """Send each worker its two encoded operands and pin the pair there; returns the
     futures. The operands travel inside the pair's task (not scattered): a lost worker's
     pair can then be rebuilt elsewhere, where scattered data would be gone with it."""
     client.register_plugin(FirstKPlugin())
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-    if len(workers) < code.n_blocks:
-        raise TooFewWorkersError(f"dc.matmul on n={code.n_blocks} workers needs n workers; "
-                                 f"the cluster has {len(workers)}")
+    workers = _require_workers(client, code.n_blocks)
     placement = code.placement(pick_workers(workers, code.n_blocks, False))
     pairs = []
     with warnings.catch_warnings():

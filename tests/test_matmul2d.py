@@ -1,10 +1,18 @@
 """dc.matmul: both operands encoded, on the local scheduler and on a cluster."""
 
+import asyncio
+
+import dask.array as da
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
+import dask_coded.keys
+
+VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
 
 
 def operands(seed=0):
@@ -74,3 +82,56 @@ def test_losing_up_to_n_minus_threshold_workers_still_decodes():
         for name in list(cluster.workers)[:2]:
             client.sync(cluster.workers[name].close)
         np.testing.assert_allclose(C.compute(), A @ B, atol=1e-10)
+
+
+# ---- dask operands: encoded on the workers ---------------------------------------------
+
+SIX = [("127.0.0.1", 1)] * 6
+
+
+@pytest.mark.parametrize("scheme, splits", [("polynomial", (2, 2)), ("matdot", 2)])
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_dask_operands_are_encoded_on_distinct_workers_and_not_kept(
+        c, s, *workers, scheme, splits):
+    """Dask operands never pass through the client: each worker's pair is encoded where it
+    is pinned (six distinct workers), the slow worker is left out, and once the call is
+    done nothing of it stays (no resident blocks, no tracked state)."""
+    An, Bn = operands(4)
+    A = da.from_array(An, chunks=(50, 20))  # uneven chunks: 50, 50, 20 by 20, 20, 10
+    B = da.from_array(Bn, chunks=(25, 40))
+    await c.register_plugin(dc.FirstKPlugin())
+    slow = str(workers[5].name)
+    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(seconds={slow: 30.0}),
+                                               match=("coded-prod",), interruptible=True))
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    C = dc.matmul(A, B, 6, scheme, splits, client=c)
+    placed = {}
+
+    def watch(key, start, finish, *args, **kwargs):
+        if finish == "memory" and dc.keys.is_call_block(key):
+            placed[key[1]] = kwargs.get("worker")
+
+    s.add_plugin(name="watch", plugin=type("Watch", (SchedulerPlugin,), {
+        "transition": lambda self, *a, **kw: watch(*a, **kw)})())
+    got = await c.compute(C)
+    np.testing.assert_allclose(got, An @ Bn, atol=1e-10)
+    # the pairs that were needed, each on its own worker (the slow worker's may be
+    # released before it is made)
+    assert len(placed) >= 3 and len(set(placed.values())) == len(placed)
+    assert plugin.stats["released"] >= 1  # the slow worker's product
+    del got, C
+    for _ in range(100):
+        if not any(plugin.tracked().values()):
+            break
+        await asyncio.sleep(0.02)
+    assert plugin.tracked() == dict.fromkeys(plugin.tracked(), 0)
+    assert plugin.resident == {}
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_a_nan_in_a_dask_operand_fails_the_call_naming_it(c, s, *workers):
+    An, Bn = operands(5)
+    Bn[7, 3] = np.inf
+    C = dc.matmul(da.from_array(An, chunks=40), da.from_array(Bn, chunks=30), 6, client=c)
+    with pytest.raises(dc.NonFiniteError, match="B contains NaN or Inf"):
+        await c.compute(C)

@@ -36,7 +36,9 @@ from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .. import config
-from ..keys import is_block, is_scales, key_name, product_index, threshold_of, token_of
+from ..keys import (
+    is_block, is_call_block, is_scales, key_name, product_index, threshold_of, token_of,
+)
 from .state import (
     REWRITES,
     CodedBlock,
@@ -131,9 +133,11 @@ class FirstKPlugin(SchedulerPlugin):
                 continue
             if is_block(key) and key not in self.blocks:
                 if not ts.worker_restrictions and live:
-                    # encoded in a rewritten graph: one block per worker, kept resident
+                    # encoded in a graph: one block per worker, kept resident unless it
+                    # serves one call only
                     spread[key] = live[int(key[1]) % len(live)]
-                    resident.append(ts)
+                    if not is_call_block(key):
+                        resident.append(ts)
                 worker = spread.get(key) or next(iter(ts.worker_restrictions or ()), None)
                 self.blocks[key] = CodedBlock(key, (key_name(key), *key[2:]), worker)
             elif is_scales(key) and len(key) > 1 and any(
