@@ -32,7 +32,8 @@ from distributed import wait
 
 from ._scheduler import FirstKPlugin
 from .errors import CodedError, NonFiniteError, TooFewWorkersError
-from .graph import product_group
+from .graph import EncodeTask, product_group
+from .kernels import race_products
 from .keys import BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX
 from .matrix import as_matrix, encode, pick_workers
 from .schemes.polynomial import PolynomialScheme, coded_product
@@ -114,18 +115,33 @@ def encode_pair(code: PolynomialScheme, w: int, a_chunks: list, b_chunks: list
     return code.encode_operand(w, a_blocks, "a"), code.encode_operand(w, b_blocks, "b")
 
 
-def _grid(X: da.Array) -> List:
-    """``X``'s chunk keys as a graph list of rows of chunks (what ``np.block`` takes)."""
-    return List(*[List(*[TaskRef(key) for key in row]) for row in X.__dask_keys__()])
+def encode_pairs_and_race(code: PolynomialScheme, a_chunks: list, b_chunks: list
+                          ) -> np.ndarray:
+    """Local first-threshold-of-n of ``A @ B``: encode every pair, race their products."""
+    pairs = [encode_pair(code, w, a_chunks, b_chunks) for w in range(code.n_blocks)]
+    return race_products(code, pairs, None, pair_product)
 
 
-def pair_tasks(code: PolynomialScheme, A: da.Array, B: da.Array, token: str) -> dict:
-    """Tasks ``("coded-block-call-<token>", w)``, worker ``w``'s encoded pair, computed
-    from the chunks of dask arrays ``A`` and ``B`` where the plugin pins it."""
+def grid(keys) -> List:
+    """Chunk keys (a nested list, rows of chunks) as a graph list ``np.block`` takes."""
+    return List(*[List(*[TaskRef(key) for key in row]) for row in keys])
+
+
+def coded_pair_tasks(code: PolynomialScheme, a_keys, b_keys, token: str, decode_key,
+                     local: bool = False) -> dict:
+    """``decode_key = A @ B`` from A's and B's chunk keys (nested lists, rows of chunks):
+    on a cluster, tasks ``("coded-block-call-<token>", w)`` encode worker ``w``'s pair where
+    the plugin pins it, then the product group; locally, one task that races the
+    products in threads."""
+    a, b = grid(a_keys), grid(b_keys)
+    if local:
+        return {decode_key: Task(decode_key, encode_pairs_and_race, code, a, b)}
     name = f"{CALL_BLOCK_PREFIX}{token}"
-    a, b = _grid(A), _grid(B)
-    return {(name, w): Task((name, w), encode_pair, code, w, a, b)
-            for w in range(code.n_blocks)}
+    tasks = {(name, w): EncodeTask((name, w), encode_pair, code, w, a, b)
+             for w in range(code.n_blocks)}
+    tasks.update(product_group(code, token, list(tasks), None, decode_key,
+                               product=pair_product))
+    return tasks
 
 
 def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2, 2), *,
@@ -206,9 +222,7 @@ def _matmul_on_workers(A: Any, B: Any, n: int, scheme: str, splits: Any, points:
         client.register_plugin(FirstKPlugin())
     token = uuid.uuid4().hex[:16]
     name = f"{DECODE_PREFIX}{token}"
-    tasks = pair_tasks(code, A, B, token)
-    tasks.update(product_group(code, token, list(tasks), None, (name, 0, 0),
-                               product=pair_product))
+    tasks = coded_pair_tasks(code, A.__dask_keys__(), B.__dask_keys__(), token, (name, 0, 0))
     graph = HighLevelGraph.from_collections(name, tasks, dependencies=[A, B])
     shape = (A.shape[0], B.shape[1])
     return da.Array(graph, name, ((shape[0],), (shape[1],)), dtype=np.float64)

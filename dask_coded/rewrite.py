@@ -31,6 +31,7 @@ import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 import numpy as np
@@ -47,14 +48,18 @@ from . import resident as residents
 from ._scheduler import FirstKPlugin
 from ._scheduler.state import REWRITES
 from .schemes.mds import code_for
+from .errors import CodeParameterError
 from .graph import encode_tasks, product_group
+from .matmul2d import coded_pair_tasks, plan_matmul
 from .keys import DECODE_PREFIX, key_name
 from .kernels import encode_and_race, linear_product, take_rows, zero_rows
 from .resident import Resident
 from .schemes import MDSScheme, Scheme
+from .schemes.polynomial import PolynomialScheme
 from .workers import default_client
 
 LINEAR_IN_A = (_matmul, _tensordot)
+SCHEMES_2D = ("polynomial", "matdot", "auto")
 
 
 @dataclass(frozen=True)
@@ -75,10 +80,22 @@ class CodedOptimizer:
     each layer it rewrote, wherever it ran (on ``distributed``, in the scheduler).
     """
 
-    def __init__(self, n: int, k: int, kind: str | None = None, local: bool = True,
+    def __init__(self, n: int, k: int | None, kind: str | None = None, local: bool = True,
                  resident: dict | None = None, uid: str | None = None, client=None,
-                 blocks_per_worker: int = 1, inline_bytes: int | None = None):
-        code_for(n, k, blocks_per_worker, kind)  # refuse bad n, k, kind now, at the `with`
+                 blocks_per_worker: int = 1, inline_bytes: int | None = None,
+                 scheme: str = "mds", splits: Any = None, points: str = "auto"):
+        # refuse bad parameters now, at the `with`
+        if scheme not in SCHEMES_2D + ("mds",):
+            raise CodeParameterError(f"scheme must be one of {('mds',) + SCHEMES_2D}, got "
+                                     f"{scheme!r}")
+        if k is None and scheme in ("mds", "auto"):
+            raise CodeParameterError(f"scheme={scheme!r} needs k, the products an MDS "
+                                     f"decode waits for")
+        if k is not None:
+            code_for(n, k, blocks_per_worker, kind)
+        if scheme in ("polynomial", "matdot"):
+            PolynomialScheme(n, scheme, splits, (1, 1), (1, 1), points)
+        self.scheme, self.splits, self.points = scheme, splits, points
         self.n, self.k, self.kind, self.local = n, k, kind, local
         self.blocks_per_worker = blocks_per_worker
         # read where the `with` runs, so the client's dask.config decides on the scheduler
@@ -92,7 +109,8 @@ class CodedOptimizer:
         # pickled <=> shipped to a distributed scheduler: build the distributed form there
         return (CodedOptimizer,
                 (self.n, self.k, self.kind, False, self.resident(local=False), self.uid, None,
-                 self.blocks_per_worker, self.inline_bytes))
+                 self.blocks_per_worker, self.inline_bytes, self.scheme, self.splits,
+                 self.points))
 
     @property
     def rewrites(self) -> list[tuple]:
@@ -124,6 +142,13 @@ class CodedOptimizer:
             match = _codable(hlg, layer)
             if match is None:
                 continue
+            code2d = self._two_sided(hlg, match)
+            if code2d is not None:
+                layers[name] = MaterializedLayer(self._pair_tasks(hlg, name, layer, match, code2d))
+                REWRITES.add(self.uid, (name, self.n, code2d.threshold, False, None))
+                continue
+            if self.k is None:
+                continue  # no 1-D code asked for: a matrix-vector product stays plain
             res = resident.get(match.a)
             if res is not None and res.shape != (sum(match.rows), res.shape[1]):
                 res = None
@@ -142,6 +167,51 @@ class CodedOptimizer:
         if all(layers[n] is hlg.layers[n] for n in layers):
             return hlg
         return HighLevelGraph(layers, dict(hlg.dependencies))
+
+    def _two_sided(self, hlg: HighLevelGraph, m: _Match) -> PolynomialScheme | None:
+        """The 2-D code for layer ``m`` when one was asked for and its right operand is a
+        matrix (more than one column); None for the 1-D MDS path (or ``"auto"`` choosing
+        it by :func:`~dask_coded.matmul2d.plan_matmul`)."""
+        if self.scheme == "mds" or len(m.b_ind) != 2 or m.b_ind[0] != m.a_ind[1]:
+            return None
+        b_chunks = (hlg.layers[m.b].collection_annotations or {}).get("chunks")
+        a_chunks = (hlg.layers[m.a].collection_annotations or {}).get("chunks")
+        if b_chunks is None or a_chunks is None or sum(b_chunks[1]) < 2:
+            return None
+        shape_a = (sum(a_chunks[0]), sum(a_chunks[1]))
+        shape_b = (sum(b_chunks[0]), sum(b_chunks[1]))
+        scheme, splits = self.scheme, self.splits
+        if scheme == "auto":
+            plan = plan_matmul(shape_a, shape_b, self.n)
+            if plan.scheme == "mds":
+                return None
+            scheme, splits = plan.scheme, plan.splits
+        return PolynomialScheme(self.n, scheme, splits, shape_a, shape_b, self.points)
+
+    def _pair_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
+                    code: PolynomialScheme) -> dict:
+        """The layer's output keys from a 2-D code: both operands' chunks encoded into
+        ``n`` pairs, one product each, the decode of ``C = A @ B``, then each output block
+        cut from ``C`` (blocks along the contracted axis other than the first are zeros:
+        ``C`` already holds the whole contraction)."""
+        out = layer.output_indices
+        tok = tokenize(name, code)
+        dec_key = (f"{DECODE_PREFIX}{tok}", 0)
+        a_nb, b_nb = layer.numblocks[m.a], layer.numblocks[m.b]
+        a_keys = [[(m.a, i, c) for c in range(a_nb[1])] for i in range(a_nb[0])]
+        b_keys = [[(m.b, c, j) for j in range(b_nb[1])] for c in range(b_nb[0])]
+        tasks = coded_pair_tasks(code, a_keys, b_keys, tok, dec_key, local=self.local)
+        rows = list(itertools.accumulate(m.rows, initial=0))
+        cols = list(itertools.accumulate(
+            hlg.layers[m.b].collection_annotations["chunks"][1], initial=0))
+        where = out.index(m.a_ind[1])
+        for g in itertools.product(*(range(layer.dims[i]) for i in out)):
+            coord = dict(zip(out, g))
+            i, c, j = coord[m.a_ind[0]], coord[m.a_ind[1]], coord[m.b_ind[1]]
+            key = (name, *g)
+            tasks[key] = Task(key, take_block, TaskRef(dec_key), rows[i], rows[i + 1],
+                              cols[j], cols[j + 1], where, c == 0)
+        return tasks
 
     def _coded_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
                      scheme: Scheme, res: Resident | None, token: str | None
@@ -211,6 +281,15 @@ class CodedOptimizer:
                 key = (name, i, *g)
                 tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])
         return tasks, reused
+
+
+def take_block(decoded: np.ndarray, r0: int, r1: int, c0: int, c1: int, axis: int,
+               first: bool) -> np.ndarray:
+    """Block ``[r0:r1, c0:c1]`` of ``C = A @ B`` shaped as the product layer's output
+    (the contracted axis kept, at ``axis``); zeros for a contracted block after the
+    first."""
+    block = np.expand_dims(decoded[r0:r1, c0:c1], axis)
+    return block if first else np.zeros_like(block)
 
 
 def _inlined(hlg: HighLevelGraph, key, budget: int) -> GraphNode | None:
@@ -287,15 +366,17 @@ def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
 
 
 @contextlib.contextmanager
-def coded_matmul(n: int, k: int, kind: str | None = None,
-                 keep: bool = True, blocks_per_worker: int = 1) -> Iterator[CodedOptimizer]:
+def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
+                 keep: bool = True, blocks_per_worker: int = 1, *, scheme: str = "mds",
+                 splits: Any = None, points: str = "auto") -> Iterator[CodedOptimizer]:
     """Run plain dask matrix products coded, inside a ``with`` block.
 
     Parameters
     ----------
     n, k : int
         The (n, k) code for arrays encoded in the graph; arrays encoded with
-        :func:`dask_coded.encode` keep their own code and resident blocks.
+        :func:`dask_coded.encode` keep their own code and resident blocks. ``k`` may be
+        left out with a 2-D ``scheme`` (matrix-vector products then stay plain).
     kind : str, optional
         Code family (default ``coded.code-kind``).
     keep : bool
@@ -305,6 +386,15 @@ def coded_matmul(n: int, k: int, kind: str | None = None,
     blocks_per_worker : int
         Coded blocks per worker for arrays encoded in the graph (see
         :func:`dask_coded.encode`).
+    scheme : {"mds", "polynomial", "matdot", "auto"}
+        ``"mds"``: A encoded (the resident 1-D code above). The others apply to products
+        whose right operand is a matrix (more than one column): both operands are
+        encoded in each call, on the workers, as :func:`dask_coded.matmul` does with
+        ``splits`` and ``points``; ``"auto"`` chooses per product by
+        :func:`~dask_coded.plan_matmul` (1-D MDS with ``k`` when it sends the fewest
+        bytes).
+    splits, points
+        For the 2-D schemes (see :func:`dask_coded.matmul`).
 
     Yields
     ------
@@ -316,11 +406,14 @@ def coded_matmul(n: int, k: int, kind: str | None = None,
     --------
     >>> with dask_coded.coded_matmul(n=12, k=9):       # doctest: +SKIP
     ...     (A @ x).sum().compute()
+    >>> with dask_coded.coded_matmul(n=12, scheme="polynomial", splits=(3, 3)):  # doctest: +SKIP
+    ...     (A @ B).compute()
     """
     client = default_client()
     sync = client is not None and not client.asynchronous
     optimizer = CodedOptimizer(n, k, kind, client=client if sync else None,
-                               blocks_per_worker=blocks_per_worker)
+                               blocks_per_worker=blocks_per_worker, scheme=scheme,
+                               splits=splits, points=points)
     if sync:
         client.register_plugin(FirstKPlugin())
     try:

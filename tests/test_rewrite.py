@@ -374,3 +374,50 @@ async def test_resident_blocks_go_with_the_last_client(s, *workers):
     while any(str(k[0]).startswith("coded-block-") for k in s.tasks if isinstance(k, tuple)):
         await asyncio.sleep(0.01)  # released and forgotten once the last client left
     assert not plugin.resident
+
+
+# ---- A @ B with both operands encoded ---------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme, splits", [("polynomial", (2, 2)), ("matdot", 2)])
+def test_local_two_sided_rewrite_matches_numpy(scheme, splits):
+    An, xn, Bn, A, x, B = operands()
+    with dc.coded_matmul(n=6, scheme=scheme, splits=splits) as opt:
+        for label, expr, want in cases():
+            got = expr.compute(scheduler="threads")
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, err_msg=label)
+    threshold = 4 if scheme == "polynomial" else 3
+    # matrix-matrix layers coded by the 2-D scheme; matrix-vector ones left plain (no k)
+    assert opt.rewrites and {r[1:3] for r in opt.rewrites} == {(6, threshold)}
+
+
+def test_two_sided_parameters_fail_at_the_with():
+    with pytest.raises(dc.CodeParameterError, match="more than n=4"):
+        with dc.coded_matmul(n=4, scheme="polynomial", splits=(3, 2)):
+            pass
+    with pytest.raises(dc.CodeParameterError, match="needs k"):
+        with dc.coded_matmul(n=4, scheme="auto"):
+            pass
+    with pytest.raises(dc.CodeParameterError, match="scheme must be one of"):
+        with dc.coded_matmul(n=4, k=2, scheme="entangled"):
+            pass
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_distributed_two_sided_rewrite_leaves_the_slow_worker_out(c, s, *workers):
+    """Plain ``A @ B`` of two dask arrays under ``scheme="polynomial"``: each call encodes
+    both operands on the workers, decodes from the first 4 of 6 products, and keeps
+    nothing resident after it."""
+    await c.register_plugin(dc.FirstKPlugin())
+    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(workers[2].name): 30.0}),
+                                               match=("coded-prod",), interruptible=True))
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    rng = np.random.default_rng(6)
+    An, Bn = rng.standard_normal((90, 40)), rng.standard_normal((40, 70))
+    A, B = da.from_array(An, chunks=(30, 20)), da.from_array(Bn, chunks=(20, 35))
+    with dc.coded_matmul(6, scheme="polynomial", splits=(2, 2)):
+        for _ in range(2):
+            got = await c.compute(A @ B)
+            np.testing.assert_allclose(got, An @ Bn, atol=1e-9)
+    assert plugin.stats["released"] >= 2, plugin.stats  # the slow worker's, each call
+    assert plugin.resident == {}

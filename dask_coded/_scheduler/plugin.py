@@ -196,6 +196,9 @@ class FirstKPlugin(SchedulerPlugin):
             dts = self.scheduler.tasks.get(dep)
             if dts is not None and dts not in ts.dependencies:
                 ts.add_dependency(dts)
+        group = self.groups.get(ts.key)
+        if group is not None:  # a new race: it starts again at the threshold
+            group.started = False
         self.stats["restored"] += 1
 
     def _check_groups(self, decodes, stimulus_id: str) -> None:
