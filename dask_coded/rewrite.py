@@ -195,7 +195,7 @@ class CodedOptimizer:
         cut from ``C`` (blocks along the contracted axis other than the first are zeros:
         ``C`` already holds the whole contraction)."""
         out = layer.output_indices
-        tok = tokenize(name, code)
+        tok = tokenize(name, code, uuid.uuid4().hex)  # encoded anew in each call
         dec_key = (f"{DECODE_PREFIX}{tok}", 0)
         a_nb, b_nb = layer.numblocks[m.a], layer.numblocks[m.b]
         a_keys = [[(m.a, i, c) for c in range(a_nb[1])] for i in range(a_nb[0])]

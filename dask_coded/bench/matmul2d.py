@@ -9,10 +9,15 @@ Chebyshev points (``dc.matmul``'s two choices), and with monomials at the same r
 points (the classic real polynomial code, the anchor).
 
 Then one LocalCluster of ``n`` single-thread worker processes; ``A`` (r x s) and ``B``
-(s x t, at least as large as A) are numpy arrays on the client, as a pipeline that makes
-both in every step has them. Per call: plain dask ``A @ B`` (``from_array`` chunks, dask's
-blockwise matmul and its tree sum; work stealing on), 1-D MDS of A (``dc.encode(A)`` once,
-then ``CA @ B``: all of B goes to every worker), and ``dc.matmul`` polynomial and MatDot.
+(s x t, at least as large as A). With ``--operands numpy`` they are numpy arrays on the
+client, as a pipeline that makes both in every step has them; with ``--operands dask``
+they are dask arrays persisted on the workers before the timed calls (the same chunks and
+placement for every scheme), as in a pipeline of dask arrays. Per call: plain dask
+``A @ B`` (dask's blockwise matmul and its tree sum; work stealing on), 1-D MDS of A
+(``dc.encode(A)`` once, then ``CA @ B``: all of B goes to every worker), and
+``dc.matmul`` polynomial and MatDot (numpy operands encoded on the client; dask operands
+encoded on the workers); with dask operands also the plain ``A @ B`` inside
+``dc.coded_matmul(n, scheme="auto")``.
 Delays: one slowness per worker per call (``ShiftedExponential(per="call")``, mu = 1)
 in proportion to each product's share of the flops, released delays end. Bytes are every
 process's writes during the calls (``bench.bytecount``), per product, beside the count of
@@ -22,9 +27,11 @@ the encoded operands the theory counts.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import dask.array as da
 import numpy as np
+from distributed import wait
 
 import dask_coded as dc
 from dask_coded.bench.bytecount import ByteMeter
@@ -62,16 +69,45 @@ def parse(argv=None):
     p.add_argument("--rows", type=int, default=1200, help="rows of A (default 1200)")
     p.add_argument("--inner", type=int, default=600, help="columns of A, rows of B")
     p.add_argument("--cols", type=int, default=1200, help="columns of B (default 1200)")
+    p.add_argument("--operands", choices=("numpy", "dask"), default="numpy",
+                   help="numpy on the client, or dask persisted on the workers "
+                        "(default numpy)")
     return p.parse_args(argv)
 
 
-def schemes_on(client, A, B, n: int) -> list[tuple]:
+def costs(code: PolynomialScheme, A, B, operands: str) -> tuple[float, dict]:
+    """Bytes the theory sends to the workers per call, and each product's share of the
+    work: numpy operands travel encoded (``|A| / m + |B| / p`` per worker, twice that
+    with complex points); dask operands are gathered by each encoding worker (``|A| +
+    |B|``)."""
+    m, p = (code.m, code.p) if code.kind == "polynomial" else (code.m, code.m)
+    if operands == "dask":
+        size = A.nbytes + B.nbytes
+    else:
+        size = (1 if code.real else 2) * (A.nbytes / m + B.nbytes / p)
+    work = 1 / code.threshold if code.kind == "polynomial" else 1 / m
+    return code.n_blocks * size, {f"coded-prod-t{code.threshold}-": work}
+
+
+def schemes_on(client, A, B, n: int, operands: str = "numpy") -> list[tuple]:
     """``(label, theory bytes to workers per call, work shares, call)`` for each scheme."""
     want = A @ B
     k = max(1, round(3 * n / 4))
-    CA = dc.encode(A, n, k, client=client)
     chunks_a, chunks_b = (A.shape[0] // 4, A.shape[1] // 3), (B.shape[0] // 3, B.shape[1] // 3)
     plain_tasks = 4 * 3 * 3
+    if operands == "dask":  # persisted on the workers: every scheme starts from there
+        A, B = client.persist([da.from_array(A, chunks=chunks_a),
+                               da.from_array(B, chunks=chunks_b)])
+        wait([A, B])
+        plain_a, plain_b = A, B
+    else:
+        plain_a = plain_b = None
+    CA = dc.encode(A, n, k, client=client)
+
+    def plain():
+        a = plain_a if plain_a is not None else da.from_array(A, chunks=chunks_a)
+        b = plain_b if plain_b is not None else da.from_array(B, chunks=chunks_b)
+        return (a @ b).compute()
 
     def checked(make):
         def call():
@@ -83,27 +119,39 @@ def schemes_on(client, A, B, n: int) -> list[tuple]:
         # tasks hold the products, "_chunk_sum-..." the rest of the tree
         ("plain dask A @ B", A.nbytes + B.nbytes,
          {"_chunk_sum": 0.0, "chunk_sum": 1 / plain_tasks},
-         checked(lambda: (da.from_array(A, chunks=chunks_a)
-                          @ da.from_array(B, chunks=chunks_b)).compute())),
+         checked(plain)),
         (f"1-D MDS of A, k={k}", n * B.nbytes, {f"coded-prod-t{k}-": 1 / k},
          checked(lambda: (CA @ B).compute())),
     ]
     for kind, splits, points in TIMED:
-        t = threshold(kind, splits)
-        if t > n:
+        if threshold(kind, splits) > n:
             continue
         code = PolynomialScheme(n, kind, splits, A.shape, B.shape, points)
-        m, p = (splits if kind == "polynomial" else (splits, splits))
-        size = (1 if code.real else 2) * (A.nbytes / m + B.nbytes / p)  # complex: 2x
-        work = 1 / t if kind == "polynomial" else 1 / m
-        out.append((f"{kind} {splits} {code.points}", n * size, {f"coded-prod-t{t}-": work},
+        out.append((f"{kind} {splits} {code.points}", *costs(code, A, B, operands),
                     checked(lambda kind=kind, splits=splits, points=points:
                             dc.matmul(A, B, n, kind, splits, points=points).compute())))
+    if operands == "dask":
+        plan = dc.plan_matmul(A.shape, B.shape, n)
+
+        def rewritten():
+            with dc.coded_matmul(n, k, scheme="auto"):
+                return (A @ B).compute()
+
+        if plan.scheme == "mds":
+            cost = (n * B.nbytes, {f"coded-prod-t{plan.threshold}-": 1 / plan.threshold})
+        else:
+            cost = costs(PolynomialScheme(n, plan.scheme, plan.splits, A.shape, B.shape),
+                         A, B, operands)
+        # the plain layer's keys that now cut C into blocks ("chunk_sum") carry no work
+        out.append((f"coded_matmul(scheme='auto'): {plan.scheme} {plan.splits}", cost[0],
+                    {**cost[1], "chunk_sum": 0.0}, checked(rewritten)))
     return out
 
 
 def main(argv=None) -> int:
     args = parse(argv)
+    # numpy operands embedded in plain dask's graph in every call: the pattern measured
+    warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
     numerics()
     rng = np.random.default_rng(0)
     A = rng.standard_normal((args.rows, args.inner))
@@ -111,11 +159,11 @@ def main(argv=None) -> int:
     rows = []
     model = dc.ShiftedExponential(mu=1.0, scale=args.scale, per="call")
     with cluster(args) as (client, names, _):
-        schemes = schemes_on(client, A, B, args.n)
+        schemes = schemes_on(client, A, B, args.n, args.operands)
         overhead = overheads(client, schemes)
         meter = ByteMeter(client)
-        print(f"\n## A {A.shape} @ B {B.shape}, {args.n} workers, per-worker mu=1, "
-              f"job {args.scale} s, {args.calls} calls\n")
+        print(f"\n## A {A.shape} @ B {B.shape} ({args.operands}), {args.n} workers, "
+              f"per-worker mu=1, job {args.scale} s, {args.calls} calls\n")
         print("| scheme | mean s | median s | net mean s | MB sent per product | theory MB |")
         print("|---|---|---|---|---|---|")
         for label, theory_bytes, work, call in schemes:

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from dask_coded.bench import blocks, gradients
+from dask_coded.bench import blocks, gradients, matmul2d
 
 pytestmark = pytest.mark.slow  # a cluster and a few seconds of injected delays each
 
@@ -29,3 +29,15 @@ def test_bench_gradients_writes_every_scheme(tmp_path):
     assert [r["scheme"] for r in rows] == ["plain dask", "speculative",
                                            "gradient coding s=1"]
     assert (tmp_path / "gradients-logistic.png").exists()
+
+
+def test_bench_matmul2d_with_dask_operands_writes_every_scheme(tmp_path):
+    assert matmul2d.main(["--n", "6", "--calls", "1", "--threads", "--scale", "0.1",
+                          "--rows", "120", "--inner", "60", "--cols", "120",
+                          "--operands", "dask", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "matmul2d.csv")))
+    assert [r["scheme"] for r in rows][:-1] == [
+        "plain dask A @ B", "1-D MDS of A, k=4", "polynomial (2, 2) real",
+        "polynomial (2, 3) real", "matdot 3 real"]
+    assert rows[-1]["scheme"].startswith("coded_matmul(scheme='auto')")
+    assert all(float(r["mean"]) > 0 for r in rows)
