@@ -46,7 +46,7 @@ from dask.tokenize import tokenize
 from . import config
 from . import resident as residents
 from ._scheduler import FirstKPlugin
-from ._scheduler.state import REWRITES
+from ._scheduler.state import REWRITES, is_resident
 from .schemes.mds import code_for
 from .errors import CodeParameterError
 from .graph import encode_tasks, product_group
@@ -76,8 +76,10 @@ class _Match:
 class CodedOptimizer:
     """An ``array_optimize`` function: coded rewrite, then dask's default optimizer.
 
-    :attr:`rewrites` lists ``(layer name, n, k, reused blocks of dc.encode, token)`` for
-    each layer it rewrote, wherever it ran (on ``distributed``, in the scheduler).
+    :attr:`rewrites` lists ``(layer name, n, threshold, reused, token)`` for each layer it
+    rewrote, wherever it ran (on ``distributed``, in the scheduler); ``reused``: the
+    products ran on coded blocks already resident (of :func:`dask_coded.encode`, or of an
+    earlier graph), so this graph encoded nothing.
     """
 
     def __init__(self, n: int, k: int | None, kind: str | None = None, local: bool = True,
@@ -271,6 +273,7 @@ class CodedOptimizer:
                                           ((token, coord[contracted]), m.a))
                 else:
                     # keys depend only on A and the code: the next graph reuses them
+                    reused = reused or is_resident(token)
                     encoded = encode_tasks(scheme, token, a_keys, column=coord[contracted])
                     tasks.update(encoded)
                     *blocks, scales = list(encoded)

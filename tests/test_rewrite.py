@@ -14,6 +14,7 @@ from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
 from dask_coded.keys import is_block, threshold_of
+from dask_coded._scheduler.state import REWRITES
 from dask_coded.rewrite import CodedOptimizer
 
 VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
@@ -267,17 +268,20 @@ async def test_plain_dask_code_is_encoded_once(c, s, *workers):
     An = rng.standard_normal((60, 8))
     A = da.from_array(An, chunks=(15, 8))  # A.T: one row chunk, left plain
     B = da.from_array(An, chunks=(15, 4))  # B.T: two row chunks, coded too
-    encoded = []
+    encoded, reused = [], []
     for i in range(4):
         xn = rng.standard_normal(8)
-        with dc.coded_matmul(6, 4):
+        with dc.coded_matmul(6, 4) as opt:
             got = await c.compute(A @ xn)
             grad = await c.compute(B.T @ (B @ xn))
         np.testing.assert_allclose(got, An @ xn, rtol=1e-9)
         np.testing.assert_allclose(grad, An.T @ (An @ xn), rtol=1e-9)
         encoded.append(plugin.stats["resident-encoded"])
+        reused.append(sorted({r[3] for r in REWRITES.of(opt.uid)}))
     # A: 6 blocks; B: 6 per column block (2); B.T: 6 per column block (4); all in call 1
     assert encoded == [6 + 12 + 24] * 4
+    # and the rewrite says so: nothing was resident in call 1, everything after it
+    assert reused == [[False], [True], [True], [True]]
     resident = plugin.resident_report()
     assert sorted(m["source"] for m in resident.values()) == sorted([A.name, B.name, B.T.name])
     for key, block in plugin.blocks.items():  # each code's 6 blocks on 6 distinct workers

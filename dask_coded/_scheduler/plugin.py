@@ -40,6 +40,7 @@ from ..keys import (
     is_block, is_call_block, is_scales, key_name, product_index, threshold_of, token_of,
 )
 from .state import (
+    PLUGINS,
     REWRITES,
     CodedBlock,
     Key,
@@ -86,6 +87,7 @@ class FirstKPlugin(SchedulerPlugin):
         self.scheduler = scheduler
         for name, handler in self._handlers().items():
             scheduler.handlers[name] = handler
+        PLUGINS.add(self)
 
     def _handlers(self) -> dict:
         """Every RPC handler this plugin serves (called as ``client.scheduler.<name>``)."""

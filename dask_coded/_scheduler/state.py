@@ -6,6 +6,7 @@ tasks (entries leave when their task is forgotten or the scheduler restarts).
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,15 @@ class RewriteLog:
 
 #: the rewrites made in this process (on distributed: the scheduler's)
 REWRITES = RewriteLog()
+
+#: the scheduler plugins in this process; the rewrite runs beside them on distributed
+PLUGINS: weakref.WeakSet = weakref.WeakSet()
+
+
+def is_resident(token: str) -> bool:
+    """Whether the coded blocks of ``token`` are resident on a scheduler of this process
+    (what the rewrite reports as reused)."""
+    return any(token in plugin.resident for plugin in list(PLUGINS))
 
 
 @dataclass
