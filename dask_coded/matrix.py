@@ -18,6 +18,7 @@ import warnings
 from html import escape
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
@@ -230,6 +231,33 @@ class CodedMatrix:
         raise TypeError(
             f"a CodedMatrix supports products (CA @ x, y @ CA, np.dot, np.matmul), not "
             f"np.{func.__name__}; apply it to the original matrix")
+
+    def to_dask_array(self) -> da.Array:
+        """A as a dask Array, decoded from the coded blocks (``CA @ I``, in row chunks):
+        what dask's own functions receive (``da.matmul(CA, x)``, ``da.asarray(CA)``).
+
+        Inside :func:`dask_coded.coded_matmul` a product of it runs coded on this
+        matrix's resident blocks (only x travels); outside, dask multiplies the decoded A
+        plainly, which a warning says (``CA @ x`` is the coded product).
+        """
+        from .rewrite import CodedOptimizer
+
+        self._check_live()
+        if not isinstance(dask.config.get("array_optimize", None), CodedOptimizer):
+            warnings.warn(
+                "dask multiplies A decoded from this CodedMatrix's blocks, uncoded; use "
+                "CA @ x (or run inside dask_coded.coded_matmul) for the coded product",
+                stacklevel=3)
+        rows = -(-self.shape[0] // max(2, self.scheme.threshold))
+        A = self.dot(np.eye(self.shape[1], dtype=self.dtype)).rechunk({0: rows, 1: -1})
+        resident.register(A.name, self)
+        return A
+
+    def __dask_tokenize__(self):
+        raise TypeError(
+            "a CodedMatrix cannot be put into a dask graph as data (da.dot and "
+            "da.tensordot do that to their operands): use CA @ x, CA.dot(x), np.dot(CA, x) "
+            "or da.matmul(CA, x)")
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         """A itself, decoded from the coded blocks (``CA @ I``): all of A travels."""

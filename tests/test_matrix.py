@@ -1,7 +1,9 @@
 """Coded matrix multiplication: local scheduler and distributed (gen_cluster)."""
 
 import asyncio
+import logging
 import time
+import warnings
 
 import dask.array as da
 import numpy as np
@@ -375,6 +377,40 @@ def test_a_coded_matrix_fits_numpy():
         np.add(CA, 1)
     with pytest.raises(TypeError, match="not np.concatenate"):
         np.concatenate([CA, CA])
+
+
+class _Errors(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_a_coded_matrix_fits_dask():
+    """da.matmul receives A decoded from the blocks: coded inside coded_matmul (on the
+    resident blocks), plain with a warning outside; da.dot/da.tensordot, which would put
+    CA into the graph as data, refuse at once and name what works, nothing logged."""
+    A = rand(60, 5)
+    CA = dc.encode(A, 5, 3, client=None)
+    x = rand(5, seed=1)
+    with pytest.warns(UserWarning, match="uncoded; use CA @ x"):
+        close(da.matmul(CA, x).compute(), A @ x)
+    with dc.coded_matmul(5, 3) as opt:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            close(da.matmul(CA, x).compute(scheduler="threads"), A @ x)
+    assert [r[3] for r in opt.rewrites] == [True]  # CA's own blocks
+    errors = _Errors()
+    logging.getLogger().addHandler(errors)
+    try:
+        for product in (da.dot, da.tensordot):
+            with pytest.raises(TypeError, match="cannot be put into a dask graph.*CA @ x"):
+                product(CA, x) if product is da.dot else product(CA, x, 1)
+    finally:
+        logging.getLogger().removeHandler(errors)
+    assert errors.records == []
 
 
 # ---- several coded blocks per worker --------------------------------------------------------
