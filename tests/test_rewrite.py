@@ -417,11 +417,12 @@ async def test_distributed_two_sided_rewrite_leaves_the_slow_worker_out(c, s, *w
                                                match=("coded-prod",), interruptible=True))
     plugin = s.plugins[dc.FirstKPlugin.name]
     rng = np.random.default_rng(6)
-    An, Bn = rng.standard_normal((90, 40)), rng.standard_normal((40, 70))
-    A, B = da.from_array(An, chunks=(30, 20)), da.from_array(Bn, chunks=(20, 35))
+    An = rng.standard_normal((90, 40))
+    A = da.from_array(An, chunks=(30, 20))
     with dc.coded_matmul(6, scheme="polynomial", splits=(2, 2)):
-        for _ in range(2):
-            got = await c.compute(A @ B)
+        for _ in range(2):  # a new B each call (the same graph could reuse the last result)
+            Bn = rng.standard_normal((40, 70))
+            got = await c.compute(A @ da.from_array(Bn, chunks=(20, 35)))
             np.testing.assert_allclose(got, An @ Bn, atol=1e-9)
     assert plugin.stats["released"] >= 2, plugin.stats  # the slow worker's, each call
     assert plugin.resident == {}
