@@ -165,11 +165,15 @@ class CodedMatrix:
             self._T._T = self
         return self._T
 
-    def _encode_again(self, k: int, transpose: bool) -> CodedMatrix:
-        """Encode the same source with this code family on the same workers."""
+    def _encode_again(self, k: int, transpose: bool, r: int | None = None) -> CodedMatrix:
+        """Encode the same source with ``k`` (and ``r`` blocks per worker, default the
+        same) on the same workers, with this code family when ``r`` is unchanged."""
+        r = self.blocks_per_worker if r is None else r
         shared = self.workers is not None and len(set(self.workers)) < self.n
-        return encode(self._source, self.n, k, kind=self.code.kind, client=self.client,
-                      transpose=transpose, blocks_per_worker=self.blocks_per_worker, workers=self.workers and sorted(set(self.workers)),
+        kind = self.code.kind if r == self.blocks_per_worker else None
+        return encode(self._source, self.n, k, kind=kind, client=self.client,
+                      transpose=transpose, blocks_per_worker=r,
+                      workers=self.workers and sorted(set(self.workers)),
                       allow_shared_workers=shared)
 
     def __repr__(self) -> str:
@@ -370,13 +374,18 @@ class CodedMatrix:
 
     def retune(self) -> int:
         """``k="auto"``: let the policy (:class:`~dask_coded.policy.AutoK`) re-choose
-        ``k`` from the straggling of the recent calls, and re-encode A when it moved.
-        Returns the ``k`` now in use."""
+        ``k`` (and ``blocks_per_worker`` when it is ``"auto"``) from the straggling of the
+        recent calls, and re-encode A when they moved. Returns the ``k`` now in use."""
         if self.policy is None:
             raise CodedError("retune() is for matrices encoded with k='auto'")
-        k_new = self.policy.choose(self.k, self.observed(last=self.policy.window), self.calls)
-        if k_new != self.k:
-            fresh = self._encode_again(k_new, transpose=self._transposed)
+        seen = self.observed(last=self.policy.window)
+        r_new = self.blocks_per_worker
+        if self.policy.choose_r:
+            k_new, r_new = self.policy.choose_blocks(self.k, r_new, seen, self.calls)
+        else:
+            k_new = self.policy.choose(self.k, seen, self.calls)
+        if (k_new, r_new) != (self.k, self.blocks_per_worker):
+            fresh = self._encode_again(k_new, transpose=self._transposed, r=r_new)
             self.scheme, self.blocks, self.scales = fresh.scheme, fresh.blocks, fresh.scales
             self.workers, self.token = fresh.workers, fresh.token
             # the old blocks are not released here: products built before the re-encode
@@ -414,7 +423,7 @@ def encode(
     allow_shared_workers: bool = False,
     workers: list[str] | None = None,
     progress: bool = False,
-    blocks_per_worker: int = 1,
+    blocks_per_worker: int | str = 1,
 ) -> CodedMatrix:
     """Encode ``A`` (or ``A.T``) once with an (n, k) MDS code and keep the coded blocks.
 
@@ -449,6 +458,9 @@ def encode(
         first ``k r`` block products to finish (``k r + coded.lstsq.margin`` with the
         least-squares code that large codes get), whichever workers they come from, so a
         slow worker's finished blocks still count. ``1``: the paper's scheme.
+        ``"auto"`` (with ``k="auto"``): starts at 1 and re-chooses ``r`` with ``k`` from
+        the observed straggling, the per-block scheduling cost and whether a slow worker
+        stays slow for a whole call (:meth:`~dask_coded.policy.AutoK.choose_blocks`).
 
     Returns
     -------
@@ -457,14 +469,19 @@ def encode(
     """
     A = as_matrix(A)
     auto = isinstance(k, str)
+    auto_blocks = isinstance(blocks_per_worker, str)
+    if auto_blocks and (blocks_per_worker != "auto" or k != "auto"):
+        raise CodeParameterError(
+            f"blocks_per_worker must be an integer, or 'auto' together with k='auto'; got "
+            f"blocks_per_worker={blocks_per_worker!r}, k={k!r}")
     if auto:
         if k != "auto":
             raise CodeParameterError(f"k must be an integer or 'auto', got {k!r}")
-        if blocks_per_worker != 1:
-            raise CodeParameterError("k='auto' chooses k for one block per worker; with "
-                                     "blocks_per_worker > 1 give k (dc.theory.optimal_k "
-                                     "suggests one)")
-        k = AutoK.initial_k(n)
+        if blocks_per_worker != 1 and not auto_blocks:
+            raise CodeParameterError("k='auto' with a fixed blocks_per_worker > 1 is not "
+                                     "supported: give k (dc.theory.best_blocks suggests "
+                                     "one), or blocks_per_worker='auto'")
+        k, blocks_per_worker = AutoK.initial_k(n), 1
     code: MDSCode = code_for(n, k, blocks_per_worker, kind)
     source = A
     if transpose:
@@ -481,7 +498,7 @@ def encode(
     scheme = MDSScheme(code, A.shape[0], blocks_per_worker=blocks_per_worker)
     matrix = CodedMatrix(scheme, A.shape, dtype, source, transpose, client)
     if auto:
-        matrix.policy = AutoK(n)
+        matrix.policy = AutoK(n, choose_r=auto_blocks)
     if client is None:
         values = np.asarray(A.compute() if isinstance(A, da.Array) else A)
         matrix.blocks = matrix.scheme.encode(values)

@@ -1,4 +1,5 @@
-"""Choosing ``k`` from observed straggling (``encode(..., k="auto")``).
+"""Choosing ``k`` (and the blocks per worker) from observed straggling
+(``encode(..., k="auto", blocks_per_worker="auto")``).
 
 :class:`AutoK` reads what the scheduler plugin observed (product durations, and the censor
 times of released stragglers), fits the shifted-exponential model to the most recent calls
@@ -10,6 +11,15 @@ would drive ``mu`` to zero, are left out as an outlier call; it waits for ``min_
 calls, not products (at a low ``k`` few products finish per call); ``k`` changes only when
 the fitted model says the new ``k`` is faster by ``margin``, and by at most ``max_step``
 per re-choice.
+
+With ``blocks_per_worker="auto"`` it chooses ``(k, r)`` together
+(:meth:`AutoK.choose_blocks`): the fit gives the job's seconds and ``mu``, each block
+product also pays ``task_overhead`` seconds, and the expected call time of every
+candidate is simulated (:func:`dask_coded.theory.blocks_time`) under the straggling model
+the data shows: per call (a slow worker is slow for all its blocks of a call) when a
+worker's block products of one call vary much less than the call's products overall,
+per task otherwise; at ``r = 1`` the two cannot be told apart, and the candidate whose
+worse ratio to the best of either model is smallest is taken.
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import config
-from .theory import expected_time, fit_calls, optimal_k
+from .stragglers.models import ShiftedExponential
+from .theory import blocks_time, expected_time, fit_calls, optimal_k
 
 
 @dataclass
@@ -31,12 +42,18 @@ class AutoK:
     """
 
     n: int
+    choose_r: bool = False
     every: int = field(default_factory=lambda: int(config.get("auto-k.every")))
     min_calls: int = field(default_factory=lambda: int(config.get("auto-k.min-calls")))
     window: int = field(default_factory=lambda: int(config.get("auto-k.window")))
     margin: float = field(default_factory=lambda: float(config.get("auto-k.margin")))
     max_step: int = field(default_factory=lambda: int(config.get("auto-k.max-step")))
     history: list = field(default_factory=list)
+    blocks: tuple = field(default_factory=lambda: tuple(int(r) for r in config.get("auto-k.blocks")))
+    task_overhead: float = field(
+        default_factory=lambda: float(config.get("auto-k.task-overhead")))
+    margin_products: int = field(default_factory=lambda: int(config.get("lstsq.margin")))
+    trials: int = 400
 
     @classmethod
     def initial_k(cls, n: int) -> int:
@@ -66,3 +83,64 @@ class AutoK:
                 best = k  # not worth a re-encode on this evidence
         record["chosen"] = best
         return best
+
+    def choose_blocks(self, k: int, r: int, seen: dict, calls: int) -> tuple[int, int]:
+        """The ``(k, r)`` to use from now on, given the current ``(k, r)`` and what was
+        ``seen`` (the plugin's report, with ``calls_workers``)."""
+        observed = [c for c in seen["calls"] if len(c)]
+        record = {"calls": calls, "k": k, "r": r, "observed": len(observed)}
+        self.history.append(record)
+        if len(observed) < self.min_calls:
+            return k, r
+        shift, mu_fit = fit_calls(seen["calls"], seen["calls_censored"], self.n * r)
+        # a block product takes overhead + w (1 + X / mu): the fit's shift is overhead + w
+        # and its excess has mean w / mu
+        w = max(shift - self.task_overhead, shift / 10)
+        mu = mu_fit * w / shift if np.isfinite(mu_fit) else 1e6
+        job = w * k * r
+        per = per_call_or_task(seen.get("calls_workers"), seen["calls"]) if r > 1 else None
+        record.update(mu=mu, job=job, per=per or "either")
+        kinds = (per,) if per else ("task", "call")
+        times = {p: {(kk, rr): self._time(p, mu, job, kk, rr)
+                     for rr in self.blocks for kk in range(1, self.n + 1)}
+                 for p in kinds}
+        best_of = {p: min(t.values()) for p, t in times.items()}
+
+        def regret(candidate):
+            return max(times[p][candidate] / best_of[p] for p in kinds)
+
+        candidates = [(kk, rr) for rr in self.blocks for kk in range(1, self.n + 1)
+                      if abs(kk - k) <= self.max_step or rr != r]
+        best = min(candidates, key=lambda c: (regret(c), c[1], -c[0]))
+        now = (k, r) if (k, r) in times[kinds[0]] else None
+        if best != (k, r) and now is not None and regret(best) > regret(now) * (1 - self.margin):
+            best = (k, r)  # not worth a re-encode on this evidence
+        record["chosen"] = best
+        return best
+
+    def _time(self, per: str, mu: float, job: float, k: int, r: int) -> float:
+        model = ShiftedExponential(mu=mu, scale=job, per=per)
+        margin = self.margin_products if r > 1 else 0
+        return blocks_time(model, self.n, k, r, margin, self.trials,
+                           overhead=self.task_overhead)[0]
+
+
+def per_call_or_task(workers: list | None, calls: list, ratio: float = 0.5) -> str | None:
+    """``"call"`` when a worker's block products within one call vary much less (variance
+    below ``ratio`` of) than the call's products overall, ``"task"`` when not, None when
+    no worker finished two products of a call (nothing to compare)."""
+    if not workers:
+        return None
+    within, total = [], []
+    for ws, ts in zip(workers, calls):
+        if len(ts) < 3:
+            continue
+        ts = np.asarray(ts, dtype=float)
+        total.append(ts.var())
+        groups = {}
+        for w, t in zip(ws, ts):
+            groups.setdefault(w, []).append(t)
+        within += [np.var(g) for g in groups.values() if len(g) > 1]
+    if not within or not total or np.mean(total) <= 0:
+        return None
+    return "call" if np.mean(within) < ratio * np.mean(total) else "task"

@@ -209,16 +209,19 @@ def task_durations(model, trials: int, n: int, tasks: int, work: float, seed: in
 
 
 def blocks_time(model, n: int, k: int, r: int, margin: int = 0, trials: int = 2000,
-                seed: int = 0, workers: list[str] | None = None) -> tuple[float, float]:
+                seed: int = 0, workers: list[str] | None = None,
+                overhead: float = 0.0) -> tuple[float, float]:
     """``(mean, standard error)`` of a call coded with ``r`` blocks per worker: an
     ``(n r, k r)`` code, each block product of work ``1 / (k r)``, run one after another
-    on its worker; the decode waits for the first ``k r + margin`` of all ``n r``
-    (whichever workers they come from). ``r = 1`` is the MDS scheme."""
+    on its worker (each also paying ``overhead`` seconds of scheduling); the decode waits
+    for the first ``k r + margin`` of all ``n r`` (whichever workers they come from).
+    ``r = 1`` is the MDS scheme."""
     _check(n, 1.0)
     if not 1 <= k <= n or r < 1:
         raise ValueError(f"blocks needs 1 <= k <= n={n} and r >= 1, got k={k!r}, r={r!r}")
     need = min(k * r + margin, n * r)
-    done = np.cumsum(task_durations(model, trials, n, r, 1 / (k * r), seed, workers), axis=2)
+    durations = task_durations(model, trials, n, r, 1 / (k * r), seed, workers) + overhead
+    done = np.cumsum(durations, axis=2)
     t = np.sort(done.reshape(trials, n * r), axis=1)[:, need - 1]
     return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))
 
@@ -252,13 +255,16 @@ def oracle_time(model, n: int, trials: int = 2000, seed: int = 0,
 
 
 def best_blocks(model, n: int, rs=(1, 2, 4, 8), margin: int = 2, trials: int = 2000,
-                seed: int = 0, workers: list[str] | None = None) -> tuple[int, int, float]:
+                seed: int = 0, workers: list[str] | None = None,
+                overhead: float = 0.0) -> tuple[int, int, float]:
     """``(k, r, expected seconds)`` minimising :func:`blocks_time` over ``k = 1..n`` and
-    ``r`` in ``rs`` (the least-squares margin applied where ``r > 1``)."""
+    ``r`` in ``rs`` (the least-squares margin applied where ``r > 1``; ``overhead``
+    seconds per block product)."""
     best = None
     for r in rs:
         for k in range(1, n + 1):
-            t = blocks_time(model, n, k, r, margin if r > 1 else 0, trials, seed, workers)[0]
+            t = blocks_time(model, n, k, r, margin if r > 1 else 0, trials, seed, workers,
+                            overhead)[0]
             if best is None or t < best[2]:
                 best = (k, r, t)
     return best

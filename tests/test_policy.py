@@ -3,7 +3,7 @@
 import numpy as np
 
 from dask_coded import theory
-from dask_coded.policy import AutoK
+from dask_coded.policy import AutoK, per_call_or_task
 
 N = 12
 
@@ -71,3 +71,56 @@ def test_k_moves_only_on_evidence():
     gain = 1 - (theory.expected_time("mds", N, chosen["best"], chosen["mu"])
                 / theory.expected_time("mds", N, 9, chosen["mu"]))
     assert gain < 0.05
+
+
+# ---- blocks_per_worker="auto": (k, r) together -------------------------------------------
+
+
+def simulate_blocks(per, calls, k, r, seed, job=2.0, mu=1.0, overhead=0.0):
+    """The plugin's report for ``calls`` calls of an (N r, k r) code: every block
+    product's duration and worker (released ones left out are not needed here)."""
+    rng = np.random.default_rng(seed)
+    done, workers = [], []
+    for _ in range(calls):
+        slow = rng.exponential(size=N)
+        ts, ws = [], []
+        for j in range(N):
+            for _ in range(r):
+                x = slow[j] if per == "call" else rng.exponential()
+                ts.append(overhead + job / (k * r) * (1 + x / mu))
+                ws.append(f"w{j}")
+        done.append(ts)
+        workers.append(ws)
+    return {"calls": done, "calls_censored": [[] for _ in done], "calls_workers": workers}
+
+
+def test_the_model_is_read_from_a_workers_blocks_within_a_call():
+    for per in ("call", "task"):
+        seen = simulate_blocks(per, 8, 9, 2, seed=4)
+        assert per_call_or_task(seen["calls_workers"], seen["calls"]) == per
+    one = simulate_blocks("call", 8, 9, 1, seed=4)
+    assert per_call_or_task(one["calls_workers"], one["calls"]) is None  # r = 1: unknown
+
+
+def test_blocks_follow_the_scheduling_cost():
+    """Cheap block products: several per worker pay (the slow workers' partial work
+    counts); costly ones (each as long as the whole job's share): one block per worker."""
+    seen = simulate_blocks("call", 8, 9, 2, seed=5)
+    cheap = AutoK(N, choose_r=True, min_calls=5, margin=0.0, task_overhead=0.001)
+    k, r = cheap.choose_blocks(9, 2, seen, 10)
+    assert r > 1 and cheap.history[-1]["per"] == "call"
+    assert 1.6 < cheap.history[-1]["job"] < 2.4 and 0.6 < cheap.history[-1]["mu"] < 1.6
+    costly = AutoK(N, choose_r=True, min_calls=5, margin=0.0, task_overhead=0.5)
+    seen = simulate_blocks("call", 8, 9, 2, seed=5, overhead=0.5)
+    assert costly.choose_blocks(9, 2, seen, 10)[1] == 1
+
+
+def test_blocks_wait_for_evidence_and_a_margin():
+    policy = AutoK(N, choose_r=True, min_calls=5)
+    assert policy.choose_blocks(9, 1, simulate_blocks("task", 3, 9, 1, seed=6), 3) == (9, 1)
+    # the current choice is kept when the best is not predicted faster by the margin
+    sure = AutoK(N, choose_r=True, min_calls=5, margin=0.0, task_overhead=0.001)
+    seen = simulate_blocks("task", 10, 9, 1, seed=6)
+    best = sure.choose_blocks(9, 1, seen, 10)
+    stubborn = AutoK(N, choose_r=True, min_calls=5, margin=0.99, task_overhead=0.001)
+    assert best != (9, 1) and stubborn.choose_blocks(9, 1, seen, 10) == (9, 1)
