@@ -75,7 +75,8 @@ class AutoK:
             return k
         _, mu = fit_calls(seen["calls"], seen["calls_censored"], self.n)
         best = optimal_k(self.n, mu) if np.isfinite(mu) else self.n
-        best = min(max(best, k - self.max_step), k + self.max_step)
+        healthy = self.n - len(persistent_stragglers(seen.get("calls_released"), len(observed)))
+        best = min(max(best, k - self.max_step), k + self.max_step, healthy)
         record.update(mu=mu, best=best)
         if best != k and np.isfinite(mu):
             now, then = expected_time("mds", self.n, k, mu), expected_time("mds", self.n, best, mu)
@@ -99,17 +100,20 @@ class AutoK:
         mu = mu_fit * w / shift if np.isfinite(mu_fit) else 1e6
         job = w * k * r
         per = per_call_or_task(seen.get("calls_workers"), seen["calls"]) if r > 1 else None
-        record.update(mu=mu, job=job, per=per or "either")
+        # workers released in most calls are slow for good: the fit sees only the others
+        # (a released product's censor time hides how slow it is), so k leaves them out
+        healthy = self.n - len(persistent_stragglers(seen.get("calls_released"), len(observed)))
+        record.update(mu=mu, job=job, per=per or "either", healthy=healthy)
         kinds = (per,) if per else ("task", "call")
-        times = {p: {(kk, rr): self._time(p, mu, job, kk, rr)
-                     for rr in self.blocks for kk in range(1, self.n + 1)}
+        times = {p: {(kk, rr): self._time(p, mu, job, kk, rr, healthy)
+                     for rr in self.blocks for kk in range(1, healthy + 1)}
                  for p in kinds}
         best_of = {p: min(t.values()) for p, t in times.items()}
 
         def regret(candidate):
             return max(times[p][candidate] / best_of[p] for p in kinds)
 
-        candidates = [(kk, rr) for rr in self.blocks for kk in range(1, self.n + 1)
+        candidates = [(kk, rr) for rr in self.blocks for kk in range(1, healthy + 1)
                       if abs(kk - k) <= self.max_step or rr != r]
         best = min(candidates, key=lambda c: (regret(c), c[1], -c[0]))
         now = (k, r) if (k, r) in times[kinds[0]] else None
@@ -118,11 +122,24 @@ class AutoK:
         record["chosen"] = best
         return best
 
-    def _time(self, per: str, mu: float, job: float, k: int, r: int) -> float:
+    def _time(self, per: str, mu: float, job: float, k: int, r: int, workers: int) -> float:
+        """Expected call time of ``(k, r)`` on the ``workers`` that are not slow for good
+        (a decode never waits for the others)."""
         model = ShiftedExponential(mu=mu, scale=job, per=per)
         margin = self.margin_products if r > 1 else 0
-        return blocks_time(model, self.n, k, r, margin, self.trials,
+        return blocks_time(model, workers, k, r, margin, self.trials,
                            overhead=self.task_overhead)[0]
+
+
+def persistent_stragglers(released: list | None, calls: int, share: float = 0.8) -> set:
+    """Workers whose products were released in at least ``share`` of the ``calls``."""
+    if not released or calls == 0:
+        return set()
+    counts: dict = {}
+    for workers in released:
+        for w in set(workers):
+            counts[w] = counts.get(w, 0) + 1
+    return {w for w, c in counts.items() if c >= share * calls}
 
 
 def per_call_or_task(workers: list | None, calls: list, ratio: float = 0.5) -> str | None:

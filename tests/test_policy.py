@@ -3,7 +3,7 @@
 import numpy as np
 
 from dask_coded import theory
-from dask_coded.policy import AutoK, per_call_or_task
+from dask_coded.policy import AutoK, per_call_or_task, persistent_stragglers
 
 N = 12
 
@@ -124,3 +124,17 @@ def test_blocks_wait_for_evidence_and_a_margin():
     best = sure.choose_blocks(9, 1, seen, 10)
     stubborn = AutoK(N, choose_r=True, min_calls=5, margin=0.99, task_overhead=0.001)
     assert best != (9, 1) and stubborn.choose_blocks(9, 1, seen, 10) == (9, 1)
+
+
+def test_a_worker_released_in_every_call_is_left_out_of_k():
+    """A persistent slow worker is always released, so the fit never sees its slowness
+    (the others look alike, mu ~ inf): k must still leave it out, not wait for it."""
+    calls = [[1.0 + 0.001 * j for j in range(N - 1)] for _ in range(8)]
+    seen = {"calls": calls, "calls_censored": [[1.02] for _ in calls],
+            "calls_workers": [[f"w{j}" for j in range(1, N)] for _ in calls],
+            "calls_released": [["w0"] for _ in calls]}
+    assert persistent_stragglers(seen["calls_released"], 8) == {"w0"}
+    blocks = AutoK(N, choose_r=True, min_calls=5, margin=0.0, max_step=N)
+    k, r = blocks.choose_blocks(9, 1, seen, 10)
+    assert k <= N - 1 and blocks.history[-1]["healthy"] == N - 1
+    assert AutoK(N, min_calls=5, margin=0.0, max_step=N).choose(9, seen, 10) == N - 1

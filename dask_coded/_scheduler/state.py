@@ -135,6 +135,7 @@ class Observations:
             "censored": [c for name in names for c in self.censored.get(name, ())],
             "calls": [[s for _, s in self.finished[name]] for name in names],
             "calls_workers": [[w for w, _ in self.finished[name]] for name in names],
+            "calls_released": [list(self.released.get(name, ())) for name in names],
             "calls_censored": [list(self.censored.get(name, ())) for name in names],
             "per_worker": per_worker,
             "released": released,

@@ -11,7 +11,11 @@ workers, the coded blocks pinned where they were encoded). Schemes:
   default), so a busy worker's queued chunks can move (their data travels with them);
 * MDS, one coded block per worker (the paper's scheme), ``k = 9`` and ``k = 6`` (at n=12);
 * several coded blocks per worker, ``dc.encode(A, n, k, blocks_per_worker=r)``: ``r = 4``
-  and ``r = 8``; the decode takes the first ``k r + margin`` block products.
+  and ``r = 8``; the decode takes the first ``k r + margin`` block products;
+* ``dc.encode(A, n, "auto", blocks_per_worker="auto")``, encoded afresh under each model:
+  it learns for ``--warm-up`` calls (two re-choices of ``(k, r)`` at the default 20, not
+  timed), then its calls are timed like the others', beside the best fixed ``(k, r)`` of
+  the table in hindsight.
 
 Straggler models (delays injected in proportion to each task's share of the work, so the
 whole job takes ``scale`` seconds without stragglers): the paper's shifted exponential
@@ -63,6 +67,8 @@ def parse(argv=None) -> argparse.Namespace:
     p = parser("blocks", __doc__, calls=8, scale=2.0)
     p.add_argument("--keep-running", action="store_true",
                    help="also run every model with delays that keep running once released")
+    p.add_argument("--warm-up", type=int, default=20,
+                   help="untimed calls auto (k, r) learns from first (default 20)")
     return p.parse_args(argv)
 
 
@@ -100,7 +106,7 @@ def theory_for(model, kind: str, n: int, k, r, threshold, names) -> float:
 
 
 def run_model(client, mname: str, model, schemes: list, overhead: dict, args, names,
-              keep_running: bool) -> list[dict]:
+              keep_running: bool, data: tuple) -> list[dict]:
     mode = "delays keep running" if keep_running else "released delays end"
     oracle = theory.oracle_time(model, args.n, trials=3000, seed=1, workers=names)[0]
     print(f"\n## {mname}, {mode}  ({args.n} workers, {args.calls} calls per scheme; "
@@ -121,11 +127,48 @@ def run_model(client, mname: str, model, schemes: list, overhead: dict, args, na
         rows.append(row)
         print(f"| {label} | {row['median']:.3f} | {row['p95']:.3f} | {row['mean']:.3f} | "
               f"{row['net']:.3f} | {th:.3f} |", flush=True)
+    rows.append(auto_row(client, mname, model, data, args, keep_running, oracle))
     summarize(rows, oracle)
     return rows
 
 
+def auto_row(client, mname: str, model, data: tuple, args, keep_running: bool,
+             oracle: float) -> dict:
+    """``k="auto", blocks_per_worker="auto"``, encoded afresh (``data``: A, the xs and
+    their products): ``args.warm_up`` untimed
+    calls to learn from, then ``args.calls`` timed ones with the delays of its chosen
+    code (each block product's work ``1 / (k r)``)."""
+    A, xs, truth = data
+    client.register_plugin(dc.StragglerPlugin(model, seed=7, match=("coded-prod",),
+                                              interruptible=not keep_running))
+    CA = dc.encode(A, args.n, "auto", blocks_per_worker="auto", client=client)
+    for i in range(args.warm_up):
+        (CA @ xs[i % len(xs)]).compute()
+    k, r = CA.k, CA.blocks_per_worker
+    client.register_plugin(dc.StragglerPlugin(
+        model, seed=7, match=("coded-prod",), interruptible=not keep_running,
+        work={f"coded-prod-t{CA.scheme.threshold}-{CA.token}": 1 / (k * r)}))
+    state = {"i": 0}
+
+    def call():
+        i = state["i"] = (state["i"] + 1) % len(xs)
+        np.testing.assert_allclose((CA @ xs[i]).compute(), truth[i], rtol=1e-7, atol=1e-7)
+
+    times = measure(client, call, args.calls)
+    label = f"auto: k={k}, {r} blocks/worker"
+    row = {"model": mname, "keep_running": keep_running, "scheme": label, "k": k,
+           "r": f"auto {r}", "median": float(np.median(times)),
+           "p95": float(np.percentile(times, 95)), "mean": float(np.mean(times)),
+           "net": float("nan"), "theory": float("nan"), "oracle": oracle}
+    print(f"| {label} (after {args.warm_up} calls) | {row['median']:.3f} | {row['p95']:.3f} "
+          f"| {row['mean']:.3f} | - | - |", flush=True)
+    CA.release()
+    return row
+
+
 def summarize(rows: list[dict], oracle: float) -> None:
+    auto = [r for r in rows if str(r["r"]).startswith("auto")]
+    rows = [r for r in rows if r not in auto]
     multi = [r for r in rows if r["r"] not in ("", 1)]
     peers = [r for r in rows if r not in multi]
     best, peer = min(multi, key=lambda r: r["mean"]), min(peers, key=lambda r: r["mean"])
@@ -133,6 +176,11 @@ def summarize(rows: list[dict], oracle: float) -> None:
           f"({peer['scheme']}) {peer['mean']:.3f} s: {peer['mean'] / best['mean']:.2f}x; "
           f"net mean / oracle {best['net'] / oracle:.2f}; net vs theory "
           f"{best['net'] / best['theory'] - 1:+.1%}", flush=True)
+    if auto:
+        fixed = min((r for r in rows if r["r"] != ""), key=lambda r: r["mean"])
+        print(f"auto {auto[0]['scheme']} {auto[0]['mean']:.3f} s mean; best fixed (k, r) "
+              f"in hindsight ({fixed['scheme']}) {fixed['mean']:.3f} s: auto / best "
+              f"{auto[0]['mean'] / fixed['mean']:.2f}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -149,7 +197,7 @@ def main(argv=None) -> int:
         for keep_running in ([False, True] if args.keep_running else [False]):
             for mname, model in chosen.items():
                 rows += run_model(client, mname, model, schemes, overhead, args, names,
-                                  keep_running)
+                                  keep_running, (A, xs, [A @ x for x in xs]))
     path = write_csv(rows, args.out, "blocks.csv")
     plot(rows, chosen, n, names, os.path.join(args.out, "blocks.png"))
     print(f"\nwrote {path} and {os.path.join(args.out, 'blocks.png')}")
