@@ -179,13 +179,9 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
     if client is not None and (isinstance(A, da.Array) or isinstance(B, da.Array)):
         return _matmul_on_workers(A, B, n, scheme, splits, points, client)
     A, B = _operand(A, "A"), _operand(B, "B")
-    if scheme == "auto":
-        plan = plan_matmul(A.shape, B.shape, n)
-        logger.info("dask_coded.matmul: %r", plan)
-        if plan.scheme == "mds":
-            return encode(A, n, plan.threshold, client=client) @ B
-        scheme, splits = plan.scheme, plan.splits
-    code = PolynomialScheme(n, scheme, splits, A.shape, B.shape, points)
+    code = _code_or_product(A, B, n, scheme, splits, points, client)
+    if isinstance(code, da.Array):
+        return code
     a_blocks, b_blocks = code.blocks_of(A, B)
     token = uuid.uuid4().hex[:16]
     name = f"{DECODE_PREFIX}{token}"
@@ -200,8 +196,24 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
                              "client")
         pairs = _place(client, code, a_blocks, b_blocks, token)
         tasks = product_group(code, token, pairs, None, (name, 0, 0), product=pair_product)
-    graph = HighLevelGraph.from_collections(name, tasks, dependencies=())
-    shape = (A.shape[0], B.shape[1])
+    return _product_array(name, tasks, (A.shape[0], B.shape[1]), ())
+
+
+def _code_or_product(A, B, n: int, scheme: str, splits: Any, points: str, client):
+    """The 2-D code for ``A @ B``; with ``scheme="auto"`` choosing 1-D MDS, the coded
+    product ``encode(A) @ B`` itself."""
+    if scheme == "auto":
+        plan = plan_matmul(A.shape, B.shape, n)
+        logger.info("dask_coded.matmul: %r", plan)
+        if plan.scheme == "mds":
+            return encode(A, n, plan.threshold, client=client) @ B
+        scheme, splits = plan.scheme, plan.splits
+    return PolynomialScheme(n, scheme, splits, A.shape, B.shape, points)
+
+
+def _product_array(name: str, tasks: dict, shape: tuple, dependencies) -> da.Array:
+    """The dask Array (one chunk) of decode ``(name, 0, 0)``."""
+    graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
     return da.Array(graph, name, ((shape[0],), (shape[1],)), dtype=np.float64)
 
 
@@ -210,22 +222,16 @@ def _matmul_on_workers(A: Any, B: Any, n: int, scheme: str, splits: Any, points:
     """``dc.matmul`` of dask operands: encoded on the workers, in the graph."""
     A, B = as_matrix(A, "A"), as_matrix(B, "B")
     A, B = (X if isinstance(X, da.Array) else da.from_array(X) for X in (A, B))
-    if scheme == "auto":
-        plan = plan_matmul(A.shape, B.shape, n)
-        logger.info("dask_coded.matmul: %r", plan)
-        if plan.scheme == "mds":
-            return encode(A, n, plan.threshold, client=client) @ B
-        scheme, splits = plan.scheme, plan.splits
-    code = PolynomialScheme(n, scheme, splits, A.shape, B.shape, points)
+    code = _code_or_product(A, B, n, scheme, splits, points, client)
+    if isinstance(code, da.Array):
+        return code
     if not client.asynchronous:  # an asynchronous caller registers FirstKPlugin itself
         _require_workers(client, n)
         client.register_plugin(FirstKPlugin())
     token = uuid.uuid4().hex[:16]
     name = f"{DECODE_PREFIX}{token}"
     tasks = coded_pair_tasks(code, A.__dask_keys__(), B.__dask_keys__(), token, (name, 0, 0))
-    graph = HighLevelGraph.from_collections(name, tasks, dependencies=[A, B])
-    shape = (A.shape[0], B.shape[1])
-    return da.Array(graph, name, ((shape[0],), (shape[1],)), dtype=np.float64)
+    return _product_array(name, tasks, (A.shape[0], B.shape[1]), [A, B])
 
 
 def _require_workers(client, n: int) -> list[str]:
