@@ -75,7 +75,8 @@ class AutoK:
             return k
         _, mu = fit_calls(seen["calls"], seen["calls_censored"], self.n)
         best = optimal_k(self.n, mu) if np.isfinite(mu) else self.n
-        healthy = self.n - len(persistent_stragglers(seen.get("calls_released"), len(observed)))
+        healthy = self.n - len(persistent_stragglers(seen.get("calls_workers"),
+                                                     seen.get("calls_released")))
         best = min(max(best, k - self.max_step), k + self.max_step, healthy)
         record.update(mu=mu, best=best)
         if best != k and np.isfinite(mu):
@@ -102,7 +103,8 @@ class AutoK:
         per = per_call_or_task(seen.get("calls_workers"), seen["calls"]) if r > 1 else None
         # workers released in most calls are slow for good: the fit sees only the others
         # (a released product's censor time hides how slow it is), so k leaves them out
-        healthy = self.n - len(persistent_stragglers(seen.get("calls_released"), len(observed)))
+        healthy = self.n - len(persistent_stragglers(seen.get("calls_workers"),
+                                                     seen.get("calls_released")))
         record.update(mu=mu, job=job, per=per or "either", healthy=healthy)
         kinds = (per,) if per else ("task", "call")
         times = {p: {(kk, rr): self._time(p, mu, job, kk, rr, healthy)
@@ -131,15 +133,19 @@ class AutoK:
                            overhead=self.task_overhead)[0]
 
 
-def persistent_stragglers(released: list | None, calls: int, share: float = 0.8) -> set:
-    """Workers whose products were released in at least ``share`` of the ``calls``."""
-    if not released or calls == 0:
+def persistent_stragglers(finished: list | None, released: list | None, share: float = 0.8
+                          ) -> set:
+    """Workers that finished no product in at least ``share`` of the calls (``finished``
+    and ``released``: per call, the workers of its finished and released products): a
+    slow worker's unfinished blocks are released in every call, which at several blocks
+    per worker any worker's last ones also are, so what marks it is finishing none."""
+    if not finished:
         return set()
-    counts: dict = {}
-    for workers in released:
-        for w in set(workers):
-            counts[w] = counts.get(w, 0) + 1
-    return {w for w, c in counts.items() if c >= share * calls}
+    everyone = {w for call in finished for w in call} | {
+        w for call in (released or ()) for w in call}
+    absent = {w: sum(w not in set(call) for call in finished) for w in everyone}
+    slow = {w for w, c in absent.items() if c >= share * len(finished)}
+    return slow if len(slow) < len(everyone) else set()
 
 
 def per_call_or_task(workers: list | None, calls: list, ratio: float = 0.5) -> str | None:

@@ -133,7 +133,11 @@ def test_a_worker_released_in_every_call_is_left_out_of_k():
     seen = {"calls": calls, "calls_censored": [[1.02] for _ in calls],
             "calls_workers": [[f"w{j}" for j in range(1, N)] for _ in calls],
             "calls_released": [["w0"] for _ in calls]}
-    assert persistent_stragglers(seen["calls_released"], 8) == {"w0"}
+    assert persistent_stragglers(seen["calls_workers"], seen["calls_released"]) == {"w0"}
+    # at several blocks per worker every worker has blocks released, and none is slow
+    many = simulate_blocks("task", 8, 9, 4, seed=7)
+    released = [[w for w in ws[::2]] for ws in many["calls_workers"]]
+    assert persistent_stragglers(many["calls_workers"], released) == set()
     blocks = AutoK(N, choose_r=True, min_calls=5, margin=0.0, max_step=N)
     k, r = blocks.choose_blocks(9, 1, seen, 10)
     assert k <= N - 1 and blocks.history[-1]["healthy"] == N - 1
