@@ -15,8 +15,15 @@ those of the original layer, so the rest of the graph is untouched.
   ``k`` products.
 * A that was encoded with :func:`dask_coded.encode` (same dask array, or its ``.T``) reuses
   the resident coded blocks instead: only x travels.
-* On the local scheduler each output is one task that encodes (or takes the resident
-  blocks) and races the ``n`` products in threads.
+* A numpy x (sliced or reshaped by dask) is embedded in each product task, up to
+  ``coded.rewrite.inline-bytes``: products start without waiting for a task to make it.
+* On the local scheduler each output is one task that races the ``n`` products in
+  threads, on coded blocks encoded in the first graph and kept in this process
+  (:data:`dask_coded.resident.LOCAL`) or on those of :func:`dask_coded.encode`.
+* With ``scheme="polynomial"``, ``"matdot"`` or ``"auto"``, a product whose right operand
+  is a matrix runs as a 2-D code instead: both operands encoded on the workers in each
+  call (:func:`dask_coded.matmul2d.coded_pair_tasks`), ``C`` decoded once and cut back
+  into the layer's blocks.
 
 Whether the graph runs on ``distributed`` is decided by pickling: dask ships the optimizer
 to the scheduler (where it runs) only on ``distributed``, and the pickled copy builds the
@@ -144,21 +151,23 @@ class CodedOptimizer:
             match = _codable(hlg, layer)
             if match is None:
                 continue
-            code2d = self._two_sided(hlg, match)
+            res = resident.get(match.a)
+            if res is not None and res.shape != (sum(match.rows), res.shape[1]):
+                res = None
+            # "auto" keeps an encoded A's resident 1-D code; a named 2-D scheme is obeyed
+            code2d = None if res is not None and self.scheme == "auto" else (
+                self._two_sided(hlg, match))
             if code2d is not None:
                 layers[name] = MaterializedLayer(self._pair_tasks(hlg, name, layer, match, code2d))
                 REWRITES.add(self.uid, (name, self.n, code2d.threshold, False, None))
                 continue
-            if self.k is None:
+            if self.k is None and res is None:
                 continue  # no 1-D code asked for: a matrix-vector product stays plain
-            res = resident.get(match.a)
-            if res is not None and res.shape != (sum(match.rows), res.shape[1]):
-                res = None
             if res is not None:
                 scheme = res.scheme
             else:
-                # resident on distributed (scales in memory before products run); encoded
-                # in each call on the local scheduler, where the race needs no scales task
+                # rows equilibrated on distributed (the row scales are resident beside the
+                # blocks); the local race encodes without them
                 code = code_for(self.n, self.k, self.blocks_per_worker, self.kind)
                 scheme = MDSScheme(code, sum(match.rows), equilibrate=not self.local,
                                    blocks_per_worker=self.blocks_per_worker)
