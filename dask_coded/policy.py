@@ -19,7 +19,9 @@ candidate is simulated (:func:`dask_coded.theory.blocks_time`) under the straggl
 the data shows: per call (a slow worker is slow for all its blocks of a call) when a
 worker's block products of one call vary much less than the call's products overall,
 per task otherwise; at ``r = 1`` the two cannot be told apart, and the candidate whose
-worse ratio to the best of either model is smallest is taken.
+worse ratio to the best of either model is smallest is taken. Released products keep
+running in Dask, so the simulation carries each worker's unfinished block into its next
+call (``coded.auto-k.leftovers``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class AutoK:
     task_overhead: float = field(
         default_factory=lambda: float(config.get("auto-k.task-overhead")))
     margin_products: int = field(default_factory=lambda: int(config.get("lstsq.margin")))
+    leftovers: bool = field(default_factory=lambda: bool(config.get("auto-k.leftovers")))
     trials: int = 400
 
     @classmethod
@@ -130,7 +133,7 @@ class AutoK:
         model = ShiftedExponential(mu=mu, scale=job, per=per)
         margin = self.margin_products if r > 1 else 0
         return blocks_time(model, workers, k, r, margin, self.trials,
-                           overhead=self.task_overhead)[0]
+                           overhead=self.task_overhead, leftovers=self.leftovers)[0]
 
 
 def persistent_stragglers(finished: list | None, released: list | None, share: float = 0.8

@@ -210,20 +210,37 @@ def task_durations(model, trials: int, n: int, tasks: int, work: float, seed: in
 
 def blocks_time(model, n: int, k: int, r: int, margin: int = 0, trials: int = 2000,
                 seed: int = 0, workers: list[str] | None = None,
-                overhead: float = 0.0) -> tuple[float, float]:
+                overhead: float = 0.0, leftovers: bool = False,
+                calls: int = 6) -> tuple[float, float]:
     """``(mean, standard error)`` of a call coded with ``r`` blocks per worker: an
     ``(n r, k r)`` code, each block product of work ``1 / (k r)``, run one after another
     on its worker (each also paying ``overhead`` seconds of scheduling); the decode waits
     for the first ``k r + margin`` of all ``n r`` (whichever workers they come from).
-    ``r = 1`` is the MDS scheme."""
+    ``r = 1`` is the MDS scheme.
+
+    ``leftovers=True``: released products keep running, as Dask's threads do. Calls follow
+    one another; the block a worker is running when the decode starts finishes first,
+    delaying that worker's next call (blocks not yet started never run). The mean is over
+    ``calls`` consecutive calls after one call of warm-up."""
     _check(n, 1.0)
     if not 1 <= k <= n or r < 1:
         raise ValueError(f"blocks needs 1 <= k <= n={n} and r >= 1, got k={k!r}, r={r!r}")
     need = min(k * r + margin, n * r)
-    durations = task_durations(model, trials, n, r, 1 / (k * r), seed, workers) + overhead
-    done = np.cumsum(durations, axis=2)
-    t = np.sort(done.reshape(trials, n * r), axis=1)[:, need - 1]
-    return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))
+    busy = np.zeros((trials, n, 1))  # seconds each worker still runs a previous call's block
+    times = []
+    for call in range(calls + 1 if leftovers else 1):
+        durations = task_durations(model, trials, n, r, 1 / (k * r), seed + call,
+                                   workers) + overhead
+        done = busy + np.cumsum(durations, axis=2)
+        t = np.sort(done.reshape(trials, n * r), axis=1)[:, need - 1]
+        # the block in progress at the decode: started at or before t, done after it
+        started = (done - durations) <= t[:, None, None]
+        running = np.where(started & (done > t[:, None, None]), done, 0.0).max(axis=2)
+        busy = np.maximum(running - t[:, None], 0.0)[:, :, None]
+        if call > 0 or not leftovers:
+            times.append(t)
+    t = np.concatenate(times)
+    return float(t.mean()), float(t.std(ddof=1) / math.sqrt(len(t)))
 
 
 def chunks_time(model, n: int, chunks: int, trials: int = 2000, seed: int = 0,

@@ -106,3 +106,18 @@ def test_a_slow_worker_is_deterministic_in_the_durations():
     model = dc.SlowWorkers(scale=1.0, factor={"3": 4.0})
     d = theory.task_durations(model, 2, 4, 3, 0.25)
     assert d.shape == (2, 4, 3) and (d[:, 3] == 1.0).all() and (d[:, :3] == 0.25).all()
+
+
+def test_leftovers_of_released_products_favour_a_higher_k_and_more_blocks():
+    """Released products keep running in Dask: a low k leaves long leftovers that delay
+    the next call (n=12, mu=0.2: k=5, the optimum of independent calls, falls behind k=9),
+    while with 8 blocks per worker only the block in progress carries over."""
+    model = dc.ShiftedExponential(mu=0.2, scale=1.0)
+    free = {k: theory.blocks_time(model, 12, k, 1, trials=1500, seed=2)[0] for k in (5, 9)}
+    kept = {k: theory.blocks_time(model, 12, k, 1, trials=1500, seed=2, leftovers=True)[0]
+            for k in (5, 9)}
+    assert free[5] < free[9] and kept[9] < kept[5]
+    assert all(kept[k] > free[k] for k in (5, 9))
+    blocks = [theory.blocks_time(model, 12, 6, 8, 2, 1500, 2, leftovers=lo)[0]
+              for lo in (False, True)]
+    assert blocks[1] / blocks[0] < kept[5] / free[5]  # leftovers cost less with blocks

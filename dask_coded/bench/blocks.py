@@ -15,7 +15,8 @@ workers, the coded blocks pinned where they were encoded). Schemes:
 * ``dc.encode(A, n, "auto", blocks_per_worker="auto")``, encoded afresh under each model:
   it learns for ``--warm-up`` calls (two re-choices of ``(k, r)`` at the default 20, not
   timed), then its calls are timed like the others', beside the best fixed ``(k, r)`` of
-  the table in hindsight.
+  the table in hindsight (its policy is told whether released delays keep running,
+  ``coded.auto-k.leftovers``).
 
 Straggler models (delays injected in proportion to each task's share of the work, so the
 whole job takes ``scale`` seconds without stragglers): the paper's shifted exponential
@@ -25,7 +26,7 @@ Injected delays end when the scheduler releases a task (calls independent, as th
 assumes); with ``--keep-running`` every model runs a second time with delays that keep
 their thread busy, as real slow work does. Each scheme's per-call overhead without
 stragglers is measured first and printed apart. The theory column: ``theory.blocks_time``
-for coded schemes, ``theory.chunks_time`` (dynamic scheduling with free stealing) for
+for coded schemes (with ``leftovers`` when delays keep running), ``theory.chunks_time`` (dynamic scheduling with free stealing) for
 plain dask; the oracle line is ``theory.oracle_time``. Writes ``<out>/blocks.csv``.
 """
 
@@ -35,6 +36,7 @@ import argparse
 import os
 import sys
 
+import dask
 import numpy as np
 
 import dask_coded as dc
@@ -98,11 +100,14 @@ def schemes_on(client, A: np.ndarray, xs: list, n: int) -> list[tuple]:
     return out
 
 
-def theory_for(model, kind: str, n: int, k, r, threshold, names) -> float:
+def theory_for(model, kind: str, n: int, k, r, threshold, names,
+               keep_running: bool = False) -> float:
+    """Expected seconds per call: dynamic scheduling for plain chunks (nothing released),
+    ``blocks_time`` for coded schemes, with leftovers when released delays keep running."""
     if kind == "chunks":
         return theory.chunks_time(model, n, k * n, trials=3000, seed=1, workers=names)[0]
-    return theory.blocks_time(model, n, k, r, threshold - k * r, trials=3000, seed=1,
-                              workers=names)[0]
+    return theory.blocks_time(model, n, k, r, threshold - k * r, trials=1000, seed=1,
+                              workers=names, leftovers=keep_running)[0]
 
 
 def run_model(client, mname: str, model, schemes: list, overhead: dict, args, names,
@@ -119,7 +124,7 @@ def run_model(client, mname: str, model, schemes: list, overhead: dict, args, na
             model, seed=7, match=("matmul", "coded-prod"), work=work,
             interruptible=not keep_running))
         times = measure(client, call, args.calls)
-        th = theory_for(model, kind, args.n, k, r, t, names)
+        th = theory_for(model, kind, args.n, k, r, t, names, keep_running)
         row = {"model": mname, "keep_running": keep_running, "scheme": label, "k": k,
                "r": r or "", "median": float(np.median(times)),
                "p95": float(np.percentile(times, 95)), "mean": float(np.mean(times)),
@@ -141,7 +146,9 @@ def auto_row(client, mname: str, model, data: tuple, args, keep_running: bool,
     A, xs, truth = data
     client.register_plugin(dc.StragglerPlugin(model, seed=7, match=("coded-prod",),
                                               interruptible=not keep_running))
-    CA = dc.encode(A, args.n, "auto", blocks_per_worker="auto", client=client)
+    # the policy is told what the injection does with a released straggler's delay
+    with dask.config.set({"coded.auto-k.leftovers": keep_running}):
+        CA = dc.encode(A, args.n, "auto", blocks_per_worker="auto", client=client)
     for i in range(args.warm_up):
         (CA @ xs[i % len(xs)]).compute()
     k, r = CA.k, CA.blocks_per_worker
