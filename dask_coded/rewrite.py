@@ -53,7 +53,7 @@ from dask.tokenize import tokenize
 from . import config
 from . import resident as residents
 from ._scheduler import FirstKPlugin
-from ._scheduler.state import REWRITES, is_resident
+from ._scheduler.state import REWRITES, resident_keys
 from .schemes.mds import code_for
 from .errors import CodeParameterError
 from .graph import encode_tasks, product_group
@@ -281,11 +281,14 @@ class CodedOptimizer:
                                           List(*[TaskRef(a) for a in a_keys]), operand,
                                           ((token, coord[contracted]), m.a))
                 else:
-                    # keys depend only on A and the code: the next graph reuses them
-                    reused = reused or is_resident(token)
+                    # keys depend only on A and the code: the next graph reuses them, and
+                    # leaves their encode tasks out once they are all in memory
                     encoded = encode_tasks(scheme, token, a_keys, column=coord[contracted])
-                    tasks.update(encoded)
                     *blocks, scales = list(encoded)
+                    if set(encoded) <= resident_keys(token):
+                        reused = True
+                    else:
+                        tasks.update(encoded)
             if blocks is not None:
                 tasks.update(product_group(scheme, tok, blocks, operand, dec_key, index=g,
                                            local=self.local, product=product, scales=scales))

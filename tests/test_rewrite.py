@@ -10,10 +10,11 @@ import pytest
 from dask.array.optimization import optimize as default_optimize
 from dask.blockwise import Blockwise
 from dask.array.routines import _matmul, _tensordot
+from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
-from dask_coded.keys import is_block, threshold_of
+from dask_coded.keys import is_block, key_name, threshold_of
 from dask_coded._scheduler.state import REWRITES
 from dask_coded.rewrite import CodedOptimizer
 
@@ -268,7 +269,13 @@ async def test_plain_dask_code_is_encoded_once(c, s, *workers):
     An = rng.standard_normal((60, 8))
     A = da.from_array(An, chunks=(15, 8))  # A.T: one row chunk, left plain
     B = da.from_array(An, chunks=(15, 4))  # B.T: two row chunks, coded too
-    encoded, reused = [], []
+    encoded, reused, carried = [], [], []
+
+    class Watch(SchedulerPlugin):
+        def update_graph(self, scheduler, *, tasks=(), **kwargs):
+            carried.append(any(key_name(k) in (A.name, B.name) for k in tasks))
+
+    s.add_plugin(Watch(), name="watch")
     for i in range(4):
         xn = rng.standard_normal(8)
         with dc.coded_matmul(6, 4) as opt:
@@ -282,6 +289,9 @@ async def test_plain_dask_code_is_encoded_once(c, s, *workers):
     assert encoded == [6 + 12 + 24] * 4
     # and the rewrite says so: nothing was resident in call 1, everything after it
     assert reused == [[False], [True], [True], [True]]
+    # later graphs carry no encode tasks (their blocks are read from memory), so A's and
+    # B's chunks are not even in them
+    assert carried[:2] == [True, True] and not any(carried[2:])
     resident = plugin.resident_report()
     assert sorted(m["source"] for m in resident.values()) == sorted([A.name, B.name, B.T.name])
     for key, block in plugin.blocks.items():  # each code's 6 blocks on 6 distinct workers

@@ -151,7 +151,7 @@ class FirstKPlugin(SchedulerPlugin):
                 self._restore(ts)
         if spread:
             scheduler.set_restrictions(spread)
-        self._keep_resident(resident, tasks)
+        self._keep_resident(resident, tasks, products)
         decodes = {self._add_product(ts) for ts in products} - {None}
         if decodes:
             # never transition inside update_graph: the new tasks are not scheduled yet
@@ -341,7 +341,7 @@ class FirstKPlugin(SchedulerPlugin):
 
     # ---- resident blocks of rewritten graphs --------------------------------------------
 
-    def _keep_resident(self, new: list, tasks) -> None:
+    def _keep_resident(self, new: list, tasks, products: list) -> None:
         """Keep the blocks and scales of rewritten graphs in memory (for a pseudo-client),
         mark the matrices this graph uses as recently used, and release the least
         recently used beyond ``coded.rewrite.max-resident`` bytes."""
@@ -357,7 +357,10 @@ class FirstKPlugin(SchedulerPlugin):
         if new:
             s.client_desires_keys([ts.key for ts in new], RESIDENT_CLIENT)
             self.stats["resident-encoded"] += sum(is_block(ts.key) for ts in new)
+        # in use: the blocks in this graph, and those its products read from memory
         used = {token_of(k) for k in tasks if is_block(k) or is_scales(k)}
+        used |= {token_of(d.key) for ts in products for d in ts.dependencies
+                 if is_block(d.key)}
         for token in used & self.resident.keys():
             self.resident.move_to_end(token)
         limit = parse_bytes(config.get("rewrite.max-resident"))

@@ -81,10 +81,16 @@ REWRITES = RewriteLog()
 PLUGINS: weakref.WeakSet = weakref.WeakSet()
 
 
-def is_resident(token: str) -> bool:
-    """Whether the coded blocks of ``token`` are resident on a scheduler of this process
-    (what the rewrite reports as reused)."""
-    return any(token in plugin.resident for plugin in list(PLUGINS))
+def resident_keys(token: str) -> set:
+    """The keys of ``token``'s coded blocks and row scales that a scheduler of this
+    process holds in memory (the rewrite, running there, then leaves their encode tasks
+    out of the next graph)."""
+    for plugin in list(PLUGINS):
+        matrix = plugin.resident.get(token)
+        if matrix is not None:
+            tasks = plugin.scheduler.tasks
+            return {k for k in matrix.keys if k in tasks and tasks[k].state == "memory"}
+    return set()
 
 
 @dataclass
