@@ -40,7 +40,8 @@ class AutoK:
     """The ``k="auto"`` policy for an ``n``-block code (settings from ``coded.auto-k``).
 
     ``history`` records each decision: calls so far, observations used, fitted ``mu``,
-    the ``k`` chosen.
+    the ``k`` chosen; with ``choose_r`` also ``r``, the job's seconds, the straggling
+    model read (``per``) and the workers counted ``healthy``.
     """
 
     n: int
@@ -51,7 +52,8 @@ class AutoK:
     margin: float = field(default_factory=lambda: float(config.get("auto-k.margin")))
     max_step: int = field(default_factory=lambda: int(config.get("auto-k.max-step")))
     history: list = field(default_factory=list)
-    blocks: tuple = field(default_factory=lambda: tuple(int(r) for r in config.get("auto-k.blocks")))
+    blocks: tuple = field(
+        default_factory=lambda: tuple(int(r) for r in config.get("auto-k.blocks")))
     task_overhead: float = field(
         default_factory=lambda: float(config.get("auto-k.task-overhead")))
     margin_products: int = field(default_factory=lambda: int(config.get("lstsq.margin")))

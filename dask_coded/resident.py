@@ -16,7 +16,6 @@ from typing import Any
 from dask.utils import parse_bytes
 
 from . import config
-
 from .schemes import Scheme
 
 # dask array name of an encoded matrix (A, or A.T for transpose=True) -> CodedMatrix

@@ -26,8 +26,9 @@ Injected delays end when the scheduler releases a task (calls independent, as th
 assumes); with ``--keep-running`` every model runs a second time with delays that keep
 their thread busy, as real slow work does. Each scheme's per-call overhead without
 stragglers is measured first and printed apart. The theory column: ``theory.blocks_time``
-for coded schemes (with ``leftovers`` when delays keep running), ``theory.chunks_time`` (dynamic scheduling with free stealing) for
-plain dask; the oracle line is ``theory.oracle_time``. Writes ``<out>/blocks.csv``.
+for coded schemes (with ``leftovers`` when delays keep running), ``theory.chunks_time``
+(dynamic scheduling with free stealing) for plain dask; the oracle line is
+``theory.oracle_time``. Writes ``<out>/blocks.csv``.
 """
 
 from __future__ import annotations
