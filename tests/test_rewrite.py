@@ -445,10 +445,10 @@ def test_auto_keeps_the_resident_code_of_an_encoded_A():
     An, Bn = rng.standard_normal((60, 30)), rng.standard_normal((30, 60))
     A, B = da.from_array(An, chunks=(20, 30)), da.from_array(Bn, chunks=(30, 20))
     assert dc.plan_matmul(An.shape, Bn.shape, 6).scheme == "polynomial"
-    CA = dc.encode(A, 6, 4, client=None)  # noqa: F841  (kept: its blocks are offered)
+    CA = dc.encode(A, 6, 4, client=None)  # kept alive: its blocks are offered to the rewrite
     with dc.coded_matmul(6, 4, scheme="auto") as auto:
         np.testing.assert_allclose((A @ B).compute(scheduler="sync"), An @ Bn, atol=1e-9)
     with dc.coded_matmul(6, scheme="polynomial", splits=(2, 2)) as named:
         np.testing.assert_allclose((A @ B).compute(scheduler="sync"), An @ Bn, atol=1e-9)
-    assert [r[2:4] for r in auto.rewrites] == [(4, True)]
+    assert [r[2:4] for r in auto.rewrites] == [(CA.k, True)]
     assert [r[2:4] for r in named.rewrites] == [(4, False)]
