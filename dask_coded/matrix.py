@@ -18,7 +18,6 @@ import warnings
 from html import escape
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
@@ -244,10 +243,8 @@ class CodedMatrix:
         matrix's resident blocks (only x travels); outside, dask multiplies the decoded A
         plainly, which a warning says (``CA @ x`` is the coded product).
         """
-        from .rewrite import CodedOptimizer
-
         self._check_live()
-        if not isinstance(dask.config.get("array_optimize", None), CodedOptimizer):
+        if not resident.rewrite_active():
             warnings.warn(
                 "dask multiplies A decoded from this CodedMatrix's blocks, uncoded; use "
                 "CA @ x (or run inside dask_coded.coded_matmul) for the coded product",

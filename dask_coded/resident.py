@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 from dask.utils import parse_bytes
 
 from . import config
@@ -31,6 +32,12 @@ class Resident:
     shape: tuple
     blocks: tuple
     scales: Any
+
+
+def rewrite_active() -> bool:
+    """Whether dask's array optimizer is the coded rewrite (inside ``coded_matmul``): it
+    offers itself by ``codes_products``, so that this module need not import it."""
+    return bool(getattr(dask.config.get("array_optimize", None), "codes_products", False))
 
 
 def register(name: str, matrix) -> None:

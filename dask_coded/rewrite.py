@@ -89,6 +89,8 @@ class CodedOptimizer:
     earlier graph), so this graph encoded nothing.
     """
 
+    codes_products = True  # what resident.rewrite_active() looks for
+
     def __init__(self, n: int, k: int | None, kind: str | None = None, local: bool = True,
                  resident: dict | None = None, uid: str | None = None, client=None,
                  blocks_per_worker: int = 1, inline_bytes: int | None = None,
