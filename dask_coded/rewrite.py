@@ -94,7 +94,8 @@ class CodedOptimizer:
     def __init__(self, n: int, k: int | None, kind: str | None = None, local: bool = True,
                  resident: dict | None = None, uid: str | None = None, client=None,
                  blocks_per_worker: int = 1, inline_bytes: int | None = None,
-                 scheme: str = "mds", splits: Any = None, points: str = "auto"):
+                 scheme: str = "mds", splits: Any = None, points: str = "auto",
+                 scheduler: str | None = None):
         # refuse bad parameters now, at the `with`
         if scheme not in SCHEMES_2D + ("mds",):
             raise CodeParameterError(f"scheme must be one of {('mds',) + SCHEMES_2D}, got "
@@ -113,6 +114,8 @@ class CodedOptimizer:
         self.inline_bytes = (parse_bytes(config.get("rewrite.inline-bytes"))
                              if inline_bytes is None else inline_bytes)
         self.uid = uid or uuid.uuid4().hex
+        # the scheduler the graphs go to: only its resident blocks may be left out of them
+        self.scheduler = scheduler
         self._resident = resident
         self._client = client
 
@@ -121,7 +124,7 @@ class CodedOptimizer:
         return (CodedOptimizer,
                 (self.n, self.k, self.kind, False, self.resident(local=False), self.uid, None,
                  self.blocks_per_worker, self.inline_bytes, self.scheme, self.splits,
-                 self.points))
+                 self.points, self.scheduler))
 
     @property
     def rewrites(self) -> list[tuple]:
@@ -287,7 +290,7 @@ class CodedOptimizer:
                     # leaves their encode tasks out once they are all in memory
                     encoded = encode_tasks(scheme, token, a_keys, column=coord[contracted])
                     *blocks, scales = list(encoded)
-                    if set(encoded) <= resident_keys(token):
+                    if set(encoded) <= resident_keys(token, self.scheduler):
                         reused = True
                     else:
                         tasks.update(encoded)
@@ -429,6 +432,8 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
     client = default_client()
     sync = client is not None and not client.asynchronous
     optimizer = CodedOptimizer(n, k, kind, client=client if sync else None,
+                               scheduler=getattr(getattr(client, "scheduler", None),
+                                                 "address", None),
                                blocks_per_worker=blocks_per_worker, scheme=scheme,
                                splits=splits, points=points)
     if sync:

@@ -81,11 +81,15 @@ REWRITES = RewriteLog()
 PLUGINS: weakref.WeakSet = weakref.WeakSet()
 
 
-def resident_keys(token: str) -> set:
-    """The keys of ``token``'s coded blocks and row scales that a scheduler of this
-    process holds in memory (the rewrite, running there, then leaves their encode tasks
-    out of the next graph)."""
+def resident_keys(token: str, scheduler: str | None) -> set:
+    """The keys of ``token``'s coded blocks and row scales that the running scheduler at
+    address ``scheduler``, in this process, holds in memory (the rewrite, running there,
+    then leaves their encode tasks out of the next graph)."""
     for plugin in list(PLUGINS):
+        s = getattr(plugin, "scheduler", None)
+        if (scheduler is None or s is None or s.address != scheduler
+                or s.status.name != "running"):
+            continue
         matrix = plugin.resident.get(token)
         if matrix is not None:
             tasks = plugin.scheduler.tasks
