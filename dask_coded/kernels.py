@@ -75,10 +75,12 @@ def encode_chunks(scheme: Scheme, j: int, *row_chunks: np.ndarray):
     return WithRows(coded, bad, rows) if len(bad) else coded
 
 
-def check_finite_operand(x: np.ndarray) -> None:
-    """Refuse NaN/Inf in the operand ``x``: it would reach every coded result."""
+def check_finite_operand(x: np.ndarray, name: str = "x") -> None:
+    """Refuse NaN/Inf in the operand ``x`` (called ``name`` in the error): it would reach
+    every coded result."""
     if not np.isfinite(x).all():
-        raise NonFiniteError("x contains NaN or Inf; the coded product would be NaN everywhere")
+        raise NonFiniteError(
+            f"{name} contains NaN or Inf; the coded product would be NaN everywhere")
 
 
 def coded_product(block: np.ndarray, x: np.ndarray) -> np.ndarray:

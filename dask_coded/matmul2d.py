@@ -31,9 +31,9 @@ from dask.highlevelgraph import HighLevelGraph
 from distributed import wait
 
 from ._scheduler import FirstKPlugin
-from .errors import CodedError, NonFiniteError, TooFewWorkersError
+from .errors import CodedError, TooFewWorkersError
 from .graph import EncodeTask, product_group
-from .kernels import race_products
+from .kernels import check_finite_operand, race_products
 from .keys import BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX
 from .matrix import as_matrix, encode, pick_workers
 from .schemes.polynomial import PolynomialScheme, coded_product
@@ -91,16 +91,11 @@ def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarra
     return coded_product(*pair)
 
 
-def _require_finite(X: np.ndarray, name: str) -> None:
-    if not np.isfinite(X).all():
-        raise NonFiniteError(f"{name} contains NaN or Inf; every coded product would carry it")
-
-
 def _operand(X: Any, name: str) -> np.ndarray:
     """``X`` as a finite real 2-D numpy array (a dask array is computed)."""
     X = as_matrix(X, name)
     X = np.asarray(X.compute() if isinstance(X, da.Array) else X)
-    _require_finite(X, name)
+    check_finite_operand(X, name)
     return X
 
 
@@ -109,8 +104,8 @@ def encode_pair(code: PolynomialScheme, w: int, a_chunks: list, b_chunks: list
     """Worker ``w``'s encoded operands from A's and B's chunk grids (lists of rows of
     chunks): ``(sum_i a_wi A_i, sum_j b_wj B_j)`` over the scheme's pieces."""
     A, B = np.block(a_chunks), np.block(b_chunks)
-    _require_finite(A, "A")
-    _require_finite(B, "B")
+    check_finite_operand(A, "A")
+    check_finite_operand(B, "B")
     a_blocks, b_blocks = code.blocks_of(A, B)
     return code.encode_operand(w, a_blocks, "a"), code.encode_operand(w, b_blocks, "b")
 
