@@ -176,6 +176,20 @@ def zero_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:
     return np.zeros_like(decoded[start:stop])
 
 
+def take_block(decoded: np.ndarray, r0: int, r1: int, c0: int, c1: int, axis: int,
+               first: bool) -> np.ndarray:
+    """Block ``[r0:r1, c0:c1]`` of ``C = A @ B`` shaped as the product layer's output
+    (the contracted axis kept, at ``axis``); zeros for a contracted block after the
+    first (``C`` already holds the whole contraction), as :func:`zero_rows` for rows."""
+    block = np.expand_dims(decoded[r0:r1, c0:c1], axis)
+    return block if first else np.zeros_like(block)
+
+
+def identity(value: Any) -> Any:
+    """A nested graph node's value unchanged (what an inlined dask ``Alias`` becomes)."""
+    return value
+
+
 def _raced_product(product, index: int, block: np.ndarray, x) -> np.ndarray:
     seconds = _local_delay(index) if _local_delay is not None else 0.0
     if seconds > 0:

@@ -59,7 +59,9 @@ from .errors import CodeParameterError
 from .graph import encode_tasks, product_group
 from .matmul2d import coded_pair_tasks, plan_matmul
 from .keys import DECODE_PREFIX, key_name
-from .kernels import encode_and_race, linear_product, take_rows, zero_rows
+from .kernels import (
+    encode_and_race, identity, linear_product, take_block, take_rows, zero_rows,
+)
 from .resident import Resident
 from .schemes import MDSScheme, Scheme
 from .schemes.polynomial import PolynomialScheme
@@ -235,8 +237,8 @@ class CodedOptimizer:
         """The layer's output keys, computed from coded tasks: per output block ``g``, a
         product group (its coded blocks resident, or encoded in this graph), then the
         decoded rows cut back into the layer's row chunks. Also whether it reused coded
-        blocks (of :func:`dask_coded.encode`, or kept in this process by an earlier
-        graph on the local scheduler)."""
+        blocks (of :func:`dask_coded.encode`, or of an earlier graph: resident on the
+        scheduler, or kept in this process on the local scheduler)."""
         func, kwargs = layer.task.func, dict(layer.task.kwargs)
         out = layer.output_indices
         contracted = m.a_ind[1]
@@ -303,15 +305,6 @@ class CodedOptimizer:
         return tasks, reused
 
 
-def take_block(decoded: np.ndarray, r0: int, r1: int, c0: int, c1: int, axis: int,
-               first: bool) -> np.ndarray:
-    """Block ``[r0:r1, c0:c1]`` of ``C = A @ B`` shaped as the product layer's output
-    (the contracted axis kept, at ``axis``); zeros for a contracted block after the
-    first."""
-    block = np.expand_dims(decoded[r0:r1, c0:c1], axis)
-    return block if first else np.zeros_like(block)
-
-
 def _inlined(hlg: HighLevelGraph, key, budget: int) -> GraphNode | None:
     """``key``'s task with every task it depends on nested in it, when they bottom out in
     data held in the graph of at most ``budget`` bytes (a numpy operand, sliced, reshaped
@@ -332,7 +325,7 @@ def _inlined(hlg: HighLevelGraph, key, budget: int) -> GraphNode | None:
             return value if used <= budget else None
         if isinstance(value, Alias):
             target = node(value.target, layer)
-            return None if target is None else Task(k, _identity, target)
+            return None if target is None else Task(k, identity, target)
         if not isinstance(value, Task):
             return None
         subs = {}
@@ -344,10 +337,6 @@ def _inlined(hlg: HighLevelGraph, key, budget: int) -> GraphNode | None:
         return value.substitute(subs)
 
     return node(key, None)
-
-
-def _identity(value):
-    return value
 
 
 def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
