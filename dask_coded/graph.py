@@ -11,13 +11,20 @@ plugin lets the decode start once ``threshold`` products are in memory.
 
 from __future__ import annotations
 
+import operator
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from dask._task_spec import List, Task, TaskRef
+from dask._task_spec import Alias, GraphNode, List, Task, TaskRef, _execute_subgraph
+from dask.array.chunk import getitem
+from dask.core import flatten
 
-from .keys import BLOCK_PREFIX, SCALES_PREFIX, product_name
-from .kernels import coded_product, decode_products, encode_chunks, race_products, row_scales
+from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name, product_name
+from .kernels import (
+    coded_product, decode_products, encode_chunks, identity, race_products, row_scales,
+    take_block, take_rows, zero_rows,
+)
 from .schemes import Scheme
 
 
@@ -88,3 +95,62 @@ def product_group(
         refs.append(TaskRef(key))
     tasks[decode_key] = Task(decode_key, decode_products, scheme, s, *refs)
     return tasks
+
+
+# what may stand between a decode and the task that consumes its output blocks: the cut of
+# the decoded product into the user's blocks, and dask's getitem/alias steps after it
+CUT_FUNCS = (take_rows, zero_rows, take_block, identity, getitem, operator.getitem)
+
+
+def _is_cut(node: GraphNode) -> bool:
+    """A graph node that only cuts or relabels one input: an alias, a cut kernel, or
+    dask's fusion of those."""
+    if isinstance(node, Alias):
+        return True
+    if not isinstance(node, Task) or len(node.dependencies) != 1:
+        return False
+    if node.func is _execute_subgraph:
+        return all(isinstance(v, Alias) or getattr(v, "func", None) in CUT_FUNCS
+                   for v in node.args[0].values())
+    return node.func in CUT_FUNCS
+
+
+def fold_cuts(dsk: dict, keys) -> dict:
+    """``dsk`` with the cut of each decode folded into the one task that consumes it.
+
+    A decoded product is cut into the user's output blocks (and dask adds a getitem and an
+    alias per block after it); when all those blocks go to a single task (the compute's
+    ``finalize``, a concatenation), that task takes the decode directly and cuts it
+    itself: the same values, two scheduler round trips fewer. The invariant: every task
+    folded depends on one input and is a cut kernel, a getitem or an alias (no work moves
+    between workers), and no requested key disappears."""
+    wanted = set(flatten(keys)) if isinstance(keys, (list, set, tuple)) else {keys}
+    dependents: dict = defaultdict(set)
+    for k, node in dsk.items():
+        for d in node.dependencies:
+            dependents[d].add(k)
+    out = dict(dsk)
+    for dec in [k for k in dsk if key_name(k).startswith(DECODE_PREFIX)]:
+        cut, consumers, stack = set(), set(), list(dependents[dec])
+        while stack:
+            k = stack.pop()
+            if k in cut or k in consumers:
+                continue
+            if k not in wanted and _is_cut(dsk[k]):
+                cut.add(k)
+                stack.extend(dependents[k])
+            else:
+                consumers.add(k)
+        if not cut or len(consumers) != 1:
+            continue
+        (consumer,) = consumers
+
+        def folded(k):
+            node = dsk[k]
+            return node.substitute({d: folded(d) for d in node.dependencies if d in cut})
+
+        out[consumer] = out[consumer].substitute(  # it may take several decodes' cuts
+            {d: folded(d) for d in out[consumer].dependencies if d in cut})
+        for k in cut:
+            del out[k]
+    return out

@@ -56,7 +56,7 @@ from ._scheduler import FirstKPlugin
 from ._scheduler.state import REWRITES, resident_keys
 from .schemes.mds import code_for
 from .errors import CodeParameterError
-from .graph import encode_tasks, product_group
+from .graph import encode_tasks, fold_cuts, product_group
 from .matmul2d import coded_pair_tasks, plan_matmul
 from .keys import DECODE_PREFIX, key_name
 from .kernels import (
@@ -143,9 +143,11 @@ class CodedOptimizer:
         return self._resident if self._resident is not None else residents.snapshot(local)
 
     def __call__(self, dsk, keys, **kwargs):
-        if isinstance(dsk, HighLevelGraph):
-            dsk = self.rewrite(dsk)
-        return default_array_optimize(dsk, keys, **kwargs)
+        if not isinstance(dsk, HighLevelGraph):
+            return default_array_optimize(dsk, keys, **kwargs)
+        coded = self.rewrite(dsk)
+        optimized = default_array_optimize(coded, keys, **kwargs)
+        return optimized if coded is dsk else fold_cuts(optimized, keys)
 
     # ---- the rewrite -------------------------------------------------------------------
 

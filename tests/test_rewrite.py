@@ -177,6 +177,34 @@ async def test_distributed_rewrite_is_correct_and_first_k(c, s, *workers):
 
 
 @gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_the_decode_goes_straight_to_the_result(c, s, *workers):
+    """The decoded product is not cut into A's row chunks in tasks of their own (nor
+    squeezed and aliased by dask after that): the compute's result takes the decode and
+    cuts it itself, one scheduler round trip after the decode, as ``CA @ x``."""
+    await c.register_plugin(dc.FirstKPlugin())
+    sent = []
+
+    class Watch(SchedulerPlugin):
+        def update_graph(self, scheduler, *, tasks=(), **kwargs):
+            sent.append({key_name(k) for k in tasks})
+
+    s.add_plugin(Watch(), name="watch")
+    An, xn, Bn, _, _, _ = operands()
+    A = da.from_array(An, chunks=(4, -1))  # one column block: no sum over the contraction
+    with dc.coded_matmul(n=6, k=4):
+        np.testing.assert_allclose(await c.compute(A @ xn), An @ xn, rtol=1e-10)
+    with dc.coded_matmul(n=6, scheme="polynomial", splits=(2, 2)):
+        got = await c.compute(A @ da.from_array(Bn, chunks=(-1, 5)))
+        np.testing.assert_allclose(got, An @ Bn, rtol=1e-10, atol=1e-12)
+    for names in sent:
+        decodes = [n for n in names if n.startswith("coded-dec-")]
+        finals = [n for n in names if n.startswith("finalize-")]
+        assert len(decodes) == 1 and len(finals) == 1, names
+        # what is left: A's chunks, B's, the encodings, products, decode and result
+        assert all(n.startswith(("coded-", "finalize-", "array-", A.name)) for n in names), names
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
 async def test_distributed_rewrite_reuses_resident_blocks(c, s, *workers):
     An, xn, Bn, A, x, B = operands()
     CA = await dc.encode(A, 6, 4, client=c)
@@ -285,6 +313,11 @@ async def test_plain_dask_code_is_encoded_once(c, s, *workers):
         np.testing.assert_allclose(grad, An.T @ (An @ xn), rtol=1e-9)
         encoded.append(plugin.stats["resident-encoded"])
         reused.append(sorted({r[3] for r in REWRITES.of(opt.uid)}))
+        # the decodes need 4 products of 6: the other blocks may still be being encoded
+        # (a graph sent now would name their encode tasks again, harmlessly)
+        while any(s.tasks[k].state != "memory" for m in plugin.resident.values()
+                  for k in m.keys):
+            await asyncio.sleep(0.01)
     # A: 6 blocks; B: 6 per column block (2); B.T: 6 per column block (4); all in call 1
     assert encoded == [6 + 12 + 24] * 4
     # and the rewrite says so: nothing was resident in call 1, everything after it
