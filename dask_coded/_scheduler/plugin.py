@@ -128,7 +128,7 @@ class FirstKPlugin(SchedulerPlugin):
 
     def update_graph(self, scheduler, *, tasks=(), stimulus_id: str = "", **kwargs) -> None:
         live = sorted(ws.address for ws in scheduler.running) or sorted(scheduler.workers)
-        products, spread, resident = [], {}, []
+        products, spread, resident, scales = [], {}, [], []
         for key in tasks:
             ts = scheduler.tasks.get(key)
             if ts is None:
@@ -142,15 +142,18 @@ class FirstKPlugin(SchedulerPlugin):
                         resident.append(ts)
                 worker = spread.get(key) or next(iter(ts.worker_restrictions or ()), None)
                 self.blocks[key] = CodedBlock(key, (key_name(key), *key[2:]), worker)
-            elif is_scales(key) and len(key) > 1 and any(
-                    token_of(b.key) == token_of(key) for b in resident):
-                resident.append(ts)
+            elif is_scales(key) and len(key) > 1:
+                scales.append(ts)
             elif threshold_of(key) is not None:
                 products.append(ts)
             if key in self.pruned:
                 self._restore(ts)
         if spread:
             scheduler.set_restrictions(spread)
+        # row scales stay with the blocks encoded beside them (in whatever order the
+        # graph lists them)
+        encoded = {token_of(b.key) for b in resident}
+        resident += [ts for ts in scales if token_of(ts.key) in encoded]
         self._keep_resident(resident, tasks, products)
         decodes = {self._add_product(ts) for ts in products} - {None}
         if decodes:

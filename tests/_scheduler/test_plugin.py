@@ -168,3 +168,30 @@ async def test_chaos_kills_and_joins_during_200_calls(c, s, *workers):
     await until(lambda: sorted(blocks_per_worker(s, CA).values()) == [1] * 6)
     for w in joined:
         await w.close()
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_encoded_row_scales_stay_resident_whatever_the_graph_order(c, s, *workers):
+    """A graph that encodes A keeps its coded blocks and its row scales in memory for the
+    next graph, also when the scheduler lists the scales before the blocks (its order
+    follows a walk of the graph that varies from run to run)."""
+    from dask._task_spec import DataNode
+    from dask_coded.graph import encode_tasks
+    from dask_coded._scheduler.state import resident_keys
+    from dask_coded.schemes import MDSScheme
+    from dask_coded.schemes.mds import code_for
+
+    A = rand(60, 4)
+    chunks = {("A", i): DataNode(("A", i), A[20 * i: 20 * (i + 1)]) for i in range(3)}
+    scheme = MDSScheme(code_for(6, 4), 60, equilibrate=True)
+    encoded = encode_tasks(scheme, "tok", list(chunks))
+    futures = c.get({**chunks, **encoded}, list(encoded), sync=False)
+    await c.gather(futures)
+    await c.register_plugin(dc.FirstKPlugin())
+    scales = [k for k in encoded if k[0].startswith("coded-scales-")]
+    order = scales + [k for k in encoded if k not in scales]  # the scales first
+    plugin(s).update_graph(s, client=c.id, tasks=order, keys=set(), annotations={},
+                           priority={}, stimulus_id="test")
+    del futures
+    await asyncio.sleep(0.2)  # the client's release reaches the scheduler
+    assert resident_keys("tok", s.address) == set(encoded)
