@@ -21,7 +21,11 @@ encoded on the workers); with dask operands also the plain ``A @ B`` inside
 Delays: one slowness per worker per call (``ShiftedExponential(per="call")``, mu = 1)
 in proportion to each product's share of the flops, released delays end. Bytes are every
 process's writes during the calls (``bench.bytecount``), per product, beside the count of
-the encoded operands the theory counts.
+the encoded operands the theory counts. The theory column is the expected call under the
+same model without overhead: for a code, the threshold-th fastest of ``n`` products
+(``theory.blocks_time``); for plain dask, dynamic scheduling of its block products with
+free stealing (``theory.chunks_time``); last, the oracle (``theory.oracle_time``), which
+no scheme beats.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import numpy as np
 from distributed import wait
 
 import dask_coded as dc
+from dask_coded import theory
 from dask_coded.bench.bytecount import ByteMeter
 from dask_coded.bench.timing import cluster, measure, overheads, parser, write_csv
 from dask_coded.codes import audit, make_code
@@ -89,8 +94,26 @@ def costs(code: PolynomialScheme, A, B, operands: str) -> tuple[float, dict]:
     return code.n_blocks * size, {f"coded-prod-t{code.threshold}-": work}
 
 
-def schemes_on(client, A, B, n: int, operands: str = "numpy") -> list[tuple]:
-    """``(label, theory bytes to workers per call, work shares, call)`` for each scheme."""
+def theory_seconds(model, n: int, threshold: int, work: float) -> float:
+    """Expected seconds of a call that decodes from the first ``threshold`` of ``n``
+    products of work ``work`` each, one per worker (``theory.blocks_time`` scaled: its
+    products have work ``1 / threshold``)."""
+    return theory.blocks_time(model, n, threshold, 1)[0] * work * threshold
+
+
+def schemes_on(client, A, B, n: int, operands: str = "numpy", model=None) -> list[tuple]:
+    """``(label, theory bytes to workers per call, work shares, theory seconds, call)``
+    for each scheme (theory seconds under ``model``: plain dask's as dynamic scheduling
+    with free stealing of its block products, ``theory.chunks_time``; None without a
+    model)."""
+
+    def expected(kind, threshold, work):
+        if model is None:
+            return None
+        if kind == "plain":
+            return theory.chunks_time(model, n, plain_tasks)[0]
+        return theory_seconds(model, n, threshold, work)
+
     want = A @ B
     k = max(1, round(3 * n / 4))
     chunks_a, chunks_b = (A.shape[0] // 4, A.shape[1] // 3), (B.shape[0] // 3, B.shape[1] // 3)
@@ -119,23 +142,32 @@ def schemes_on(client, A, B, n: int, operands: str = "numpy") -> list[tuple]:
         # tasks hold the products, "_chunk_sum-..." the rest of the tree
         ("plain dask A @ B", A.nbytes + B.nbytes,
          {"_chunk_sum": 0.0, "chunk_sum": 1 / plain_tasks},
-         checked(plain)),
+         expected("plain", None, None), checked(plain)),
         (f"1-D MDS of A, k={k}", n * B.nbytes, {f"coded-prod-t{k}-": 1 / k},
-         checked(lambda: (CA @ B).compute())),
+         expected("mds", k, 1 / k), checked(lambda: (CA @ B).compute())),
     ]
     for kind, splits, points in TIMED:
         if threshold(kind, splits) > n:
             continue
         code = PolynomialScheme(n, kind, splits, A.shape, B.shape, points)
-        out.append((f"{kind} {splits} {code.points}", *costs(code, A, B, operands),
+        size, work = costs(code, A, B, operands)
+        out.append((f"{kind} {splits} {code.points}", size, work,
+                    expected(kind, code.threshold, next(iter(work.values()))),
                     checked(lambda kind=kind, splits=splits, points=points:
                             dc.matmul(A, B, n, kind, splits, points=points).compute())))
     if operands == "dask":
         plan = dc.plan_matmul(A.shape, B.shape, n)
+        # a copy of A that was never encoded (the rewrite would multiply CA's resident
+        # blocks, the 1-D code above): what a user who calls no dc function has
+        fresh = client.persist(da.from_array(A.compute(), chunks=chunks_a, name=False))
+        wait(fresh)
 
         def rewritten():
-            with dc.coded_matmul(n, k, scheme="auto"):
-                return (A @ B).compute()
+            with dc.coded_matmul(n, k, scheme="auto") as optimizer:
+                out = (fresh @ B).compute()
+            (*_, reused, _), = optimizer.rewrites
+            assert not reused, "the rewrite reused resident blocks: not the 2-D code"
+            return out
 
         if plan.scheme == "mds":
             cost = (n * B.nbytes, {f"coded-prod-t{plan.threshold}-": 1 / plan.threshold})
@@ -144,7 +176,9 @@ def schemes_on(client, A, B, n: int, operands: str = "numpy") -> list[tuple]:
                          A, B, operands)
         # the plain layer's keys that now cut C into blocks ("chunk_sum") carry no work
         out.append((f"coded_matmul(scheme='auto'): {plan.scheme} {plan.splits}", cost[0],
-                    {**cost[1], "chunk_sum": 0.0}, checked(rewritten)))
+                    {**cost[1], "chunk_sum": 0.0},
+                    expected(plan.scheme, plan.threshold, next(iter(cost[1].values()))),
+                    checked(rewritten)))
     return out
 
 
@@ -159,14 +193,15 @@ def main(argv=None) -> int:
     rows = []
     model = dc.ShiftedExponential(mu=1.0, scale=args.scale, per="call")
     with cluster(args) as (client, names, _):
-        schemes = schemes_on(client, A, B, args.n, args.operands)
+        schemes = schemes_on(client, A, B, args.n, args.operands, model)
         overhead = overheads(client, schemes)
         meter = ByteMeter(client)
         print(f"\n## A {A.shape} @ B {B.shape} ({args.operands}), {args.n} workers, "
               f"per-worker mu=1, job {args.scale} s, {args.calls} calls\n")
-        print("| scheme | mean s | median s | net mean s | MB sent per product | theory MB |")
-        print("|---|---|---|---|---|---|")
-        for label, theory_bytes, work, call in schemes:
+        print("| scheme | mean s | median s | net mean s | theory s | MB sent per product | "
+              "theory MB |")
+        print("|---|---|---|---|---|---|---|")
+        for label, theory_bytes, work, theory_s, call in schemes:
             client.register_plugin(dc.StragglerPlugin(
                 model, seed=7, match=("chunk_sum", "coded-prod"), work=work,
                 interruptible=True))
@@ -178,16 +213,21 @@ def main(argv=None) -> int:
             per = sent / (args.calls + 2) / args.n / 1e6
             row = {"scheme": label, "mean": float(np.mean(times)),
                    "median": float(np.median(times)),
-                   "net": float(np.mean(times)) - overhead[label],
+                   "net": float(np.mean(times)) - overhead[label], "theory": theory_s,
                    "mb_per_product": per, "theory_mb": theory_bytes / args.n / 1e6}
             rows.append(row)
             print(f"| {label} | {row['mean']:.3f} | {row['median']:.3f} | {row['net']:.3f} | "
-                  f"{per:.2f} | {row['theory_mb']:.2f} |", flush=True)
+                  f"{theory_s:.3f} | {per:.2f} | {row['theory_mb']:.2f} |", flush=True)
         meter.close()
     plain, mds = rows[0], rows[1]
     best = min(rows[2:], key=lambda r: r["mean"])
     print(f"\nbest 2-D code: {best['scheme']} {best['mean']:.3f} s; vs plain dask "
           f"{plain['mean'] / best['mean']:.2f}x; vs 1-D MDS {mds['mean'] / best['mean']:.2f}x")
+    oracle = theory.oracle_time(model, args.n)[0]
+    print(f"oracle (the work split by each worker's speed in the call, known in advance): "
+          f"{oracle:.3f} s, {plain['theory'] / oracle:.2f}x faster than plain dask's theory; "
+          f"one product per worker at best "
+          f"{min(r['theory'] for r in rows[1:]):.3f} s (theory)")
     print(f"wrote {write_csv(rows, args.out, 'matmul2d.csv')}")
     return 0
 

@@ -43,3 +43,8 @@ def test_bench_matmul2d_with_dask_operands_writes_every_scheme(tmp_path):
         "polynomial (2, 3) real", "matdot 3 real"]
     assert rows[-1]["scheme"].startswith("coded_matmul(scheme='auto')")
     assert all(float(r["mean"]) > 0 for r in rows)
+    theory = {r["scheme"]: float(r["theory"]) for r in rows}
+    # the same threshold (4 of 6) and product work (1/4): the same expected time
+    assert theory["1-D MDS of A, k=4"] == theory["polynomial (2, 2) real"] > 0
+    # MatDot 3 waits for 5 products of 1/3 of the work each: slower than either
+    assert theory["matdot 3 real"] > theory["polynomial (2, 2) real"]
