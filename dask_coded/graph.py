@@ -124,7 +124,7 @@ def fold_cuts(dsk: dict, keys) -> dict:
     itself: the same values, two scheduler round trips fewer. The invariant: every task
     folded depends on one input and is a cut kernel, a getitem or an alias (no work moves
     between workers), and no requested key disappears."""
-    wanted = set(flatten(keys)) if isinstance(keys, (list, set, tuple)) else {keys}
+    wanted = set(flatten(keys if isinstance(keys, (list, set)) else [keys]))  # as dask's
     dependents: dict = defaultdict(set)
     for k, node in dsk.items():
         for d in node.dependencies:

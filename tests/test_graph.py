@@ -45,6 +45,9 @@ def test_a_requested_block_is_never_folded_away():
     folded = fold_cuts(dsk, ["final-0", ("out", 1)])
     assert ("out", 1) in folded and get_sync(folded, ("out", 1)).tolist() == [2.0, 3.0]
     assert folded == dsk  # the requested block is a second consumer
+    del dsk["final-0"]
+    alone = fold_cuts(dsk, ("out", 1))  # one key asked for, as a bare tuple
+    assert get_sync(alone, ("out", 1)).tolist() == [2.0, 3.0]
 
 
 def test_work_after_the_cut_stays_in_its_own_tasks():

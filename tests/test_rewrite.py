@@ -315,8 +315,10 @@ async def test_plain_dask_code_is_encoded_once(c, s, *workers):
         reused.append(sorted({r[3] for r in REWRITES.of(opt.uid)}))
         # the decodes need 4 products of 6: the other blocks may still be being encoded
         # (a graph sent now would name their encode tasks again, harmlessly)
-        while any(s.tasks[k].state != "memory" for m in plugin.resident.values()
-                  for k in m.keys):
+        for _ in range(500):
+            if all(k in s.tasks and s.tasks[k].state == "memory"
+                   for m in plugin.resident.values() for k in m.keys):
+                break
             await asyncio.sleep(0.01)
     # A: 6 blocks; B: 6 per column block (2); B.T: 6 per column block (4); all in call 1
     assert encoded == [6 + 12 + 24] * 4

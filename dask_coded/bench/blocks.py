@@ -12,6 +12,10 @@ workers, the coded blocks pinned where they were encoded). Schemes:
 * MDS, one coded block per worker (the paper's scheme), ``k = 9`` and ``k = 6`` (at n=12);
 * several coded blocks per worker, ``dc.encode(A, n, k, blocks_per_worker=r)``: ``r = 4``
   and ``r = 8``; the decode takes the first ``k r + margin`` block products;
+* per model, the best one-block code and the best several-blocks code the theory finds
+  for it (``theory.best_blocks`` over every ``k`` and ``r`` in 2, 4, 8, each block product
+  paying ``coded.auto-k.task-overhead``), marked "(theory's best)" where the fixed list
+  above does not hold them: every peer and the scheme at its best for the model;
 * ``dc.encode(A, n, "auto", blocks_per_worker="auto")``, encoded afresh under each model:
   it learns for ``--warm-up`` calls (two re-choices of ``(k, r)`` at the default 20, not
   timed), then its calls are timed like the others', beside the best fixed ``(k, r)`` of
@@ -75,29 +79,54 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def checked(make, xs: list, truth: list):
+    """A call of ``make(x)`` for the next of ``xs``, checked against its product."""
+    state = {"i": 0}
+
+    def call():
+        i = state["i"] = (state["i"] + 1) % len(xs)
+        np.testing.assert_allclose(make(xs[i]), truth[i], rtol=1e-7, atol=1e-7)
+    return call
+
+
+def coded_scheme(client, A: np.ndarray, xs: list, truth: list, n: int, k: int, r: int,
+                 note: str = "") -> tuple:
+    """``dc.encode(A, n, k, blocks_per_worker=r)`` as a scheme row (see :func:`schemes_on`)."""
+    CA = dc.encode(A, n, k, blocks_per_worker=r, client=client)
+    t = CA.scheme.threshold
+    label = (f"MDS k={k}" if r == 1 else f"{r} blocks/worker k={k}") + note
+    return (label, "blocks", k, r, t, {f"coded-prod-t{t}-": 1 / (k * r)},
+            checked(lambda x: (CA @ x).compute(), xs, truth))
+
+
 def schemes_on(client, A: np.ndarray, xs: list, n: int) -> list[tuple]:
     """Every scheme as ``(label, kind, k, r, threshold, work shares, call)``."""
     truth = [A @ x for x in xs]
-
-    def checked(make):
-        state = {"i": 0}
-
-        def call():
-            i = state["i"] = (state["i"] + 1) % len(xs)
-            np.testing.assert_allclose(make(xs[i]), truth[i], rtol=1e-7, atol=1e-7)
-        return call
-
     out = []
     for c in CHUNKS:
         plain = PlainMatrix(A, c * n, client)
         out.append((f"plain {c if c > 1 else ''}n chunks", "chunks", c, None, None,
-                    {"matmul": 1 / (c * n)}, checked(lambda x, p=plain: (p @ x).compute())))
+                    {"matmul": 1 / (c * n)},
+                    checked(lambda x, p=plain: (p @ x).compute(), xs, truth)))
     for k, r in coded_schemes(n):
-        CA = dc.encode(A, n, k, blocks_per_worker=r, client=client)
-        t = CA.scheme.threshold
-        label = f"MDS k={k}" if r == 1 else f"{r} blocks/worker k={k}"
-        out.append((label, "blocks", k, r, t, {f"coded-prod-t{t}-": 1 / (k * r)},
-                    checked(lambda x, CA=CA: (CA @ x).compute())))
+        out.append(coded_scheme(client, A, xs, truth, n, k, r))
+    return out
+
+
+def theory_best(client, model, data: tuple, n: int, names, schemes: list) -> list[tuple]:
+    """The model's best one-block code and best several-blocks code by the theory
+    (``theory.best_blocks``, each block product paying ``coded.auto-k.task-overhead``),
+    as scheme rows, where the fixed schemes do not hold them already: the peers and the
+    scheme are each at their best for the model."""
+    A, xs, truth = data
+    overhead = float(dask.config.get("coded.auto-k.task-overhead"))
+    have = {(row[2], row[3]) for row in schemes if row[1] == "blocks"}
+    out = []
+    for rs in ((1,), (2, 4, 8)):
+        k, r, _ = theory.best_blocks(model, n, rs=rs, trials=500, seed=1, workers=names,
+                                     overhead=overhead)
+        if (k, r) not in have:
+            out.append(coded_scheme(client, A, xs, truth, n, k, r, " (theory's best)"))
     return out
 
 
@@ -120,7 +149,10 @@ def run_model(client, mname: str, model, schemes: list, overhead: dict, args, na
     print("| scheme | median s | p95 s | mean s | net mean s | theory s |\n"
           "|---|---|---|---|---|---|", flush=True)
     rows = []
-    for label, kind, k, r, t, work, call in schemes:
+    best = theory_best(client, model, data, args.n, names, schemes)
+    if best:
+        overhead = {**overhead, **overheads(client, best)}
+    for label, kind, k, r, t, work, call in schemes + best:
         client.register_plugin(dc.StragglerPlugin(
             model, seed=7, match=("matmul", "coded-prod"), work=work,
             interruptible=not keep_running))

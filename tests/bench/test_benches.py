@@ -5,6 +5,7 @@ import csv
 
 import pytest
 
+from dask_coded import theory
 from dask_coded.bench import blocks, gradients, matmul2d
 
 pytestmark = pytest.mark.slow  # a cluster and a few seconds of injected delays each
@@ -15,10 +16,19 @@ def test_bench_blocks_writes_every_scheme(tmp_path):
                         "--warm-up", "6", "--models", "slow worker 5x",
                         "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "blocks.csv")))
-    assert [r["scheme"] for r in rows][:-1] == [
+    assert [r["scheme"] for r in rows][:8] == [
         "plain n chunks", "plain 4n chunks", "plain 8n chunks", "MDS k=3", "MDS k=2",
         "4 blocks/worker k=3", "8 blocks/worker k=3", "8 blocks/worker k=2"]
     assert rows[-1]["scheme"].startswith("auto: k=")
+    # the model's best one-block and several-blocks codes by the theory are timed too
+    names = [str(i) for i in range(4)]
+    model = blocks.models(0.1, names)["slow worker 5x"]
+    timed = {(int(r["k"]), int(r["r"])) for r in rows[3:-1]}
+    for rs in ((1,), (2, 4, 8)):
+        k, r, _ = theory.best_blocks(model, 4, rs=rs, trials=500, seed=1, workers=names,
+                                     overhead=0.01)
+        assert (k, r) in timed
+    assert all(r["scheme"].endswith("(theory's best)") for r in rows[8:-1])
     assert all(float(r["oracle"]) <= float(r["theory"]) for r in rows[:-1])
     assert (tmp_path / "blocks.png").exists()
 
