@@ -35,6 +35,10 @@ from .stragglers.models import ShiftedExponential
 from .theory import blocks_time, expected_time, fit_calls, optimal_k
 
 
+# consecutive calls each simulated chain of calls with leftovers runs
+LEFTOVER_CALLS = 6
+
+
 @dataclass
 class AutoK:
     """The ``k="auto"`` policy for an ``n``-block code (settings from ``coded.auto-k``).
@@ -134,8 +138,14 @@ class AutoK:
         (a decode never waits for the others)."""
         model = ShiftedExponential(mu=mu, scale=job, per=per)
         margin = self.margin_products if r > 1 else 0
-        return blocks_time(model, workers, k, r, margin, self.trials,
-                           overhead=self.task_overhead, leftovers=self.leftovers)[0]
+        if not self.leftovers:
+            return blocks_time(model, workers, k, r, margin, self.trials,
+                               overhead=self.task_overhead)[0]
+        # chains of LEFTOVER_CALLS calls: as many simulated calls as without leftovers,
+        # at the same cost (a re-choice runs inside a user's call)
+        return blocks_time(model, workers, k, r, margin,
+                           max(50, self.trials // LEFTOVER_CALLS), overhead=self.task_overhead,
+                           leftovers=True, calls=LEFTOVER_CALLS)[0]
 
 
 def persistent_stragglers(finished: list | None, released: list | None, share: float = 0.8

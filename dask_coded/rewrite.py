@@ -17,6 +17,10 @@ those of the original layer, so the rest of the graph is untouched.
   the resident coded blocks instead: only x travels.
 * A numpy x (sliced or reshaped by dask) is embedded in each product task, up to
   ``coded.rewrite.inline-bytes``: products start without waiting for a task to make it.
+* Where every block cut from a decoded product goes to one task (the compute's
+  ``finalize``), that task takes the decode and cuts it itself
+  (:func:`dask_coded.graph.fold_cuts`, after dask's optimizer): one scheduler round trip
+  after the decode, as for ``CA @ x``.
 * On the local scheduler each output is one task that races the ``n`` products in
   threads, on coded blocks encoded in the first graph and kept in this process
   (:data:`dask_coded.resident.LOCAL`) or on those of :func:`dask_coded.encode`.
@@ -83,7 +87,8 @@ class _Match:
 
 
 class CodedOptimizer:
-    """An ``array_optimize`` function: coded rewrite, then dask's default optimizer.
+    """An ``array_optimize`` function: coded rewrite, dask's default optimizer, then the
+    cut of each decode folded into its consumer (:func:`~dask_coded.graph.fold_cuts`).
 
     :attr:`rewrites` lists ``(layer name, n, threshold, reused, token)`` for each layer it
     rewrote, wherever it ran (on ``distributed``, in the scheduler); ``reused``: the

@@ -1,6 +1,6 @@
 """Several coded blocks per worker against fine-grained plain dask, on one cluster.
 
-    python benchmarks/bench_blocks.py [--n 12 --calls 8 --scale 2.0 --keep-running]
+    python benchmarks/bench_blocks.py [--n 12 --calls 8 --scale 2.0 --delays released]
     python -m dask_coded bench blocks [same options]
 
 One LocalCluster of ``n`` single-thread workers; ``A`` is persisted on the workers before
@@ -27,8 +27,9 @@ whole job takes ``scale`` seconds without stragglers): the paper's shifted expon
 drawn per task and drawn once per worker per call (mu = 1 and 0.2), a heterogeneous
 cluster (a quarter of the workers at half speed) and one persistent 5x slow worker.
 Injected delays end when the scheduler releases a task (calls independent, as the theory
-assumes); with ``--keep-running`` every model runs a second time with delays that keep
-their thread busy, as real slow work does. Each scheme's per-call overhead without
+assumes); with ``--delays keep-running`` (or ``both``) delays keep their thread busy once
+released, as real slow work does, and each scheme's calls run back to back, so a
+straggler's leftover delays the next call. Each scheme's per-call overhead without
 stragglers is measured first and printed apart. The theory column: ``theory.blocks_time``
 for coded schemes (with ``leftovers`` when delays keep running), ``theory.chunks_time``
 (dynamic scheduling with free stealing) for plain dask; the oracle line is
@@ -45,7 +46,7 @@ import dask
 import numpy as np
 
 import dask_coded as dc
-from dask_coded import theory
+from dask_coded import config, theory
 from dask_coded.bench.peers import PlainMatrix
 from dask_coded.bench.timing import cluster, measure, overheads, parser, pick, write_csv
 
@@ -72,8 +73,10 @@ def models(scale: float, names: list[str]) -> dict:
 
 def parse(argv=None) -> argparse.Namespace:
     p = parser("blocks", __doc__, calls=8, scale=2.0)
-    p.add_argument("--keep-running", action="store_true",
-                   help="also run every model with delays that keep running once released")
+    p.add_argument("--delays", choices=("released", "keep-running", "both"),
+                   default="released",
+                   help="released delays end (calls independent), keep running (calls "
+                        "back to back), or both (default released)")
     p.add_argument("--warm-up", type=int, default=20,
                    help="untimed calls auto (k, r) learns from first (default 20)")
     return p.parse_args(argv)
@@ -119,7 +122,7 @@ def theory_best(client, model, data: tuple, n: int, names, schemes: list) -> lis
     as scheme rows, where the fixed schemes do not hold them already: the peers and the
     scheme are each at their best for the model."""
     A, xs, truth = data
-    overhead = float(dask.config.get("coded.auto-k.task-overhead"))
+    overhead = float(config.get("auto-k.task-overhead"))
     have = {(row[2], row[3]) for row in schemes if row[1] == "blocks"}
     out = []
     for rs in ((1,), (2, 4, 8)):
@@ -156,7 +159,7 @@ def run_model(client, mname: str, model, schemes: list, overhead: dict, args, na
         client.register_plugin(dc.StragglerPlugin(
             model, seed=7, match=("matmul", "coded-prod"), work=work,
             interruptible=not keep_running))
-        times = measure(client, call, args.calls)
+        times = measure(client, call, args.calls, back_to_back=keep_running)
         th = theory_for(model, kind, args.n, k, r, t, names, keep_running)
         row = {"model": mname, "keep_running": keep_running, "scheme": label, "k": k,
                "r": r or "", "median": float(np.median(times)),
@@ -194,7 +197,7 @@ def auto_row(client, mname: str, model, data: tuple, args, keep_running: bool,
         i = state["i"] = (state["i"] + 1) % len(xs)
         np.testing.assert_allclose((CA @ xs[i]).compute(), truth[i], rtol=1e-7, atol=1e-7)
 
-    times = measure(client, call, args.calls)
+    times = measure(client, call, args.calls, back_to_back=keep_running)
     label = f"auto: k={k}, {r} blocks/worker"
     row = {"model": mname, "keep_running": keep_running, "scheme": label, "k": k,
            "r": f"auto {r}", "median": float(np.median(times)),
@@ -234,7 +237,8 @@ def main(argv=None) -> int:
         schemes = schemes_on(client, A, xs, n)
         overhead = overheads(client, schemes)
         chosen = pick(models(args.scale, names), args.models)
-        for keep_running in ([False, True] if args.keep_running else [False]):
+        modes = {"released": [False], "keep-running": [True], "both": [False, True]}
+        for keep_running in modes[args.delays]:
             for mname, model in chosen.items():
                 rows += run_model(client, mname, model, schemes, overhead, args, names,
                                   keep_running, (A, xs, [A @ x for x in xs]))

@@ -54,12 +54,15 @@ def drain(client, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def measure(client, call, calls: int) -> list[float]:
+def measure(client, call, calls: int, back_to_back: bool = False) -> list[float]:
     """Seconds of ``calls`` calls (after 2 warm-up calls), each started once no worker
-    is executing."""
+    is executing; with ``back_to_back`` only the first waits, and each call starts as the
+    last returns, as in an iterative loop (what released stragglers still running leave
+    behind delays the next call)."""
     times = []
     for i in range(calls + 2):
-        drain(client)
+        if i == 0 or not back_to_back:
+            drain(client)
         t = time.perf_counter()
         call()
         if i >= 2:
