@@ -101,15 +101,12 @@ def theory_seconds(model, n: int, threshold: int, work: float) -> float:
     return theory.blocks_time(model, n, threshold, 1)[0] * work * threshold
 
 
-def schemes_on(client, A, B, n: int, operands: str = "numpy", model=None) -> list[tuple]:
+def schemes_on(client, A, B, n: int, operands: str, model) -> list[tuple]:
     """``(label, theory bytes to workers per call, work shares, theory seconds, call)``
     for each scheme (theory seconds under ``model``: plain dask's as dynamic scheduling
-    with free stealing of its block products, ``theory.chunks_time``; None without a
-    model)."""
+    with free stealing of its block products, ``theory.chunks_time``)."""
 
     def expected(kind, threshold, work):
-        if model is None:
-            return None
         if kind == "plain":
             return theory.chunks_time(model, n, plain_tasks)[0]
         return theory_seconds(model, n, threshold, work)
