@@ -48,7 +48,9 @@ import numpy as np
 import dask_coded as dc
 from dask_coded import config, theory
 from dask_coded.bench.peers import PlainMatrix
-from dask_coded.bench.timing import cluster, measure, overheads, parser, pick, write_csv
+from dask_coded.bench.timing import (
+    checked, cluster, measure, overheads, parser, pick, write_csv,
+)
 
 def coded_schemes(n: int) -> list[tuple[int, int]]:
     """``(k, blocks per worker)``: ``k = 3n/4`` and ``n/2`` (9 and 6 at n = 12)."""
@@ -80,16 +82,6 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--warm-up", type=int, default=20,
                    help="untimed calls auto (k, r) learns from first (default 20)")
     return p.parse_args(argv)
-
-
-def checked(make, xs: list, truth: list):
-    """A call of ``make(x)`` for the next of ``xs``, checked against its product."""
-    state = {"i": 0}
-
-    def call():
-        i = state["i"] = (state["i"] + 1) % len(xs)
-        np.testing.assert_allclose(make(xs[i]), truth[i], rtol=1e-7, atol=1e-7)
-    return call
 
 
 def coded_scheme(client, A: np.ndarray, xs: list, truth: list, n: int, k: int, r: int,
@@ -191,12 +183,7 @@ def auto_row(client, mname: str, model, data: tuple, args, keep_running: bool,
     client.register_plugin(dc.StragglerPlugin(
         model, seed=7, match=("coded-prod",), interruptible=not keep_running,
         work={f"coded-prod-t{CA.scheme.threshold}-{CA.token}": 1 / (k * r)}))
-    state = {"i": 0}
-
-    def call():
-        i = state["i"] = (state["i"] + 1) % len(xs)
-        np.testing.assert_allclose((CA @ xs[i]).compute(), truth[i], rtol=1e-7, atol=1e-7)
-
+    call = checked(lambda x: (CA @ x).compute(), xs, truth)
     times = measure(client, call, args.calls, back_to_back=keep_running)
     label = f"auto: k={k}, {r} blocks/worker"
     row = {"model": mname, "keep_running": keep_running, "scheme": label, "k": k,

@@ -23,6 +23,7 @@ as ratios measured side by side.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -30,7 +31,9 @@ import numpy as np
 
 import dask_coded as dc
 from dask_coded import theory
-from dask_coded.bench.timing import cluster, measure, overheads, parser, pick, write_csv
+from dask_coded.bench.timing import (
+    checked, cluster, measure, overheads, parser, pick, write_csv,
+)
 from dask_coded.bench.peers import (
     PlainMatrix,
     ReplicatedMatrix,
@@ -72,27 +75,18 @@ def schemes_on(client, A: np.ndarray, xs: list, n: int, ks: list[int]) -> list[t
     spec = SpeculativeMatrix(A, n, client)
     coded = {k: dc.encode(A, n, k, client=client) for k in ks}
     truth = [A @ x for x in xs]
-
-    def checked(make):
-        state = {"i": 0}
-
-        def call():
-            i = state["i"] = (state["i"] + 1) % len(xs)
-            y = make(xs[i])
-            np.testing.assert_allclose(y, truth[i], rtol=1e-7, atol=1e-7)
-        return call
-
+    check = functools.partial(checked, xs=xs, truth=truth)
     return [
         ("plain n blocks", "uncoded", None, None, {"matmul": 1 / n},
-         checked(lambda x: (plain @ x).compute())),
+         check(lambda x: (plain @ x).compute())),
         ("plain 4n blocks", "plain-4n", None, None, {"matmul": 1 / (4 * n)},
-         checked(lambda x: (plain4 @ x).compute())),
+         check(lambda x: (plain4 @ x).compute())),
         ("2-replication", "replication", None, 2, {"coded-prod-t1-rep": 2 / n},
-         checked(lambda x: (rep @ x).compute())),
+         check(lambda x: (rep @ x).compute())),
         ("speculative", "speculative", None, None, {"spec-prod-": 1 / n},
-         checked(lambda x: speculative_matmul(spec, x)[0])),
+         check(lambda x: speculative_matmul(spec, x)[0])),
     ] + [
-        (f"mds k={k}", "mds", k, None, {}, checked(lambda x, k=k: (coded[k] @ x).compute()))
+        (f"mds k={k}", "mds", k, None, {}, check(lambda x, k=k: (coded[k] @ x).compute()))
         for k in ks
     ]
 

@@ -54,6 +54,17 @@ def drain(client, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def checked(make, xs: list, truth: list):
+    """A call of ``make(x)`` for the next of ``xs`` in turn, checked against its product
+    in ``truth``."""
+    state = {"i": 0}
+
+    def call():
+        i = state["i"] = (state["i"] + 1) % len(xs)
+        np.testing.assert_allclose(make(xs[i]), truth[i], rtol=1e-7, atol=1e-7)
+    return call
+
+
 def measure(client, call, calls: int, back_to_back: bool = False) -> list[float]:
     """Seconds of ``calls`` calls (after 2 warm-up calls), each started once no worker
     is executing; with ``back_to_back`` only the first waits, and each call starts as the
