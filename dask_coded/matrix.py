@@ -13,6 +13,8 @@ product group races its products in threads.
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 import warnings
 from html import escape
@@ -35,6 +37,8 @@ from .policy import AutoK
 from .schemes import MDSScheme, Scheme
 from .schemes.mds import code_for
 from .workers import default_client
+
+logger = logging.getLogger(__name__)
 
 
 def as_array(A: Any, name: str):
@@ -126,6 +130,7 @@ class CodedMatrix:
         self._transposed = transposed
         self._T: CodedMatrix | None = None
         self._last_products: str | None = None
+        self._retuning: tuple[threading.Thread, dict] | None = None  # a background re-choice
         if isinstance(source, da.Array):  # plain `A @ x` under coded_matmul reuses our blocks
             resident.register((source.T if transposed else source).name, self)
 
@@ -279,8 +284,13 @@ class CodedMatrix:
         self._check_live()
         x = self._check_operand(x)
         self.calls += 1
-        if self.policy is not None and self.policy.due(self.calls):
-            self.retune()
+        if self.policy is not None:
+            self._adopt_retuned()
+            if self.policy.due(self.calls):
+                if self.policy.background:
+                    self._retune_in_background()
+                else:
+                    self.retune()
         out_dtype = np.result_type(self.dtype, x.dtype)
         if out_dtype.kind != "f":
             out_dtype = np.dtype(np.float64)
@@ -372,28 +382,69 @@ class CodedMatrix:
     def retune(self) -> int:
         """``k="auto"``: let the policy (:class:`~dask_coded.policy.AutoK`) re-choose
         ``k`` (and ``blocks_per_worker`` when it is ``"auto"``) from the straggling of the
-        recent calls, and re-encode A when they moved. Returns the ``k`` now in use."""
+        recent calls, and re-encode A when they moved, now (a call that is due does this
+        in the background with ``coded.auto-k.background``). Returns the ``k`` now in use."""
         if self.policy is None:
             raise CodedError("retune() is for matrices encoded with k='auto'")
-        seen = self.observed(last=self.policy.window)
-        r_new = self.blocks_per_worker
-        if self.policy.choose_r:
-            k_new, r_new = self.policy.choose_blocks(self.k, r_new, seen, self.calls)
-        else:
-            k_new = self.policy.choose(self.k, seen, self.calls)
+        k_new, r_new = self._choose(self.k, self.blocks_per_worker, self.calls)
         if (k_new, r_new) != (self.k, self.blocks_per_worker):
-            fresh = self._encode_again(k_new, transpose=self._transposed, r=r_new)
-            self.scheme, self.blocks, self.scales = fresh.scheme, fresh.blocks, fresh.scales
-            self.workers, self.token = fresh.workers, fresh.token
-            # the old blocks are not released here: products built before the re-encode
-            # still hold them, and they go when the last such graph does
-            fresh.blocks = []
+            self._switch_to(self._encode_again(k_new, transpose=self._transposed, r=r_new))
         return self.k
+
+    def _choose(self, k: int, r: int, calls: int) -> tuple[int, int]:
+        seen = self.observed(last=self.policy.window)
+        if self.policy.choose_r:
+            return self.policy.choose_blocks(k, r, seen, calls)
+        return self.policy.choose(k, seen, calls), r
+
+    def _switch_to(self, fresh: CodedMatrix) -> None:
+        """Use ``fresh``'s code and blocks from the next product on."""
+        self.scheme, self.blocks, self.scales = fresh.scheme, fresh.blocks, fresh.scales
+        self.workers, self.token = fresh.workers, fresh.token
+        # the old blocks are not released here: products built before the re-encode
+        # still hold them, and they go when the last such graph does
+        fresh.blocks = []
+
+    def _retune_in_background(self) -> None:
+        """Start a re-choice (and re-encode) in a thread, unless one is running; the
+        code in use does not change until :meth:`_adopt_retuned` finds it done."""
+        if self._retuning is not None:
+            return
+        box: dict = {}
+        k, r, calls = self.k, self.blocks_per_worker, self.calls
+
+        def run() -> None:
+            try:
+                k_new, r_new = self._choose(k, r, calls)
+                if (k_new, r_new) != (k, r):
+                    box["fresh"] = self._encode_again(k_new, transpose=self._transposed,
+                                                      r=r_new)
+            except Exception as e:  # the client closed, a worker left: keep the code
+                box["error"] = e
+
+        thread = threading.Thread(target=run, name="dask-coded-retune", daemon=True)
+        self._retuning = (thread, box)
+        thread.start()
+
+    def _adopt_retuned(self) -> None:
+        """Switch to the code a finished background re-choice encoded, if any."""
+        if self._retuning is None or self._retuning[0].is_alive():
+            return
+        _, box = self._retuning
+        self._retuning = None
+        if "error" in box:
+            logger.warning("k='auto': a background re-choice failed (%s); keeping k=%d",
+                           box["error"], self.k)
+        elif "fresh" in box:
+            self._switch_to(box["fresh"])
 
     # ---- lifetime ----------------------------------------------------------------------
 
     def release(self) -> None:
         """Drop the coded blocks (and those of ``.T``) from the cluster."""
+        # a re-encode in flight is dropped: its blocks go with its thread (nothing else
+        # holds their futures)
+        self._retuning = None
         for m in (self, self._T):
             if m is not None and not m.local:
                 for f in m.blocks:

@@ -62,6 +62,7 @@ class AutoK:
         default_factory=lambda: float(config.get("auto-k.task-overhead")))
     margin_products: int = field(default_factory=lambda: int(config.get("lstsq.margin")))
     leftovers: bool = field(default_factory=lambda: bool(config.get("auto-k.leftovers")))
+    background: bool = field(default_factory=lambda: bool(config.get("auto-k.background")))
     trials: int = 400
 
     @classmethod

@@ -1,5 +1,8 @@
 """k="auto": k follows the straggling the scheduler observes."""
 
+import threading
+import time
+
 import dask
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ from dask_coded import theory
 def test_auto_k_moves_to_the_optimum_for_the_observed_mu():
     A, x = np.random.default_rng(0).standard_normal((240, 5)), np.ones(5)
     with dask.config.set({"coded.auto-k.every": 6, "coded.auto-k.min-calls": 4,
-                          "coded.auto-k.max-step": 8}), \
+                          "coded.auto-k.max-step": 8, "coded.auto-k.background": False}), \
             LocalCluster(n_workers=8, threads_per_worker=1, processes=False,
                          dashboard_address=None) as cluster, Client(cluster) as client:
         client.register_plugin(dc.StragglerPlugin(dc.ShiftedExponential(mu=0.2, scale=0.4),
@@ -34,7 +37,8 @@ def test_auto_blocks_per_worker_moves_to_several_blocks_under_per_call_stragglin
     either model when block products are cheap to schedule; products stay correct."""
     A, x = np.random.default_rng(1).standard_normal((480, 5)), np.ones(5)
     with dask.config.set({"coded.auto-k.every": 6, "coded.auto-k.min-calls": 4,
-                          "coded.auto-k.task-overhead": 0.002}), \
+                          "coded.auto-k.task-overhead": 0.002,
+                          "coded.auto-k.background": False}), \
             LocalCluster(n_workers=8, threads_per_worker=1, processes=False,
                          dashboard_address=None) as cluster, Client(cluster) as client:
         client.register_plugin(dc.StragglerPlugin(
@@ -48,6 +52,69 @@ def test_auto_blocks_per_worker_moves_to_several_blocks_under_per_call_stragglin
         assert first["per"] == "either" and 0.4 < first["mu"] < 2.5
         assert (CA.k, CA.blocks_per_worker) == first["chosen"] and CA.blocks_per_worker > 1
         np.testing.assert_allclose((CA @ x).compute(), A @ x)  # re-encoded, still right
+
+
+def _gated(CA, k_new):
+    """Make CA's policy choose ``k_new`` every 2 calls, once the returned event is set."""
+    gate = threading.Event()
+    CA.policy.every = 2
+
+    def choose(k, seen, calls):
+        assert gate.wait(30)
+        return k_new
+
+    CA.policy.choose = choose
+    return gate
+
+
+def _coded_blocks(client) -> int:
+    keys = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks))
+    return sum("coded-block-" in str(key) for key in keys)
+
+
+def test_a_due_call_does_not_wait_for_the_re_choice_and_a_later_call_switches():
+    """With ``coded.auto-k.background`` the call that is due starts the re-choice and
+    re-encode in a thread and runs on the current code; the first call after the new
+    blocks are resident uses them."""
+    A, x = np.random.default_rng(2).standard_normal((120, 4)), np.ones(4)
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        CA = dc.encode(A, 4, "auto", client=client)
+        k0 = CA.k
+        gate = _gated(CA, k0 - 1)
+        np.testing.assert_allclose((CA @ x).compute(), A @ x)
+        y = CA @ x  # due: the choice is blocked on the gate, the call is not
+        assert CA.k == k0
+        np.testing.assert_allclose(y.compute(), A @ x)
+        gate.set()
+        for _ in range(100):  # each call adopts the new code once its blocks are resident
+            y = CA @ x
+            if CA.k != k0:
+                break
+            time.sleep(0.05)
+        assert CA.k == k0 - 1
+        np.testing.assert_allclose(y.compute(), A @ x)
+        CA.release()
+
+
+def test_releasing_during_a_background_re_encode_leaves_no_blocks():
+    A, x = np.random.default_rng(3).standard_normal((120, 4)), np.ones(4)
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        CA = dc.encode(A, 4, "auto", client=client)
+        gate = _gated(CA, CA.k - 1)
+        (CA @ x).compute()
+        CA @ x  # due: a re-choice waits on the gate
+        thread = CA._retuning[0]
+        CA.release()
+        gate.set()
+        thread.join(30)
+        assert not thread.is_alive()
+        for _ in range(100):
+            if _coded_blocks(client) == 0:
+                break
+            time.sleep(0.05)
+        assert _coded_blocks(client) == 0
 
 
 def test_auto_k_needs_a_cluster():
