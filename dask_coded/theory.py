@@ -273,15 +273,15 @@ def oracle_time(model, n: int, trials: int = 2000, seed: int = 0,
 
 def best_blocks(model, n: int, rs=(1, 2, 4, 8), margin: int = 2, trials: int = 2000,
                 seed: int = 0, workers: list[str] | None = None,
-                overhead: float = 0.0) -> tuple[int, int, float]:
+                overhead: float = 0.0, leftovers: bool = False) -> tuple[int, int, float]:
     """``(k, r, expected seconds)`` minimising :func:`blocks_time` over ``k = 1..n`` and
     ``r`` in ``rs`` (the least-squares margin applied where ``r > 1``; ``overhead``
-    seconds per block product)."""
+    seconds per block product; ``leftovers``: released products keep running)."""
     best = None
     for r in rs:
         for k in range(1, n + 1):
             t = blocks_time(model, n, k, r, margin if r > 1 else 0, trials, seed, workers,
-                            overhead)[0]
+                            overhead, leftovers=leftovers)[0]
             if best is None or t < best[2]:
                 best = (k, r, t)
     return best

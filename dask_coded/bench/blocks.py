@@ -108,9 +108,11 @@ def schemes_on(client, A: np.ndarray, xs: list, n: int) -> list[tuple]:
     return out
 
 
-def theory_best(client, model, data: tuple, n: int, names, schemes: list) -> list[tuple]:
+def theory_best(client, model, data: tuple, n: int, names, schemes: list,
+                keep_running: bool = False) -> list[tuple]:
     """The model's best one-block code and best several-blocks code by the theory
-    (``theory.best_blocks``, each block product paying ``coded.auto-k.task-overhead``),
+    (``theory.best_blocks``, each block product paying ``coded.auto-k.task-overhead``,
+    with leftovers when released delays keep running),
     as scheme rows, where the fixed schemes do not hold them already: the peers and the
     scheme are each at their best for the model."""
     A, xs, truth = data
@@ -119,7 +121,7 @@ def theory_best(client, model, data: tuple, n: int, names, schemes: list) -> lis
     out = []
     for rs in ((1,), (2, 4, 8)):
         k, r, _ = theory.best_blocks(model, n, rs=rs, trials=500, seed=1, workers=names,
-                                     overhead=overhead)
+                                     overhead=overhead, leftovers=keep_running)
         if (k, r) not in have:
             out.append(coded_scheme(client, A, xs, truth, n, k, r, " (theory's best)"))
     return out
@@ -144,7 +146,7 @@ def run_model(client, mname: str, model, schemes: list, overhead: dict, args, na
     print("| scheme | median s | p95 s | mean s | net mean s | theory s |\n"
           "|---|---|---|---|---|---|", flush=True)
     rows = []
-    best = theory_best(client, model, data, args.n, names, schemes)
+    best = theory_best(client, model, data, args.n, names, schemes, keep_running)
     if best:
         overhead = {**overhead, **overheads(client, best)}
     for label, kind, k, r, t, work, call in schemes + best:

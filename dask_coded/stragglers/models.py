@@ -92,7 +92,11 @@ class ShiftedExponential(DelayModel):
     ``mu`` is the straggling rate (larger: less straggling); ``scale`` the seconds the
     whole job (work 1) takes without straggling. ``per="task"`` draws ``X`` for every
     task; ``per="call"`` draws one ``X`` per worker per call, shared by all of that
-    worker's tasks in the call (a slow machine stays slow for the whole call).
+    worker's tasks in the call (a slow machine stays slow for the whole call); the
+    ``i``-th call a worker sees draws the same ``X`` whatever its keys, so schemes timed
+    one after another, each under a freshly registered plugin, meet the same slowness in
+    their ``i``-th calls (common random numbers: their ratios vary far less than their
+    times).
     """
 
     mu: float = 1.0
@@ -111,7 +115,7 @@ class ShiftedExponential(DelayModel):
 
     def delay(self, worker: str, task_id: str, seed: int, work: float = 1.0,
               call: str = "") -> float:
-        draw = call if self.per == "call" and call else task_id
+        draw = f"call@{call.rpartition('@')[2]}" if self.per == "call" and call else task_id
         x = seeded_rng(seed, worker, draw).exponential()
         return self.scale * work * (self.shift + x / self.mu)
 

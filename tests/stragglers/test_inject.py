@@ -139,6 +139,10 @@ def test_per_call_slowness_is_shared_by_a_workers_tasks_and_fresh_each_call():
     second = [model.delay("0", ids("0", ("x-bbbbbbbb22", i)), 0, 0.1,
                           ids.call("0", ("x-bbbbbbbb22", i))) for i in range(2)]
     assert first[0] == first[1] and second[0] == second[1] and first[0] != second[0]
+    # another scheme's first call (other keys, a fresh plugin) meets the same slowness
+    other = TaskIds()
+    assert model.delay("0", other("0", ("y-cccccccc33", 5)), 0, 0.1,
+                       other.call("0", ("y-cccccccc33", 5))) == first[0]
     per_task = dc.ShiftedExponential(mu=1.0, scale=1.0)
     assert per_task.delay("0", "t#1", 0, 0.1, "c@1") != per_task.delay("0", "t#2", 0, 0.1, "c@1")
     with pytest.raises(ValueError, match="per must be"):
