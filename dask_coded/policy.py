@@ -19,7 +19,8 @@ candidate is simulated (:func:`dask_coded.theory.blocks_time`) under the straggl
 the data shows: per call (a slow worker is slow for all its blocks of a call) when a
 worker's block products of one call vary much less than the call's products overall,
 per task otherwise; at ``r = 1`` the two cannot be told apart, and the candidate whose
-worse ratio to the best of either model is smallest is taken. Released products keep
+worse ratio to the best of either model is smallest is taken (the next re-choice, which
+can read the model, is then not held back by ``margin``). Released products keep
 running in Dask, so the simulation carries each worker's unfinished block into its next
 call (``coded.auto-k.leftovers``).
 """
@@ -129,10 +130,18 @@ class AutoK:
                       if abs(kk - k) <= self.max_step or rr != r]
         best = min(candidates, key=lambda c: (regret(c), c[1], -c[0]))
         now = (k, r) if (k, r) in times[kinds[0]] else None
-        if best != (k, r) and now is not None and regret(best) > regret(now) * (1 - self.margin):
+        # a choice made before the straggling model could be read (at r = 1) guarded
+        # against both models; once the model is read, the margin does not defend it
+        margin = 0.0 if per and self._chosen_blind(k, r) else self.margin
+        if best != (k, r) and now is not None and regret(best) > regret(now) * (1 - margin):
             best = (k, r)  # not worth a re-encode on this evidence
         record["chosen"] = best
         return best
+
+    def _chosen_blind(self, k: int, r: int) -> bool:
+        """Whether ``(k, r)`` came from a re-choice that could not read the model."""
+        made = [h for h in self.history[:-1] if "chosen" in h]
+        return bool(made) and made[-1]["chosen"] == (k, r) and made[-1].get("per") == "either"
 
     def _time(self, per: str, mu: float, job: float, k: int, r: int, workers: int) -> float:
         """Expected call time of ``(k, r)`` on the ``workers`` that are not slow for good

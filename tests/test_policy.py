@@ -142,3 +142,17 @@ def test_a_worker_released_in_every_call_is_left_out_of_k():
     k, r = blocks.choose_blocks(9, 1, seen, 10)
     assert k <= N - 1 and blocks.history[-1]["healthy"] == N - 1
     assert AutoK(N, min_calls=5, margin=0.0, max_step=N).choose(9, seen, 10) == N - 1
+
+
+def test_a_choice_made_before_the_model_could_be_read_is_not_held_by_the_margin():
+    """At r = 1 the policy guards against both models; the next re-choice reads the
+    model from the blocks of one worker and moves to its best even within the margin."""
+    seen = simulate_blocks("task", 10, 6, 8, seed=8, mu=0.2)
+    settings = dict(choose_r=True, min_calls=5, margin=0.99, task_overhead=0.001)
+    blind = AutoK(N, **settings)
+    blind.history.append({"calls": 10, "k": 9, "r": 1, "per": "either", "chosen": (6, 8)})
+    moved = blind.choose_blocks(6, 8, seen, 20)
+    assert blind.history[-1]["per"] == "task" and moved != (6, 8)
+    read = AutoK(N, **settings)  # the same (6, 8) chosen with the model read: kept
+    read.history.append({"calls": 10, "k": 6, "r": 8, "per": "task", "chosen": (6, 8)})
+    assert read.choose_blocks(6, 8, seen, 20) == (6, 8)
