@@ -386,16 +386,22 @@ class CodedMatrix:
         in the background with ``coded.auto-k.background``). Returns the ``k`` now in use."""
         if self.policy is None:
             raise CodedError("retune() is for matrices encoded with k='auto'")
-        k_new, r_new = self._choose(self.k, self.blocks_per_worker, self.calls)
-        if (k_new, r_new) != (self.k, self.blocks_per_worker):
-            self._switch_to(self._encode_again(k_new, transpose=self._transposed, r=r_new))
+        fresh = self._retuned(self.k, self.blocks_per_worker, self.calls)
+        if fresh is not None:
+            self._switch_to(fresh)
         return self.k
 
-    def _choose(self, k: int, r: int, calls: int) -> tuple[int, int]:
+    def _retuned(self, k: int, r: int, calls: int) -> CodedMatrix | None:
+        """The policy's re-choice from ``(k, r)``: A encoded anew with the ``(k, r)`` it
+        chose, or None when it keeps ``(k, r)``."""
         seen = self.observed(last=self.policy.window)
         if self.policy.choose_r:
-            return self.policy.choose_blocks(k, r, seen, calls)
-        return self.policy.choose(k, seen, calls), r
+            k_new, r_new = self.policy.choose_blocks(k, r, seen, calls)
+        else:
+            k_new, r_new = self.policy.choose(k, seen, calls), r
+        if (k_new, r_new) == (k, r):
+            return None
+        return self._encode_again(k_new, transpose=self._transposed, r=r_new)
 
     def _switch_to(self, fresh: CodedMatrix) -> None:
         """Use ``fresh``'s code and blocks from the next product on."""
@@ -415,10 +421,7 @@ class CodedMatrix:
 
         def run() -> None:
             try:
-                k_new, r_new = self._choose(k, r, calls)
-                if (k_new, r_new) != (k, r):
-                    box["fresh"] = self._encode_again(k_new, transpose=self._transposed,
-                                                      r=r_new)
+                box["fresh"] = self._retuned(k, r, calls)
             except Exception as e:  # the client closed, a worker left: keep the code
                 box["error"] = e
 
@@ -435,7 +438,7 @@ class CodedMatrix:
         if "error" in box:
             logger.warning("k='auto': a background re-choice failed (%s); keeping k=%d",
                            box["error"], self.k)
-        elif "fresh" in box:
+        elif box.get("fresh") is not None:
             self._switch_to(box["fresh"])
 
     # ---- lifetime ----------------------------------------------------------------------
