@@ -13,6 +13,7 @@ from .apps import LogisticResult, RegressionResult, linear_regression, logistic_
 from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error
 from .matrix import CodedMatrix, encode, release
 from .matmul2d import MatmulPlan, matmul, plan_matmul
+from .operand import EncodedOperand, encode_operand
 from .rewrite import CodedOptimizer, coded_matmul
 from .schemes import GradientCode
 from .shuffle import CodedShuffle
@@ -54,6 +55,7 @@ __all__ = [
     "CodedError",
     "DelayModel",
     "DtypeError",
+    "EncodedOperand",
     "IllConditionedError",
     "MDSCode",
     "NonFiniteError",
@@ -70,6 +72,7 @@ __all__ = [
     "coded_matmul",
     "coded_sum",
     "encode",
+    "encode_operand",
     "first_k",
     "first_k_async",
     "linear_regression",

@@ -45,6 +45,11 @@ class EncodeTask(Task):
         return True
 
 
+def grid(keys) -> List:
+    """Chunk keys (a nested list, rows of chunks) as a graph list ``np.block`` takes."""
+    return List(*[List(*[TaskRef(key) for key in row]) for row in keys])
+
+
 def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int = 0) -> dict:
     """Tasks ``("coded-block-<token>", j, column)`` encoding coded block ``j`` from A's row
     chunk keys ``row_chunks`` (any row chunking: the kernel re-splits), and
@@ -71,6 +76,7 @@ def product_group(
     local: bool = False,
     product=coded_product,
     scales: Any = None,
+    operands: Sequence | None = None,
 ) -> dict:
     """Tasks computing ``decode_key = A @ operand`` from coded ``blocks``.
 
@@ -80,6 +86,8 @@ def product_group(
     products in threads). ``operand`` is a key, a graph node, or a numpy array embedded in
     each product (then no extra task exists that a slow worker could hold up).
     ``scales``: the row scales A was encoded with (a key, or an array when local).
+    ``operands``: one operand per block instead of ``operand`` (a worker's own encoded
+    share of B, :mod:`dask_coded.operand`), on a cluster.
     """
     x = _ref(operand)
     s = None if scales is None else _ref(scales)
@@ -89,9 +97,10 @@ def product_group(
     name = product_name(scheme.threshold, token)
     tasks: dict = {}
     refs = []
-    for j, block in enumerate(blocks):
+    xs = [x] * len(blocks) if operands is None else [_ref(o) for o in operands]
+    for j, (block, x_j) in enumerate(zip(blocks, xs, strict=True)):
         key = (name, *index, j)
-        tasks[key] = Task(key, product, _ref(block), x)
+        tasks[key] = Task(key, product, _ref(block), x_j)
         refs.append(TaskRef(key))
     tasks[decode_key] = Task(decode_key, decode_products, scheme, s, *refs)
     return tasks

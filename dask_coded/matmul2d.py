@@ -4,12 +4,14 @@ Each worker holds only its *encoded operands* (a combination of A's pieces and o
 B's), runs one product, and the decode interpolates ``A @ B`` from the first
 ``threshold`` products (:class:`~dask_coded.schemes.polynomial.PolynomialScheme`; the same
 scheduler plugin as ``CA @ x``: stragglers released, up to ``n - threshold`` lost workers
-tolerated, a lost worker's pair rebuilt elsewhere). Where the operands are decides where
-they are encoded:
+tolerated, a lost worker's encoded operands made again elsewhere). Where the operands are
+decides where they are encoded:
 
-* numpy operands (on the client) are encoded here, and each worker's pair travels inside
-  the task that pins it there (``("coded-block-<token>", w)``): a worker receives
-  ``|A| / m + |B| / p``;
+* numpy operands (on the client) are encoded here: A's encoded operands are pinned to
+  their workers (:func:`~dask_coded.operand.encode_operand`, kept for the call only) and
+  B's encoded operand for each worker travels inside its product: a worker receives
+  ``|A| / m + |B| / p``; an :class:`~dask_coded.operand.EncodedOperand` A (encoded once,
+  kept) sends only B's encoded operands;
 * dask operands (on the workers) are encoded on the workers, in the graph: task
   ``("coded-block-call-<token>", w)`` gathers A's and B's chunks and encodes worker
   ``w``'s pair where it is pinned, so nothing passes through the client; each encoding
@@ -20,23 +22,23 @@ from __future__ import annotations
 
 import logging
 import uuid
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask._task_spec import List, Task, TaskRef
-from dask.highlevelgraph import HighLevelGraph
-from distributed import wait
+from dask._task_spec import Task
 
 from ._scheduler import FirstKPlugin
-from .errors import CodedError, TooFewWorkersError
-from .graph import EncodeTask, product_group
+from .errors import CodeParameterError
+from .graph import EncodeTask, grid, product_group
 from .kernels import check_finite_operand, race_products
-from .keys import BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX
-from .matrix import as_matrix, encode, pick_workers
-from .schemes.polynomial import PolynomialScheme, coded_product
+from .keys import CALL_BLOCK_PREFIX, DECODE_PREFIX
+from .matrix import as_matrix, encode
+from .operand import (
+    EncodedOperand, encode_side, encode_with, pair_product, product_array, require_workers,
+)
+from .schemes.polynomial import PolynomialScheme
 from .workers import default_client
 
 logger = logging.getLogger(__name__)
@@ -82,15 +84,6 @@ def plan_matmul(shape_a: tuple, shape_b: tuple, n: int, itemsize: int = 8) -> Ma
     return MatmulPlan(best, splits, threshold, {k: v[1] for k, v in options.items()})
 
 
-def _pair(a_encoded: np.ndarray, b_encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return a_encoded, b_encoded
-
-
-def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarray:
-    """One worker's product from its pair of encoded operands (see ``coded_product``)."""
-    return coded_product(*pair)
-
-
 def _operand(X: Any, name: str) -> np.ndarray:
     """``X`` as a finite real 2-D numpy array (a dask array is computed)."""
     X = as_matrix(X, name)
@@ -103,11 +96,7 @@ def encode_pair(code: PolynomialScheme, w: int, a_chunks: list, b_chunks: list
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Worker ``w``'s encoded operands from A's and B's chunk grids (lists of rows of
     chunks): ``(sum_i a_wi A_i, sum_j b_wj B_j)`` over the scheme's pieces."""
-    A, B = np.block(a_chunks), np.block(b_chunks)
-    check_finite_operand(A, "A")
-    check_finite_operand(B, "B")
-    a_blocks, b_blocks = code.blocks_of(A, B)
-    return code.encode_operand(w, a_blocks, "a"), code.encode_operand(w, b_blocks, "b")
+    return encode_side(code, w, a_chunks, "a"), encode_side(code, w, b_chunks, "b")
 
 
 def encode_pairs_and_race(code: PolynomialScheme, a_chunks: list, b_chunks: list
@@ -115,11 +104,6 @@ def encode_pairs_and_race(code: PolynomialScheme, a_chunks: list, b_chunks: list
     """Local first-threshold-of-n of ``A @ B``: encode every pair, race their products."""
     pairs = [encode_pair(code, w, a_chunks, b_chunks) for w in range(code.n_blocks)]
     return race_products(code, pairs, None, pair_product)
-
-
-def grid(keys) -> List:
-    """Chunk keys (a nested list, rows of chunks) as a graph list ``np.block`` takes."""
-    return List(*[List(*[TaskRef(key) for key in row]) for row in keys])
 
 
 def coded_pair_tasks(code: PolynomialScheme, a_keys, b_keys, token: str, decode_key,
@@ -139,14 +123,17 @@ def coded_pair_tasks(code: PolynomialScheme, a_keys, b_keys, token: str, decode_
     return tasks
 
 
-def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2, 2), *,
-           points: str = "auto", client: Any = None) -> da.Array:
+def matmul(A: Any, B: Any, n: int | None = None, scheme: str = "polynomial",
+           splits: Any = (2, 2), *, points: str = "auto", client: Any = None) -> da.Array:
     """``A @ B`` coded on ``n`` workers, both operands encoded.
 
     Parameters
     ----------
     A, B : numpy or dask arrays
-        2-D, real, ``A.shape[1] == B.shape[0]``.
+        2-D, real, ``A.shape[1] == B.shape[0]``. ``A`` may be an
+        :class:`~dask_coded.operand.EncodedOperand` (:func:`~dask_coded.encode_operand`,
+        encoded once): then only B is encoded, with A's code (``n``, ``scheme``,
+        ``splits``, ``points`` and ``client`` are A's).
     n : int
         Workers (one product each).
     scheme : {"polynomial", "matdot", "auto"}
@@ -170,6 +157,13 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
     dask.array.Array
         Equal to ``A @ B`` (one chunk), from the first ``threshold`` products.
     """
+    if isinstance(A, EncodedOperand):
+        if n is not None and n != A.n:
+            raise CodeParameterError(f"A is encoded for n={A.n} workers; got n={n}")
+        return A.dot(B)
+    if n is None:
+        raise CodeParameterError("dc.matmul needs n, the number of workers (one product "
+                                 "each), unless A is an EncodedOperand")
     client = client if client is not None else default_client()
     if client is not None and (isinstance(A, da.Array) or isinstance(B, da.Array)):
         return _matmul_on_workers(A, B, n, scheme, splits, points, client)
@@ -177,21 +171,7 @@ def matmul(A: Any, B: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
     code = _code_or_product(A, B, n, scheme, splits, points, client)
     if isinstance(code, da.Array):
         return code
-    a_blocks, b_blocks = code.blocks_of(A, B)
-    token = uuid.uuid4().hex[:16]
-    name = f"{DECODE_PREFIX}{token}"
-    if client is None:
-        pairs = [(code.encode_operand(w, a_blocks, "a"), code.encode_operand(w, b_blocks, "b"))
-                 for w in range(n)]
-        tasks = product_group(code, token, pairs, None, (name, 0, 0), local=True,
-                              product=pair_product)
-    else:
-        if client.asynchronous:
-            raise CodedError("dc.matmul sends the encoded operands in the call; use a synchronous "
-                             "client")
-        pairs = _place(client, code, a_blocks, b_blocks, token)
-        tasks = product_group(code, token, pairs, None, (name, 0, 0), product=pair_product)
-    return _product_array(name, tasks, (A.shape[0], B.shape[1]), ())
+    return encode_with(code, A, client, "dc.matmul of numpy operands").dot(B)
 
 
 def _code_or_product(A, B, n: int, scheme: str, splits: Any, points: str, client):
@@ -206,12 +186,6 @@ def _code_or_product(A, B, n: int, scheme: str, splits: Any, points: str, client
     return PolynomialScheme(n, scheme, splits, A.shape, B.shape, points)
 
 
-def _product_array(name: str, tasks: dict, shape: tuple, dependencies) -> da.Array:
-    """The dask Array (one chunk) of decode ``(name, 0, 0)``."""
-    graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
-    return da.Array(graph, name, ((shape[0],), (shape[1],)), dtype=np.float64)
-
-
 def _matmul_on_workers(A: Any, B: Any, n: int, scheme: str, splits: Any, points: str,
                        client) -> da.Array:
     """``dc.matmul`` of dask operands: encoded on the workers, in the graph."""
@@ -221,36 +195,9 @@ def _matmul_on_workers(A: Any, B: Any, n: int, scheme: str, splits: Any, points:
     if isinstance(code, da.Array):
         return code
     if not client.asynchronous:  # an asynchronous caller registers FirstKPlugin itself
-        _require_workers(client, n)
+        require_workers(client, n, "dc.matmul")
         client.register_plugin(FirstKPlugin())
     token = uuid.uuid4().hex[:16]
     name = f"{DECODE_PREFIX}{token}"
     tasks = coded_pair_tasks(code, A.__dask_keys__(), B.__dask_keys__(), token, (name, 0, 0))
-    return _product_array(name, tasks, (A.shape[0], B.shape[1]), [A, B])
-
-
-def _require_workers(client, n: int) -> list[str]:
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-    if len(workers) < n:
-        raise TooFewWorkersError(f"dc.matmul on n={n} workers needs n workers; "
-                                 f"the cluster has {len(workers)}")
-    return workers
-
-
-def _place(client, code: PolynomialScheme, a_blocks, b_blocks, token: str) -> list:
-    """Send each worker its two encoded operands and pin the pair there; returns the
-    futures. The operands travel inside the pair's task (not scattered): a lost worker's
-    pair can then be rebuilt elsewhere, where scattered data would be gone with it."""
-    client.register_plugin(FirstKPlugin())
-    workers = _require_workers(client, code.n_blocks)
-    placement = code.placement(pick_workers(workers, code.n_blocks, False))
-    pairs = []
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
-        for w, addr in enumerate(placement):
-            pairs.append(client.submit(
-                _pair, code.encode_operand(w, a_blocks, "a"),
-                code.encode_operand(w, b_blocks, "b"), key=(f"{BLOCK_PREFIX}{token}", w),
-                workers=[addr], allow_other_workers=False, pure=False))
-    wait(pairs)
-    return pairs
+    return product_array(name, tasks, (A.shape[0], B.shape[1]), [A, B])

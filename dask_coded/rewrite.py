@@ -25,9 +25,11 @@ those of the original layer, so the rest of the graph is untouched.
   threads, on coded blocks encoded in the first graph and kept in this process
   (:data:`dask_coded.resident.LOCAL`) or on those of :func:`dask_coded.encode`.
 * With ``scheme="polynomial"``, ``"matdot"`` or ``"auto"``, a product whose right operand
-  is a matrix runs as a 2-D code instead: both operands encoded on the workers in each
-  call (:func:`dask_coded.matmul2d.coded_pair_tasks`), ``C`` decoded once and cut back
-  into the layer's blocks.
+  is a matrix runs as a 2-D code instead, ``C`` decoded once and cut back into the
+  layer's blocks: on distributed, A's encoded operands are encoded in the first graph and
+  kept resident like the 1-D code's blocks, and each product encodes B's operand from
+  B's chunks (:func:`dask_coded.operand.operand_products`); on the local scheduler both
+  operands are encoded in each call (:func:`dask_coded.matmul2d.coded_pair_tasks`).
 
 Whether the graph runs on ``distributed`` is decided by pickling: dask ships the optimizer
 to the scheduler (where it runs) only on ``distributed``, and the pickled copy builds the
@@ -62,6 +64,7 @@ from .schemes.mds import code_for
 from .errors import CodeParameterError
 from .graph import encode_tasks, fold_cuts, product_group
 from .matmul2d import coded_pair_tasks, plan_matmul
+from .operand import encoded_operand_tasks, operand_products
 from .keys import DECODE_PREFIX, key_name
 from .kernels import (
     encode_and_race, identity, linear_product, take_block, take_rows, zero_rows,
@@ -172,8 +175,9 @@ class CodedOptimizer:
             code2d = None if res is not None and self.scheme == "auto" else (
                 self._two_sided(hlg, match))
             if code2d is not None:
-                layers[name] = MaterializedLayer(self._pair_tasks(hlg, name, layer, match, code2d))
-                REWRITES.add(self.uid, (name, self.n, code2d.threshold, False, None))
+                tasks, reused, token = self._pair_tasks(hlg, name, layer, match, code2d)
+                layers[name] = MaterializedLayer(tasks)
+                REWRITES.add(self.uid, (name, self.n, code2d.threshold, reused, token))
                 continue
             if self.k is None and res is None:
                 continue  # no 1-D code asked for: a matrix-vector product stays plain
@@ -214,18 +218,33 @@ class CodedOptimizer:
         return PolynomialScheme(self.n, scheme, splits, shape_a, shape_b, self.points)
 
     def _pair_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
-                    code: PolynomialScheme) -> dict:
-        """The layer's output keys from a 2-D code: both operands' chunks encoded into
-        ``n`` pairs, one product each, the decode of ``C = A @ B``, then each output block
-        cut from ``C`` (blocks along the contracted axis other than the first are zeros:
-        ``C`` already holds the whole contraction)."""
+                    code: PolynomialScheme) -> tuple[dict, bool, str | None]:
+        """The layer's output keys from a 2-D code, whether A's encoded operands were
+        already resident, and their token (None on the local scheduler): ``n`` products,
+        the decode of ``C = A @ B``, then each output block cut from ``C`` (blocks along
+        the contracted axis other than the first are zeros: ``C`` already holds the whole
+        contraction).
+
+        On distributed, A's encoded operands are encoded in the graph with keys that
+        depend only on A and the code, and kept resident, as the 1-D code's blocks: the
+        next graph that multiplies the same A leaves their encode tasks out; each product
+        gathers B's chunks and encodes B's operand itself. Locally both are encoded in
+        each call, in the task that races the products."""
         out = layer.output_indices
-        tok = tokenize(name, code, uuid.uuid4().hex)  # encoded anew in each call
+        tok = tokenize(name, code, uuid.uuid4().hex)  # products and decode: every call
         dec_key = (f"{DECODE_PREFIX}{tok}", 0)
         a_nb, b_nb = layer.numblocks[m.a], layer.numblocks[m.b]
         a_keys = [[(m.a, i, c) for c in range(a_nb[1])] for i in range(a_nb[0])]
         b_keys = [[(m.b, c, j) for j in range(b_nb[1])] for c in range(b_nb[0])]
-        tasks = coded_pair_tasks(code, a_keys, b_keys, tok, dec_key, local=self.local)
+        if self.local:
+            tasks, reused, token = coded_pair_tasks(code, a_keys, b_keys, tok, dec_key,
+                                                    local=True), False, None
+        else:
+            token = tokenize(m.a, code.with_b((code.shape_a[1], 1)))
+            encoded = encoded_operand_tasks(code, token, a_keys)
+            reused = set(encoded) <= resident_keys(token, self.scheduler)
+            tasks = {} if reused else encoded
+            tasks.update(operand_products(code, tok, list(encoded), b_keys, dec_key))
         rows = list(itertools.accumulate(m.rows, initial=0))
         cols = list(itertools.accumulate(
             hlg.layers[m.b].collection_annotations["chunks"][1], initial=0))
@@ -236,7 +255,7 @@ class CodedOptimizer:
             key = (name, *g)
             tasks[key] = Task(key, take_block, TaskRef(dec_key), rows[i], rows[i + 1],
                               cols[j], cols[j + 1], where, c == 0)
-        return tasks
+        return tasks, reused, token
 
     def _coded_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
                      scheme: Scheme, res: Resident | None, token: str | None
@@ -404,9 +423,11 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
         :func:`dask_coded.encode`).
     scheme : {"mds", "polynomial", "matdot", "auto"}
         ``"mds"``: A encoded (the resident 1-D code above). The others apply to products
-        whose right operand is a matrix (more than one column): both operands are
-        encoded in each call, on the workers, as :func:`dask_coded.matmul` does with
-        ``splits`` and ``points``; ``"auto"`` chooses per product by
+        whose right operand is a matrix (more than one column), with ``splits`` and
+        ``points`` as for :func:`dask_coded.matmul`: on distributed A's encoded operands
+        are made in the first graph and kept resident like the coded blocks above
+        (``keep``, :func:`dask_coded.release`), B's in each call inside the products; on
+        the local scheduler both in each call; ``"auto"`` chooses per product by
         :func:`~dask_coded.plan_matmul` (1-D MDS with ``k`` when it sends the fewest
         bytes).
     splits, points

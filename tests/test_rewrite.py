@@ -453,10 +453,12 @@ def test_two_sided_parameters_fail_at_the_with():
 
 
 @gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
-async def test_distributed_two_sided_rewrite_leaves_the_slow_worker_out(c, s, *workers):
-    """Plain ``A @ B`` of two dask arrays under ``scheme="polynomial"``: each call encodes
-    both operands on the workers, decodes from the first 4 of 6 products, and keeps
-    nothing resident after it."""
+async def test_distributed_two_sided_rewrite_encodes_A_once_and_leaves_the_slow_worker_out(
+        c, s, *workers):
+    """Plain ``A @ B`` of two dask arrays under ``scheme="polynomial"``: A's encoded
+    operands are made in the first call on 6 distinct workers and kept resident; each
+    call encodes only B (inside the products) and decodes from the first 4 of 6;
+    ``release`` drops A's operands."""
     await c.register_plugin(dc.FirstKPlugin())
     await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(workers[2].name): 30.0}),
                                                match=("coded-prod",), interruptible=True))
@@ -464,12 +466,26 @@ async def test_distributed_two_sided_rewrite_leaves_the_slow_worker_out(c, s, *w
     rng = np.random.default_rng(6)
     An = rng.standard_normal((90, 40))
     A = da.from_array(An, chunks=(30, 20))
-    with dc.coded_matmul(6, scheme="polynomial", splits=(2, 2)):
-        for _ in range(2):  # a new B each call (the same graph could reuse the last result)
-            Bn = rng.standard_normal((40, 70))
+    reused = []
+    for _ in range(3):  # a new B each call (the same graph could reuse the last result)
+        Bn = rng.standard_normal((40, 70))
+        with dc.coded_matmul(6, scheme="polynomial", splits=(2, 2)) as opt:
             got = await c.compute(A @ da.from_array(Bn, chunks=(20, 35)))
-            np.testing.assert_allclose(got, An @ Bn, atol=1e-9)
-    assert plugin.stats["released"] >= 2, plugin.stats  # the slow worker's, each call
+        np.testing.assert_allclose(got, An @ Bn, atol=1e-9)
+        reused.append([r[3] for r in REWRITES.of(opt.uid)])
+        for _ in range(500):  # the slow worker's operand may still be being encoded
+            if all(s.tasks[k].state == "memory" for m in plugin.resident.values()
+                   for k in m.keys if k in s.tasks):
+                break
+            await asyncio.sleep(0.01)
+    assert reused == [[False], [True], [True]]
+    assert plugin.stats["released"] >= 3, plugin.stats  # the slow worker's, each call
+    assert plugin.stats["resident-encoded"] == 6  # A's operands, in the first call only
+    (token, report), = plugin.resident_report().items()
+    assert report["source"] == A.name and report["keys"] == 6
+    holders = {next(iter(s.tasks[k].who_has)).address for k in plugin.resident[token].keys}
+    assert len(holders) == 6
+    assert await c.scheduler.coded_release(source=A.name) == 1
     assert plugin.resident == {}
 
 

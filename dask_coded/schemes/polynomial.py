@@ -167,11 +167,24 @@ class PolynomialScheme(Scheme):
         weights = np.where(degrees > 0, np.sqrt(2.0), 1.0) if self.kind == "matdot" else 1.0
         return T[degrees] * weights
 
+    def cut(self, X: np.ndarray, side: str) -> list[np.ndarray]:
+        """A's (``side="a"``) or B's (``"b"``) blocks, in the order of :meth:`_exponents`:
+        polynomial, A by rows into ``m`` and B by columns into ``p``; MatDot, the inner
+        dimension into ``m`` (zero-padded at the end)."""
+        if self.kind == "polynomial":
+            return _cut(X, self.m, 0) if side == "a" else _cut(X, self.p, 1)
+        return _cut(X, self.m, 1 if side == "a" else 0)
+
     def blocks_of(self, A: np.ndarray, B: np.ndarray) -> tuple[list, list]:
         """A's and B's blocks, in the order of :meth:`_exponents`."""
-        if self.kind == "polynomial":
-            return _cut(A, self.m, 0), _cut(B, self.p, 1)
-        return _cut(A, self.m, 1), _cut(B, self.m, 0)
+        return self.cut(A, "a"), self.cut(B, "b")
+
+    def with_b(self, shape_b: tuple) -> PolynomialScheme:
+        """The same code (workers, splits, points) for a B of shape ``shape_b``: A's
+        encoded operands do not depend on B's shape, so they serve every such B."""
+        splits = (self.m, self.p) if self.kind == "polynomial" else self.m
+        return PolynomialScheme(self.n_blocks, self.kind, splits, self.shape_a, shape_b,
+                                self.points)
 
     def encode_operand(self, w: int, blocks: Sequence[np.ndarray], side: str) -> np.ndarray:
         """Worker ``w``'s encoded operand: ``sum_i c_i X_i`` with ``c_i`` the block's

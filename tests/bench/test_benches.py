@@ -50,7 +50,7 @@ def test_bench_matmul2d_with_dask_operands_writes_every_scheme(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "matmul2d.csv")))
     assert [r["scheme"] for r in rows][:-1] == [
         "plain dask A @ B", "1-D MDS of A, k=4", "polynomial (2, 2) real",
-        "polynomial (2, 3) real", "matdot 3 real"]
+        "polynomial (2, 3) real", "matdot 3 real", "polynomial (2, 3) real, A encoded once"]
     assert rows[-1]["scheme"].startswith("coded_matmul(scheme='auto')")
     assert all(float(r["mean"]) > 0 for r in rows)
     theory = {r["scheme"]: float(r["theory"]) for r in rows}
@@ -58,3 +58,6 @@ def test_bench_matmul2d_with_dask_operands_writes_every_scheme(tmp_path):
     assert theory["1-D MDS of A, k=4"] == theory["polynomial (2, 2) real"] > 0
     # MatDot 3 waits for 5 products of 1/3 of the work each: slower than either
     assert theory["matdot 3 real"] > theory["polynomial (2, 2) real"]
+    # encoding A once changes the bytes, not the race
+    once = {r["scheme"]: r for r in rows}["polynomial (2, 3) real, A encoded once"]
+    assert float(once["theory"]) == theory["polynomial (2, 3) real"]

@@ -1,0 +1,260 @@
+"""``dc.encode_operand(A)``: A's encoded operands of a 2-D code, made once and kept.
+
+A loop that multiplies one A by a new B at every step (a layer's weights by the next
+activations, a fixed operator by the iterates) should not encode A at every step. Here
+A's encoded operand for worker ``w`` (``sum_i c_wi A_i``, the A side of a polynomial or
+MatDot code, :class:`~dask_coded.schemes.polynomial.PolynomialScheme`) is made once and
+pinned to its worker, as :func:`dask_coded.encode` does for a 1-D code; each ``EA @ B``
+then encodes only B and sends worker ``w`` B's encoded operand:
+
+* numpy B is encoded on the client, and worker ``w``'s travels inside its product:
+  a worker receives ``|B| / p`` (polynomial) or ``|B| / m`` (MatDot) per call, where
+  ``CA @ B`` of a 1-D code sends it all of B;
+* dask B is encoded on the workers, inside each product (which gathers B's chunks and
+  encodes its own), so nothing passes through the client.
+
+The products are pinned where A's encoded operands are, the decode starts at the
+threshold and stragglers are released by the same scheduler plugin as ``CA @ x``; a lost
+worker's encoded operand is re-encoded elsewhere (its task keeps its recipe).
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask._task_spec import Task
+from dask.highlevelgraph import HighLevelGraph
+from distributed import futures_of, wait
+
+from ._scheduler import FirstKPlugin
+from .errors import CodedError, CodeParameterError, TooFewWorkersError
+from .graph import EncodeTask, grid, product_group
+from .kernels import check_finite_operand, identity
+from .keys import BLOCK_PREFIX, DECODE_PREFIX
+from .matrix import as_matrix, pick_workers
+from .schemes.polynomial import PolynomialScheme, coded_product
+from .workers import default_client
+
+
+def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarray:
+    """One worker's product from its pair of encoded operands (see ``coded_product``)."""
+    return coded_product(*pair)
+
+
+def encode_side(code: PolynomialScheme, w: int, chunks: list, side: str) -> np.ndarray:
+    """Worker ``w``'s encoded operand of A (``side="a"``) or B (``"b"``) from the
+    operand's chunk grid (a list of rows of chunks): ``sum_i c_wi X_i``."""
+    X = np.block(chunks)
+    check_finite_operand(X, side.upper())
+    return code.encode_operand(w, code.cut(X, side), side)
+
+
+def require_workers(client, n: int, what: str) -> list[str]:
+    """The sorted worker addresses, at least ``n`` of them (else a clear error)."""
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    if len(workers) < n:
+        raise TooFewWorkersError(f"{what} on n={n} workers needs n workers; the cluster "
+                                 f"has {len(workers)}")
+    return workers
+
+
+def product_array(name: str, tasks: dict, shape: tuple, dependencies) -> da.Array:
+    """The dask Array (one chunk) of decode ``(name, 0, 0)``."""
+    graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
+    return da.Array(graph, name, ((shape[0],), (shape[1],)), dtype=np.float64)
+
+
+def encoded_operand_tasks(code: PolynomialScheme, token: str, a_keys) -> dict:
+    """Tasks ``("coded-block-<token>", w)`` encoding A's operand for worker ``w`` from
+    A's chunk keys (rows of chunks); the scheduler plugin spreads them over distinct
+    workers and keeps them resident (encoded in a graph, as the 1-D code's blocks)."""
+    name, chunks = f"{BLOCK_PREFIX}{token}", grid(a_keys)
+    return {(name, w): EncodeTask((name, w), encode_side, code, w, chunks, "a")
+            for w in range(code.n_blocks)}
+
+
+def operand_products(code: PolynomialScheme, token: str, blocks: list, b_keys,
+                     decode_key) -> dict:
+    """The product group of ``decode_key = A @ B`` on A's encoded operands ``blocks``
+    (keys or futures): product ``w`` gathers B's chunks (keys ``b_keys``, rows of chunks)
+    and encodes B's operand for worker ``w`` itself, where A's is pinned."""
+    chunks = grid(b_keys)
+    b_encoded = [Task(None, encode_side, code, w, chunks, "b") for w in range(code.n_blocks)]
+    return product_group(code, token, blocks, None, decode_key, product=coded_product,
+                         operands=b_encoded)
+
+
+class EncodedOperand:
+    """A's encoded operands of a polynomial or MatDot code, one per worker, resident.
+
+    Build it with :func:`encode_operand`. ``EA @ B`` (B numpy or dask, 2-D, with
+    ``A.shape[1]`` rows) is a dask Array equal to ``A @ B`` decoded from the first
+    ``threshold`` of the ``n`` products; only B is encoded in the call.
+
+    Attributes
+    ----------
+    code : PolynomialScheme
+        The code (its B shape is a placeholder: each call takes the code for its B).
+    shape : tuple
+        Of A.
+    workers : list of str or None
+        ``workers[w]`` holds encoded operand ``w`` (``None`` on the local scheduler).
+    """
+
+    ndim = 2
+
+    def __init__(self, code: PolynomialScheme, shape: tuple, client: Any):
+        self.code = code
+        self.shape: tuple[int, int] = tuple(shape)
+        self.client = client
+        self.blocks: list = []  # Futures (distributed) or numpy arrays (local)
+        self.workers: list[str] | None = None
+        self.token = uuid.uuid4().hex[:16]
+
+    n = property(lambda self: self.code.n_blocks)
+    threshold = property(lambda self: self.code.threshold)
+
+    @property
+    def local(self) -> bool:
+        """True when the encoded operands live in this process (no distributed client)."""
+        return self.client is None
+
+    def __repr__(self) -> str:
+        splits = (self.code.m, self.code.p) if self.code.kind == "polynomial" else self.code.m
+        where = ("released" if not self.blocks else "local" if self.local
+                 else f"on {len(set(self.workers))} workers")
+        return (f"EncodedOperand({self.code.kind!r}, n={self.n}, splits={splits}, "
+                f"threshold={self.threshold}, points={self.code.points!r}, "
+                f"A {self.shape}, {where})")
+
+    def __matmul__(self, B: Any) -> da.Array:
+        return self.dot(B)
+
+    def dot(self, B: Any) -> da.Array:
+        """``A @ B`` from the first ``threshold`` products; B's encoded operands are made
+        in the call (numpy B on the client, dask B inside the products)."""
+        self._check_live()
+        B = as_matrix(B, "B")
+        code = self.code.with_b(B.shape)  # raises on shapes that do not align
+        token = uuid.uuid4().hex[:16]
+        name = f"{DECODE_PREFIX}{token}"
+        decode_key = (name, 0, 0)
+        if isinstance(B, da.Array):
+            if self.local:
+                B = B.compute()
+            else:
+                tasks = operand_products(code, token, self.blocks, B.__dask_keys__(),
+                                         decode_key)
+                return product_array(name, tasks, (self.shape[0], B.shape[1]), [B])
+        B = np.asarray(B)
+        check_finite_operand(B, "B")  # now, where the user wrote EA @ B
+        b_blocks = code.cut(B, "b")
+        b_encoded = [code.encode_operand(w, b_blocks, "b") for w in range(self.n)]
+        if self.local:
+            tasks = product_group(code, token, list(zip(self.blocks, b_encoded)), None,
+                                  decode_key, local=True, product=pair_product)
+        else:
+            tasks = product_group(code, token, self.blocks, None, decode_key,
+                                  product=coded_product, operands=b_encoded)
+        return product_array(name, tasks, (self.shape[0], B.shape[1]), ())
+
+    def _check_live(self) -> None:
+        if not self.blocks:
+            raise CodedError("this EncodedOperand was released (EA.release()): its encoded "
+                             "operands are gone; encode A again")
+        if not self.local and self.client.status in ("closing", "closed"):
+            raise CodedError("this EncodedOperand's client is closed and its encoded "
+                             "operands are gone; encode A again with a live client")
+
+    def release(self) -> None:
+        """Drop A's encoded operands from the cluster (products already built keep
+        theirs until they are gone)."""
+        if not self.local:
+            for f in self.blocks:
+                f.release()
+        self.blocks = []
+
+
+def encode_operand(A: Any, n: int, scheme: str = "polynomial", splits: Any = (2, 2), *,
+                   points: str = "auto", client: Any = None) -> EncodedOperand:
+    """Encode A once as the left operand of a 2-D code and keep its encoded operands.
+
+    Parameters
+    ----------
+    A : numpy or dask array
+        2-D, real, finite.
+    n : int
+        Workers (one encoded operand and one product each).
+    scheme : {"polynomial", "matdot"}
+        As :func:`dask_coded.matmul`: polynomial cuts A into ``m`` row blocks and every B
+        into ``p`` column blocks (threshold ``m p``); MatDot cuts the inner dimension
+        into ``m`` (threshold ``2 m - 1``, products the size of ``A @ B``).
+    splits : (m, p) or m
+    points : {"auto", "real", "complex"}
+        Evaluation points (see :func:`dask_coded.matmul`).
+    client : distributed.Client, optional
+        Default: the current client (synchronous); without one the encoded operands stay
+        in this process and products race in threads.
+
+    Returns
+    -------
+    EncodedOperand
+        Worker ``w`` holds ``sum_i c_wi A_i`` (``1/m`` of A); ``EA @ B`` needs the first
+        ``threshold`` products.
+    """
+    A = as_matrix(A, "A")
+    if scheme not in ("polynomial", "matdot"):
+        raise CodeParameterError(f"encode_operand takes scheme 'polynomial' or 'matdot', got "
+                                 f"{scheme!r} (dc.plan_matmul suggests one)")
+    code = PolynomialScheme(n, scheme, splits, A.shape, (A.shape[1], 1), points)
+    client = client if client is not None else default_client()
+    return encode_with(code, A, client, "encode_operand")
+
+
+def encode_with(code: PolynomialScheme, A: Any, client: Any, what: str) -> EncodedOperand:
+    """A's encoded operands of ``code`` (A 2-D, real), on ``client``'s workers or, with
+    ``client=None``, here; ``what`` names the caller in errors."""
+    n = code.n_blocks
+    operand = EncodedOperand(code, A.shape, client)
+    if client is None:
+        values = np.asarray(A.compute() if isinstance(A, da.Array) else A)
+        check_finite_operand(values, "A")
+        blocks = code.cut(values, "a")
+        operand.blocks = [code.encode_operand(w, blocks, "a") for w in range(n)]
+        return operand
+    if client.asynchronous:
+        raise CodedError(f"{what} waits for A's encoded operands to be placed; use a "
+                         f"synchronous client")
+    client.register_plugin(FirstKPlugin())
+    workers = require_workers(client, n, what)
+    operand.workers = code.placement(pick_workers(workers, n, False))
+    key = f"{BLOCK_PREFIX}{operand.token}"
+    pinned = {"workers": None, "allow_other_workers": False, "pure": False}
+    with warnings.catch_warnings():
+        # a numpy A travels once, as its encoded operands: encoding has to ship it
+        warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+        if isinstance(A, da.Array):  # encoded on the workers, from A's chunks
+            A = client.persist(A)
+            futures = {f.key: f for f in futures_of(A)}
+            chunks = [[futures[k] for k in row] for row in A.__dask_keys__()]
+            operand.blocks = [
+                client.submit(encode_side, code, w, chunks, "a", key=(key, w),
+                              **{**pinned, "workers": [addr]})
+                for w, addr in enumerate(operand.workers)]
+        else:
+            A = np.asarray(A)
+            check_finite_operand(A, "A")
+            blocks = code.cut(A, "a")
+            operand.blocks = [
+                client.submit(identity, code.encode_operand(w, blocks, "a"), key=(key, w),
+                              **{**pinned, "workers": [addr]})
+                for w, addr in enumerate(operand.workers)]
+    wait(operand.blocks)
+    for f in operand.blocks:
+        if f.status == "error":
+            f.result()  # raise the encode's error here, where the user called encode
+    return operand
