@@ -83,6 +83,9 @@ def parse(argv=None):
     p.add_argument("--operands", choices=("numpy", "dask"), default="numpy",
                    help="numpy on the client, or dask persisted on the workers "
                         "(default numpy)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="times every scheme is timed, in turn, on the same cluster (each "
+                        "run draws its own delays); more than one adds the spread")
     p.add_argument("--mbps", type=float, default=None,
                    help="limit what the master (this process: the client and the "
                         "scheduler) sends to MB/s during the timed calls, as a network "
@@ -192,9 +195,10 @@ def schemes_on(client, A, B, n: int, operands: str, model) -> list[tuple]:
 
         if plan.scheme == "mds":
             cost = (n * B.nbytes, {f"coded-prod-t{plan.threshold}-": 1 / plan.threshold})
-        else:
-            cost = costs(PolynomialScheme(n, plan.scheme, plan.splits, A.shape, B.shape),
-                         A, B, operands)
+        else:  # A's encoded operands resident after the first call: B to each product
+            work = costs(PolynomialScheme(n, plan.scheme, plan.splits, A.shape, B.shape),
+                         A, B, operands)[1]
+            cost = (n * B.nbytes, work)
         # the plain layer's keys that now cut C into blocks ("chunk_sum") carry no work
         out.append((f"coded_matmul(scheme='auto'): {plan.scheme} {plan.splits}", cost[0],
                     {**cost[1], "chunk_sum": 0.0},
@@ -203,9 +207,10 @@ def schemes_on(client, A, B, n: int, operands: str, model) -> list[tuple]:
     return out
 
 
-def timed(client, schemes: list, overhead: dict, model, args) -> list[dict]:
-    """Each scheme's calls under the straggler model, printed as a table row: times,
-    the same less the overhead, theory, and the bytes every process wrote per product."""
+def timed(client, schemes: list, overhead: dict, model, args, seed: int) -> list[dict]:
+    """Each scheme's calls under the straggler model (the same draws for every scheme:
+    ``seed``), printed as a table row: times, the same less the overhead, theory, and
+    the bytes every process wrote per product."""
     print("| scheme | mean s | median s | net mean s | theory s | MB sent per product | "
           "theory MB |")
     print("|---|---|---|---|---|---|---|")
@@ -213,7 +218,7 @@ def timed(client, schemes: list, overhead: dict, model, args) -> list[dict]:
     with ByteMeter(client) as meter:
         for label, theory_bytes, work, theory_s, call in schemes:
             client.register_plugin(dc.StragglerPlugin(
-                model, seed=7, match=("chunk_sum", "coded-prod"), work=work,
+                model, seed=seed, match=("chunk_sum", "coded-prod"), work=work,
                 interruptible=True))
             before = meter.totals()
             times = measure(client, call, args.calls)
@@ -231,6 +236,41 @@ def timed(client, schemes: list, overhead: dict, model, args) -> list[dict]:
     return rows
 
 
+def best_ratios(rows: list[dict]) -> dict[str, tuple]:
+    """Of one run: per kind of 2-D code (A and B encoded in each call; A encoded once),
+    the fastest, and plain dask's and 1-D MDS's mean over its mean."""
+    plain, mds = rows[0], rows[1]
+    pools = {"A and B encoded in each call": [
+                 r for r in rows[2:] if "encoded once" not in r["scheme"]
+                 and not r["scheme"].startswith("coded_matmul")],
+             "A encoded once, as for 1-D MDS": [
+                 r for r in rows if "encoded once" in r["scheme"]]}
+    out = {}
+    for what, pool in pools.items():
+        if pool:
+            best = min(pool, key=lambda r: r["mean"])
+            out[what] = (best["scheme"], plain["mean"] / best["mean"],
+                         mds["mean"] / best["mean"])
+    return out
+
+
+def spread(runs: list[list[dict]]) -> None:
+    """Each scheme's mean per call over the runs (lowest and highest run), and the best
+    2-D codes' ratios in every run."""
+    print(f"\n## over {len(runs)} runs: mean s per call (lowest run, highest run)\n")
+    print("| scheme | mean of runs | lowest | highest |")
+    print("|---|---|---|---|")
+    for i, row in enumerate(runs[0]):
+        means = [run[i]["mean"] for run in runs]
+        print(f"| {row['scheme']} | {np.mean(means):.3f} | {min(means):.3f} | "
+              f"{max(means):.3f} |")
+    ratios = [best_ratios(run) for run in runs]
+    for what in ratios[0]:
+        print(f"\nbest 2-D code, {what}, per run: " + "; ".join(
+            f"{r[what][0]} {r[what][1]:.2f}x vs plain dask, {r[what][2]:.2f}x vs 1-D MDS"
+            for r in ratios))
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     # numpy operands embedded in plain dask's graph in every call: the pattern measured
@@ -240,30 +280,29 @@ def main(argv=None) -> int:
     A = rng.standard_normal((args.rows, args.inner))
     B = rng.standard_normal((args.inner, args.cols))
     model = dc.ShiftedExponential(mu=1.0, scale=args.scale, per="call")
+    runs = []
     with cluster(args) as (client, names, _):
         schemes = schemes_on(client, A, B, args.n, args.operands, model)
         bytecount.throttle(args.mbps * 1e6 if args.mbps else None)
         try:
             overhead = overheads(client, schemes)
             link = f", the master's link at {args.mbps:g} MB/s" if args.mbps else ""
-            print(f"\n## A {A.shape} @ B {B.shape} ({args.operands}), {args.n} workers, "
-                  f"per-worker mu=1, job {args.scale} s, {args.calls} calls{link}\n")
-            rows = timed(client, schemes, overhead, model, args)
+            for run in range(args.runs):
+                print(f"\n## A {A.shape} @ B {B.shape} ({args.operands}), {args.n} workers, "
+                      f"per-worker mu=1, job {args.scale} s, {args.calls} calls{link}"
+                      + (f", run {run + 1} of {args.runs}" if args.runs > 1 else "") + "\n")
+                runs.append(timed(client, schemes, overhead, model, args, seed=7 + run))
+                for what, (label, vs_plain, vs_mds) in best_ratios(runs[-1]).items():
+                    print(f"\nbest 2-D code, {what}: {label}; vs plain dask "
+                          f"{vs_plain:.2f}x; vs 1-D MDS {vs_mds:.2f}x")
         finally:
             bytecount.throttle(None)
-    plain, mds = rows[0], rows[1]
-    per_call = [r for r in rows[2:] if "encoded once" not in r["scheme"]
-                and not r["scheme"].startswith("coded_matmul")]
-    for what, pool in (("A and B encoded in each call", per_call),
-                       ("A encoded once, as for 1-D MDS", [
-                           r for r in rows if "encoded once" in r["scheme"]])):
-        if pool:
-            best = min(pool, key=lambda r: r["mean"])
-            print(f"\nbest 2-D code, {what}: {best['scheme']} {best['mean']:.3f} s; vs plain "
-                  f"dask {plain['mean'] / best['mean']:.2f}x; vs 1-D MDS "
-                  f"{mds['mean'] / best['mean']:.2f}x")
+    if len(runs) > 1:
+        spread(runs)
+    rows = runs[0]
+    plain = rows[0]
     oracle = theory.oracle_time(model, args.n)[0]
-    print(f"oracle (the work split by each worker's speed in the call, known in advance): "
+    print(f"\noracle (the work split by each worker's speed in the call, known in advance): "
           f"{oracle:.3f} s, {plain['theory'] / oracle:.2f}x faster than plain dask's theory; "
           f"one product per worker at best "
           f"{min(r['theory'] for r in rows[1:]):.3f} s (theory)")
@@ -273,7 +312,8 @@ def main(argv=None) -> int:
           f"restricts which products can stand in for which): {several:.3f} s (theory, no "
           f"per-block overhead), {plain['theory'] / several:.2f}x faster than plain dask's "
           f"theory")
-    print(f"wrote {write_csv(rows, args.out, 'matmul2d.csv')}")
+    every = [{**row, "run": i + 1} for i, run in enumerate(runs) for row in run]
+    print(f"wrote {write_csv(every, args.out, 'matmul2d.csv')}")
     return 0
 
 

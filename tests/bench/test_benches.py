@@ -43,11 +43,15 @@ def test_bench_gradients_writes_every_scheme(tmp_path):
     assert (tmp_path / "gradients-logistic.png").exists()
 
 
-def test_bench_matmul2d_with_dask_operands_writes_every_scheme(tmp_path):
+def test_bench_matmul2d_with_dask_operands_writes_every_scheme(tmp_path, capsys):
     assert matmul2d.main(["--n", "6", "--calls", "1", "--threads", "--scale", "0.1",
-                          "--rows", "120", "--inner", "60", "--cols", "120",
+                          "--rows", "120", "--inner", "60", "--cols", "120", "--runs", "2",
                           "--operands", "dask", "--out", str(tmp_path)]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "matmul2d.csv")))
+    every = list(csv.DictReader(open(tmp_path / "matmul2d.csv")))
+    rows = [r for r in every if r["run"] == "1"]
+    # every scheme timed in each run, and the spread over the runs printed
+    assert [r["scheme"] for r in every if r["run"] == "2"] == [r["scheme"] for r in rows]
+    assert "## over 2 runs" in capsys.readouterr().out
     assert [r["scheme"] for r in rows][:-1] == [
         "plain dask A @ B", "1-D MDS of A, k=4", "polynomial (2, 2) real",
         "polynomial (2, 3) real", "matdot 3 real", "polynomial (2, 3) real, A encoded once"]
