@@ -386,6 +386,9 @@ class CodedMatrix:
         in the background with ``coded.auto-k.background``). Returns the ``k`` now in use."""
         if self.policy is None:
             raise CodedError("retune() is for matrices encoded with k='auto'")
+        # a background re-choice in flight is dropped: this one is newer (its blocks go
+        # with its thread)
+        self._retuning = None
         fresh = self._retuned(self.k, self.blocks_per_worker, self.calls)
         if fresh is not None:
             self._switch_to(fresh)

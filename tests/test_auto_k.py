@@ -117,6 +117,37 @@ def test_releasing_during_a_background_re_encode_leaves_no_blocks():
         assert _coded_blocks(client) == 0
 
 
+def test_a_synchronous_retune_drops_the_background_re_choice_in_flight():
+    """``CA.retune()`` while a background re-choice is blocked: the synchronous choice is
+    used, and the older one, finishing later, is never adopted."""
+    A, x = np.random.default_rng(4).standard_normal((120, 4)), np.ones(4)
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        CA = dc.encode(A, 4, "auto", client=client)
+        k0 = CA.k
+        gate, choices = threading.Event(), []
+        CA.policy.every = 2
+
+        def choose(k, seen, calls):
+            choices.append(k)
+            if len(choices) == 1:  # the background re-choice: blocked, then k0 - 1
+                assert gate.wait(30)
+                return k0 - 1
+            return k0 - 2
+
+        CA.policy.choose = choose
+        (CA @ x).compute()
+        CA @ x  # due: the background re-choice waits on the gate
+        thread = CA._retuning[0]
+        assert CA.retune() == k0 - 2
+        gate.set()
+        thread.join(30)
+        for _ in range(3):
+            np.testing.assert_allclose((CA @ x).compute(), A @ x)
+            assert CA.k == k0 - 2
+        CA.release()
+
+
 def test_auto_k_needs_a_cluster():
     with pytest.raises(dc.CodedError, match="distributed client"):
         dc.encode(np.ones((10, 2)), 4, "auto", client=None)
