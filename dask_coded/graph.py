@@ -86,8 +86,8 @@ def product_group(
     products in threads). ``operand`` is a key, a graph node, or a numpy array embedded in
     each product (then no extra task exists that a slow worker could hold up).
     ``scales``: the row scales A was encoded with (a key, or an array when local).
-    ``operands``: one operand per block instead of ``operand`` (a worker's own encoded
-    share of B, :mod:`dask_coded.operand`), on a cluster.
+    ``operands``: one operand per block instead of ``operand`` (B's encoded operand for
+    the block's worker, :mod:`dask_coded.operand`), on a cluster.
     """
     x = _ref(operand)
     s = None if scales is None else _ref(scales)

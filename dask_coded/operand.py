@@ -171,8 +171,8 @@ class EncodedOperand:
                              "operands are gone; encode A again with a live client")
 
     def release(self) -> None:
-        """Drop A's encoded operands from the cluster (products already built keep
-        theirs until they are gone)."""
+        """Drop A's encoded operands from the cluster: a product built before and
+        computed after fails (dask cancels it for lost dependencies)."""
         if not self.local:
             for f in self.blocks:
                 f.release()
