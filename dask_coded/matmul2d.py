@@ -8,10 +8,10 @@ tolerated, a lost worker's encoded operands made again elsewhere). Where the ope
 decides where they are encoded:
 
 * numpy operands (on the client) are encoded here: A's encoded operands are pinned to
-  their workers (:func:`~dask_coded.operand.encode_operand`, kept for the call only) and
-  B's encoded operand for each worker travels inside its product: a worker receives
-  ``|A| / m + |B| / p``; an :class:`~dask_coded.operand.EncodedOperand` A (encoded once,
-  kept) sends only B's encoded operands;
+  their workers (:func:`~dask_coded.operand.encode_operand`; the returned array holds
+  them) and B's encoded operand for each worker travels inside its product: a worker
+  receives ``|A| / m + |B| / p``; an :class:`~dask_coded.operand.EncodedOperand` A
+  (encoded once, kept) sends only B's encoded operands;
 * dask operands (on the workers) are encoded on the workers, in the graph: task
   ``("coded-block-call-<token>", w)`` gathers A's and B's chunks and encodes worker
   ``w``'s pair where it is pinned, so nothing passes through the client; each encoding
