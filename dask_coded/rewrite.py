@@ -163,7 +163,7 @@ class CodedOptimizer:
         """Return ``hlg`` with coded layers in place of codable ones (``hlg`` itself when
         there are none)."""
         resident = self.resident(self.local)
-        layers = dict(hlg.layers)
+        layers, dependencies = dict(hlg.layers), dict(hlg.dependencies)
         for name, layer in hlg.layers.items():
             match = _codable(hlg, layer)
             if match is None:
@@ -177,6 +177,10 @@ class CodedOptimizer:
             if code2d is not None:
                 tasks, reused, token = self._pair_tasks(hlg, name, layer, match, code2d)
                 layers[name] = MaterializedLayer(tasks)
+                total = _sum_after(hlg, name)
+                if total is not None:  # C is whole: its blocks replace dask's sum tree
+                    layers[total] = MaterializedLayer(_cut_sum(hlg, total, name, match, tasks))
+                    dependencies[total] = {name}
                 REWRITES.add(self.uid, (name, self.n, code2d.threshold, reused, token))
                 continue
             if self.k is None and res is None:
@@ -195,7 +199,7 @@ class CodedOptimizer:
             REWRITES.add(self.uid, (name, scheme.code.n, scheme.code.k, reused, token))
         if all(layers[n] is hlg.layers[n] for n in layers):
             return hlg
-        return HighLevelGraph(layers, dict(hlg.dependencies))
+        return HighLevelGraph(layers, dependencies)
 
     def _two_sided(self, hlg: HighLevelGraph, m: _Match) -> PolynomialScheme | None:
         """The 2-D code for layer ``m`` when one was asked for and its right operand is a
@@ -363,6 +367,38 @@ def _inlined(hlg: HighLevelGraph, key, budget: int) -> GraphNode | None:
         return value.substitute(subs)
 
     return node(key, None)
+
+
+def _sum_after(hlg: HighLevelGraph, name: str) -> str | None:
+    """The last layer of dask's sum over the contracted blocks that follows matmul layer
+    ``name`` (``A @ B`` is a ``chunk_sum`` Blockwise, ``_chunk_sum-partial`` layers for a
+    deep tree, then ``_chunk_sum-aggregate``, each read only by the next), or None when
+    the graph has another shape."""
+    readers: dict = {}
+    for layer, deps in hlg.dependencies.items():
+        for d in deps:
+            readers.setdefault(d, []).append(layer)
+    current, prefix = name, "chunk_sum-"
+    while True:
+        following = readers.get(current, [])
+        if len(following) != 1 or not following[0].startswith(prefix):
+            return None
+        (current,), prefix = following, "_chunk_sum-"
+        if current.startswith("_chunk_sum-aggregate-"):
+            return current
+
+
+def _cut_sum(hlg: HighLevelGraph, total: str, name: str, m: _Match, tasks: dict) -> dict:
+    """Layer ``total`` (the sum over the contracted blocks) as the blocks of the decoded
+    ``C`` itself: key ``(total, i, j)`` is ``C[rows i, columns j]``, what the sum of the
+    cut blocks along the contracted axis adds up to (all but the first are zeros)."""
+    dec_key = next(k for k in tasks if key_name(k).startswith(DECODE_PREFIX))
+    rows = list(itertools.accumulate(m.rows, initial=0))
+    cols = list(itertools.accumulate(
+        hlg.layers[m.b].collection_annotations["chunks"][1], initial=0))
+    return {(total, i, j): Task((total, i, j), take_block, TaskRef(dec_key), rows[i],
+                                rows[i + 1], cols[j], cols[j + 1], None, True)
+            for i in range(len(rows) - 1) for j in range(len(cols) - 1)}
 
 
 def _codable(hlg: HighLevelGraph, layer) -> _Match | None:

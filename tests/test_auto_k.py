@@ -125,15 +125,17 @@ def test_a_synchronous_retune_drops_the_background_re_choice_in_flight():
                       dashboard_address=None) as cluster, Client(cluster) as client:
         CA = dc.encode(A, 4, "auto", client=client)
         k0 = CA.k
-        gate, choices = threading.Event(), []
+        gate, background = threading.Event(), []
         CA.policy.every = 2
 
         def choose(k, seen, calls):
-            choices.append(k)
-            if len(choices) == 1:  # the background re-choice: blocked, then k0 - 1
-                assert gate.wait(30)
-                return k0 - 1
-            return k0 - 2
+            if threading.current_thread().name != "dask-coded-retune":
+                return k0 - 2  # the synchronous re-choice
+            background.append(k)
+            if len(background) > 1:
+                return k  # later re-choices keep the code
+            assert gate.wait(30)  # the first: blocked, then k0 - 1
+            return k0 - 1
 
         CA.policy.choose = choose
         (CA @ x).compute()

@@ -440,6 +440,28 @@ def test_local_two_sided_rewrite_matches_numpy(scheme, splits):
     assert opt.rewrites and {r[1:3] for r in opt.rewrites} == {(6, threshold)}
 
 
+def test_two_sided_rewrite_takes_the_blocks_of_C_instead_of_dask_sum_tree():
+    """dask sums ``A @ B`` over the contracted blocks (a tree of partial sums when there
+    are many); the decoded C already holds the whole contraction, so the sum's output
+    blocks are cut from C directly and the tree is gone, with the same values wherever
+    the product is used."""
+    rng = np.random.default_rng(9)
+    An, Bn = rng.standard_normal((60, 200)), rng.standard_normal((200, 50))
+    A, B = da.from_array(An, chunks=(20, 5)), da.from_array(Bn, chunks=(5, 25))
+    plain = dict(default_optimize((A @ B).__dask_graph__(), (A @ B).__dask_keys__()))
+    assert any("_chunk_sum-partial" in str(k) for k in plain)  # 40 blocks: a deep tree
+    with dc.coded_matmul(n=6, scheme="polynomial", splits=(2, 2)) as opt:
+        C = A @ B
+        coded = opt(C.__dask_graph__(), C.__dask_keys__())
+        assert not any("chunk_sum-" in str(k) and "aggregate" not in str(k) for k in coded)
+        assert len(coded) < len(plain) / 2
+        for label, expr, want in [("A @ B", C, An @ Bn), ("sum", C.sum(axis=0), (An @ Bn).sum(0)),
+                                  ("A @ B + 1", C + 1, An @ Bn + 1)]:
+            got = expr.compute(scheduler="threads")
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, err_msg=label)
+    assert {r[1:3] for r in opt.rewrites} == {(6, 4)}
+
+
 def test_two_sided_parameters_fail_at_the_with():
     with pytest.raises(dc.CodeParameterError, match="more than n=4"):
         with dc.coded_matmul(n=4, scheme="polynomial", splits=(3, 2)):
