@@ -177,14 +177,16 @@ def zero_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 
 def take_block(decoded: np.ndarray, r0: int, r1: int, c0: int, c1: int, axis: int | None,
-               first: bool) -> np.ndarray:
+               first: bool, dtype: str | None = None) -> np.ndarray:
     """Block ``[r0:r1, c0:c1]`` of ``C = A @ B`` shaped as the product layer's output
     (the contracted axis kept, at ``axis``; ``None``: as it is, a block of the summed
-    output); zeros for a contracted block after the first (``C`` already holds the whole
-    contraction), as :func:`zero_rows` for rows."""
+    output, in ``dtype``, the sum's); zeros for a contracted block after the first (``C``
+    already holds the whole contraction), as :func:`zero_rows` for rows."""
     block = decoded[r0:r1, c0:c1]
     if axis is not None:
         block = np.expand_dims(block, axis)
+    if dtype is not None:
+        block = block.astype(dtype, copy=False)
     return block if first else np.zeros_like(block)
 
 

@@ -26,10 +26,12 @@ those of the original layer, so the rest of the graph is untouched.
   (:data:`dask_coded.resident.LOCAL`) or on those of :func:`dask_coded.encode`.
 * With ``scheme="polynomial"``, ``"matdot"`` or ``"auto"``, a product whose right operand
   is a matrix runs as a 2-D code instead, ``C`` decoded once and cut back into the
-  layer's blocks: on distributed, A's encoded operands are encoded in the first graph and
-  kept resident like the 1-D code's blocks, and each product encodes B's operand from
-  B's chunks (:func:`dask_coded.operand.operand_products`); on the local scheduler both
-  operands are encoded in each call (:func:`dask_coded.matmul2d.coded_pair_tasks`).
+  layer's blocks (and, where dask's sum over the contracted blocks follows, into that
+  sum's output blocks, which replace its tree): on distributed, A's encoded operands are
+  encoded in the first graph and kept resident like the 1-D code's blocks, and each
+  product encodes B's operand from B's chunks
+  (:func:`dask_coded.operand.operand_products`); on the local scheduler both operands are
+  encoded in each call (:func:`dask_coded.matmul2d.coded_pair_tasks`).
 
 Whether the graph runs on ``distributed`` is decided by pickling: dask ships the optimizer
 to the scheduler (where it runs) only on ``distributed``, and the pickled copy builds the
@@ -396,8 +398,10 @@ def _cut_sum(hlg: HighLevelGraph, total: str, name: str, m: _Match, tasks: dict)
     rows = list(itertools.accumulate(m.rows, initial=0))
     cols = list(itertools.accumulate(
         hlg.layers[m.b].collection_annotations["chunks"][1], initial=0))
+    dtype = (hlg.layers[total].collection_annotations or {}).get("dtype")
+    dtype = None if dtype is None else np.dtype(dtype).str  # the sum's, as dask declares it
     return {(total, i, j): Task((total, i, j), take_block, TaskRef(dec_key), rows[i],
-                                rows[i + 1], cols[j], cols[j + 1], None, True)
+                                rows[i + 1], cols[j], cols[j + 1], None, True, dtype)
             for i in range(len(rows) - 1) for j in range(len(cols) - 1)}
 
 

@@ -460,6 +460,14 @@ def test_two_sided_rewrite_takes_the_blocks_of_C_instead_of_dask_sum_tree():
             got = expr.compute(scheduler="threads")
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, err_msg=label)
     assert {r[1:3] for r in opt.rewrites} == {(6, 4)}
+    # in the dtype dask declares for the sum
+    A32, B32 = A.astype(np.float32), B.astype(np.float32)
+    with dc.coded_matmul(n=6, scheme="polynomial", splits=(2, 2)):
+        C32 = A32 @ B32
+        got = C32.compute(scheduler="threads")
+    assert C32.dtype == got.dtype == np.float32
+    np.testing.assert_allclose(got, An.astype(np.float32) @ Bn.astype(np.float32), rtol=1e-4,
+                               atol=1e-3)
 
 
 def test_two_sided_parameters_fail_at_the_with():
