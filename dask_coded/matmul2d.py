@@ -35,11 +35,9 @@ from .graph import EncodeTask, grid, product_group
 from .kernels import check_finite_operand, race_products
 from .keys import CALL_BLOCK_PREFIX, DECODE_PREFIX
 from .matrix import as_matrix, encode
-from .operand import (
-    EncodedOperand, encode_side, encode_with, pair_product, product_array, require_workers,
-)
+from .operand import EncodedOperand, encode_side, encode_with, pair_product, product_array
 from .schemes.polynomial import PolynomialScheme
-from .workers import default_client
+from .workers import default_client, require_workers
 
 logger = logging.getLogger(__name__)
 

@@ -31,13 +31,13 @@ from dask.highlevelgraph import HighLevelGraph
 from distributed import futures_of, wait
 
 from ._scheduler import FirstKPlugin
-from .errors import CodedError, CodeParameterError, TooFewWorkersError
+from .errors import CodedError, CodeParameterError
 from .graph import EncodeTask, grid, product_group
 from .kernels import check_finite_operand, identity
 from .keys import BLOCK_PREFIX, DECODE_PREFIX
 from .matrix import as_matrix, pick_workers
 from .schemes.polynomial import PolynomialScheme, coded_product
-from .workers import default_client
+from .workers import default_client, require_workers
 
 
 def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarray:
@@ -53,13 +53,12 @@ def encode_side(code: PolynomialScheme, w: int, chunks: list, side: str) -> np.n
     return code.encode_operand(w, code.cut(X, side), side)
 
 
-def require_workers(client, n: int, what: str) -> list[str]:
-    """The sorted worker addresses, at least ``n`` of them (else a clear error)."""
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-    if len(workers) < n:
-        raise TooFewWorkersError(f"{what} on n={n} workers needs n workers; the cluster "
-                                 f"has {len(workers)}")
-    return workers
+def encode_here(code: PolynomialScheme, X: np.ndarray, side: str) -> list[np.ndarray]:
+    """Every worker's encoded operand of A (``side="a"``) or B (``"b"``), here in this
+    process: ``sum_i c_wi X_i`` for ``w = 0 .. n - 1`` (a NaN or Inf refused first)."""
+    check_finite_operand(X, side.upper())
+    blocks = code.cut(X, side)
+    return [code.encode_operand(w, blocks, side) for w in range(code.n_blocks)]
 
 
 def product_array(name: str, tasks: dict, shape: tuple, dependencies) -> da.Array:
@@ -150,10 +149,7 @@ class EncodedOperand:
                 tasks = operand_products(code, token, self.blocks, B.__dask_keys__(),
                                          decode_key)
                 return product_array(name, tasks, (self.shape[0], B.shape[1]), [B])
-        B = np.asarray(B)
-        check_finite_operand(B, "B")  # now, where the user wrote EA @ B
-        b_blocks = code.cut(B, "b")
-        b_encoded = [code.encode_operand(w, b_blocks, "b") for w in range(self.n)]
+        b_encoded = encode_here(code, np.asarray(B), "b")  # NaN refused where EA @ B is
         if self.local:
             tasks = product_group(code, token, list(zip(self.blocks, b_encoded)), None,
                                   decode_key, local=True, product=pair_product)
@@ -218,22 +214,17 @@ def encode_operand(A: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
 def encode_with(code: PolynomialScheme, A: Any, client: Any, what: str) -> EncodedOperand:
     """A's encoded operands of ``code`` (A 2-D, real), on ``client``'s workers or, with
     ``client=None``, here; ``what`` names the caller in errors."""
-    n = code.n_blocks
     operand = EncodedOperand(code, A.shape, client)
     if client is None:
-        values = np.asarray(A.compute() if isinstance(A, da.Array) else A)
-        check_finite_operand(values, "A")
-        blocks = code.cut(values, "a")
-        operand.blocks = [code.encode_operand(w, blocks, "a") for w in range(n)]
+        operand.blocks = encode_here(
+            code, np.asarray(A.compute() if isinstance(A, da.Array) else A), "a")
         return operand
     if client.asynchronous:
         raise CodedError(f"{what} waits for A's encoded operands to be placed; use a "
                          f"synchronous client")
     client.register_plugin(FirstKPlugin())
-    workers = require_workers(client, n, what)
-    operand.workers = code.placement(pick_workers(workers, n, False))
-    key = f"{BLOCK_PREFIX}{operand.token}"
-    pinned = {"workers": None, "allow_other_workers": False, "pure": False}
+    workers = require_workers(client, code.n_blocks, what)
+    operand.workers = code.placement(pick_workers(workers, code.n_blocks, False))
     with warnings.catch_warnings():
         # a numpy A travels once, as its encoded operands: encoding has to ship it
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
@@ -241,18 +232,14 @@ def encode_with(code: PolynomialScheme, A: Any, client: Any, what: str) -> Encod
             A = client.persist(A)
             futures = {f.key: f for f in futures_of(A)}
             chunks = [[futures[k] for k in row] for row in A.__dask_keys__()]
-            operand.blocks = [
-                client.submit(encode_side, code, w, chunks, "a", key=(key, w),
-                              **{**pinned, "workers": [addr]})
-                for w, addr in enumerate(operand.workers)]
+            calls = [(encode_side, code, w, chunks, "a") for w in range(code.n_blocks)]
         else:
-            A = np.asarray(A)
-            check_finite_operand(A, "A")
-            blocks = code.cut(A, "a")
-            operand.blocks = [
-                client.submit(identity, code.encode_operand(w, blocks, "a"), key=(key, w),
-                              **{**pinned, "workers": [addr]})
-                for w, addr in enumerate(operand.workers)]
+            calls = [(identity, a) for a in encode_here(code, np.asarray(A), "a")]
+        key = f"{BLOCK_PREFIX}{operand.token}"
+        operand.blocks = [
+            client.submit(*call, key=(key, w), workers=[addr], allow_other_workers=False,
+                          pure=False)
+            for w, (call, addr) in enumerate(zip(calls, operand.workers))]
     wait(operand.blocks)
     for f in operand.blocks:
         if f.status == "error":

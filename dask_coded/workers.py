@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import distributed
 
+from .errors import TooFewWorkersError
+
 
 def default_client():
     """The current ``distributed`` client, or ``None`` (no client: the local scheduler)."""
@@ -31,3 +33,13 @@ def live_workers(client) -> list[str]:
     """Sorted addresses of the workers the scheduler knows now (only the addresses: the
     full identity is kilobytes per worker)."""
     return client.run_on_scheduler(_addresses)
+
+
+def require_workers(client, n: int, what: str) -> list[str]:
+    """The sorted addresses of the workers the scheduler knows now, at least ``n`` of
+    them, else :class:`~dask_coded.TooFewWorkersError` naming ``what`` (sync client)."""
+    workers = live_workers(client)
+    if len(workers) < n:
+        raise TooFewWorkersError(f"{what} on n={n} workers needs n workers; the cluster "
+                                 f"has {len(workers)}")
+    return workers
