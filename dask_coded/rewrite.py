@@ -177,12 +177,14 @@ class CodedOptimizer:
             code2d = None if res is not None and self.scheme == "auto" else (
                 self._two_sided(hlg, match))
             if code2d is not None:
-                tasks, reused, token = self._pair_tasks(hlg, name, layer, match, code2d)
-                layers[name] = MaterializedLayer(tasks)
+                tasks, dec_key, reused, token = self._pair_tasks(name, layer, match, code2d)
                 total = _sum_after(hlg, name)
-                if total is not None:  # C is whole: its blocks replace dask's sum tree
-                    layers[total] = MaterializedLayer(_cut_sum(hlg, total, name, match, tasks))
+                if total is None:
+                    tasks.update(_cut_layer(hlg, name, layer, match, dec_key))
+                else:  # C is whole: its blocks replace dask's sum tree
+                    layers[total] = MaterializedLayer(_cut_sum(hlg, total, match, dec_key))
                     dependencies[total] = {name}
+                layers[name] = MaterializedLayer(tasks)
                 REWRITES.add(self.uid, (name, self.n, code2d.threshold, reused, token))
                 continue
             if self.k is None and res is None:
@@ -223,45 +225,31 @@ class CodedOptimizer:
             scheme, splits = plan.scheme, plan.splits
         return PolynomialScheme(self.n, scheme, splits, shape_a, shape_b, self.points)
 
-    def _pair_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
-                    code: PolynomialScheme) -> tuple[dict, bool, str | None]:
-        """The layer's output keys from a 2-D code, whether A's encoded operands were
-        already resident, and their token (None on the local scheduler): ``n`` products,
-        the decode of ``C = A @ B``, then each output block cut from ``C`` (blocks along
-        the contracted axis other than the first are zeros: ``C`` already holds the whole
-        contraction).
+    def _pair_tasks(self, name: str, layer: Blockwise, m: _Match, code: PolynomialScheme
+                    ) -> tuple[dict, tuple, bool, str | None]:
+        """The tasks of a 2-D code for layer ``name``: ``n`` products and the decode of
+        ``C = A @ B``; with the decode's key, whether A's encoded operands were already
+        resident, and their token (None on the local scheduler).
 
         On distributed, A's encoded operands are encoded in the graph with keys that
         depend only on A and the code, and kept resident, as the 1-D code's blocks: the
         next graph that multiplies the same A leaves their encode tasks out; each product
         gathers B's chunks and encodes B's operand itself. Locally both are encoded in
         each call, in the task that races the products."""
-        out = layer.output_indices
         tok = tokenize(name, code, uuid.uuid4().hex)  # products and decode: every call
         dec_key = (f"{DECODE_PREFIX}{tok}", 0)
         a_nb, b_nb = layer.numblocks[m.a], layer.numblocks[m.b]
         a_keys = [[(m.a, i, c) for c in range(a_nb[1])] for i in range(a_nb[0])]
         b_keys = [[(m.b, c, j) for j in range(b_nb[1])] for c in range(b_nb[0])]
         if self.local:
-            tasks, reused, token = coded_pair_tasks(code, a_keys, b_keys, tok, dec_key,
-                                                    local=True), False, None
-        else:
-            token = tokenize(m.a, code.with_b((code.shape_a[1], 1)))
-            encoded = encoded_operand_tasks(code, token, a_keys)
-            reused = set(encoded) <= resident_keys(token, self.scheduler)
-            tasks = {} if reused else encoded
-            tasks.update(operand_products(code, tok, list(encoded), b_keys, dec_key))
-        rows = list(itertools.accumulate(m.rows, initial=0))
-        cols = list(itertools.accumulate(
-            hlg.layers[m.b].collection_annotations["chunks"][1], initial=0))
-        where = out.index(m.a_ind[1])
-        for g in itertools.product(*(range(layer.dims[i]) for i in out)):
-            coord = dict(zip(out, g))
-            i, c, j = coord[m.a_ind[0]], coord[m.a_ind[1]], coord[m.b_ind[1]]
-            key = (name, *g)
-            tasks[key] = Task(key, take_block, TaskRef(dec_key), rows[i], rows[i + 1],
-                              cols[j], cols[j + 1], where, c == 0)
-        return tasks, reused, token
+            return (coded_pair_tasks(code, a_keys, b_keys, tok, dec_key, local=True),
+                    dec_key, False, None)
+        token = tokenize(m.a, code.with_b((code.shape_a[1], 1)))
+        encoded = encoded_operand_tasks(code, token, a_keys)
+        reused = set(encoded) <= resident_keys(token, self.scheduler)
+        tasks = {} if reused else encoded
+        tasks.update(operand_products(code, tok, list(encoded), b_keys, dec_key))
+        return tasks, dec_key, reused, token
 
     def _coded_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
                      scheme: Scheme, res: Resident | None, token: str | None
@@ -390,14 +378,36 @@ def _sum_after(hlg: HighLevelGraph, name: str) -> str | None:
             return current
 
 
-def _cut_sum(hlg: HighLevelGraph, total: str, name: str, m: _Match, tasks: dict) -> dict:
+def _edges(hlg: HighLevelGraph, m: _Match) -> tuple[list[int], list[int]]:
+    """Where the row chunks of A and the column chunks of B start and end in ``C``."""
+    cols = hlg.layers[m.b].collection_annotations["chunks"][1]
+    return (list(itertools.accumulate(m.rows, initial=0)),
+            list(itertools.accumulate(cols, initial=0)))
+
+
+def _cut_layer(hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
+               dec_key) -> dict:
+    """The matmul layer's output blocks cut from the decoded ``C``: blocks along the
+    contracted axis other than the first are zeros (``C`` already holds the whole
+    contraction)."""
+    out = layer.output_indices
+    rows, cols = _edges(hlg, m)
+    where = out.index(m.a_ind[1])
+    tasks = {}
+    for g in itertools.product(*(range(layer.dims[i]) for i in out)):
+        coord = dict(zip(out, g))
+        i, c, j = coord[m.a_ind[0]], coord[m.a_ind[1]], coord[m.b_ind[1]]
+        key = (name, *g)
+        tasks[key] = Task(key, take_block, TaskRef(dec_key), rows[i], rows[i + 1],
+                          cols[j], cols[j + 1], where, c == 0)
+    return tasks
+
+
+def _cut_sum(hlg: HighLevelGraph, total: str, m: _Match, dec_key) -> dict:
     """Layer ``total`` (the sum over the contracted blocks) as the blocks of the decoded
     ``C`` itself: key ``(total, i, j)`` is ``C[rows i, columns j]``, what the sum of the
     cut blocks along the contracted axis adds up to (all but the first are zeros)."""
-    dec_key = next(k for k in tasks if key_name(k).startswith(DECODE_PREFIX))
-    rows = list(itertools.accumulate(m.rows, initial=0))
-    cols = list(itertools.accumulate(
-        hlg.layers[m.b].collection_annotations["chunks"][1], initial=0))
+    rows, cols = _edges(hlg, m)
     dtype = (hlg.layers[total].collection_annotations or {}).get("dtype")
     dtype = None if dtype is None else np.dtype(dtype).str  # the sum's, as dask declares it
     return {(total, i, j): Task((total, i, j), take_block, TaskRef(dec_key), rows[i],
