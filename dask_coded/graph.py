@@ -6,7 +6,12 @@ names follow :mod:`dask_coded.keys`, which the scheduler plugin reads.
 
 A *product group* is the ``n_blocks`` products of one output block plus its decode. The
 decode depends on every product, so the graph is correct on any scheduler; the scheduler
-plugin lets the decode start once ``threshold`` products are in memory.
+plugin lets the decode start once its rule holds for the products in memory.
+
+The scheduler plugin recognises the package's tasks by their type, never by their key
+names: every product is a :class:`ProductTask` carrying its group's :class:`GroupSpec`
+(as ``distributed.shuffle``'s barrier task carries its spec), and a coded block encoded in
+a graph is an :class:`EncodeTask` saying whether it stays resident.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import operator
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dask._task_spec import Alias, GraphNode, List, Task, TaskRef, _execute_subgraph
@@ -37,12 +43,95 @@ def _ref(value: Any) -> Any:
 
 
 class EncodeTask(Task):
-    """A task making a coded block: never fused into its product by dask's optimizer, so
-    the block keeps its own key, stays resident, and the next graph finds it in memory."""
+    """A task making a coded block (or the row scales beside it): never fused into its
+    product by dask's optimizer, so the block keeps its own key and the next graph finds
+    it in memory.
+
+    ``matrix`` names the encoding the task belongs to (kept or released together);
+    ``index``: the coded block's index ``j``, ``None`` for the row scales; ``worker``: the
+    worker the block is pinned to (``None``: the scheduler plugin spreads the blocks of
+    one matrix and column over distinct workers by ``j``); ``keep``: the plugin keeps it
+    resident for later graphs (``False``: its holder keeps it, a handle's futures or one
+    call).
+    """
+
+    matrix: str
+    index: Any
+    worker: Any
+    keep: bool
+    __slots__ = ("matrix", "index", "worker", "keep")
+
+    def __init__(self, key: Any, func, /, *args: Any, matrix: str, index: int | None = None,
+                 worker: str | None = None, keep: bool = True, **kwargs: Any):
+        self.matrix, self.keep, self.worker = str(matrix), bool(keep), worker
+        self.index = None if index is None else int(index)
+        super().__init__(key, func, *args, **kwargs)
+
+    def copy(self):
+        return type(self)(self.key, self.func, *self.args, matrix=self.matrix,
+                          index=self.index, worker=self.worker, keep=self.keep,
+                          **self.kwargs)
 
     @property
     def block_fusion(self) -> bool:
         return True
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """What the scheduler plugin knows of a product group: ``size`` products named
+    ``name``, whose decode may start once the indices ``F`` of the finished products
+    satisfy :meth:`decodable`: ``|F| >= threshold`` and ``rule(F)`` (``rule=None``: any
+    ``threshold`` of them, an MDS-like code; a predicate says which sets decode, for
+    codes whose decodability depends on *which* products finished)."""
+
+    name: str
+    size: int
+    threshold: int
+    rule: Any = None  # Callable[[frozenset[int]], bool] | None; picklable
+
+    def __post_init__(self):
+        if not 1 <= self.threshold <= self.size:
+            raise ValueError(f"a product group needs 1 <= threshold <= size; got "
+                             f"threshold={self.threshold}, size={self.size}")
+
+    def decodable(self, finished) -> bool:
+        """Whether a decode can start from the finished product indices ``finished``."""
+        finished = frozenset(finished)
+        if len(finished) < self.threshold:
+            return False
+        return self.rule is None or bool(self.rule(finished))
+
+
+class ProductTask(Task):
+    """Product ``index`` of the group ``spec``, multiplying the coded ``block`` (a key,
+    or ``None`` when the product has no resident block): never fused, so the plugin
+    finds it on the scheduler with its spec."""
+
+    spec: GroupSpec
+    index: int
+    block: Any
+    __slots__ = ("spec", "index", "block")
+
+    def __init__(self, key: Any, func, /, *args: Any, spec: GroupSpec, index: int,
+                 block: Any = None, **kwargs: Any):
+        self.spec, self.index, self.block = spec, int(index), block
+        super().__init__(key, func, *args, **kwargs)
+
+    def copy(self):
+        return type(self)(self.key, self.func, *self.args, spec=self.spec, index=self.index,
+                          block=self.block, **self.kwargs)
+
+    @property
+    def block_fusion(self) -> bool:
+        return True
+
+
+def _key_of(value: Any) -> Any:
+    """The key of a block given as a key or a future (``None`` for data)."""
+    if isinstance(value, (str, tuple)):
+        return value
+    return getattr(value, "key", None)
 
 
 def grid(keys) -> List:
@@ -57,11 +146,12 @@ def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int =
     refs = [_ref(key) for key in row_chunks]
     name = f"{BLOCK_PREFIX}{token}"
     tasks = {
-        (name, j, column): EncodeTask((name, j, column), encode_chunks, scheme, j, *refs)
+        (name, j, column): EncodeTask((name, j, column), encode_chunks, scheme, j, *refs,
+                                      matrix=token, index=j)
         for j in range(scheme.n_blocks)
     }
     scales = (f"{SCALES_PREFIX}{token}", column)
-    tasks[scales] = EncodeTask(scales, row_scales, scheme, *refs)
+    tasks[scales] = EncodeTask(scales, row_scales, scheme, *refs, matrix=token)
     return tasks
 
 
@@ -95,12 +185,14 @@ def product_group(
         return {decode_key: Task(decode_key, race_products, scheme, List(*blocks), x, product,
                                  s)}
     name = product_name(scheme.threshold, token)
+    spec = GroupSpec(name, len(blocks), scheme.threshold, getattr(scheme, "rule", None))
     tasks: dict = {}
     refs = []
     xs = [x] * len(blocks) if operands is None else [_ref(o) for o in operands]
     for j, (block, x_j) in enumerate(zip(blocks, xs, strict=True)):
         key = (name, *index, j)
-        tasks[key] = Task(key, product, _ref(block), x_j)
+        tasks[key] = ProductTask(key, product, _ref(block), x_j, spec=spec, index=j,
+                                 block=_key_of(block))
         refs.append(TaskRef(key))
     tasks[decode_key] = Task(decode_key, decode_products, scheme, s, *refs)
     return tasks

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _logging
-from .errors import NonFiniteError
+from .errors import NonFiniteError, TooFewResultsError
 from .resident import LOCAL
 from .schemes import Scheme
 from .schemes.gradient import weighted_sum
@@ -107,10 +107,28 @@ def row_scales(scheme: Scheme, *row_chunks: np.ndarray) -> np.ndarray | None:
     return scheme.scales(set_aside(stack_rows(row_chunks))[0])
 
 
+@dataclass(frozen=True)
+class Missing:
+    """A product its decode will not get, put in the decode's arguments by the scheduler
+    plugin in the product's place: ``why`` says what happened (its worker was lost, the
+    deadline passed). The decode treats it as a product that did not finish."""
+
+    why: str
+
+
 def decode_products(scheme: Scheme, scales: np.ndarray | None,
                     *products) -> np.ndarray:
-    """``A @ x`` from the products that arrived (``None``: released or lost); the rows
-    set aside (:class:`WithRows`) are put back from any product."""
+    """``A @ x`` from the products that arrived (``None``: released, :class:`Missing`:
+    lost); the rows set aside (:class:`WithRows`) are put back from any product. Too few
+    products raise :class:`~dask_coded.TooFewResultsError` saying why each missing one is
+    missing."""
+    missing = sorted({p.why for p in products if isinstance(p, Missing)})
+    if missing:
+        products = tuple(None if isinstance(p, Missing) else p for p in products)
+        try:
+            return decode_products(scheme, scales, *products)
+        except TooFewResultsError as e:
+            raise TooFewResultsError(f"{e}: {'; '.join(missing)}") from None
     aside = next((p for p in products if isinstance(p, WithRows)), None)
     if aside is None:
         return scheme.decode(products, scales)

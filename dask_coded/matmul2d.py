@@ -29,7 +29,7 @@ import dask.array as da
 import numpy as np
 from dask._task_spec import Task
 
-from ._scheduler import FirstKPlugin
+from . import cluster
 from .errors import CodeParameterError
 from .graph import EncodeTask, grid, product_group
 from .kernels import check_finite_operand, race_products
@@ -114,7 +114,8 @@ def coded_pair_tasks(code: PolynomialScheme, a_keys, b_keys, token: str, decode_
     if local:
         return {decode_key: Task(decode_key, encode_pairs_and_race, code, a, b)}
     name = f"{CALL_BLOCK_PREFIX}{token}"
-    tasks = {(name, w): EncodeTask((name, w), encode_pair, code, w, a, b)
+    tasks = {(name, w): EncodeTask((name, w), encode_pair, code, w, a, b,
+                                     matrix=token, index=w, keep=False)
              for w in range(code.n_blocks)}
     tasks.update(product_group(code, token, list(tasks), None, decode_key,
                                product=pair_product))
@@ -194,7 +195,7 @@ def _matmul_on_workers(A: Any, B: Any, n: int, scheme: str, splits: Any, points:
         return code
     if not client.asynchronous:  # an asynchronous caller registers FirstKPlugin itself
         require_workers(client, n, "dc.matmul")
-        client.register_plugin(FirstKPlugin())
+        cluster.install(client)
     token = uuid.uuid4().hex[:16]
     name = f"{DECODE_PREFIX}{token}"
     tasks = coded_pair_tasks(code, A.__dask_keys__(), B.__dask_keys__(), token, (name, 0, 0))

@@ -23,14 +23,14 @@ from typing import Any
 import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
-from distributed import futures_of, wait
+from distributed import futures_of
 from distributed import progress as progress_bar
 
 from . import resident
-from ._scheduler import FirstKPlugin
+from . import cluster
 from .codes import MDSCode, audit, check_real_dtype
 from .errors import BlockShapeError, CodedError, CodeParameterError, TooFewWorkersError
-from .graph import product_group
+from .graph import EncodeTask, product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, product_name
 from .kernels import check_finite_operand, encode_block, row_scales
 from .policy import AutoK
@@ -573,7 +573,7 @@ async def _encode_on_cluster(matrix: CodedMatrix, A, workers, allow_shared_worke
     """The cluster half of :func:`encode`: persist A's row blocks and submit one encode
     task per coded block, pinned to its worker (run on the client's loop)."""
     client, scheme = matrix.client, matrix.scheme
-    await client.register_plugin(FirstKPlugin())
+    await cluster.ainstall(client)
     if workers is None:
         workers = (await client.scheduler.identity(n_workers=-1))["workers"]
     placement = scheme.placement(pick_workers(workers, scheme.n_workers, allow_shared_workers))
@@ -582,24 +582,22 @@ async def _encode_on_cluster(matrix: CodedMatrix, A, workers, allow_shared_worke
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
         A = client.persist(da.asarray(A).rechunk((scheme.block_rows, -1)))
     row_blocks = _futures_in_order(A)
-    blocks = []
+    name = f"{BLOCK_PREFIX}{matrix.token}"
+    tasks = {}
     for j, addr in enumerate(placement):
         needed = scheme.blocks_needed(j)
-        blocks.append(
-            client.submit(
-                encode_block, scheme, j, *[row_blocks[i] for i in needed], needed=needed,
-                key=(f"{BLOCK_PREFIX}{matrix.token}", j), workers=[addr],
-                allow_other_workers=False, pure=False,
-            )
-        )
-    matrix.scales = client.submit(row_scales, scheme, *row_blocks,
-                                  key=(f"{SCALES_PREFIX}{matrix.token}", 0), pure=False)
-    matrix.blocks, matrix.workers = blocks, placement
+        tasks[(name, j)] = EncodeTask(
+            (name, j), encode_block, scheme, j, *[row_blocks[i] for i in needed],
+            needed=needed, matrix=matrix.token, index=j, worker=addr, keep=False)
+    scales = (f"{SCALES_PREFIX}{matrix.token}", 0)
+    tasks[scales] = EncodeTask(scales, row_scales, scheme, *row_blocks, matrix=matrix.token,
+                               keep=False)
+    matrix.workers = placement
     if wait_for:
-        await wait(blocks + [matrix.scales])
-        for f in blocks:
-            if f.status == "error":
-                await f  # raise the encode's error here, where the user called encode
+        futures = await cluster.place_encoded(client, tasks)
+    else:
+        futures = client.get(tasks, list(tasks), sync=False)
+    matrix.blocks, matrix.scales = futures[:-1], futures[-1]
     return matrix
 
 
@@ -627,5 +625,6 @@ def release(A: Any, client: Any = None) -> int:
     client = client if client is not None else default_client()
     if client is None or client.asynchronous or client.status != "running":
         return here
-    client.register_plugin(FirstKPlugin())
-    return here + int(client.sync(client.scheduler.coded_release, source=A.name))
+    cluster.install(client)
+    return here + int(client.sync(client.scheduler.coded_release, client=client.id,
+                                  source=A.name))

@@ -28,9 +28,8 @@ import dask.array as da
 import numpy as np
 from dask._task_spec import Task
 from dask.highlevelgraph import HighLevelGraph
-from distributed import futures_of, wait
 
-from ._scheduler import FirstKPlugin
+from . import cluster
 from .errors import CodedError, CodeParameterError
 from .graph import EncodeTask, grid, product_group
 from .kernels import check_finite_operand, identity
@@ -72,7 +71,8 @@ def encoded_operand_tasks(code: PolynomialScheme, token: str, a_keys) -> dict:
     A's chunk keys (rows of chunks); the scheduler plugin spreads them over distinct
     workers and keeps them resident (encoded in a graph, as the 1-D code's blocks)."""
     name, chunks = f"{BLOCK_PREFIX}{token}", grid(a_keys)
-    return {(name, w): EncodeTask((name, w), encode_side, code, w, chunks, "a")
+    return {(name, w): EncodeTask((name, w), encode_side, code, w, chunks, "a",
+                                     matrix=token, index=w)
             for w in range(code.n_blocks)}
 
 
@@ -222,26 +222,21 @@ def encode_with(code: PolynomialScheme, A: Any, client: Any, what: str) -> Encod
     if client.asynchronous:
         raise CodedError(f"{what} waits for A's encoded operands to be placed; use a "
                          f"synchronous client")
-    client.register_plugin(FirstKPlugin())
+    cluster.install(client)
     workers = require_workers(client, code.n_blocks, what)
     operand.workers = code.placement(pick_workers(workers, code.n_blocks, False))
+    key = f"{BLOCK_PREFIX}{operand.token}"
+    if isinstance(A, da.Array):  # encoded on the workers, from A's chunks
+        A = client.persist(A)  # its futures live until the operands are placed
+        chunks = grid(A.__dask_keys__())
+        calls = [(encode_side, code, w, chunks, "a") for w in range(code.n_blocks)]
+    else:
+        calls = [(identity, a) for a in encode_here(code, np.asarray(A), "a")]
+    tasks = {(key, w): EncodeTask((key, w), *call, matrix=operand.token, index=w,
+                                  worker=addr, keep=False)
+             for w, (call, addr) in enumerate(zip(calls, operand.workers))}
     with warnings.catch_warnings():
         # a numpy A travels once, as its encoded operands: encoding has to ship it
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
-        if isinstance(A, da.Array):  # encoded on the workers, from A's chunks
-            A = client.persist(A)
-            futures = {f.key: f for f in futures_of(A)}
-            chunks = [[futures[k] for k in row] for row in A.__dask_keys__()]
-            calls = [(encode_side, code, w, chunks, "a") for w in range(code.n_blocks)]
-        else:
-            calls = [(identity, a) for a in encode_here(code, np.asarray(A), "a")]
-        key = f"{BLOCK_PREFIX}{operand.token}"
-        operand.blocks = [
-            client.submit(*call, key=(key, w), workers=[addr], allow_other_workers=False,
-                          pure=False)
-            for w, (call, addr) in enumerate(zip(calls, operand.workers))]
-    wait(operand.blocks)
-    for f in operand.blocks:
-        if f.status == "error":
-            f.result()  # raise the encode's error here, where the user called encode
+        operand.blocks = client.sync(cluster.place_encoded, client, tasks)
     return operand

@@ -60,8 +60,9 @@ from dask.tokenize import tokenize
 
 from . import config
 from . import resident as residents
-from ._scheduler import FirstKPlugin
-from ._scheduler.state import REWRITES, resident_keys
+from . import cluster
+from ._scheduler.observations import REWRITES
+from ._scheduler.residency import resident_keys
 from .schemes.mds import code_for
 from .errors import CodeParameterError
 from .graph import encode_tasks, fold_cuts, product_group
@@ -504,7 +505,7 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
                                blocks_per_worker=blocks_per_worker, scheme=scheme,
                                splits=splits, points=points)
     if sync:
-        client.register_plugin(FirstKPlugin())
+        cluster.install(client)
     try:
         with dask.config.set(array_optimize=optimizer):
             yield optimizer
@@ -513,4 +514,4 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
             tokens = [r[4] for r in optimizer.rewrites if r[4] is not None]
             residents.LOCAL.release(tokens=tokens)
             if sync and client.status == "running":
-                client.sync(client.scheduler.coded_release, tokens=tokens)
+                client.sync(client.scheduler.coded_release, client=client.id, tokens=tokens)

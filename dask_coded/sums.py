@@ -27,11 +27,11 @@ import numpy as np
 from dask.base import is_dask_collection, tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
-from distributed import Future, wait
+from distributed import Future
 
-from ._scheduler import FirstKPlugin
+from . import cluster
 from .errors import CodedError, TooFewWorkersError
-from .graph import product_group
+from .graph import EncodeTask, product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, product_name
 from .kernels import Assignment, make_assignment, partial_sum
 from .matrix import pick_workers
@@ -133,7 +133,7 @@ class CodedPartitions:
     async def _place(self, items: list) -> None:
         """Compute or scatter the partitions, then build each worker's assignment on it."""
         client = self.client
-        await client.register_plugin(FirstKPlugin())
+        await cluster.ainstall(client)
         workers = (await client.scheduler.identity(n_workers=-1))["workers"]
         if len(workers) < self.n:
             raise TooFewWorkersError(f"a coded sum over n={self.n} workers needs n workers; "
@@ -153,17 +153,16 @@ class CodedPartitions:
             if isinstance(p, Future):
                 futures[i] = p  # the caller's: kept by the caller
         self._held = futures  # kept: a lost worker's assignment is rebuilt from them
+        name = f"{BLOCK_PREFIX}{self.token}"
+        tasks = {}
         for j, worker in enumerate(self.workers):
             coefficients, indices = self._support(j)
             held = [futures[i] for idx in indices for i in idx]
-            self.assignments.append(client.submit(
-                make_assignment, coefficients, indices, *held,
-                key=(f"{BLOCK_PREFIX}{self.token}", j), workers=[worker],
-                allow_other_workers=False, pure=False))
-        await wait(self.assignments)
-        for f in self.assignments:
-            if f.status == "error":
-                await f  # the partition's error, raised where the data was placed
+            tasks[(name, j)] = EncodeTask((name, j), make_assignment, coefficients, indices,
+                                          *held, matrix=self.token, index=j, worker=worker,
+                                          keep=False)
+        # the partition's error is raised here, where the data was placed
+        self.assignments = await cluster.place_encoded(client, tasks)
 
     def __repr__(self) -> str:
         where = "local" if self.local else f"{len(set(self.workers or ()))} workers"

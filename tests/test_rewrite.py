@@ -15,7 +15,7 @@ from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
 from dask_coded.keys import is_block, key_name, threshold_of
-from dask_coded._scheduler.state import REWRITES
+from dask_coded._scheduler.observations import REWRITES
 from dask_coded.rewrite import CodedOptimizer
 
 VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
@@ -327,7 +327,7 @@ async def test_plain_dask_code_is_encoded_once(c, s, *workers):
     # later graphs carry no encode tasks (their blocks are read from memory), so A's and
     # B's chunks are not even in them
     assert carried[:2] == [True, True] and not any(carried[2:])
-    resident = plugin.resident_report()
+    resident = plugin.residency.report()
     assert sorted(m["source"] for m in resident.values()) == sorted([A.name, B.name, B.T.name])
     for key, block in plugin.blocks.items():  # each code's 6 blocks on 6 distinct workers
         (holder,) = s.tasks[key].who_has
@@ -336,7 +336,7 @@ async def test_plain_dask_code_is_encoded_once(c, s, *workers):
     for block in plugin.blocks.values():
         per_code.setdefault(block.matrix, set()).add(block.worker)
     assert all(len(workers) == 6 for workers in per_code.values())
-    assert await c.scheduler.coded_release(source=A.name) == 1
+    assert await c.scheduler.coded_release(client=c.id, source=A.name) == 1
     await until_forgotten(s, plugin, 12 + 24)
 
 
@@ -363,7 +363,7 @@ async def test_resident_blocks_are_bounded_least_recently_used_first(c, s, *work
         with dc.coded_matmul(6, 4):
             np.testing.assert_allclose(await c.compute(A @ x), An @ x)
     # each new array pushed the least recently used one out (the bound is 1 byte)
-    assert [m["source"] for m in plugin.resident_report().values()] == [arrays[-1].name]
+    assert [m["source"] for m in plugin.residency.report().values()] == [arrays[-1].name]
     assert plugin.stats["resident-released"] == 2
 
 
@@ -511,11 +511,11 @@ async def test_distributed_two_sided_rewrite_encodes_A_once_and_leaves_the_slow_
     assert reused == [[False], [True], [True]]
     assert plugin.stats["released"] >= 3, plugin.stats  # the slow worker's, each call
     assert plugin.stats["resident-encoded"] == 6  # A's operands, in the first call only
-    (token, report), = plugin.resident_report().items()
+    (token, report), = plugin.residency.report().items()
     assert report["source"] == A.name and report["keys"] == 6
     holders = {next(iter(s.tasks[k].who_has)).address for k in plugin.resident[token].keys}
     assert len(holders) == 6
-    assert await c.scheduler.coded_release(source=A.name) == 1
+    assert await c.scheduler.coded_release(client=c.id, source=A.name) == 1
     assert plugin.resident == {}
 
 

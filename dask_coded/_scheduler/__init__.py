@@ -1,9 +1,13 @@
-"""The scheduler side of coded products: state records (:mod:`.state`) and the plugin
-(:mod:`.plugin`) that starts a decode once its threshold of products is in memory."""
+"""The scheduler side of coded products: one module per concern (:mod:`.groups`,
+:mod:`.pins`, :mod:`.residency`, :mod:`.observations`), their records
+(:mod:`.records`), and the plugin that forwards the scheduler's hooks to them
+(:mod:`.plugin`)."""
 
 from __future__ import annotations
 
+from .observations import Observations
 from .plugin import FirstKPlugin
-from .state import CodedBlock, Observations, ProductGroup, PrunedDecode
+from .records import CallRecord, CodedBlock, Product, ProductGroup, PrunedDecode
 
-__all__ = ["CodedBlock", "FirstKPlugin", "Observations", "ProductGroup", "PrunedDecode"]
+__all__ = ["CallRecord", "CodedBlock", "FirstKPlugin", "Observations", "Product",
+           "ProductGroup", "PrunedDecode"]

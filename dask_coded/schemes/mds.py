@@ -159,8 +159,8 @@ class MDSScheme(RowScheme):
             need = (f"k={self.threshold}" if self.threshold == self.code.k
                     else f"{self.threshold} (k={self.code.k} plus margin)")
             raise TooFewResultsError(
-                f"only {len(results)} of n={self.code.n} coded products survived (the "
-                f"others' workers were lost); {need} are needed to decode"
+                f"only {len(results)} of n={self.code.n} coded products arrived; {need} are "
+                f"needed to decode"
             )
         Y = self.code.decode_stacked(results)
         if isinstance(Y, np.ndarray) and self.coded_rows == self.block_rows:

@@ -129,12 +129,16 @@ async def test_state_records_are_typed(c, s, *workers):
     (group,) = plugin(s).groups.values()
     assert isinstance(group, dc._scheduler.ProductGroup)
     assert group.threshold == 4 and group.name.startswith("coded-prod-t4-")
-    assert {p[-1] for p in group.products} <= set(range(6))
+    assert group.spec.size == 6 and set(group.products) <= set(range(6))
+    assert all(key[-1] == j for j, key in group.products.items())
+    product = plugin(s).group_table.products[group.products[0]]
+    assert isinstance(product, dc._scheduler.Product)
+    assert product.block == CA.blocks[0].key and product.worker == CA.workers[0]
     await y
     del y
     await until(lambda: not plugin(s).groups)
     block = plugin(s).blocks[CA.blocks[0].key]
-    assert block.worker == CA.workers[0] and block.matrix == (CA.blocks[0].key[0],)
+    assert block.worker == CA.workers[0] and block.matrix == (CA.token,)
 
 
 @pytest.mark.slow
@@ -177,7 +181,7 @@ async def test_encoded_row_scales_stay_resident_whatever_the_graph_order(c, s, *
     follows a walk of the graph that varies from run to run)."""
     from dask._task_spec import DataNode
     from dask_coded.graph import encode_tasks
-    from dask_coded._scheduler.state import resident_keys
+    from dask_coded._scheduler.residency import resident_keys
     from dask_coded.schemes import MDSScheme
     from dask_coded.schemes.mds import code_for
 

@@ -1,0 +1,276 @@
+"""First-k decisions: when a decode may stop waiting for its unfinished products.
+
+A group is the products of one decode (:class:`~dask_coded.graph.ProductTask`, each
+carrying its group's :class:`~dask_coded.graph.GroupSpec`). Every event that touches a
+group (a product finishing or leaving memory, a worker lost, a new graph, the deadline)
+leads to :meth:`Groups.review`, which does one of three things:
+
+* the finished products satisfy the group's rule: the decode is cut loose from the
+  unfinished ones (their arguments become ``None``), runs where a product finished, and
+  the stragglers are released and forgotten;
+* the rule can no longer hold (the products still able to finish are too few): the
+  decode is cut loose from the lost ones (their arguments become
+  :class:`~dask_coded.kernels.Missing`, saying why) and raises
+  :class:`~dask_coded.TooFewResultsError` at once;
+* otherwise it waits, at most ``coded.first-k.deadline`` from when the graph arrived;
+  then whatever it still waits for is cut as missing, so no call waits forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from dask._task_spec import Task, TaskRef
+from dask.utils import parse_timedelta
+
+from .. import config
+from ..graph import ProductTask
+from ..kernels import Missing
+from .records import Key, Product, ProductGroup, PrunedDecode
+
+logger = logging.getLogger("dask_coded._scheduler")
+
+
+def product_spec(ts) -> ProductTask | None:
+    """The :class:`ProductTask` behind scheduler task ``ts``, if it is one."""
+    spec = ts.run_spec
+    return spec if isinstance(spec, ProductTask) else None
+
+
+class Groups:
+    """The product groups (by decode key) and their products (by product key)."""
+
+    def __init__(self, plugin) -> None:
+        self.plugin = plugin
+        self.groups: dict[Key, ProductGroup] = {}
+        self.products: dict[Key, Product] = {}
+        self.pruned: dict[Key, PrunedDecode] = {}
+
+    @property
+    def scheduler(self):
+        return self.plugin.scheduler
+
+    def clear(self) -> None:
+        self.groups.clear()
+        self.products.clear()
+        self.pruned.clear()
+
+    # ---- bookkeeping ------------------------------------------------------------------
+
+    def add(self, ts, worker: str | None) -> Key | None:
+        """File product ``ts`` (pinned to ``worker``) under its decode; returns the
+        decode's key."""
+        spec = product_spec(ts)
+        decode = next(iter(ts.dependents), None)
+        if decode is None:
+            return None
+        group = self.groups.get(decode.key)
+        if group is None:
+            group = self.groups[decode.key] = ProductGroup(decode.key, spec.spec, time.time())
+            deadline = config.get("first-k.deadline")
+            if deadline is not None:
+                self.scheduler.loop.call_later(parse_timedelta(deadline), self.expire,
+                                               decode.key, group)
+        group.products[spec.index] = ts.key
+        if ts.state == "memory":  # an identical graph's product, still in memory
+            group.finished.add(spec.index)
+        self.products[ts.key] = Product(ts.key, decode.key, spec.index, spec.block, worker)
+        return decode.key
+
+    def follows(self, product_key, block_key) -> bool:
+        """Whether ``product_key`` is a product of the block ``block_key``."""
+        product = self.products.get(product_key)
+        return product is not None and product.block == block_key
+
+    def moved(self, key, worker: str) -> None:
+        product = self.products.get(key)
+        if product is not None:
+            product.worker = worker
+
+    def forget(self, key) -> None:
+        self.pruned.pop(key, None)
+        product = self.products.pop(key, None)
+        if product is not None:
+            group = self.groups.get(product.decode)
+            if group is not None and group.products.get(product.index) == key:
+                del group.products[product.index]
+                group.finished.discard(product.index)
+        group = self.groups.pop(key, None)
+        if group is not None:
+            for p in group.products.values():
+                self.products.pop(p, None)
+
+    def restore(self, ts) -> None:
+        """Give a decode we pruned earlier its full graph back (see :class:`PrunedDecode`):
+        without this it would wait for the products it used last time only."""
+        pruned = self.pruned.get(ts.key)
+        if ts.state != "released" or pruned is None:
+            return
+        del self.pruned[ts.key]
+        ts.run_spec = pruned.run_spec
+        for dep in pruned.dependencies:
+            dts = self.scheduler.tasks.get(dep)
+            if dts is not None and dts not in ts.dependencies:
+                ts.add_dependency(dts)
+        group = self.groups.get(ts.key)
+        if group is not None:  # a new race: it starts again at the threshold
+            group.started = False
+        self.plugin.stats["restored"] += 1
+
+    # ---- events ----------------------------------------------------------------------
+
+    def finished(self, key, worker: str | None, seconds: float) -> Key | None:
+        """Product ``key`` reached memory; returns its decode when it may now start."""
+        product = self.products.get(key)
+        if product is None:
+            return None
+        group = self.groups.get(product.decode)
+        if group is None:
+            return None
+        if seconds > 0:
+            product.seconds = seconds
+            self.plugin.observations.record_finished(group.name, worker, seconds)
+        group.finished.add(product.index)
+        return product.decode if not group.started and group.decodable() else None
+
+    def left_memory(self, key) -> Key | None:
+        """Product ``key`` left memory (its worker was lost); returns its decode when the
+        group needs a review (it may already have enough products elsewhere)."""
+        product = self.products.get(key)
+        group = self.groups.get(product.decode) if product is not None else None
+        if group is None or product.index not in group.finished:
+            return None
+        group.finished.discard(product.index)
+        return product.decode
+
+    def on_worker(self, worker: str) -> set:
+        """Decodes of the products pinned to ``worker``."""
+        return {p.decode for p in self.products.values() if p.worker == worker}
+
+    # ---- decisions -------------------------------------------------------------------
+
+    def review(self, decodes, stimulus_id: str, why: str = "") -> None:
+        """Start each decode whose rule holds, fail each whose rule can no longer hold."""
+        for key in decodes:
+            group = self.groups.get(key)
+            if group is None:
+                continue
+            if group.decodable():
+                self.start(key, stimulus_id)
+            elif not group.started and not self._reachable(group):
+                self.fail(group, stimulus_id, why or "its products' workers are gone")
+
+    def start(self, key, stimulus_id: str) -> None:
+        """Decode ``key`` stops waiting for its unfinished products."""
+        group, ts = self.groups.get(key), self.scheduler.tasks.get(key)
+        if group is None or ts is None or ts.state != "waiting":
+            return
+        mine = set(group.products.values())
+        unfinished = {d for d in ts.waiting_on or () if d.key in mine}
+        if not unfinished or not group.decodable():
+            return
+        if not group.started:
+            seconds = [self.products[p].seconds for i, p in group.products.items()
+                       if i in group.finished and p in self.products]
+            self.plugin.observations.record_decode(
+                group.name, set(group.finished), max(seconds) if seconds else None,
+                [w for d in unfinished for w in (d.worker_restrictions or ())])
+        group.started = True
+        # run it where a product finished (a worker known not to straggle), not where a
+        # larger input (the row scales) happens to live
+        s = self.scheduler
+        fast = {ws.address for i, p in group.products.items() if i in group.finished
+                and p in s.tasks for ws in s.tasks[p].who_has or ()}
+        if fast and (not ts.worker_restrictions or ts.loose_restrictions):
+            s.set_restrictions({key: fast})
+            ts.loose_restrictions = True
+        self._cut(ts, unfinished, None, stimulus_id)
+        self.plugin.stats["pruned"] += 1
+
+    def fail(self, group: ProductGroup, stimulus_id: str, why: str) -> None:
+        """Cut the products of ``group`` that can no longer finish: the decode runs once
+        the others have, and raises :class:`~dask_coded.TooFewResultsError` saying why,
+        instead of waiting forever."""
+        ts = self.scheduler.tasks.get(group.decode)
+        if ts is None or ts.state != "waiting" or not ts.waiting_on:
+            return
+        mine = set(group.products.values())
+        lost = {d for d in ts.waiting_on if d.key in mine and not self._can_finish(d)}
+        if not lost:
+            return
+        logger.warning("dask_coded: decode %s cannot reach its rule (%d of %d products "
+                       "needed can still finish): %s", group.decode,
+                       self._viable(group), group.threshold, why)
+        group.started = True
+        self._cut(ts, lost, why, stimulus_id)
+        self.plugin.stats["failed-early"] += 1
+
+    def expire(self, key, group: ProductGroup) -> None:
+        """The deadline passed: cut whatever products the decode still waits for."""
+        ts = self.scheduler.tasks.get(key)
+        if self.groups.get(key) is not group or ts is None or ts.state != "waiting":
+            return
+        mine = set(group.products.values())
+        waiting = {d for d in ts.waiting_on or () if d.key in mine}
+        if not waiting:
+            return
+        deadline = config.get("first-k.deadline")
+        where = ", ".join(sorted(f"{d.key[-1]} on {next(iter(d.worker_restrictions or ()), 'any worker')}"
+                                 for d in waiting))
+        why = (f"coded.first-k.deadline ({deadline}) passed while it waited for products "
+               f"{where}")
+        logger.warning("dask_coded: decode %s: %s", key, why)
+        group.started = True
+        self._cut(ts, waiting, why, f"coded-deadline-{time.time()}")
+        self.plugin.stats["expired"] += 1
+
+    def _cut(self, ts, cut: set, why: str | None, stimulus_id: str) -> None:
+        """Drop decode ``ts``'s edges to the products ``cut`` (their arguments become
+        ``None``, or :class:`Missing` ``why``), start it if it waits for nothing else,
+        and release and forget the cut products nobody else wants."""
+        s, cut_keys = self.scheduler, {d.key for d in cut}
+        if ts.key not in self.pruned:
+            self.pruned[ts.key] = PrunedDecode(ts.run_spec,
+                                               tuple(d.key for d in ts.dependencies))
+        for d in cut:
+            ts.waiting_on.discard(d)
+            ts.dependencies.discard(d)
+            d.dependents.discard(ts)
+            if d.waiters:
+                d.waiters.discard(ts)
+        spec = ts.run_spec
+        gone = None if why is None else Missing(why)
+        ts.run_spec = Task(
+            spec.key, spec.func,
+            *[gone if isinstance(a, TaskRef) and a.key in cut_keys else a for a in spec.args],
+            **spec.kwargs,
+        )
+        recs = {} if ts.waiting_on else {ts.key: "processing"}
+        orphans = [d for d in cut if not d.dependents and not d.who_wants]
+        recs.update({d.key: "released" for d in orphans})
+        self.plugin.stats["released"] += len(orphans)
+        s.transitions(recs, stimulus_id=stimulus_id)
+        # a released product nobody wants would linger in the scheduler: forget it
+        forgotten = {d.key: "forgotten" for d in orphans
+                     if d.state == "released" and not d.dependents and not d.who_wants}
+        if forgotten:
+            s.transitions(forgotten, stimulus_id=stimulus_id)
+
+    def _can_finish(self, product) -> bool:
+        """Finished, or pinned to a live worker (or not pinned at all)."""
+        pins = product.worker_restrictions
+        return (product.state == "memory" or not pins or product.loose_restrictions
+                or bool(pins & self.scheduler.workers.keys()))
+
+    def _able(self, group: ProductGroup) -> set:
+        """Indices of the products of ``group`` that are finished or can still run."""
+        tasks = self.scheduler.tasks
+        return {i for i, p in group.products.items()
+                if p in tasks and self._can_finish(tasks[p])}
+
+    def _viable(self, group: ProductGroup) -> int:
+        return len(self._able(group))
+
+    def _reachable(self, group: ProductGroup) -> bool:
+        return group.spec.decodable(self._able(group) | group.finished)

@@ -1,0 +1,97 @@
+"""What the scheduler saw: straggling per call (for ``k="auto"`` and diagnostics) and what
+the rewrite did (it runs in the scheduler's process on distributed)."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .records import CallRecord
+
+
+@dataclass
+class Observations:
+    """One :class:`CallRecord` per product name (one name per call), the oldest dropped
+    first beyond ``limit``."""
+
+    limit: int = 500
+    calls: OrderedDict = field(default_factory=OrderedDict)  # name -> CallRecord
+
+    def _call(self, name: str) -> CallRecord:
+        record = self.calls.get(name)
+        if record is None:
+            record = self.calls[name] = CallRecord()
+            while len(self.calls) > self.limit:
+                self.calls.popitem(last=False)
+        return record
+
+    def record_finished(self, name: str, worker: str | None, seconds: float) -> None:
+        self._call(name).finished.append((worker, seconds))
+        self.calls.move_to_end(name)
+
+    def record_decode(self, name: str, used: set, censor: float | None,
+                      released_workers: list) -> None:
+        """A decode started early from the products ``used``; the others were cut off."""
+        record = self._call(name)
+        record.used.update(used)
+        record.released.extend(released_workers)
+        if censor is not None:
+            record.censored.extend([censor] * len(released_workers))
+
+    def used(self, name: str) -> list | None:
+        """Product indices the decodes of products ``name`` used (None: all of them)."""
+        record = self.calls.get(name)
+        return None if record is None or not record.used else sorted(record.used)
+
+    def report(self, prefix: str = "", last: int | None = None) -> dict:
+        """What was seen for product names starting with ``prefix`` (only the ``last``
+        most recent names, when given)."""
+        names = [n for n, r in self.calls.items() if n.startswith(prefix) and r.finished]
+        if last is not None:
+            names = names[-int(last):] if last > 0 else []
+        records = [self.calls[n] for n in names]
+        per_worker: dict = {}
+        released: dict = {}
+        for r in records:
+            for worker, seconds in r.finished:
+                per_worker.setdefault(worker, []).append(seconds)
+            for worker in r.released:
+                released[worker] = released.get(worker, 0) + 1
+        return {
+            "observed": [s for r in records for _, s in r.finished],
+            "censored": [c for r in records for c in r.censored],
+            "calls": [[s for _, s in r.finished] for r in records],
+            "calls_workers": [[w for w, _ in r.finished] for r in records],
+            "calls_released": [list(r.released) for r in records],
+            "calls_censored": [list(r.censored) for r in records],
+            "per_worker": per_worker,
+            "released": released,
+        }
+
+
+@dataclass
+class RewriteLog:
+    """What the rewrite did, per optimizer: ``(layer, n, k, reused resident blocks,
+    token)`` records, the most recent ``limit`` optimizers kept. The rewrite adds records
+    from the scheduler's offload thread while handlers read them on its event loop: a
+    lock guards the table."""
+
+    limit: int = 64
+    records: OrderedDict = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, optimizer: str, record: tuple) -> None:
+        with self.lock:
+            self.records.setdefault(optimizer, []).append(record)
+            self.records.move_to_end(optimizer)
+            while len(self.records) > self.limit:
+                self.records.popitem(last=False)
+
+    def of(self, optimizer: str) -> list:
+        with self.lock:
+            return list(self.records.get(optimizer, ()))
+
+
+#: the rewrites made in this process (on distributed: the scheduler's)
+REWRITES = RewriteLog()

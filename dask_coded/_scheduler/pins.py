@@ -1,0 +1,187 @@
+"""Where coded blocks live, and their products with them.
+
+Invariants kept:
+
+* every coded block (an :class:`~dask_coded.graph.EncodeTask`) is pinned to one worker:
+  the one its task names, else spread with the other blocks of its matrix over distinct
+  live workers;
+* a product runs where its block is pinned, and follows it when the block is re-pinned
+  (so a product lost with its worker is recomputed where its block is re-encoded, never
+  left pinned to a dead address);
+* a lost worker's blocks are re-pinned to the live workers holding the fewest blocks of
+  their matrix; a joining worker takes a block from a worker that holds two of one
+  matrix while it holds none.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from distributed.core import Status
+
+from ..graph import EncodeTask
+from ..keys import key_name
+from .records import CodedBlock, Key
+
+logger = logging.getLogger("dask_coded._scheduler")
+
+
+def encode_spec(ts) -> EncodeTask | None:
+    """The :class:`EncodeTask` behind scheduler task ``ts``, if it is one."""
+    spec = ts.run_spec
+    return spec if isinstance(spec, EncodeTask) else None
+
+
+class Pins:
+    """The coded blocks' workers (one :class:`CodedBlock` per block key)."""
+
+    def __init__(self, plugin) -> None:
+        self.plugin = plugin
+        self.blocks: dict[Key, CodedBlock] = {}
+
+    @property
+    def scheduler(self):
+        return self.plugin.scheduler
+
+    def clear(self) -> None:
+        self.blocks.clear()
+
+    def forget(self, key) -> None:
+        self.blocks.pop(key, None)
+
+    # ---- new graphs ------------------------------------------------------------------
+
+    def place_blocks(self, blocks: list) -> None:
+        """Pin the coded blocks of a new graph: where their task says, else spread by
+        index over the live workers."""
+        s = self.scheduler
+        live = sorted(ws.address for ws in s.running) or sorted(s.workers)
+        pins = {}
+        for ts in blocks:
+            spec = encode_spec(ts)
+            if ts.key in self.blocks:
+                continue
+            worker = spec.worker if spec.worker is not None else None
+            if worker is None and ts.worker_restrictions:
+                worker = next(iter(ts.worker_restrictions))
+            if worker is None and live:
+                worker = live[(spec.index or 0) % len(live)]
+            if worker is not None and ts.worker_restrictions != {worker}:
+                pins[ts.key] = worker
+            self.blocks[ts.key] = CodedBlock(ts.key, (spec.matrix, *self._column(ts.key)),
+                                             worker)
+        if pins:
+            s.set_restrictions(pins)
+            for key in pins:
+                s.tasks[key].loose_restrictions = False
+
+    @staticmethod
+    def _column(key) -> tuple:
+        return tuple(key[2:]) if isinstance(key, tuple) else ()
+
+    def track(self, ts) -> None:
+        """Track a block placed by other means (submitted pinned to one worker)."""
+        if ts.key not in self.blocks and ts.worker_restrictions and not ts.loose_restrictions:
+            self.blocks[ts.key] = CodedBlock(
+                ts.key, (key_name(ts.key), *self._column(ts.key)),
+                next(iter(ts.worker_restrictions)))
+
+    def place_product(self, ts, block_key) -> str | None:
+        """Pin product ``ts`` where its block is pinned; returns that worker (``None``:
+        the product is not pinned strictly)."""
+        block = self.scheduler.tasks.get(block_key) if block_key is not None else None
+        if block is None or not block.worker_restrictions:
+            return None
+        self.track(block)
+        worker = next(iter(block.worker_restrictions))
+        self.scheduler.set_restrictions({ts.key: worker})
+        ts.loose_restrictions = block.loose_restrictions
+        self.plugin.stats["pinned"] += 1
+        return None if block.loose_restrictions else worker
+
+    # ---- workers leaving and joining -------------------------------------------------
+
+    def lost(self) -> list[CodedBlock]:
+        """Blocks pinned to workers that are gone."""
+        workers = self.scheduler.workers
+        return [b for b in self.blocks.values() if b.worker and b.worker not in workers]
+
+    def holds_blocks(self, worker: str) -> bool:
+        return any(b.worker == worker for b in self.blocks.values())
+
+    def _load(self, matrix: tuple) -> Counter:
+        """Blocks of ``matrix`` per live worker."""
+        load = Counter({w: 0 for w in self.scheduler.workers})
+        for block in self.blocks.values():
+            if block.matrix == matrix and block.worker in load:
+                load[block.worker] += 1
+        return load
+
+    def repin_lost(self, stimulus_id: str) -> None:
+        """Pin every block whose worker is gone to the live worker holding the fewest
+        blocks of its matrix; it is re-encoded there, and its products follow."""
+        s = self.scheduler
+        if s.status != Status.running or not s.workers:
+            return
+        for block in self.lost():
+            ts = s.tasks.get(block.key)
+            if ts is None:
+                continue
+            load = self._load(block.matrix)
+            target = min(load, key=lambda w: (load[w], w))
+            if load[target]:
+                logger.warning("dask_coded: no free worker for lost coded block %s; %s now "
+                               "holds %d blocks of its matrix", block.key, target,
+                               load[target] + 1)
+            self.pin(ts, block, target, stimulus_id)
+            self.plugin.stats["repinned"] += 1
+
+    def pin(self, ts, block: CodedBlock, worker: str, stimulus_id: str) -> None:
+        """Pin block ``ts`` to ``worker``, with every product of it not yet in memory."""
+        s = self.scheduler
+        block.worker = worker
+        moved = [ts] + [d for d in ts.dependents
+                        if d.state != "memory" and self.plugin.group_table.follows(d.key, ts.key)]
+        s.set_restrictions({t.key: worker for t in moved})
+        recs = {}
+        for t in moved:
+            t.loose_restrictions = False
+            self.plugin.group_table.moved(t.key, worker)
+            if t.state == "no-worker":
+                recs[t.key] = "processing"
+        if recs:
+            s.transitions(recs, stimulus_id=stimulus_id)
+
+    def rebalance(self, worker: str) -> list[tuple[CodedBlock, str]]:
+        """The moves that give joining ``worker`` a block of each matrix some worker
+        holds two of: ``[(block, from)]``."""
+        moves = []
+        for matrix in {b.matrix for b in self.blocks.values()}:
+            load = self._load(matrix)
+            crowded = max(load, key=lambda w: (load[w], w))
+            if load[crowded] < 2:
+                continue
+            block = next(b for b in self.blocks.values()
+                         if b.matrix == matrix and b.worker == crowded)
+            moves.append((block, crowded))
+        return moves
+
+    async def move(self, block: CodedBlock, source: str, target: str) -> None:
+        """Copy ``block`` from ``source`` to ``target`` peer to peer, pin it there and
+        drop the copy on ``source``."""
+        s = self.scheduler
+        ts = s.tasks.get(block.key)
+        if ts is None or target not in s.workers or block.worker != source:
+            return
+        stimulus_id = f"coded-move-block-{target}"
+        if ts.state == "memory" and any(ws.address == source for ws in ts.who_has or ()):
+            failed = await s.gather_on_worker(target, {block.key: [source]})
+            if failed or s.tasks.get(block.key) is not ts or block.worker != source:
+                return
+            self.pin(ts, block, target, stimulus_id)
+            if source in s.workers:
+                await s.delete_worker_data(source, [block.key], stimulus_id)
+        else:
+            self.pin(ts, block, target, stimulus_id)
+        self.plugin.stats["moved"] += 1

@@ -1,0 +1,102 @@
+"""The scheduler side's state, one small typed record per entity.
+
+Each record lives in exactly one table, keyed by its task's key (or its matrix's name), so
+forgetting an entity is one ``pop``. Plain data: the concern modules (:mod:`.groups`,
+:mod:`.pins`, :mod:`.residency`, :mod:`.observations`) keep them consistent with the
+scheduler's tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..graph import GroupSpec
+
+Key = Any  # a dask key
+
+
+@dataclass
+class ProductGroup:
+    """The products of one decode (``index -> key``) and which of them are in memory.
+
+    ``started``: the decode was cut loose from its unfinished products (it started
+    early, or was failed because its rule can no longer hold); ``since``: when the group
+    was first seen (the scheduler's clock), for the deadline."""
+
+    decode: Key
+    spec: GroupSpec
+    since: float
+    products: dict = field(default_factory=dict)  # index -> product key
+    finished: set = field(default_factory=set)  # indices in memory
+    started: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def threshold(self) -> int:
+        return self.spec.threshold
+
+    def decodable(self) -> bool:
+        return self.spec.decodable(self.finished)
+
+
+@dataclass
+class Product:
+    """One coded product: its group, its index in it, the block it multiplies (if
+    resident), the worker it is pinned to (``None``: not pinned strictly) and its compute
+    seconds once finished."""
+
+    key: Key
+    decode: Key
+    index: int
+    block: Key | None = None
+    worker: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PrunedDecode:
+    """A decode started before all its products finished: its run spec and dependencies
+    as submitted, restored when an identical graph arrives while the old task lingers
+    (the scheduler then keeps the old TaskState)."""
+
+    run_spec: Any
+    dependencies: tuple
+
+
+@dataclass
+class CodedBlock:
+    """A coded block pinned to one worker. ``matrix`` names the blocks that are spread
+    over distinct workers together (one code, one column block)."""
+
+    key: Key
+    matrix: tuple
+    worker: str | None
+
+
+@dataclass
+class ResidentMatrix:
+    """The coded blocks and row scales of an array encoded inside a rewritten graph, kept
+    in memory (for a pseudo-client) so that the next graph reuses them, for as long as one
+    of its ``owners`` (client ids) keeps it."""
+
+    token: str
+    source: str | None  # the dask array's name
+    keys: set = field(default_factory=set)
+    owners: set = field(default_factory=set)
+
+
+@dataclass
+class CallRecord:
+    """What one call (one product name) showed: per finished product its worker and
+    compute seconds; the product indices the decodes used; the workers of the released
+    stragglers and their censor times (they ran at least as long as the last product
+    used)."""
+
+    finished: list = field(default_factory=list)  # [(worker, seconds)]
+    used: set = field(default_factory=set)
+    released: list = field(default_factory=list)  # [worker]
+    censored: list = field(default_factory=list)  # [seconds]

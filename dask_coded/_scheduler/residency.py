@@ -1,0 +1,157 @@
+"""Coded blocks encoded inside rewritten graphs, kept resident for the next graph.
+
+The blocks and row scales of an :class:`~dask_coded.graph.EncodeTask` with ``keep=True``
+are held in memory for a pseudo-client, so that the next graph multiplying the same array
+reuses them. Each resident matrix belongs to the clients whose graphs made or used it: a
+client's release (or its leaving) drops only its own claim, and the blocks go when no
+client claims them. Least recently used matrices go first beyond
+``coded.rewrite.max-resident`` bytes.
+
+The rewrite runs in the scheduler's offload thread and asks which blocks are in memory:
+it reads :attr:`Residency.snapshot`, a mapping replaced whole on the event loop, never the
+tables the loop changes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from dask.utils import parse_bytes
+
+from .. import config
+from ..keys import key_name
+from .pins import encode_spec
+from .records import ResidentMatrix
+
+RESIDENT_CLIENT = "dask-coded-resident"  # the pseudo-client that keeps rewritten blocks
+PLUGIN_NAME = "dask-coded-first-k"  # FirstKPlugin.name
+
+
+class Residency:
+    """The resident matrices, by token, least recently used first."""
+
+    def __init__(self, plugin) -> None:
+        self.plugin = plugin
+        self.matrices: OrderedDict[str, ResidentMatrix] = OrderedDict()
+        self.snapshot: dict[str, frozenset] = {}  # token -> keys in memory (read-only copy)
+        self._keys: frozenset = frozenset()
+
+    @property
+    def scheduler(self):
+        return self.plugin.scheduler
+
+    def clear(self) -> None:
+        self.matrices.clear()
+        self.snapshot = {}
+        self._keys = frozenset()
+
+    def keys(self) -> frozenset:
+        """Every resident key."""
+        return self._keys
+
+    def refresh(self) -> None:
+        """Rebuild :attr:`snapshot` (on the event loop, after any change)."""
+        tasks = self.scheduler.tasks
+        self._keys = frozenset(k for m in self.matrices.values() for k in m.keys)
+        self.snapshot = {
+            t: frozenset(k for k in m.keys if k in tasks and tasks[k].state == "memory")
+            for t, m in self.matrices.items()}
+
+    def keep(self, new: list, tasks, client: str | None) -> None:
+        """Keep the new resident blocks and scales ``new`` in memory, claimed by
+        ``client``; mark the matrices this graph (``tasks``) uses as recently used and
+        claimed by it too; release the least recently used beyond the byte limit."""
+        s = self.scheduler
+        for ts in new:
+            token = encode_spec(ts).matrix
+            m = self.matrices.get(token)
+            if m is None:
+                source = next((key_name(d.key) for d in ts.dependencies), None)
+                m = self.matrices[token] = ResidentMatrix(token, source)
+            m.keys.add(ts.key)
+        if new:
+            s.client_desires_keys([ts.key for ts in new], RESIDENT_CLIENT)
+            self.plugin.stats["resident-encoded"] += sum(
+                encode_spec(ts).index is not None for ts in new)
+        used = set()
+        for key in tasks:
+            ts = s.tasks.get(key)
+            if ts is None:
+                continue
+            for t in (ts, *ts.dependencies):
+                spec = encode_spec(t)
+                if spec is not None and spec.keep:
+                    used.add(spec.matrix)
+        for token in used & self.matrices.keys():
+            self.matrices.move_to_end(token)
+            if client is not None:
+                self.matrices[token].owners.add(client)
+        limit = parse_bytes(config.get("rewrite.max-resident"))
+        while len(self.matrices) > 1 and self.nbytes() > limit:
+            oldest = next(iter(self.matrices))
+            if oldest in used:
+                break
+            self._release(oldest)
+        self.refresh()
+
+    def nbytes(self) -> int:
+        tasks = self.scheduler.tasks
+        return sum(tasks[k].nbytes for m in self.matrices.values() for k in m.keys
+                   if k in tasks and tasks[k].nbytes > 0)
+
+    def report(self, client: str | None = None) -> dict:
+        """``{token: {"source", "keys", "bytes"}}`` of the resident matrices ``client``
+        claims (all of them when ``client`` is ``None``)."""
+        tasks = self.scheduler.tasks
+        return {t: {"source": m.source, "keys": len(m.keys),
+                    "bytes": sum(max(tasks[k].nbytes, 0) for k in m.keys if k in tasks)}
+                for t, m in self.matrices.items() if client is None or client in m.owners}
+
+    def release(self, client: str | None, source: str | None = None, tokens=()) -> int:
+        """Drop ``client``'s claim on the matrices encoded from dask array ``source`` (or
+        with these ``tokens``); a matrix no client claims any more is released. Returns
+        how many matrices ``client`` claimed."""
+        chosen = [t for t, m in self.matrices.items()
+                  if ((source is not None and m.source == source) or t in (tokens or ()))
+                  and (client is None or client in m.owners)]
+        for token in chosen:
+            m = self.matrices[token]
+            m.owners.discard(client)
+            if client is None or not m.owners:
+                self._release(token)
+        self.refresh()
+        return len(chosen)
+
+    def client_left(self, client: str) -> None:
+        """``client`` is gone: its claims go with it."""
+        for token, m in list(self.matrices.items()):
+            if client in m.owners:
+                m.owners.discard(client)
+                if not m.owners:
+                    self._release(token)
+        self.refresh()
+
+    def _release(self, token: str) -> None:
+        m = self.matrices.pop(token)
+        keys = [k for k in m.keys if k in self.scheduler.tasks]
+        if keys and RESIDENT_CLIENT in self.scheduler.clients:
+            self.scheduler.client_releases_keys(keys, RESIDENT_CLIENT,
+                                                stimulus_id=f"coded-release-{token}")
+        self.plugin.stats["resident-released"] += 1
+
+
+def resident_keys(token: str, scheduler: str | None) -> frozenset:
+    """The keys of ``token``'s coded blocks and row scales that the running scheduler at
+    address ``scheduler``, in this process, holds in memory (the rewrite, running there,
+    then leaves their encode tasks out of the next graph). Safe from any thread: it reads
+    the plugin's snapshot, which the event loop replaces whole."""
+    from distributed import Scheduler
+
+    for s in list(Scheduler._instances):
+        if scheduler is None or s.address != scheduler or s.status.name != "running":
+            continue
+        plugin = s.plugins.get(PLUGIN_NAME)
+        residency = getattr(plugin, "residency", None)
+        if residency is not None:
+            return residency.snapshot.get(token, frozenset())
+    return frozenset()

@@ -1,0 +1,50 @@
+"""The runtime edge: the scheduler plugin installed once per client, and pinned encoded
+data placed one way.
+
+Every entry point that places coded data on a cluster (:func:`dask_coded.encode`,
+:func:`dask_coded.encode_operand`, :class:`dask_coded.CodedPartitions`) builds
+:class:`~dask_coded.graph.EncodeTask` s naming their workers and hands them to
+:func:`place_encoded`; the scheduler plugin pins each where it says, tracks it, and
+re-pins it when its worker is lost.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from distributed import wait
+
+from ._scheduler import FirstKPlugin
+
+# client -> the scheduler address the plugin was registered with
+_INSTALLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def install(client) -> None:
+    """Register :class:`~dask_coded.FirstKPlugin` on the scheduler of the synchronous
+    ``client`` (called outside its event loop), once per client and scheduler."""
+    address = getattr(client.scheduler, "address", None)
+    if _INSTALLED.get(client) != address:
+        client.register_plugin(FirstKPlugin())
+        _INSTALLED[client] = address
+
+
+async def ainstall(client) -> None:
+    """:func:`install` for an asynchronous client, or on the client's event loop."""
+    address = getattr(client.scheduler, "address", None)
+    if _INSTALLED.get(client) != address:
+        await client.register_plugin(FirstKPlugin())
+        _INSTALLED[client] = address
+
+
+async def place_encoded(client, tasks: dict) -> list:
+    """Submit the encode tasks ``tasks`` (``{key: EncodeTask}``, each naming its worker),
+    wait for them, and raise the first error where the user placed the data; returns
+    their futures in the order of ``tasks`` (run on the client's loop)."""
+    await ainstall(client)
+    futures = client.get(tasks, list(tasks), sync=False)
+    await wait(futures)
+    for f in futures:
+        if f.status == "error":
+            await f
+    return futures
