@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from dask._task_spec import Alias, GraphNode, List, Task, TaskRef, _execute_subgraph
 from dask.array.chunk import getitem
 from dask.core import flatten
@@ -139,15 +140,17 @@ def grid(keys) -> List:
     return List(*[List(*[TaskRef(key) for key in row]) for row in keys])
 
 
-def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int = 0) -> dict:
+def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int = 0,
+                 dtype: str | None = None) -> dict:
     """Tasks ``("coded-block-<token>", j, column)`` encoding coded block ``j`` from A's row
-    chunk keys ``row_chunks`` (any row chunking: the kernel re-splits), and
-    ``("coded-scales-<token>", column)``, the row scales the decode multiplies back."""
+    chunk keys ``row_chunks`` (any row chunking: the kernel re-splits) in ``dtype`` (when
+    given), and ``("coded-scales-<token>", column)``, the row scales the decode multiplies
+    back."""
     refs = [_ref(key) for key in row_chunks]
     name = f"{BLOCK_PREFIX}{token}"
     tasks = {
         (name, j, column): EncodeTask((name, j, column), encode_chunks, scheme, j, *refs,
-                                      matrix=token, index=j)
+                                      dtype=dtype, matrix=token, index=j)
         for j in range(scheme.n_blocks)
     }
     scales = (f"{SCALES_PREFIX}{token}", column)
@@ -167,6 +170,7 @@ def product_group(
     product=coded_product,
     scales: Any = None,
     operands: Sequence | None = None,
+    dtype: Any = None,
 ) -> dict:
     """Tasks computing ``decode_key = A @ operand`` from coded ``blocks``.
 
@@ -177,13 +181,15 @@ def product_group(
     each product (then no extra task exists that a slow worker could hold up).
     ``scales``: the row scales A was encoded with (a key, or an array when local).
     ``operands``: one operand per block instead of ``operand`` (B's encoded operand for
-    the block's worker, :mod:`dask_coded.operand`), on a cluster.
+    the block's worker, :mod:`dask_coded.operand`), on a cluster. ``dtype``: the dtype
+    the result is declared in (the decode casts to it).
     """
+    dtype = None if dtype is None else np.dtype(dtype).str
     x = _ref(operand)
     s = None if scales is None else _ref(scales)
     if local:
         return {decode_key: Task(decode_key, race_products, scheme, List(*blocks), x, product,
-                                 s)}
+                                 s, dtype)}
     name = product_name(scheme.threshold, token)
     spec = GroupSpec(name, len(blocks), scheme.threshold, getattr(scheme, "rule", None))
     tasks: dict = {}
@@ -194,7 +200,7 @@ def product_group(
         tasks[key] = ProductTask(key, product, _ref(block), x_j, spec=spec, index=j,
                                  block=_key_of(block))
         refs.append(TaskRef(key))
-    tasks[decode_key] = Task(decode_key, decode_products, scheme, s, *refs)
+    tasks[decode_key] = Task(decode_key, decode_products, scheme, s, *refs, dtype=dtype)
     return tasks
 
 

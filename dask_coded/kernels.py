@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _logging
-from .errors import NonFiniteError, TooFewResultsError
+from .errors import DtypeError, NonFiniteError, TooFewResultsError
 from .resident import LOCAL
 from .schemes import Scheme
 from .schemes.gradient import weighted_sum
@@ -66,10 +66,11 @@ def set_aside(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return clean, bad, A[bad]
 
 
-def encode_chunks(scheme: Scheme, j: int, *row_chunks: np.ndarray):
-    """Coded block ``j`` of ``A = vstack(row_chunks)`` (A's own chunks, any number); rows
-    with NaN or Inf are set aside (:class:`WithRows`)."""
-    A, bad, rows = set_aside(stack_rows(row_chunks))
+def encode_chunks(scheme: Scheme, j: int, *row_chunks: np.ndarray, dtype: str | None = None):
+    """Coded block ``j`` of ``A = vstack(row_chunks)`` (A's own chunks, any number), in
+    ``dtype`` when given (the precision the products are declared in); rows with NaN or
+    Inf are set aside (:class:`WithRows`)."""
+    A, bad, rows = set_aside(_as(stack_rows(row_chunks), dtype))
     blocks = scheme.split(A)
     coded = scheme.encode_block(j, blocks, tuple(range(len(blocks))))
     return WithRows(coded, bad, rows) if len(bad) else coded
@@ -116,19 +117,32 @@ class Missing:
     why: str
 
 
+def _as(A: np.ndarray, dtype: str | None) -> np.ndarray:
+    return A if dtype is None else np.asarray(A).astype(dtype, copy=False)
+
+
 def decode_products(scheme: Scheme, scales: np.ndarray | None,
-                    *products) -> np.ndarray:
+                    *products, dtype: str | None = None) -> np.ndarray:
     """``A @ x`` from the products that arrived (``None``: released, :class:`Missing`:
-    lost); the rows set aside (:class:`WithRows`) are put back from any product. Too few
-    products raise :class:`~dask_coded.TooFewResultsError` saying why each missing one is
-    missing."""
+    lost), in ``dtype`` when given (the dtype dask declares for the product); the rows
+    set aside (:class:`WithRows`) are put back from any product. Too few products raise
+    :class:`~dask_coded.TooFewResultsError` saying why each missing one is missing."""
+    integer = next((p.dtype for p in products if isinstance(p, IntegerSum)), None)
+    if integer is not None:
+        products = tuple(p.value if isinstance(p, IntegerSum) else p for p in products)
+        return _exact_integers(decode_products(scheme, scales, *products, dtype=dtype),
+                               integer, _estimated_error(scheme))
     missing = sorted({p.why for p in products if isinstance(p, Missing)})
     if missing:
         products = tuple(None if isinstance(p, Missing) else p for p in products)
         try:
-            return decode_products(scheme, scales, *products)
+            return decode_products(scheme, scales, *products, dtype=dtype)
         except TooFewResultsError as e:
             raise TooFewResultsError(f"{e}: {'; '.join(missing)}") from None
+    return _as(_decoded(scheme, scales, products), dtype)
+
+
+def _decoded(scheme: Scheme, scales: np.ndarray | None, products) -> np.ndarray:
     aside = next((p for p in products if isinstance(p, WithRows)), None)
     if aside is None:
         return scheme.decode(products, scales)
@@ -174,13 +188,61 @@ def _checked_value(value, partition: int):
     return value
 
 
+@dataclass(frozen=True)
+class IntegerSum:
+    """A partial sum of integer values mixed with real coefficients (a cyclic gradient
+    code): the decode rounds the sum back to ``dtype``, where it is exact."""
+
+    value: Any
+    dtype: Any  # the integer dtype of each leaf (a tuple for a tuple of values)
+
+
+def _integer_dtype(value):
+    """The integer dtype of ``value`` (a tuple of them for a tuple), or ``None``."""
+    if isinstance(value, tuple):
+        dtypes = tuple(_integer_dtype(v) for v in value)
+        return dtypes if all(d is not None for d in dtypes) else None
+    dtype = np.asarray(value).dtype
+    return dtype if dtype.kind in "iub" else None
+
+
 def partial_sum(assignment: Assignment, fn) -> Any:
-    """``sum_i B[j, i] sum_{p in part i} fn(p)``: worker ``j``'s coded partial sum."""
-    sums = []
+    """``sum_i B[j, i] sum_{p in part i} fn(p)``: worker ``j``'s coded partial sum
+    (an :class:`IntegerSum` when ``fn`` returns integers and a coefficient is not 0 or 1,
+    so the decode can give the exact integer sum)."""
+    sums, dtype = [], None
     for part, indices in zip(assignment.parts, assignment.indices):
         values = [_checked_value(fn(p), i) for p, i in zip(part, indices)]
+        dtype = dtype or _integer_dtype(values[0])
         sums.append(weighted_sum([1.0] * len(values), values))
-    return weighted_sum(assignment.coefficients, sums)
+    total = weighted_sum(assignment.coefficients, sums)
+    if dtype is not None and any(c not in (0.0, 1.0) for c in assignment.coefficients):
+        return IntegerSum(total, dtype)
+    return total
+
+
+def _estimated_error(scheme: Scheme) -> float:
+    """The scheme's worst-case relative decode error (0 when it does not say)."""
+    estimate = getattr(scheme, "estimated_error", None)
+    return float(estimate()) if callable(estimate) else 0.0
+
+
+def _exact_integers(value, dtype, error: float):
+    """``value`` (a float sum of integers, decoded with relative error at most
+    ``error``) rounded back to ``dtype``; refused where the error could reach half a
+    unit, so the rounding could be wrong."""
+    if isinstance(dtype, tuple):
+        return tuple(_exact_integers(v, d, error) for v, d in zip(value, dtype))
+    value = np.asarray(value)
+    largest = float(np.abs(value).max()) if value.size else 0.0
+    if largest * max(error, np.finfo(np.float64).eps) >= 0.25:
+        raise DtypeError(
+            f"an integer sum of magnitude {largest:.3g} cannot be decoded exactly: this "
+            f"cyclic gradient code decodes in float64 with a relative error up to "
+            f"{error:.1e}, exact only below {0.25 / max(error, 1e-16):.2g}; use "
+            f"kind='fractional' (exact for integers), or return floats from fn")
+    out = np.rint(value).astype(dtype)
+    return out if out.ndim else out[()]
 
 
 def take_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -221,7 +283,7 @@ def _raced_product(product, index: int, block: np.ndarray, x) -> np.ndarray:
 
 
 def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_product,
-                  scales: np.ndarray | None = None) -> np.ndarray:
+                  scales: np.ndarray | None = None, dtype: str | None = None) -> np.ndarray:
     """Local-scheduler first-threshold-of-n: race ``product(block_j, x)`` in a private
     thread pool and decode from the first ``scheme.threshold`` to finish; stragglers
     finish in the background."""
@@ -238,19 +300,21 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
                 done[futures[f]] = f.result()  # re-raises a product's error
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return decode_products(scheme, scales, *[done.get(j) for j in range(len(blocks))])
+    return decode_products(scheme, scales, *[done.get(j) for j in range(len(blocks))],
+                           dtype=dtype)
 
 
 def encode_and_race(scheme: Scheme, product, row_chunks: list, x,
-                    remember: tuple | None = None) -> np.ndarray:
-    """Local first-k-of-n for a graph that encodes A in the call: encode, then race.
-    ``remember=(key, source)`` keeps the coded blocks in this process
-    (:data:`dask_coded.resident.LOCAL`) for the next graph."""
-    A, bad, rows = set_aside(stack_rows(row_chunks))
+                    remember: tuple | None = None, dtype: str | None = None,
+                    out_dtype: str | None = None) -> np.ndarray:
+    """Local first-k-of-n for a graph that encodes A in the call: encode (in ``dtype``),
+    then race (the result in ``out_dtype``). ``remember=(key, source)`` keeps the coded
+    blocks in this process (:data:`dask_coded.resident.LOCAL`) for the next graph."""
+    A, bad, rows = set_aside(_as(stack_rows(row_chunks), dtype))
     blocks = scheme.encode(A)
     if len(bad):
         blocks = [WithRows(block, bad, rows) for block in blocks]
     scales = scheme.scales(A)
     if remember is not None:
         LOCAL.remember(remember[0], remember[1], blocks, scales)
-    return race_products(scheme, blocks, x, product, scales)
+    return race_products(scheme, blocks, x, product, scales, out_dtype)

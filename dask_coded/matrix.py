@@ -119,10 +119,12 @@ class CodedMatrix:
         self.scheme = scheme
         self.shape: tuple[int, int] = tuple(shape)
         self.dtype: np.dtype = dtype
+        #: A's own dtype: products are declared in ``result_type(A, x)``, as numpy's
+        self.a_dtype: np.dtype = dtype
         self.client = client
         self.blocks: list = []  # Futures (distributed) or numpy arrays (local)
         self.scales: Any = None  # the scheme's row scales: a Future, or an array (local)
-        self.workers: list[str] | None = None
+        self._placement: list[str] | None = None
         self.token = uuid.uuid4().hex[:16]
         self.policy: AutoK | None = None
         self.calls = 0
@@ -168,6 +170,23 @@ class CodedMatrix:
             self._T = self._encode_again(self.k, transpose=not self._transposed)
             self._T._T = self
         return self._T
+
+    @property
+    def workers(self) -> list[str] | None:
+        """The worker each coded block is pinned to now (``None`` on the local
+        scheduler): asked of the scheduler, so a block re-pinned after a worker was lost
+        shows its new worker."""
+        placement = self._placement
+        if (placement is None or not self.blocks or self.client is None
+                or self.client.asynchronous or self.client.status != "running"):
+            return placement
+        pinned = self.client.run_on_scheduler(_pinned_workers,
+                                              keys=[f.key for f in self.blocks])
+        return [pinned.get(f.key) or w for f, w in zip(self.blocks, placement)]
+
+    @workers.setter
+    def workers(self, placement: list[str] | None) -> None:
+        self._placement = None if placement is None else list(placement)
 
     def _encode_again(self, k: int, transpose: bool, r: int | None = None) -> CodedMatrix:
         """Encode the same source with ``k`` (and ``r`` blocks per worker, default the
@@ -291,8 +310,8 @@ class CodedMatrix:
                     self._retune_in_background()
                 else:
                     self.retune()
-        out_dtype = np.result_type(self.dtype, x.dtype)
-        if out_dtype.kind != "f":
+        out_dtype = np.result_type(self.a_dtype, x.dtype)
+        if out_dtype.kind != "f":  # integer products are decoded in floating point
             out_dtype = np.dtype(np.float64)
         token = f"{self.token}-{uuid.uuid4().hex[:12]}"
         name = f"{DECODE_PREFIX}{token}"
@@ -313,7 +332,8 @@ class CodedMatrix:
         tasks: dict = {}
         for c, (operand, out_key) in enumerate(zip(operands, out_keys)):
             tasks.update(product_group(self.scheme, token, self.blocks, operand, out_key,
-                                       index=(c,), local=self.local, scales=self.scales))
+                                       index=(c,), local=self.local, scales=self.scales,
+                                       dtype=out_dtype))
         graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
         return da.Array(graph, name, chunks, dtype=out_dtype)
 
@@ -361,7 +381,7 @@ class CodedMatrix:
         finished products; released: how often it was a straggler the decode skipped)."""
         seen = self.observed()
         out = {}
-        for w in set(self.workers):
+        for w in set(self.workers or ()):
             times = seen["per_worker"].get(w, [])
             out[w] = {"median": float(np.median(times)) if times else float("nan"),
                       "max": max(times) if times else float("nan"),
@@ -459,6 +479,17 @@ class CodedMatrix:
         self._T = None
 
 
+def _pinned_workers(keys: list, dask_scheduler=None) -> dict:
+    """``{key: worker}`` of the coded blocks ``keys`` the scheduler plugin pins."""
+    plugin = dask_scheduler.plugins.get("dask-coded-first-k")
+    blocks = {} if plugin is None else plugin.blocks
+    return {k: blocks[k].worker for k in map(_as_key, keys) if k in blocks}
+
+
+def _as_key(key):
+    return tuple(key) if isinstance(key, list) else key
+
+
 def _describe(stats: dict | None) -> str:
     if not stats or not stats["finished"]:
         return "&ndash;"
@@ -551,6 +582,7 @@ def encode(
         raise CodedError("k='auto' needs a synchronous client (it re-encodes in calls)")
     scheme = MDSScheme(code, A.shape[0], blocks_per_worker=blocks_per_worker)
     matrix = CodedMatrix(scheme, A.shape, dtype, source, transpose, client)
+    matrix.a_dtype = np.dtype(A.dtype)
     if auto:
         matrix.policy = AutoK(n, choose_r=auto_blocks)
     if client is None:
@@ -607,22 +639,28 @@ def _futures_in_order(A: da.Array) -> list:
 
 
 def release(A: Any, client: Any = None) -> int:
-    """Drop the resident coded blocks of ``A``; returns how many encodings were dropped.
+    """Drop resident coded data; returns how many encodings were dropped.
 
-    ``A``: a :class:`CodedMatrix` (its blocks and its ``.T``'s), or a dask array: the
-    encodings :func:`encode` made of it and those ``coded_matmul`` made on the cluster
-    and on the local scheduler.
+    ``A``: any handle that holds resident data (a :class:`CodedMatrix` with its ``.T``,
+    an :class:`~dask_coded.EncodedOperand`, :class:`~dask_coded.CodedPartitions`, a
+    :class:`~dask_coded.CodedShuffle`: the same as ``A.release()``), or a dask array:
+    the encodings :func:`encode` made of it on ``client`` and those ``coded_matmul``
+    made of it for ``client`` on the cluster and on the local scheduler. Another
+    client's encodings of an array of the same name are left alone.
     """
-    if isinstance(A, CodedMatrix):
-        A.release()
-        return 1
     if not isinstance(A, da.Array):
-        raise TypeError(f"release takes a CodedMatrix or a dask array, got {type(A).__name__}")
-    mine = resident.encoded_from(A.name)
+        if callable(getattr(A, "release", None)) and getattr(A, "__module__", "").startswith(
+                "dask_coded"):
+            A.release()
+            return 1
+        raise TypeError(f"release takes a resident handle (CodedMatrix, EncodedOperand, "
+                        f"CodedPartitions, CodedShuffle) or a dask array, got "
+                        f"{type(A).__name__}")
+    client = client if client is not None else default_client()
+    mine = [m for m in resident.encoded_from(A.name) if m.client is client]
     for m in mine:
         m.release()
     here = len(mine) + resident.LOCAL.release(source=A.name)
-    client = client if client is not None else default_client()
     if client is None or client.asynchronous or client.status != "running":
         return here
     cluster.install(client)

@@ -90,6 +90,17 @@ class _Match:
     b: str
     b_ind: tuple
     rows: tuple  # A's row chunks
+    dtype: np.dtype  # the product's, as dask declares it: result_type(A, B)
+    a_dtype: np.dtype
+
+    @property
+    def encode_dtype(self) -> str:
+        """The dtype A's coded blocks are encoded in: the product's precision (float32 at
+        least), so a float32 A times a float64 x keeps float64's accuracy; float64 for an
+        integer or boolean A (as :func:`dask_coded.encode`)."""
+        if self.a_dtype.kind != "f":
+            return np.dtype(np.float64).str
+        return np.promote_types(self.dtype, np.float32).str
 
 
 class CodedOptimizer:
@@ -193,12 +204,12 @@ class CodedOptimizer:
             if res is not None:
                 scheme = res.scheme
             else:
-                # rows equilibrated on distributed (the row scales are resident beside the
-                # blocks); the local race encodes without them
+                # rows equilibrated (the row scales are resident beside the blocks on
+                # distributed, kept with them in this process on the local scheduler)
                 code = code_for(self.n, self.k, self.blocks_per_worker, self.kind)
-                scheme = MDSScheme(code, sum(match.rows), equilibrate=not self.local,
+                scheme = MDSScheme(code, sum(match.rows), equilibrate=True,
                                    blocks_per_worker=self.blocks_per_worker)
-            token = tokenize(match.a, scheme) if res is None else None
+            token = tokenize(match.a, scheme, match.encode_dtype) if res is None else None
             tasks, reused = self._coded_tasks(hlg, name, layer, match, scheme, res, token)
             layers[name] = MaterializedLayer(tasks)
             REWRITES.add(self.uid, (name, scheme.code.n, scheme.code.k, reused, token))
@@ -307,11 +318,13 @@ class CodedOptimizer:
                     blocks = None
                     tasks[dec_key] = Task(dec_key, encode_and_race, scheme, product,
                                           List(*[TaskRef(a) for a in a_keys]), operand,
-                                          ((token, coord[contracted]), m.a))
+                                          ((token, coord[contracted]), m.a),
+                                          m.encode_dtype, m.dtype.str)
                 else:
                     # keys depend only on A and the code: the next graph reuses them, and
                     # leaves their encode tasks out once they are all in memory
-                    encoded = encode_tasks(scheme, token, a_keys, column=coord[contracted])
+                    encoded = encode_tasks(scheme, token, a_keys, column=coord[contracted],
+                                           dtype=m.encode_dtype)
                     *blocks, scales = list(encoded)
                     if set(encoded) <= resident_keys(token, self.scheduler):
                         reused = True
@@ -319,7 +332,8 @@ class CodedOptimizer:
                         tasks.update(encoded)
             if blocks is not None:
                 tasks.update(product_group(scheme, tok, blocks, operand, dec_key, index=g,
-                                           local=self.local, product=product, scales=scales))
+                                           local=self.local, product=product, scales=scales,
+                                           dtype=m.dtype))
             for i in range(len(m.rows)):
                 key = (name, i, *g)
                 tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])
@@ -448,7 +462,8 @@ def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
         return None
     if np.result_type(dtype, b_dtype).kind != "f":
         return None  # integer products must stay exact: left to plain dask
-    return _Match(a, tuple(a_ind), b, tuple(b_ind), tuple(chunks[0]))
+    return _Match(a, tuple(a_ind), b, tuple(b_ind), tuple(chunks[0]),
+                  np.result_type(dtype, b_dtype), dtype)
 
 
 @contextlib.contextmanager

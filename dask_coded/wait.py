@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from distributed import Future, as_completed
 
 from .errors import CodedError
@@ -19,7 +20,13 @@ def _check(futures: Iterable, k: int) -> list[Future]:
     futures = list(futures)
     if not all(isinstance(f, Future) for f in futures):
         raise TypeError("first_k waits on distributed Futures (client.submit / client.compute)")
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(futures):
+    keys = [f.key for f in futures]
+    if len(set(keys)) < len(keys):
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise CodedError(f"first_k got the same future more than once ({twice!r}); pass "
+                         f"distinct futures")
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not (
+            1 <= k <= len(futures)):
         raise CodedError(f"k must be an integer in 1..{len(futures)} (the number of futures), "
                          f"got {k!r}")
     return futures
@@ -47,6 +54,7 @@ def first_k(futures: Iterable[Future], k: int, *, cancel: bool = False,
     list of distributed.Future
     """
     futures = _check(futures, k)
+    k = int(k)
     done: list[Future] = []
     for f in as_completed(futures, timeout=timeout):
         if f.status == "error":
@@ -62,6 +70,7 @@ async def first_k_async(futures: Iterable[Future], k: int, *, cancel: bool = Fal
                         timeout: float | None = None) -> list[Future]:
     """:func:`first_k` for an asynchronous client (``await dc.first_k_async(fs, k)``)."""
     futures = _check(futures, k)
+    k = int(k)
     done: list[Future] = []
     async for f in as_completed(futures, timeout=timeout):
         if f.status == "error":

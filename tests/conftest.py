@@ -1,3 +1,4 @@
+import logging
 import os
 
 import pytest
@@ -22,3 +23,27 @@ def _no_local_encodings_between_tests():
     LOCAL.clear()
     yield
     LOCAL.clear()
+
+
+class _RunSpecCollisions(logging.Handler):
+    """Counts distributed's "Detected different `run_spec`" warnings: a graph resubmitted
+    with a key whose dependencies changed (which distributed ignores, and which can hang)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        if "Detected different `run_spec`" in record.getMessage():
+            self.messages.append(record.getMessage().splitlines()[0])
+
+
+@pytest.fixture(autouse=True)
+def _no_run_spec_collisions():
+    """Every test fails if the scheduler saw a key resubmitted with other dependencies."""
+    handler = _RunSpecCollisions()
+    logger = logging.getLogger("distributed.scheduler")
+    logger.addHandler(handler)
+    yield
+    logger.removeHandler(handler)
+    assert not handler.messages, handler.messages[0]

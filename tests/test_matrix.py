@@ -466,3 +466,25 @@ def test_released_straggler_records_are_filtered_and_others_kept():
                            "'sum-abc', 0))\"> ended with CancelledError"))
     assert any(isinstance(x, ReleasedStragglerFilter)
                for x in logging.getLogger("distributed.worker.state_machine").filters)
+
+
+def test_workers_follow_a_block_re_pinned_after_a_loss():
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"coded.first-k.repin-delay": "20ms"}), \
+            LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                         dashboard_address=None) as cluster, Client(cluster) as client:
+        A = np.random.default_rng(0).standard_normal((40, 3))
+        CA = dc.encode(A, 3, 2, client=client)
+        first = CA.workers
+        doomed = next(name for name, w in cluster.workers.items() if w.address == first[0])
+        client.sync(cluster.workers[doomed].close)
+        for _ in range(250):
+            if CA.workers[0] != first[0]:
+                break
+            time.sleep(0.02)
+        now = CA.workers
+        assert now[0] != first[0] and now[0] in client.scheduler_info()["workers"]
+        assert now[1:] == first[1:]
+        np.testing.assert_allclose((CA @ np.ones(3)).compute(), A @ np.ones(3))

@@ -97,7 +97,7 @@ def test_encoded_once_then_only_b_travels_and_the_slow_worker_is_left_out(six):
     stats = client.sync(client.scheduler.coded_first_k_stats)
     assert stats["released"] >= 2  # the slow worker's product, in each call
     assert block_keys(client, EA.token) == first  # the same operands, not encoded again
-    EA.release()
+    assert dc.release(EA) == 1  # as EA.release()
     for _ in range(100):
         if not block_keys(client, EA.token):
             break

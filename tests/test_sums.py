@@ -165,3 +165,19 @@ async def test_release_keeps_the_callers_futures(c, s, *workers):
     assert all(s.tasks[f.key].state == "memory" for f in mine)
     with pytest.raises(dc.CodedError, match="released"):
         cp.sum(gram)
+
+
+@pytest.mark.parametrize("n,s", [(5, 1), (7, 2), (6, 2)])  # cyclic, cyclic, fractional
+def test_integer_sums_are_exact_integers_for_every_code(n, s):
+    parts = [np.arange(40) + 40 * i for i in range(n * 2)]
+    count = dc.coded_sum(lambda p: len(p), parts, n=n, stragglers=s, client=None).compute()
+    assert count == 80 * n and np.asarray(count).dtype.kind == "i"
+    big = [np.full(3, 10**9 + i, dtype=np.int64) for i in range(n)]
+    total = dc.coded_sum(lambda p: p, big, n=n, stragglers=s, client=None).compute()
+    assert total.dtype == np.int64 and np.array_equal(total, np.sum(big, axis=0))
+
+
+def test_an_integer_sum_beyond_the_codes_exact_range_is_refused():
+    huge = [np.array([10**14 + i], dtype=np.int64) for i in range(5)]  # cyclic (5, 1)
+    with pytest.raises(dc.DtypeError, match="cannot be decoded exactly.*kind='fractional'"):
+        dc.coded_sum(lambda p: p, huge, n=5, stragglers=1, client=None).compute()

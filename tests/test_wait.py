@@ -24,6 +24,18 @@ async def test_the_first_k_in_the_order_they_finished(c, s, *workers):
     assert futures[2].status == "cancelled"  # the straggler, not awaited
     with pytest.raises(dc.CodedError, match=r"k must be an integer in 1..4"):
         await dc.first_k_async(futures, 5)
+    with pytest.raises(dc.CodedError, match=r"k must be an integer .* got True"):
+        await dc.first_k_async(futures, True)
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 2)
+async def test_numpy_integers_and_repeated_futures(c, s, a, b):
+    import numpy as np
+
+    f, g = c.submit(pause, 0.0, 1, pure=False), c.submit(pause, 0.0, 2, pure=False)
+    assert len(await dc.first_k_async([f, g], np.int64(2))) == 2
+    with pytest.raises(dc.CodedError, match="same future more than once"):
+        await dc.first_k_async([f, f, g], 2)
 
 
 @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 2)

@@ -89,7 +89,10 @@ class Groups:
             product.worker = worker
 
     def forget(self, key) -> None:
-        self.pruned.pop(key, None)
+        pruned = self.pruned.pop(key, None)
+        if pruned is not None:  # forgotten before it finished: its cut products too
+            self.scheduler.loop.add_callback(self.forget_orphans, pruned.dependencies,
+                                             f"coded-forget-{time.time()}")
         product = self.products.pop(key, None)
         if product is not None:
             group = self.groups.get(product.decode)
@@ -250,12 +253,36 @@ class Groups:
         orphans = [d for d in cut if not d.dependents and not d.who_wants]
         recs.update({d.key: "released" for d in orphans})
         self.plugin.stats["released"] += len(orphans)
+        # the released products stay known (state "released") until the decode finishes
+        # and takes them back as dependencies (:meth:`reconnect`)
         s.transitions(recs, stimulus_id=stimulus_id)
-        # a released product nobody wants would linger in the scheduler: forget it
-        forgotten = {d.key: "forgotten" for d in orphans
-                     if d.state == "released" and not d.dependents and not d.who_wants}
-        if forgotten:
-            s.transitions(forgotten, stimulus_id=stimulus_id)
+
+    def reconnect(self, key) -> None:
+        """Decode ``key`` finished: give it back the run spec and dependencies its graph
+        gave it, so that a later graph naming the same key finds the task as submitted
+        (distributed warns about, and ignores, a key whose dependencies changed) and a
+        recompute races all the products again."""
+        pruned, ts = self.pruned.get(key), self.scheduler.tasks.get(key)
+        if pruned is None or ts is None or ts.state not in ("memory", "erred"):
+            return
+        del self.pruned[key]
+        ts.run_spec = pruned.run_spec
+        for dep in pruned.dependencies:
+            dts = self.scheduler.tasks.get(dep)
+            if dts is not None and dts not in ts.dependencies:
+                ts.add_dependency(dts)
+        group = self.groups.get(key)
+        if group is not None:
+            group.started = False
+
+    def forget_orphans(self, keys, stimulus_id: str) -> None:
+        """Forget the released products ``keys`` nobody depends on or wants (cut from a
+        decode that was forgotten before it finished)."""
+        tasks = self.scheduler.tasks
+        gone = {k: "forgotten" for k in keys if k in tasks and tasks[k].state == "released"
+                and not tasks[k].dependents and not tasks[k].who_wants}
+        if gone:
+            self.scheduler.transitions(gone, stimulus_id=stimulus_id)
 
     def _can_finish(self, product) -> bool:
         """Finished, or pinned to a live worker (or not pinned at all)."""

@@ -154,25 +154,42 @@ class Pins:
             s.transitions(recs, stimulus_id=stimulus_id)
 
     def rebalance(self, worker: str) -> list[tuple[CodedBlock, str]]:
-        """The moves that give joining ``worker`` a block of each matrix some worker
-        holds two of: ``[(block, from)]``."""
+        """The moves that give joining ``worker`` its fair share of each matrix's blocks
+        (``floor(blocks / live workers)``), each taken from the worker holding the most,
+        while that one holds at least two more than it: ``[(block, from)]``."""
         moves = []
         for matrix in {b.matrix for b in self.blocks.values()}:
             load = self._load(matrix)
-            crowded = max(load, key=lambda w: (load[w], w))
-            if load[crowded] < 2:
+            if worker not in load:
                 continue
-            block = next(b for b in self.blocks.values()
-                         if b.matrix == matrix and b.worker == crowded)
-            moves.append((block, crowded))
+            fair = sum(load.values()) // len(load)
+            chosen: set = set()
+            while load[worker] < fair:
+                crowded = max(load, key=lambda w: (load[w], w))
+                if load[crowded] - load[worker] < 2:
+                    break
+                block = next(b for b in self.blocks.values() if b.matrix == matrix
+                             and b.worker == crowded and b.key not in chosen)
+                chosen.add(block.key)
+                moves.append((block, crowded))
+                load[crowded] -= 1
+                load[worker] += 1
         return moves
 
-    async def move(self, block: CodedBlock, source: str, target: str) -> None:
+    async def move(self, block: CodedBlock, source: str, target: str,
+                   attempts: int = 40) -> None:
         """Copy ``block`` from ``source`` to ``target`` peer to peer, pin it there and
-        drop the copy on ``source``."""
+        ask ``source`` to drop its copy. Never while a product of the block is in flight
+        (its call keeps the block where it is): the move waits for a quiet moment, and the
+        copy on ``source`` stays while a product there may still read it."""
         s = self.scheduler
         ts = s.tasks.get(block.key)
         if ts is None or target not in s.workers or block.worker != source:
+            return
+        if any(d.state not in ("memory", "released", "erred") for d in ts.dependents):
+            if attempts > 0:
+                s.loop.call_later(0.25, lambda: s.loop.add_callback(
+                    self.move, block, source, target, attempts - 1))
             return
         stimulus_id = f"coded-move-block-{target}"
         if ts.state == "memory" and any(ws.address == source for ws in ts.who_has or ()):
@@ -180,8 +197,12 @@ class Pins:
             if failed or s.tasks.get(block.key) is not ts or block.worker != source:
                 return
             self.pin(ts, block, target, stimulus_id)
-            if source in s.workers:
-                await s.delete_worker_data(source, [block.key], stimulus_id)
+            ws = s.workers.get(source)
+            busy = any(d.state not in ("memory", "released", "erred") for d in ts.dependents)
+            if ws is not None and ws in (ts.who_has or ()) and len(ts.who_has) > 1 and not busy:
+                # (a product of a call that arrived meanwhile may still read the old copy:
+                # then it stays, for the Active Memory Manager to drop once unneeded)
+                s.request_remove_replicas(source, [block.key], stimulus_id=stimulus_id)
         else:
             self.pin(ts, block, target, stimulus_id)
         self.plugin.stats["moved"] += 1

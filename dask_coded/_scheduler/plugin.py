@@ -131,6 +131,11 @@ class FirstKPlugin(SchedulerPlugin):
             if key in self.group_table.pruned:
                 self.group_table.restore(ts)
         self.pins.place_blocks(blocks)
+        if self.pins.lost():
+            # a call arrived, so the cluster is not shutting down: re-pin lost blocks now,
+            # before this graph's products are placed with them (they wait for the
+            # re-encode instead of failing)
+            self.pins.repin_lost(stimulus_id)
         known = self.residency.keys()
         self.residency.keep([ts for ts in resident if ts.key not in known], tasks, client)
         decodes = set()
@@ -141,11 +146,6 @@ class FirstKPlugin(SchedulerPlugin):
         if decodes:
             # never transition inside update_graph: the new tasks are not scheduled yet
             scheduler.loop.add_callback(self.group_table.review, decodes, stimulus_id)
-        if self.pins.lost():
-            # a call arrived, so the cluster is not shutting down: re-pin lost blocks now
-            # (the products above stay where the blocks were: a group that cannot reach
-            # its rule without them fails now, as it would have mid-call)
-            scheduler.loop.add_callback(self._repin_lost, stimulus_id)
 
     def _repin_lost(self, stimulus_id: str) -> None:
         self.pins.repin_lost(stimulus_id)
@@ -159,6 +159,8 @@ class FirstKPlugin(SchedulerPlugin):
             return
         if (finish == "memory" or start == "memory") and key in self.residency.keys():
             self.scheduler.loop.add_callback(self.residency.refresh)
+        if finish in ("memory", "erred") and key in self.group_table.pruned:
+            self.scheduler.loop.add_callback(self.group_table.reconnect, key)
         if finish == "memory":
             seconds = sum(ss["stop"] - ss["start"] for ss in kwargs.get("startstops") or ()
                           if ss.get("action") == "compute")

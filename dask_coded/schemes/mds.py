@@ -113,6 +113,13 @@ class MDSScheme(RowScheme):
     def n_workers(self) -> int:
         return self.n_blocks // self.blocks_per_worker
 
+    @property
+    def tolerance(self) -> int:
+        """Workers that may be lost with every block product of the others still
+        decoding: ``floor((N - threshold) / r)`` (``n - k`` for one block per worker; a
+        least-squares code's margin can cost one more)."""
+        return (self.n_blocks - self.threshold) // self.blocks_per_worker
+
     def __repr__(self) -> str:
         per = (f", blocks_per_worker={self.blocks_per_worker}"
                if self.blocks_per_worker > 1 else "")
@@ -145,7 +152,12 @@ class MDSScheme(RowScheme):
         return self.code.encode(self.split(self._equilibrated(A)))
 
     def _equilibrated(self, A: np.ndarray) -> np.ndarray:
-        return A / _column(row_norms(A), A.ndim) if self.equilibrate else A
+        """``A`` with each row divided by its norm, in ``A``'s floating dtype (float32 at
+        least; integers in float64)."""
+        if not self.equilibrate:
+            return A
+        dtype = np.promote_types(A.dtype, np.float32) if A.dtype.kind == "f" else np.float64
+        return A / _column(row_norms(A), A.ndim).astype(dtype)
 
     def scales(self, A: np.ndarray) -> np.ndarray | None:
         """The 2-norm of each row of ``A`` (1 for a zero row); ``None`` when rows are
@@ -158,6 +170,12 @@ class MDSScheme(RowScheme):
         if len(results) < self.threshold:
             need = (f"k={self.threshold}" if self.threshold == self.code.k
                     else f"{self.threshold} (k={self.code.k} plus margin)")
+            r = self.blocks_per_worker
+            if r > 1:
+                raise TooFewResultsError(
+                    f"only {len(results)} of the {self.code.n} block products ({self.n_workers} "
+                    f"workers x {r} blocks) arrived; {need} are needed to decode (this code "
+                    f"tolerates {self.tolerance} lost workers)")
             raise TooFewResultsError(
                 f"only {len(results)} of n={self.code.n} coded products arrived; {need} are "
                 f"needed to decode"

@@ -51,7 +51,16 @@ POINTS = ("auto", "real", "complex")
 
 
 def _splits(kind: str, splits) -> tuple[int, int]:
+    if splits is None:
+        example = "(2, 2): A's rows and B's columns in halves" if kind == "polynomial" else (
+            "2: the inner dimension in halves")
+        raise CodeParameterError(f"{kind} needs splits, how the operands are cut (e.g. "
+                                 f"splits={example}); dc.plan_matmul suggests one")
     if kind == "polynomial":
+        if not isinstance(splits, (int, np.integer)) and (
+                not isinstance(splits, (tuple, list)) or len(splits) != 2):
+            raise CodeParameterError(f"polynomial splits are (m, p), A's row blocks and B's "
+                                     f"column blocks, or one integer m; got {splits!r}")
         m, p = (splits, 1) if isinstance(splits, (int, np.integer)) else tuple(splits)
     else:
         if not isinstance(splits, (int, np.integer)):
@@ -121,7 +130,12 @@ class PolynomialScheme(Scheme):
                 return code
             except CodeParameterError:
                 if points == "real":
-                    raise
+                    raise CodeParameterError(
+                        f"points='real' (Chebyshev points) is not accurate enough for n={n} "
+                        f"workers and a threshold of {self.threshold}: its worst survivor "
+                        f"set would decode with an error above coded.decode.max-error. Use "
+                        f"points='complex' or 'auto', fewer workers, or smaller splits"
+                    ) from None
         code = make_code(n, self.threshold, "rotation")
         require_accurate(code)
         return code

@@ -37,6 +37,7 @@ class ShuffleCoordinator(SchedulerPlugin):
     def __init__(self) -> None:
         self.scheduler = None
         self.sessions: dict[str, Members] = {}
+        self._amm_was_running = False
 
     async def start(self, scheduler) -> None:
         self.scheduler = scheduler
@@ -52,8 +53,16 @@ class ShuffleCoordinator(SchedulerPlugin):
     def _running(self) -> list[str]:
         return sorted(ws.address for ws in self.scheduler.running)
 
+    def _amm(self):
+        return self.scheduler.extensions.get("amm")
+
     def open(self, comm=None, token: str = "") -> list[str]:
-        """Start tracking shuffle ``token``; its workers are the running ones."""
+        """Start tracking shuffle ``token``; its workers are the running ones. The first
+        open shuffle stops the Active Memory Manager (it would drop the copies a
+        shuffle caches on purpose); the last one closed starts it again if it ran."""
+        if not self.sessions and self._amm() is not None:
+            self._amm_was_running = bool(self._amm().running)
+            self._amm().stop()
         self.sessions[token] = Members(self._running())
         return list(self.sessions[token].workers)
 
@@ -72,6 +81,9 @@ class ShuffleCoordinator(SchedulerPlugin):
 
     def close_session(self, comm=None, token: str = "") -> None:
         self.sessions.pop(token, None)
+        if not self.sessions and self._amm_was_running and self._amm() is not None:
+            self._amm().start()
+            self._amm_was_running = False
 
     def remove_worker(self, scheduler, worker: str, **kwargs) -> None:
         for m in self.sessions.values():

@@ -19,9 +19,9 @@ Every partition a worker holds, share or cache, has a key of its own
 (``coded-shuffle-<token>-w<worker>-p<id>-e<epoch>``). A peer that fetches one as a
 dependency leaves a replica, and the Active Memory Manager, which keeps one replica of a
 key, may then delete the *owner's* copy (measured: 3 caches lost in 4 epochs of the p2p
-strategy). So the session stops the AMM while it is open (restarting it on
-:meth:`CodedShuffle.close` if it ran) and drops the stray replicas itself after each
-epoch, keeping the owner's. Each epoch reports the bytes its plan sends; a benchmark
+strategy). So the coordinator stops the AMM while any shuffle is open (restarting it
+when the last one closes, if it ran) and the session drops the stray replicas itself
+after each epoch, keeping the owner's. Each epoch reports the bytes its plan sends; a benchmark
 that passes a byte meter (:class:`dask_coded.bench.bytecount.ByteMeter`) also gets the
 bytes each endpoint really wrote.
 """
@@ -157,33 +157,36 @@ class CodedShuffle:
         client.register_plugin(ShuffleCoordinator())
         # lists become tuples through msgpack
         self.workers = list(client.sync(client.scheduler.coded_shuffle_open, token=self.token))
-        if not self.workers:
-            raise TooFewWorkersError("the cluster has no workers to shuffle partitions among")
-        share = -(-len(parts) // len(self.workers))
-        if storage < share:
-            raise ValueError(
-                f"storage={storage} partitions is smaller than one epoch's share "
-                f"(ceil({len(parts)} / {len(self.workers)} workers) = {share})"
-            )
-        self.parts, self.storage = parts, int(storage)
-        self.strategy, self.policy = strategy, cache_policy
-        self.rng = np.random.default_rng(seed)
-        self.sizes = [as_size(p) for p in parts]
-        self.epoch = 0
-        self.closed = False
-        self.held: dict[str, dict[int, Any]] = {w: {} for w in self.workers}  # w -> {pid: fut}
-        self.order: dict[str, list[int]] = {w: [] for w in self.workers}  # most recent first
-        self.assignment: dict[str, list[int]] = {}
-        self.reports: list[EpochReport] = []
-        self.meter = meter
-        # how long a scatter waits for its (running) worker: a dead one fails it quickly
-        self.scatter_timeout = parse_timedelta(config.get("shuffle.scatter-timeout"))
-        self._placement_choice = placement
-        self._next = None  # the next epoch: (shares, where a worker plans its delivery)
-        self._whole, self._segments = WholePartitions(strategy), Segments()
-        self.segments: SegmentedCaches | None = self._segmented_caches()
-        self._amm_was_running = bool(client.amm.running())
-        client.amm.stop()
+        try:
+            if not self.workers:
+                raise TooFewWorkersError("the cluster has no workers to shuffle partitions among")
+            share = -(-len(parts) // len(self.workers))
+            if storage < share:
+                raise ValueError(
+                    f"storage={storage} partitions is smaller than one epoch's share "
+                    f"(ceil({len(parts)} / {len(self.workers)} workers) = {share})"
+                )
+            self.parts, self.storage = parts, int(storage)
+            self.strategy, self.policy = strategy, cache_policy
+            self.rng = np.random.default_rng(seed)
+            self.sizes = [as_size(p) for p in parts]
+            self.epoch = 0
+            self.closed = False
+            self.held: dict[str, dict[int, Any]] = {w: {} for w in self.workers}  # w -> {pid: fut}
+            self.order: dict[str, list[int]] = {w: [] for w in self.workers}  # most recent first
+            self.assignment: dict[str, list[int]] = {}
+            self.reports: list[EpochReport] = []
+            self.meter = meter
+            # how long a scatter waits for its (running) worker: a dead one fails it quickly
+            self.scatter_timeout = parse_timedelta(config.get("shuffle.scatter-timeout"))
+            self._placement_choice = placement
+            self._next = None  # the next epoch: (shares, where a worker plans its delivery)
+            self._whole, self._segments = WholePartitions(strategy), Segments()
+            self.segments: SegmentedCaches | None = self._segmented_caches()
+        except BaseException:
+            # a refused construction leaves no session behind
+            client.sync(client.scheduler.coded_shuffle_close, token=self.token)
+            raise
 
     def __repr__(self) -> str:
         how = repr(self.segments.placement) if self.segments else "whole partitions"
@@ -291,6 +294,11 @@ class CodedShuffle:
 
     def futures(self, worker: str) -> list:
         """Futures of ``worker``'s share this epoch, in partition-id order."""
+        if self.closed:
+            raise CodedError("this CodedShuffle is closed: its partitions were released")
+        if worker not in self.assignment:
+            raise CodedError(f"{worker!r} holds no share this epoch; the workers with "
+                             f"shares are {sorted(self.assignment)}")
         return [self.held[worker][p] for p in self.assignment[worker]]
 
     def keys(self, worker: str) -> list:
@@ -298,6 +306,10 @@ class CodedShuffle:
 
     def report(self) -> list[EpochReport]:
         return list(self.reports)
+
+    def release(self) -> None:
+        """Release every partition held on the cluster (the same as :meth:`close`)."""
+        self.close()
 
     def close(self) -> None:
         """Release every partition held on the cluster."""
@@ -310,8 +322,6 @@ class CodedShuffle:
         self.held = {w: {} for w in self.workers}
         self.closed = True
         self.client.sync(self.client.scheduler.coded_shuffle_close, token=self.token)
-        if self._amm_was_running:
-            self.client.amm.start()
 
     # ---- internals ----------------------------------------------------------------------
 

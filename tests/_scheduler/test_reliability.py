@@ -77,15 +77,14 @@ async def test_the_decode_worker_and_a_used_product_lost_mid_decode(c, s, *worke
 @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 8, timeout=60,
              config={**VALIDATE, "coded.first-k.repin-delay": "60s"})
 async def test_every_block_holder_lost_and_a_call_at_once(c, s, *workers):
-    """All six block holders of eight workers gone, a call right away: it fails at once
-    naming the lost workers; the next call is answered from the re-encoded blocks."""
+    """All six block holders of eight workers gone, a call right away: the blocks are
+    re-pinned to the two left (three each) and re-encoded; the call is right."""
     A, x = rand(120, 5), rand(5, seed=1)
     CA = await dc.encode(A, 6, 4, client=c)
     await asyncio.gather(*(w.close() for w in workers if w.address in CA.workers))
     await until(lambda: len(s.workers) == 2)
-    with pytest.raises(dc.TooFewResultsError, match="only 0 of n=6"):
-        await asyncio.wait_for(c.compute(CA @ x), 10)
     np.testing.assert_allclose(await asyncio.wait_for(c.compute(CA @ x), 30), A @ x)
+    assert plugin(s).stats["repinned"] == 6
 
 
 @gen_cluster(client=True, nthreads=SIX, timeout=60,
@@ -144,3 +143,43 @@ async def test_a_release_from_another_client_keeps_my_resident_blocks(s, *worker
         assert len(await c1.scheduler.coded_resident(client=c1.id)) == 1
         assert await c1.scheduler.coded_release(client=c1.id, source="shared-A") == 1
         assert not plugin(s).resident
+
+
+@gen_cluster(client=False, nthreads=SIX, config=VALIDATE)
+async def test_release_through_another_client_in_this_process_keeps_my_matrix(s, *workers):
+    async with Client(s.address, asynchronous=True) as c1, \
+            Client(s.address, asynchronous=True) as c2:
+        A = da.from_array(rand(120, 5), chunks=(20, 5), name="mine")
+        CA = await dc.encode(A, 6, 4, client=c1)
+        assert dc.release(da.from_array(rand(120, 5), chunks=(20, 5), name="mine"),
+                          client=c2) == 0
+        assert CA.blocks and all(f.status == "finished" for f in CA.blocks)
+        assert dc.release(A, client=c1) == 1 and not CA.blocks
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_release_takes_every_resident_handle(c, s, *workers):
+    CP = await dc.CodedPartitions([rand(10, 2, seed=i) for i in range(6)], n=6, stragglers=1,
+                                  client=c)
+    assert dc.release(CP) == 1
+    with pytest.raises(dc.CodedError, match="released"):
+        CP.sum(np.sum)
+    with pytest.raises(TypeError, match="resident handle .* got list"):
+        dc.release([1, 2])
+
+
+@gen_cluster(client=True, nthreads=SIX, timeout=60,
+             config={**VALIDATE, "coded.first-k.repin-delay": "60s"})
+async def test_the_first_call_after_a_total_outage_and_rejoin_is_right(c, s, *workers):
+    from distributed import Worker
+
+    A, x = rand(120, 5), rand(5, seed=1)
+    CA = await dc.encode(A, 6, 4, client=c)
+    await asyncio.gather(*(w.close() for w in workers))
+    fresh = [await Worker(s.address, nthreads=1) for _ in range(4)]
+    try:
+        await until(lambda: len(s.workers) == 4)
+        np.testing.assert_allclose(await asyncio.wait_for(c.compute(CA @ x), 30), A @ x)
+        assert {b.worker for b in plugin(s).blocks.values()} == set(s.workers)
+    finally:
+        await asyncio.gather(*(w.close() for w in fresh))

@@ -104,10 +104,14 @@ def test_bad_input(client):
     with pytest.raises(ValueError, match="placement='segments' needs storage beyond one share"):
         dc.CodedShuffle(client, data(q=8), storage=2, placement="segments")
     sh = dc.CodedShuffle(client, data(q=8), storage=4)
-    sh.next_epoch()
-    sh.close()
+    worker = next(iter(sh.next_epoch()))
+    with pytest.raises(dc.CodedError, match="holds no share this epoch"):
+        sh.futures("tcp://nowhere:1")
+    assert dc.release(sh) == 1  # as sh.close()
     with pytest.raises(dc.CodedError, match="closed"):
         sh.next_epoch()
+    with pytest.raises(dc.CodedError, match="closed: its partitions were released"):
+        sh.futures(worker)
 
 
 @pytest.mark.slow  # worker processes
@@ -227,3 +231,23 @@ def test_a_worker_dying_during_an_epoch_loses_nothing():
         check_epoch(client, sh, assignment, parts)
         check_epoch(client, sh, sh.next_epoch(), parts)
         sh.close()
+
+
+def _amm_and_sessions(dask_scheduler=None):
+    coordinator = dask_scheduler.plugins.get("dask-coded-shuffle")
+    return (dask_scheduler.extensions["amm"].running,
+            0 if coordinator is None else len(coordinator.sessions))
+
+
+def test_the_memory_manager_stays_off_while_any_shuffle_is_open(client):
+    amm_was_on, before = client.run_on_scheduler(_amm_and_sessions)
+    first = dc.CodedShuffle(client, data(q=8), storage=4, seed=0)
+    second = dc.CodedShuffle(client, data(q=8), storage=4, seed=1)
+    with pytest.raises(ValueError, match="smaller than one epoch's share"):
+        dc.CodedShuffle(client, data(q=24), storage=5)  # refused: leaves no session
+    assert client.run_on_scheduler(_amm_and_sessions) == (False, before + 2)
+    first.close()
+    assert client.run_on_scheduler(_amm_and_sessions) == (False, before + 1)
+    second.next_epoch()
+    second.close()
+    assert client.run_on_scheduler(_amm_and_sessions) == (amm_was_on, before)

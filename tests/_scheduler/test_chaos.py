@@ -1,0 +1,89 @@
+"""Seeded chaos: workers lost before a call, mid-products and mid-decode, fresh ones
+joining; every call is right or fails with TooFewResultsError within its bound, and the
+plugin's state and the scheduler's tasks return to their baseline."""
+
+import asyncio
+from collections import Counter
+
+import dask.array as da
+import numpy as np
+import pytest
+from distributed import Worker
+from distributed.utils_test import gen_cluster
+
+import dask_coded as dc
+
+VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
+CALLS = 300
+
+
+async def until(condition, timeout=20.0):
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition never held")
+
+
+def processing(s, part: str) -> bool:
+    return any(part in str(ts.key) and ts.state == "processing" for ts in s.tasks.values())
+
+
+@pytest.mark.slow
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 6, timeout=300,
+             config={**VALIDATE, "coded.first-k.repin-delay": "20ms",
+                     "coded.first-k.deadline": "30s",
+                     # the kills are the test's, not the tasks' fault: no KilledWorker
+                     "distributed.scheduler.allowed-failures": 1000})
+async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
+    rng = np.random.default_rng(2026)
+    A = rng.standard_normal((240, 6))
+    CA = await dc.encode(A, 6, 4, client=c)
+    CB = await dc.encode(A, 6, 4, blocks_per_worker=2, client=c)
+    Ad = da.from_array(A, chunks=(40, 6))
+    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(scale=0.05), seed=1,
+                                               match=("coded-prod", "coded-dec"),
+                                               interruptible=True))
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    alive, outcomes = list(workers), Counter()
+    for i in range(CALLS):
+        x = rng.standard_normal(6)
+        moment = ("none", "before", "mid-products", "mid-decode")[int(rng.integers(4))]
+        victims = int(rng.choice([1, 1, 2, 2, 3])) if moment != "none" else 0
+        victims = min(victims, len(alive) - 1)
+        doomed = [alive.pop(int(rng.integers(len(alive)))) for _ in range(victims)]
+        if moment == "before":
+            await asyncio.gather(*(w.close() for w in doomed))
+        which = i % 3
+        if which == 2:
+            with dc.coded_matmul(n=6, k=4):
+                fut = c.compute(Ad @ x)
+        else:
+            fut = c.compute((CA, CB)[which] @ x)
+        if moment in ("mid-products", "mid-decode"):
+            part = "coded-prod" if moment == "mid-products" else "coded-dec"
+            try:
+                await until(lambda: processing(s, part) or fut.done(), timeout=5)
+            except AssertionError:
+                pass
+            await asyncio.gather(*(w.close() for w in doomed))
+        try:
+            got = await asyncio.wait_for(fut, 30)
+        except dc.TooFewResultsError:
+            outcomes["too few"] += 1
+        else:
+            np.testing.assert_allclose(got, A @ x, rtol=1e-8, atol=1e-8,
+                                       err_msg=f"call {i} ({moment}, {victims} lost)")
+            outcomes["right"] += 1
+        fut.release()
+        fut = None
+        while len(alive) < 6:  # fresh workers join
+            alive.append(await Worker(s.address, nthreads=1))
+    assert outcomes["right"] >= CALLS // 2, outcomes
+    await until(lambda: not plugin.group_table.groups and not plugin.group_table.products)
+    assert plugin.tracked()["pruned"] == 0
+    # what is left: the blocks and row scales of the three matrices, and A's chunks
+    # they are re-encoded from
+    await until(lambda: all(ts.state in ("memory", "released") for ts in s.tasks.values()))
+    assert not [k for k in s.tasks if "coded-prod" in str(k) or "coded-dec" in str(k)]
+    await asyncio.gather(*(w.close() for w in alive if w not in workers))

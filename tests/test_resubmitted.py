@@ -1,0 +1,45 @@
+"""Plain dask solvers resubmit graphs that share keys with earlier ones (a persisted
+``X @ beta`` reused by a line search): under ``coded_matmul`` the scheduler must find the
+shared decode keys as their graph made them (the suite-wide fixture in ``conftest.py``
+fails any test in which distributed warns about a key whose dependencies changed)."""
+
+import dask
+import dask.array as da
+import numpy as np
+from distributed.utils_test import gen_cluster
+
+import dask_coded as dc
+
+VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 6, config=VALIDATE, timeout=120)
+async def test_a_line_search_reusing_persisted_products_keeps_the_graph_consistent(
+        c, s, *workers):
+    await c.register_plugin(dc.FirstKPlugin())
+    await c.register_plugin(dc.StragglerPlugin(
+        dc.SlowWorkers(seconds={str(workers[2].name): 0.2}), seed=0, interruptible=True))
+    rng = np.random.default_rng(0)
+    Xn, yn = rng.standard_normal((600, 5)), rng.standard_normal(600)
+    X = da.from_array(Xn, chunks=(100, 5))
+    y = da.from_array(yn, chunks=100)
+    beta = np.zeros(5)
+    with dc.coded_matmul(n=6, k=4):
+        for _ in range(3):
+            Xbeta = X.dot(beta)
+            f, g = await c.gather(c.compute([((Xbeta - y) ** 2).sum(), X.T.dot(Xbeta - y)]))
+            np.testing.assert_allclose(g, Xn.T @ (Xn @ beta - yn), rtol=1e-8, atol=1e-8)
+            Xb = c.persist(Xbeta)  # kept while the line search runs
+            step = 1e-3
+            for _ in range(2):
+                trial = beta - step * g
+                fn = await c.compute(((X.dot(trial) - y) ** 2).sum())
+                again = await c.compute(X.T.dot(Xb - y))  # Xbeta's decode, resubmitted
+                np.testing.assert_allclose(again, g, rtol=1e-8, atol=1e-8)
+                np.testing.assert_allclose(fn, np.sum((Xn @ trial - yn) ** 2), rtol=1e-8)
+                step /= 2
+            beta = trial
+            del Xb
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    assert plugin.stats["pruned"] > 0  # first k of n was in play
+    assert dask.config.get("array_optimize", None) is None
