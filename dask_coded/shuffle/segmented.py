@@ -25,6 +25,8 @@ them into its store: peer traffic only.
 
 from __future__ import annotations
 
+import asyncio
+
 import operator
 
 import dask
@@ -60,15 +62,23 @@ class SegmentedCaches:
         outside its task slots (:class:`RelayPlugin`); returns where to fetch it. The
         master sends only the owners; it and the decoding workers fetch the plan there."""
         address = self.workers[worker]
-        self.client.sync(self.client.rpc(address).dask_coded_shuffle_plan, key=key,
-                         args=to_serialize((self.placement, self.sizes, old_owner, new_owner)))
+        self._call(address, "dask_coded_shuffle_plan", key=key,
+                   args=to_serialize((self.placement, self.sizes, old_owner, new_owner)))
         return address, key
 
     def fetch_plan(self, planner: tuple[str, str]) -> Routed:
         """The plan from the worker planning it (ingress for the master)."""
         address, key = planner
-        return self.client.sync(self.client.rpc(address).dask_coded_shuffle_get_plan,
-                                key=key)["plan"]
+        return self._call(address, "dask_coded_shuffle_get_plan", key=key)["plan"]
+
+    def _call(self, address: str, method: str, **kwargs):
+        """RPC ``method`` on worker ``address``, bounded by the scatter timeout: a worker
+        that died raises :class:`TimeoutError` (the epoch is re-planned) instead of
+        waiting for the connection's own timeouts."""
+        async def call():
+            return await asyncio.wait_for(getattr(self.client.rpc(address), method)(**kwargs),
+                                          self.scatter_timeout)
+        return self.client.sync(call)
 
     def deliver(self, routed: Routed, planner: tuple, held: dict, key: str, new: dict,
                 part_key) -> None:

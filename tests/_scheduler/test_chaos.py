@@ -13,16 +13,9 @@ from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
 
-VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
+from cluster_helpers import VALIDATE, until
+
 CALLS = 300
-
-
-async def until(condition, timeout=20.0):
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition never held")
 
 
 def processing(s, part: str) -> bool:
@@ -80,7 +73,8 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
         while len(alive) < 6:  # fresh workers join
             alive.append(await Worker(s.address, nthreads=1))
     assert outcomes["right"] >= CALLS // 2, outcomes
-    await until(lambda: not plugin.group_table.groups and not plugin.group_table.products)
+    await until(lambda: not plugin.group_table.groups and not plugin.group_table.products,
+                timeout=20)
     assert plugin.tracked()["pruned"] == 0
     # what is left: the blocks and row scales of the three matrices, and A's chunks
     # they are re-encoded from

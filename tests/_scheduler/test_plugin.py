@@ -9,25 +9,7 @@ from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
 
-VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
-SIX = [("127.0.0.1", 1)] * 6
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
-
-
-def plugin(s):
-    return s.plugins[dc.FirstKPlugin.name]
-
-
-async def until(condition, timeout=10.0):
-    """Poll ``condition()`` until it holds (the scheduler acts on its own loop turns)."""
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition never held")
+from cluster_helpers import SIX, VALIDATE, plugin, rand, until
 
 
 def blocks_per_worker(s, CA) -> dict:
@@ -184,7 +166,13 @@ async def test_chaos_kills_and_joins_during_200_calls(c, s, *workers):
         np.testing.assert_allclose(await asyncio.wait_for(fut, 30), A @ x, rtol=1e-9,
                                    err_msg=f"call {i}")
         del fut
-    await until(lambda: not plugin(s).groups and len(s.tasks) <= baseline)
+    try:
+        await until(lambda: not plugin(s).groups and len(s.tasks) <= baseline, timeout=30)
+    except AssertionError:  # say what stayed behind
+        print("left behind:", {k: ts.state for k, ts in s.tasks.items()
+                               if "coded-prod" in str(k) or "coded-dec" in str(k)},
+              plugin(s).tracked(), flush=True)
+        raise
     assert plugin(s).tracked()["products"] == 0
     # blocks spread back out: one per worker
     await until(lambda: sorted(blocks_per_worker(s, CA).values()) == [1] * 6)

@@ -11,24 +11,7 @@ from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
 
-VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
-SIX = [("127.0.0.1", 1)] * 6
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
-
-
-def plugin(s):
-    return s.plugins[dc.FirstKPlugin.name]
-
-
-async def until(condition, timeout=10.0):
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition never held")
+from cluster_helpers import SIX, VALIDATE, plugin, rand, until
 
 
 def decoding(s):

@@ -65,3 +65,16 @@ def test_bench_matmul2d_with_dask_operands_writes_every_scheme(tmp_path, capsys)
     # encoding A once changes the bytes, not the race
     once = {r["scheme"]: r for r in rows}["polynomial (2, 3) real, A encoded once"]
     assert float(once["theory"]) == theory["polynomial (2, 3) real"]
+
+
+@pytest.mark.parametrize("kind", ["rotation", "lstsq"])
+def test_bench_numerics_times_every_family_least_squares_too(kind):
+    import dask
+    import numpy as np
+
+    import dask_coded as dc
+    from dask_coded.bench.numerics import throughput
+
+    with dask.config.set({"coded.decode.max-error": float("inf")}):
+        timed = throughput(dc.make_code(8, 6, kind), 2000, np.random.default_rng(0))
+    assert all(np.isfinite(v) and v > 0 for v in timed.values())
