@@ -209,7 +209,9 @@ class CodedOptimizer:
                 code = code_for(self.n, self.k, self.blocks_per_worker, self.kind)
                 scheme = MDSScheme(code, sum(match.rows), equilibrate=True,
                                    blocks_per_worker=self.blocks_per_worker)
-            token = tokenize(match.a, scheme, match.encode_dtype) if res is None else None
+            token = (tokenize(match.a, scheme, match.encode_dtype,
+                              _content(hlg, match.a) if self.local else None)
+                     if res is None else None)
             tasks, reused = self._coded_tasks(hlg, name, layer, match, scheme, res, token)
             layers[name] = MaterializedLayer(tasks)
             REWRITES.add(self.uid, (name, scheme.code.n, scheme.code.k, reused, token))
@@ -338,6 +340,16 @@ class CodedOptimizer:
                 key = (name, i, *g)
                 tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])
         return tasks, reused
+
+
+def _content(hlg: HighLevelGraph, name: str) -> str | None:
+    """A token of the data in dask array ``name``'s own layer when it holds its chunks
+    (``da.from_array`` of a numpy array): two arrays given the same ``name=`` with other
+    data then get other encodings in this process, as plain dask computes each afresh."""
+    layer = hlg.layers.get(name)
+    if not isinstance(layer, MaterializedLayer):
+        return None
+    return tokenize(*[layer[k] for k in sorted(layer, key=str)])
 
 
 def _inlined(hlg: HighLevelGraph, key, budget: int) -> GraphNode | None:

@@ -533,3 +533,19 @@ def test_auto_keeps_the_resident_code_of_an_encoded_A():
         np.testing.assert_allclose((A @ B).compute(scheduler="sync"), An @ Bn, atol=1e-9)
     assert [r[2:4] for r in auto.rewrites] == [(CA.k, True)]
     assert [r[2:4] for r in named.rewrites] == [(4, False)]
+
+
+def test_local_arrays_given_the_same_name_are_not_confused():
+    """Two arrays with the same explicit ``name=`` and other data: the second product is
+    its own, as plain dask's (the local encodings are told apart by their data)."""
+    rng = np.random.default_rng(3)
+    first, second = rng.standard_normal((60, 4)), rng.standard_normal((60, 4))
+    x = np.ones(4)
+    with dc.coded_matmul(n=6, k=4):
+        a = (da.from_array(first, chunks=(15, 4), name="same") @ x).compute(scheduler="sync")
+        b = (da.from_array(second, chunks=(15, 4), name="same") @ x).compute(scheduler="sync")
+        again = (da.from_array(first, chunks=(15, 4), name="same") @ x).compute(
+            scheduler="sync")
+    np.testing.assert_allclose(a, first @ x, rtol=1e-10)
+    np.testing.assert_allclose(b, second @ x, rtol=1e-10)
+    np.testing.assert_allclose(again, first @ x, rtol=1e-10)
