@@ -1,26 +1,20 @@
-"""The key names coded graphs use: the contract between the graph builder
-(:mod:`dask_coded.graph`), the scheduler plugin (:mod:`dask_coded._scheduler`) and the
-straggler injection (:mod:`dask_coded.stragglers.inject`).
+"""The key names coded graphs use, for people reading a graph or a task stream and for
+the straggler harness (:mod:`dask_coded.stragglers.inject` matches on them). The scheduler
+plugin does not read them: it knows the package's tasks by their type
+(:class:`~dask_coded.graph.ProductTask`, :class:`~dask_coded.graph.EncodeTask`).
 
 * ``("coded-block-<token>", j)``: coded block ``j`` of a matrix encoded by
   :func:`dask_coded.encode`, resident and pinned to one worker;
 * ``("coded-block-<token>", j, c)``: coded block ``j`` of column block ``c`` of a dask
-  array encoded inside a rewritten graph; ``<token>`` depends only on the array's name and
-  the scheme, so the next graph that multiplies the same array names the same blocks. The
-  plugin pins ``j = 0..`` to distinct workers and keeps them resident;
+  array encoded inside a rewritten graph; ``<token>`` depends only on the array and the
+  scheme, so the next graph that multiplies the same array names the same blocks;
 * ``("coded-block-call-<token>", w)``: worker ``w``'s encoded operands of one call of
-  :func:`dask_coded.matmul` on dask arrays: pinned to distinct workers like the others,
-  released with the call (not kept resident);
-* ``("coded-prod-t<threshold>-<token>", *out, j)``: product ``j`` of a product group; the
-  plugin reads the group's threshold (how many finished products its decode needs) from
-  the name and pins the task where its coded block lives;
+  :func:`dask_coded.matmul` on dask arrays, released with the call;
+* ``("coded-prod-t<threshold>-<token>", *out, j)``: product ``j`` of a product group;
 * ``("coded-scales-<token>", c)``: the row scales the blocks of ``<token>`` were encoded
   with (column block ``c``), read by the decode;
-* ``("coded-dec-<token>", *out)``: the decode, the one dependent of a group's products.
-
-Groups are found by key names, never by annotations: dask's linear fusion renames the
-decode and drops annotations, but a product is never fused (it feeds a task with many
-dependencies).
+* ``("coded-dec-<token>", *out)``: the decode, the one dependent of a group's products
+  (dask's linear fusion may rename it).
 """
 
 from __future__ import annotations

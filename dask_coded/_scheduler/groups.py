@@ -219,8 +219,9 @@ class Groups:
         if not waiting:
             return
         deadline = config.get("first-k.deadline")
-        where = ", ".join(sorted(f"{d.key[-1]} on {next(iter(d.worker_restrictions or ()), 'any worker')}"
-                                 for d in waiting))
+        where = ", ".join(sorted(
+            f"{self.products[d.key].index if d.key in self.products else d.key} on "
+            f"{next(iter(d.worker_restrictions or ()), 'any worker')}" for d in waiting))
         why = (f"coded.first-k.deadline ({deadline}) passed while it waited for products "
                f"{where}")
         logger.warning("dask_coded: decode %s: %s", key, why)

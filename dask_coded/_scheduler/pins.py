@@ -62,7 +62,7 @@ class Pins:
             spec = encode_spec(ts)
             if ts.key in self.blocks:
                 continue
-            worker = spec.worker if spec.worker is not None else None
+            worker = spec.worker
             if worker is None and ts.worker_restrictions:
                 worker = next(iter(ts.worker_restrictions))
             if worker is None and live:

@@ -13,8 +13,9 @@ pinned to the worker :meth:`Scheme.placement` names, and a decode that needs any
   row scales (:meth:`Scheme.scales`, computed once from ``A``) the scheme returns
   ``A @ x``.
 
-The scheduler plugin never sees a scheme: it reads the threshold from the product keys
-(:mod:`dask_coded.keys`). Adding a scheme is one module here and one line in
+The scheduler plugin never sees a scheme: each product carries its group's rule
+(:class:`~dask_coded.graph.GroupSpec`: ``threshold``, and :attr:`Scheme.rule` when which
+products finished matters). Adding a scheme is one module here and one line in
 :data:`dask_coded.schemes.SCHEMES`.
 """
 
@@ -36,6 +37,9 @@ class Scheme(ABC):
     n_blocks: int
     #: finished products a decode needs
     threshold: int
+    #: ``None`` (any ``threshold`` finished products decode), or a picklable predicate
+    #: over the indices of the finished products saying whether they decode
+    rule = None
 
     @property
     def n_workers(self) -> int:
