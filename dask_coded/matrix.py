@@ -28,6 +28,7 @@ from distributed import progress as progress_bar
 
 from . import resident
 from . import cluster
+from ._scheduler import FirstKPlugin
 from .codes import MDSCode, audit, check_real_dtype
 from .errors import BlockShapeError, CodedError, CodeParameterError, TooFewWorkersError
 from .graph import EncodeTask, product_group
@@ -481,7 +482,7 @@ class CodedMatrix:
 
 def _pinned_workers(keys: list, dask_scheduler=None) -> dict:
     """``{key: worker}`` of the coded blocks ``keys`` the scheduler plugin pins."""
-    plugin = dask_scheduler.plugins.get("dask-coded-first-k")
+    plugin = dask_scheduler.plugins.get(FirstKPlugin.name)
     blocks = {} if plugin is None else plugin.blocks
     return {k: blocks[k].worker for k in map(_as_key, keys) if k in blocks}
 

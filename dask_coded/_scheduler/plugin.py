@@ -30,6 +30,7 @@ from .. import config
 from .groups import Groups, product_spec
 from .observations import REWRITES, Observations
 from .pins import Pins, encode_spec
+from .records import PLUGIN_NAME
 from .residency import RESIDENT_CLIENT, Residency
 
 __all__ = ["FirstKPlugin", "RESIDENT_CLIENT"]
@@ -46,7 +47,7 @@ class FirstKPlugin(SchedulerPlugin):
     cut loose at the deadline.
     """
 
-    name = "dask-coded-first-k"
+    name = PLUGIN_NAME
     idempotent = True
 
     def __init__(self) -> None:

@@ -15,6 +15,9 @@ from ..graph import GroupSpec
 
 Key = Any  # a dask key
 
+#: the name the scheduler plugin is registered under (``FirstKPlugin.name``)
+PLUGIN_NAME = "dask-coded-first-k"
+
 
 @dataclass
 class ProductGroup:

@@ -21,10 +21,9 @@ from dask.utils import parse_bytes
 from .. import config
 from ..keys import key_name
 from .pins import encode_spec
-from .records import ResidentMatrix
+from .records import PLUGIN_NAME, ResidentMatrix
 
 RESIDENT_CLIENT = "dask-coded-resident"  # the pseudo-client that keeps rewritten blocks
-PLUGIN_NAME = "dask-coded-first-k"  # FirstKPlugin.name
 
 
 class Residency:
