@@ -64,7 +64,7 @@ from . import cluster
 from ._scheduler.observations import REWRITES
 from ._scheduler.residency import resident_keys
 from .schemes.mds import code_for
-from .errors import CodeParameterError
+from .errors import CodeParameterError, TooFewWorkersError
 from .graph import encode_tasks, fold_cuts, product_group
 from .matmul2d import coded_pair_tasks, plan_matmul
 from .operand import encoded_operand_tasks, operand_products
@@ -75,7 +75,7 @@ from .kernels import (
 from .resident import Resident
 from .schemes import MDSScheme, Scheme
 from .schemes.polynomial import PolynomialScheme
-from .workers import default_client
+from .workers import default_client, live_workers
 
 LINEAR_IN_A = (_matmul, _tensordot)
 SCHEMES_2D = ("polynomial", "matdot", "auto")
@@ -481,7 +481,8 @@ def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
 @contextlib.contextmanager
 def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
                  keep: bool = True, blocks_per_worker: int = 1, *, scheme: str = "mds",
-                 splits: Any = None, points: str = "auto") -> Iterator[CodedOptimizer]:
+                 splits: Any = None, points: str = "auto",
+                 allow_shared_workers: bool = False) -> Iterator[CodedOptimizer]:
     """Run plain dask matrix products coded, inside a ``with`` block.
 
     Parameters
@@ -510,6 +511,11 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
         bytes).
     splits, points
         For the 2-D schemes (see :func:`dask_coded.matmul`).
+    allow_shared_workers : bool
+        With a synchronous client, fewer than ``n`` workers raise
+        :class:`~dask_coded.TooFewWorkersError` at the ``with``, as
+        :func:`dask_coded.encode` does (a shared worker that straggles delays all its
+        blocks); ``True`` spreads the blocks round-robin instead.
 
     Yields
     ------
@@ -532,6 +538,12 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
                                blocks_per_worker=blocks_per_worker, scheme=scheme,
                                splits=splits, points=points)
     if sync:
+        workers = live_workers(client)
+        if not allow_shared_workers and len(workers) < n:
+            raise TooFewWorkersError(
+                f"coded_matmul(n={n}) spreads its coded blocks over n workers; the cluster "
+                f"has {len(workers)}: lower n, add workers, or pass allow_shared_workers=True "
+                f"(a shared worker that straggles delays all of its blocks)")
         cluster.install(client)
     try:
         with dask.config.set(array_optimize=optimizer):

@@ -549,3 +549,19 @@ def test_local_arrays_given_the_same_name_are_not_confused():
     np.testing.assert_allclose(a, first @ x, rtol=1e-10)
     np.testing.assert_allclose(b, second @ x, rtol=1e-10)
     np.testing.assert_allclose(again, first @ x, rtol=1e-10)
+
+
+def test_too_few_workers_are_refused_at_the_with_as_encode_refuses_them():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster):
+        with pytest.raises(dc.TooFewWorkersError,
+                           match=r"coded_matmul\(n=8\) .* cluster has 4: .*allow_shared_workers"):
+            with dc.coded_matmul(n=8, k=6):
+                pass
+        A = da.from_array(np.arange(240.0).reshape(80, 3), chunks=(10, 3))
+        with dc.coded_matmul(n=8, k=6, allow_shared_workers=True) as opt:
+            got = (A @ np.ones(3)).compute()
+        np.testing.assert_allclose(got, A.compute() @ np.ones(3))
+        assert len(opt.rewrites) == 1
