@@ -9,9 +9,9 @@ decode depends on every product, so the graph is correct on any scheduler; the s
 plugin lets the decode start once its rule holds for the products in memory.
 
 The scheduler plugin recognises the package's tasks by their type, never by their key
-names: every product is a :class:`ProductTask` carrying its group's :class:`GroupSpec`
-(as ``distributed.shuffle``'s barrier task carries its spec), and a coded block encoded in
-a graph is an :class:`EncodeTask` saying whether it stays resident.
+names: every product is a :class:`~dask_coded.tasks.ProductTask` carrying its group's
+:class:`~dask_coded.tasks.GroupSpec`, and encoded data is an
+:class:`~dask_coded.tasks.EncodeTask` (:mod:`dask_coded.tasks`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import operator
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from .kernels import (
     take_block, take_rows, zero_rows,
 )
 from .schemes import Scheme
+from .tasks import EncodeTask, GroupSpec, ProductTask  # noqa: F401  (re-exported)
 
 
 def _ref(value: Any) -> Any:
@@ -41,91 +41,6 @@ def _ref(value: Any) -> Any:
     if isinstance(value, (str, tuple)):
         return TaskRef(value)
     return value
-
-
-class EncodeTask(Task):
-    """A task making a coded block (or the row scales beside it): never fused into its
-    product by dask's optimizer, so the block keeps its own key and the next graph finds
-    it in memory.
-
-    ``matrix`` names the encoding the task belongs to (kept or released together);
-    ``index``: the coded block's index ``j``, ``None`` for the row scales; ``worker``: the
-    worker the block is pinned to (``None``: the scheduler plugin spreads the blocks of
-    one matrix and column over distinct workers by ``j``); ``keep``: the plugin keeps it
-    resident for later graphs (``False``: its holder keeps it, a handle's futures or one
-    call).
-    """
-
-    matrix: str
-    index: Any
-    worker: Any
-    keep: bool
-    __slots__ = ("matrix", "index", "worker", "keep")
-
-    def __init__(self, key: Any, func, /, *args: Any, matrix: str, index: int | None = None,
-                 worker: str | None = None, keep: bool = True, **kwargs: Any):
-        self.matrix, self.keep, self.worker = str(matrix), bool(keep), worker
-        self.index = None if index is None else int(index)
-        super().__init__(key, func, *args, **kwargs)
-
-    def copy(self):
-        return type(self)(self.key, self.func, *self.args, matrix=self.matrix,
-                          index=self.index, worker=self.worker, keep=self.keep,
-                          **self.kwargs)
-
-    @property
-    def block_fusion(self) -> bool:
-        return True
-
-
-@dataclass(frozen=True)
-class GroupSpec:
-    """What the scheduler plugin knows of a product group: ``size`` products named
-    ``name``, whose decode may start once the indices ``F`` of the finished products
-    satisfy :meth:`decodable`: ``|F| >= threshold`` and ``rule(F)`` (``rule=None``: any
-    ``threshold`` of them, an MDS-like code; a predicate says which sets decode, for
-    codes whose decodability depends on *which* products finished)."""
-
-    name: str
-    size: int
-    threshold: int
-    rule: Any = None  # Callable[[frozenset[int]], bool] | None; picklable
-
-    def __post_init__(self):
-        if not 1 <= self.threshold <= self.size:
-            raise ValueError(f"a product group needs 1 <= threshold <= size; got "
-                             f"threshold={self.threshold}, size={self.size}")
-
-    def decodable(self, finished) -> bool:
-        """Whether a decode can start from the finished product indices ``finished``."""
-        finished = frozenset(finished)
-        if len(finished) < self.threshold:
-            return False
-        return self.rule is None or bool(self.rule(finished))
-
-
-class ProductTask(Task):
-    """Product ``index`` of the group ``spec``, multiplying the coded ``block`` (a key,
-    or ``None`` when the product has no resident block): never fused, so the plugin
-    finds it on the scheduler with its spec."""
-
-    spec: GroupSpec
-    index: int
-    block: Any
-    __slots__ = ("spec", "index", "block")
-
-    def __init__(self, key: Any, func, /, *args: Any, spec: GroupSpec, index: int,
-                 block: Any = None, **kwargs: Any):
-        self.spec, self.index, self.block = spec, int(index), block
-        super().__init__(key, func, *args, **kwargs)
-
-    def copy(self):
-        return type(self)(self.key, self.func, *self.args, spec=self.spec, index=self.index,
-                          block=self.block, **self.kwargs)
-
-    @property
-    def block_fusion(self) -> bool:
-        return True
 
 
 def _key_of(value: Any) -> Any:

@@ -19,6 +19,7 @@ from . import _logging
 from .errors import DtypeError, NonFiniteError, TooFewResultsError
 from .resident import LOCAL
 from .schemes import Scheme
+from .tasks import Missing
 from .schemes.gradient import weighted_sum
 
 _logging.install()  # released stragglers are expected: not a warning
@@ -106,15 +107,6 @@ def row_scales(scheme: Scheme, *row_chunks: np.ndarray) -> np.ndarray | None:
     """The scheme's row scales of ``A = vstack(row_chunks)`` (rows set aside count as
     zero rows: the decode puts them back unscaled)."""
     return scheme.scales(set_aside(stack_rows(row_chunks))[0])
-
-
-@dataclass(frozen=True)
-class Missing:
-    """A product its decode will not get, put in the decode's arguments by the scheduler
-    plugin in the product's place: ``why`` says what happened (its worker was lost, the
-    deadline passed). The decode treats it as a product that did not finish."""
-
-    why: str
 
 
 def _as(A: np.ndarray, dtype: str | None) -> np.ndarray:

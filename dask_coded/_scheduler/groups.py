@@ -25,8 +25,7 @@ from dask._task_spec import Task, TaskRef
 from dask.utils import parse_timedelta
 
 from .. import config
-from ..graph import ProductTask
-from ..kernels import Missing
+from ..tasks import Missing, ProductTask, spec_of
 from .records import Key, Product, ProductGroup, PrunedDecode
 
 logger = logging.getLogger("dask_coded._scheduler")
@@ -34,8 +33,7 @@ logger = logging.getLogger("dask_coded._scheduler")
 
 def product_spec(ts) -> ProductTask | None:
     """The :class:`ProductTask` behind scheduler task ``ts``, if it is one."""
-    spec = ts.run_spec
-    return spec if isinstance(spec, ProductTask) else None
+    return spec_of(ts, ProductTask)
 
 
 class Groups:

@@ -20,7 +20,7 @@ from collections import Counter
 
 from distributed.core import Status
 
-from ..graph import EncodeTask
+from ..tasks import EncodeTask, spec_of
 from ..keys import key_name
 from .records import CodedBlock, Key
 
@@ -29,8 +29,7 @@ logger = logging.getLogger("dask_coded._scheduler")
 
 def encode_spec(ts) -> EncodeTask | None:
     """The :class:`EncodeTask` behind scheduler task ``ts``, if it is one."""
-    spec = ts.run_spec
-    return spec if isinstance(spec, EncodeTask) else None
+    return spec_of(ts, EncodeTask)
 
 
 class Pins:

@@ -148,9 +148,6 @@ class FirstKPlugin(SchedulerPlugin):
             # never transition inside update_graph: the new tasks are not scheduled yet
             scheduler.loop.add_callback(self.group_table.review, decodes, stimulus_id)
 
-    def _repin_lost(self, stimulus_id: str) -> None:
-        self.pins.repin_lost(stimulus_id)
-
     # ---- tasks -------------------------------------------------------------------------
 
     def transition(self, key, start, finish, *args, stimulus_id: str = "", **kwargs) -> None:
@@ -190,7 +187,7 @@ class FirstKPlugin(SchedulerPlugin):
             # a grace period, so that a cluster shutting down (workers leave first) does
             # not start re-encoding everything
             delay = parse_timedelta(config.get("first-k.repin-delay"))
-            scheduler.loop.call_later(delay, self._repin_lost,
+            scheduler.loop.call_later(delay, self.pins.repin_lost,
                                       f"coded-repin-{time.time()}")
 
     def add_worker(self, scheduler, worker: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..graph import GroupSpec
+from ..tasks import GroupSpec
 
 Key = Any  # a dask key
 

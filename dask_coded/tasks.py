@@ -1,0 +1,115 @@
+"""The package's own task types: what the scheduler plugin recognises them by.
+
+A product is a :class:`ProductTask` carrying its group's :class:`GroupSpec` (as
+``distributed.shuffle``'s barrier task carries its spec); encoded data is an
+:class:`EncodeTask`; a product its decode will not get is replaced by :class:`Missing`.
+Plain data and dask's task classes only: the scheduler side imports this module and
+nothing of the kernels or the schemes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dask._task_spec import Task
+
+
+def spec_of(ts, kind: type) -> Any:
+    """The run spec of scheduler task ``ts`` when it is a ``kind`` task, else ``None``."""
+    spec = ts.run_spec
+    return spec if isinstance(spec, kind) else None
+
+
+class EncodeTask(Task):
+    """A task making a coded block (or the row scales beside it): never fused into its
+    product by dask's optimizer, so the block keeps its own key and the next graph finds
+    it in memory.
+
+    ``matrix`` names the encoding the task belongs to (kept or released together);
+    ``index``: the coded block's index ``j``, ``None`` for the row scales; ``worker``: the
+    worker the block is pinned to (``None``: the scheduler plugin spreads the blocks of
+    one matrix and column over distinct workers by ``j``); ``keep``: the plugin keeps it
+    resident for later graphs (``False``: its holder keeps it, a handle's futures or one
+    call).
+    """
+
+    matrix: str
+    index: Any
+    worker: Any
+    keep: bool
+    __slots__ = ("matrix", "index", "worker", "keep")
+
+    def __init__(self, key: Any, func, /, *args: Any, matrix: str, index: int | None = None,
+                 worker: str | None = None, keep: bool = True, **kwargs: Any):
+        self.matrix, self.keep, self.worker = str(matrix), bool(keep), worker
+        self.index = None if index is None else int(index)
+        super().__init__(key, func, *args, **kwargs)
+
+    def copy(self):
+        return type(self)(self.key, self.func, *self.args, matrix=self.matrix,
+                          index=self.index, worker=self.worker, keep=self.keep,
+                          **self.kwargs)
+
+    @property
+    def block_fusion(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """What the scheduler plugin knows of a product group: ``size`` products named
+    ``name``, whose decode may start once the indices ``F`` of the finished products
+    satisfy :meth:`decodable`: ``|F| >= threshold`` and ``rule(F)`` (``rule=None``: any
+    ``threshold`` of them, an MDS-like code; a predicate says which sets decode, for
+    codes whose decodability depends on *which* products finished)."""
+
+    name: str
+    size: int
+    threshold: int
+    rule: Any = None  # Callable[[frozenset[int]], bool] | None; picklable
+
+    def __post_init__(self):
+        if not 1 <= self.threshold <= self.size:
+            raise ValueError(f"a product group needs 1 <= threshold <= size; got "
+                             f"threshold={self.threshold}, size={self.size}")
+
+    def decodable(self, finished) -> bool:
+        """Whether a decode can start from the finished product indices ``finished``."""
+        finished = frozenset(finished)
+        if len(finished) < self.threshold:
+            return False
+        return self.rule is None or bool(self.rule(finished))
+
+
+class ProductTask(Task):
+    """Product ``index`` of the group ``spec``, multiplying the coded ``block`` (a key,
+    or ``None`` when the product has no resident block): never fused, so the plugin
+    finds it on the scheduler with its spec."""
+
+    spec: GroupSpec
+    index: int
+    block: Any
+    __slots__ = ("spec", "index", "block")
+
+    def __init__(self, key: Any, func, /, *args: Any, spec: GroupSpec, index: int,
+                 block: Any = None, **kwargs: Any):
+        self.spec, self.index, self.block = spec, int(index), block
+        super().__init__(key, func, *args, **kwargs)
+
+    def copy(self):
+        return type(self)(self.key, self.func, *self.args, spec=self.spec, index=self.index,
+                          block=self.block, **self.kwargs)
+
+    @property
+    def block_fusion(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A product its decode will not get, put in the decode's arguments by the scheduler
+    plugin in the product's place: ``why`` says what happened (its worker was lost, the
+    deadline passed). The decode treats it as a product that did not finish."""
+
+    why: str
