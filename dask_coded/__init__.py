@@ -11,9 +11,11 @@ from . import policy, theory, workers  # noqa: F401  (dc.policy, dc.theory, dc.w
 from ._scheduler import FirstKPlugin
 from .apps import LogisticResult, RegressionResult, linear_regression, logistic_regression
 from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error
-from .matrix import CodedMatrix, encode, release
+from .encoding import encode
+from .matrix import CodedMatrix, release
 from .matmul2d import MatmulPlan, matmul, plan_matmul
 from .operand import EncodedOperand, encode_operand
+from .parts import CodedParts
 from .rewrite import CodedOptimizer, coded_matmul
 from .schemes import GradientCode
 from .shuffle import CodedShuffle
@@ -46,6 +48,7 @@ __all__ = [
     "CodeAudit",
     "CodedMatrix",
     "CodedOptimizer",
+    "CodedParts",
     "CodedPartitions",
     "CodedShuffle",
     "FirstKPlugin",

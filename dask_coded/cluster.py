@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import weakref
 
-from distributed import wait
+from dask.base import is_dask_collection
+from distributed import Future, wait
 
 from ._scheduler import FirstKPlugin
 
@@ -48,3 +49,24 @@ async def place_encoded(client, tasks: dict) -> list:
         if f.status == "error":
             await f
     return futures
+
+
+async def put(client, items: list) -> tuple[list, list]:
+    """Each of ``items`` on the cluster: a Future as it is, a dask collection computed
+    there, any other value scattered (run on the client's loop). Returns the futures in
+    the order of ``items``, and the ones this call made (its caller releases those; the
+    caller's own Futures stay the caller's)."""
+    futures: list = [None] * len(items)
+    lazy = [i for i, p in enumerate(items) if is_dask_collection(p)]
+    values = [i for i, p in enumerate(items)
+              if not isinstance(p, Future) and not is_dask_collection(p)]
+    for i, f in zip(lazy, client.compute([items[i] for i in lazy])):
+        futures[i] = f
+    if values:
+        scattered = await client.scatter([items[i] for i in values], hash=False)
+        for i, f in zip(values, scattered):
+            futures[i] = f
+    for i, p in enumerate(items):
+        if isinstance(p, Future):
+            futures[i] = p
+    return futures, [futures[i] for i in lazy + values]

@@ -237,6 +237,31 @@ def _exact_integers(value, dtype, error: float):
     return out if out.ndim else out[()]
 
 
+def encode_part(scheme: Scheme, j: int, *parts: Any) -> Any:
+    """Coded part ``j`` of a part scheme from the data parts it needs."""
+    return scheme.encode_part(j, *parts)
+
+
+@dataclass(frozen=True)
+class Arguments:
+    """The extra arguments of ``L.map(f, *args)``, embedded in each product (a tuple in
+    a task would be read as a key)."""
+
+    values: tuple
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A part scheme's product kernel: ``Applied(scheme, f)(coded, arguments)`` is
+    ``scheme.apply(coded, f, arguments.values)``."""
+
+    scheme: Any
+    f: Callable
+
+    def __call__(self, coded: Any, arguments: Arguments) -> Any:
+        return self.scheme.apply(coded, self.f, arguments.values)
+
+
 def take_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` of a decoded product (one row chunk of the original output)."""
     return decoded[start:stop]

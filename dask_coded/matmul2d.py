@@ -36,6 +36,7 @@ from .kernels import check_finite_operand, race_products
 from .keys import CALL_BLOCK_PREFIX, DECODE_PREFIX
 from .matrix import as_matrix, encode
 from .operand import EncodedOperand, encode_side, encode_with, pair_product, product_array
+from .schemes import lookup
 from .schemes.polynomial import PolynomialScheme
 from .workers import default_client, require_workers
 
@@ -182,7 +183,8 @@ def _code_or_product(A, B, n: int, scheme: str, splits: Any, points: str, client
         if plan.scheme == "mds":
             return encode(A, n, plan.threshold, client=client) @ B
         scheme, splits = plan.scheme, plan.splits
-    return PolynomialScheme(n, scheme, splits, A.shape, B.shape, points)
+    return lookup(scheme, "pair").from_params(n, splits=splits, shape_a=A.shape,
+                                              shape_b=B.shape, points=points)
 
 
 def _matmul_on_workers(A: Any, B: Any, n: int, scheme: str, splits: Any, points: str,

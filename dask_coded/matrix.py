@@ -29,15 +29,14 @@ from distributed import progress as progress_bar
 from . import resident
 from . import cluster
 from ._scheduler import FirstKPlugin
-from .codes import MDSCode, audit, check_real_dtype
-from .errors import BlockShapeError, CodedError, CodeParameterError, TooFewWorkersError
+from .codes import audit, check_real_dtype
+from .errors import BlockShapeError, CodedError, CodeParameterError
 from .graph import EncodeTask, product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, product_name
 from .kernels import check_finite_operand, encode_block, row_scales
 from .policy import AutoK
-from .schemes import MDSScheme, Scheme
-from .schemes.mds import code_for
-from .workers import default_client
+from .schemes import Scheme, build
+from .workers import default_client, pick_workers
 
 logger = logging.getLogger(__name__)
 
@@ -71,28 +70,6 @@ def as_matrix(A: Any, name: str = "A"):
     if 0 in A.shape:
         raise BlockShapeError(f"{name} has shape {A.shape}: it needs at least one row and column")
     return A
-
-
-def pick_workers(workers, n: int, allow_shared_workers: bool) -> list[str]:
-    """Up to ``n`` distinct worker addresses (sorted); fewer only with
-    ``allow_shared_workers`` (with a warning): the scheme places its blocks on them."""
-    available = sorted(workers)
-    if not available:
-        raise TooFewWorkersError("the cluster has no workers; start some before encoding")
-    if len(available) >= n:
-        return available[:n]
-    if not allow_shared_workers:
-        raise TooFewWorkersError(
-            f"n={n} coded blocks need n distinct workers, but the cluster has "
-            f"{len(available)}; lower n, add workers, or pass allow_shared_workers=True "
-            f"to place blocks round-robin"
-        )
-    warnings.warn(
-        f"placing n={n} coded blocks on {len(available)} workers round-robin: a shared "
-        f"worker that straggles delays all of its blocks",
-        stacklevel=4,
-    )
-    return available
 
 
 class CodedMatrix:
@@ -568,10 +545,11 @@ def encode(
                                      "supported: give k (dc.theory.best_blocks suggests "
                                      "one), or blocks_per_worker='auto'")
         k, blocks_per_worker = AutoK.initial_k(n), 1
-    code: MDSCode = code_for(n, k, blocks_per_worker, kind)
     source = A
     if transpose:
         A = A.T
+    scheme = build("mds", n, k=k, rows=A.shape[0], blocks_per_worker=blocks_per_worker,
+                   kind=kind)
     dtype = np.dtype(np.promote_types(A.dtype, np.float32) if A.dtype.kind == "f" else np.float64)
     client = client if client is not None else default_client()
     if client is not None and client.status in ("closing", "closed"):
@@ -581,7 +559,6 @@ def encode(
         raise CodedError("k='auto' learns from the scheduler: it needs a distributed client")
     if auto and client.asynchronous:
         raise CodedError("k='auto' needs a synchronous client (it re-encodes in calls)")
-    scheme = MDSScheme(code, A.shape[0], blocks_per_worker=blocks_per_worker)
     matrix = CodedMatrix(scheme, A.shape, dtype, source, transpose, client)
     matrix.a_dtype = np.dtype(A.dtype)
     if auto:

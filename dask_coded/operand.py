@@ -30,13 +30,14 @@ from dask._task_spec import Task
 from dask.highlevelgraph import HighLevelGraph
 
 from . import cluster
-from .errors import CodedError, CodeParameterError
+from .errors import CodedError
 from .graph import EncodeTask, grid, product_group
 from .kernels import check_finite_operand, identity
 from .keys import BLOCK_PREFIX, DECODE_PREFIX
-from .matrix import as_matrix, pick_workers
+from .matrix import as_matrix
+from .schemes import lookup
 from .schemes.polynomial import PolynomialScheme, coded_product
-from .workers import default_client, require_workers
+from .workers import default_client, pick_workers, require_workers
 
 
 def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarray:
@@ -203,10 +204,8 @@ def encode_operand(A: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
         ``threshold`` products.
     """
     A = as_matrix(A, "A")
-    if scheme not in ("polynomial", "matdot"):
-        raise CodeParameterError(f"encode_operand takes scheme 'polynomial' or 'matdot', got "
-                                 f"{scheme!r} (dc.plan_matmul suggests one)")
-    code = PolynomialScheme(n, scheme, splits, A.shape, (A.shape[1], 1), points)
+    code = lookup(scheme, "pair").from_params(n, splits=splits, shape_a=A.shape,
+                                              shape_b=(A.shape[1], 1), points=points)
     client = client if client is not None else default_client()
     return encode_with(code, A, client, "encode_operand")
 

@@ -63,7 +63,6 @@ from . import resident as residents
 from . import cluster
 from ._scheduler.observations import REWRITES
 from ._scheduler.residency import resident_keys
-from .schemes.mds import code_for
 from .errors import CodeParameterError, TooFewWorkersError
 from .graph import encode_tasks, fold_cuts, product_group
 from .matmul2d import coded_pair_tasks, plan_matmul
@@ -73,7 +72,7 @@ from .kernels import (
     encode_and_race, identity, linear_product, take_block, take_rows, zero_rows,
 )
 from .resident import Resident
-from .schemes import MDSScheme, Scheme
+from .schemes import SCHEMES, Scheme, build, lookup
 from .schemes.polynomial import PolynomialScheme
 from .workers import default_client, live_workers
 
@@ -121,16 +120,18 @@ class CodedOptimizer:
                  scheme: str = "mds", splits: Any = None, points: str = "auto",
                  scheduler: str | None = None):
         # refuse bad parameters now, at the `with`
-        if scheme not in SCHEMES_2D + ("mds",):
-            raise CodeParameterError(f"scheme must be one of {('mds',) + SCHEMES_2D}, got "
-                                     f"{scheme!r}")
+        if scheme != "auto" and lookup(scheme).data not in ("rows", "pair"):
+            raise CodeParameterError(
+                f"coded_matmul codes products: scheme must be 'auto' or one of "
+                f"{sorted(k for k, c in SCHEMES.items() if c.data in ('rows', 'pair'))}, "
+                f"got {scheme!r}")
         if k is None and scheme in ("mds", "auto"):
             raise CodeParameterError(f"scheme={scheme!r} needs k, the products an MDS "
                                      f"decode waits for")
         if k is not None:
-            code_for(n, k, blocks_per_worker, kind)
-        if scheme in ("polynomial", "matdot"):
-            PolynomialScheme(n, scheme, splits, (1, 1), (1, 1), points)
+            build("mds", n, k=k, rows=1, blocks_per_worker=blocks_per_worker, kind=kind)
+        if scheme != "auto" and lookup(scheme).data == "pair":
+            build(scheme, n, splits=splits, shape_a=(1, 1), shape_b=(1, 1), points=points)
         self.scheme, self.splits, self.points = scheme, splits, points
         self.n, self.k, self.kind, self.local = n, k, kind, local
         self.blocks_per_worker = blocks_per_worker
@@ -206,9 +207,8 @@ class CodedOptimizer:
             else:
                 # rows equilibrated (the row scales are resident beside the blocks on
                 # distributed, kept with them in this process on the local scheduler)
-                code = code_for(self.n, self.k, self.blocks_per_worker, self.kind)
-                scheme = MDSScheme(code, sum(match.rows), equilibrate=True,
-                                   blocks_per_worker=self.blocks_per_worker)
+                scheme = build("mds", self.n, k=self.k, rows=sum(match.rows),
+                               blocks_per_worker=self.blocks_per_worker, kind=self.kind)
             token = (tokenize(match.a, scheme, match.encode_dtype,
                               _content(hlg, match.a) if self.local else None)
                      if res is None else None)
@@ -237,7 +237,8 @@ class CodedOptimizer:
             if plan.scheme == "mds":
                 return None
             scheme, splits = plan.scheme, plan.splits
-        return PolynomialScheme(self.n, scheme, splits, shape_a, shape_b, self.points)
+        return build(scheme, self.n, splits=splits, shape_a=shape_a, shape_b=shape_b,
+                     points=self.points)
 
     def _pair_tasks(self, name: str, layer: Blockwise, m: _Match, code: PolynomialScheme
                     ) -> tuple[dict, tuple, bool, str | None]:

@@ -34,9 +34,9 @@ from .errors import CodedError, TooFewWorkersError
 from .graph import EncodeTask, product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, product_name
 from .kernels import Assignment, make_assignment, partial_sum
-from .matrix import pick_workers
-from .schemes.gradient import GradientCode, require_accurate
-from .workers import default_client
+
+from .schemes import build
+from .workers import default_client, pick_workers
 
 _PLACED: OrderedDict[str, CodedPartitions] = OrderedDict()  # coded_sum's placements, LRU
 _MAX_PLACED = 8
@@ -85,8 +85,7 @@ class CodedPartitions:
 
     def __init__(self, partitions: Any, n: int, stragglers: int = 1, kind: str = "auto",
                  client: Any = None):
-        self.scheme = GradientCode(n, stragglers, kind)
-        require_accurate(self.scheme)
+        self.scheme = build("gradient", n, stragglers=stragglers, kind=kind)
         items = split_partitions(partitions)
         if len(items) < n:
             raise CodedError(f"a coded sum over n={n} workers needs at least n partitions, "
@@ -139,19 +138,7 @@ class CodedPartitions:
             raise TooFewWorkersError(f"a coded sum over n={self.n} workers needs n workers; "
                                      f"the cluster has {len(workers)}")
         self.workers = self.scheme.placement(pick_workers(workers, self.n, False))
-        futures: list = [None] * len(items)
-        lazy = [i for i, p in enumerate(items) if is_dask_collection(p)]
-        values = [i for i, p in enumerate(items) if not isinstance(p, Future)
-                  and not is_dask_collection(p)]
-        for i, f in zip(lazy, client.compute([items[i] for i in lazy])):
-            futures[i] = f
-        if values:
-            for i, f in zip(values, await client.scatter([items[i] for i in values], hash=False)):
-                futures[i] = f
-        self._partitions = [futures[i] for i in lazy + values]  # ours: released with us
-        for i, p in enumerate(items):
-            if isinstance(p, Future):
-                futures[i] = p  # the caller's: kept by the caller
+        futures, self._partitions = await cluster.put(client, items)  # ours: released with us
         self._held = futures  # kept: a lost worker's assignment is rebuilt from them
         name = f"{BLOCK_PREFIX}{self.token}"
         tasks = {}

@@ -7,6 +7,8 @@ return, so these ask the scheduler each time.
 
 from __future__ import annotations
 
+import warnings
+
 import distributed
 
 from .errors import TooFewWorkersError
@@ -43,3 +45,25 @@ def require_workers(client, n: int, what: str) -> list[str]:
         raise TooFewWorkersError(f"{what} on n={n} workers needs n workers; the cluster "
                                  f"has {len(workers)}")
     return workers
+
+
+def pick_workers(workers, n: int, allow_shared_workers: bool) -> list[str]:
+    """Up to ``n`` distinct worker addresses (sorted); fewer only with
+    ``allow_shared_workers`` (with a warning): the scheme places its blocks on them."""
+    available = sorted(workers)
+    if not available:
+        raise TooFewWorkersError("the cluster has no workers; start some before encoding")
+    if len(available) >= n:
+        return available[:n]
+    if not allow_shared_workers:
+        raise TooFewWorkersError(
+            f"n={n} coded blocks need n distinct workers, but the cluster has "
+            f"{len(available)}; lower n, add workers, or pass allow_shared_workers=True "
+            f"to place blocks round-robin"
+        )
+    warnings.warn(
+        f"placing n={n} coded blocks on {len(available)} workers round-robin: a shared "
+        f"worker that straggles delays all of its blocks",
+        stacklevel=4,
+    )
+    return available

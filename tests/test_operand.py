@@ -48,7 +48,7 @@ def test_local_operand_serves_every_b_and_both_schemes():
 
 def test_bad_input_names_the_problem():
     A, B = operands()
-    with pytest.raises(dc.CodeParameterError, match="'polynomial' or 'matdot'"):
+    with pytest.raises(dc.CodeParameterError, match=r"does not code both operands.*\['matdot', 'polynomial'\]"):
         dc.encode_operand(A, 6, "mds", client=None)
     with pytest.raises(dc.CodeParameterError, match="more than n=3"):
         dc.encode_operand(A, 3, "polynomial", (2, 2), client=None)

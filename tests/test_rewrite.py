@@ -477,8 +477,11 @@ def test_two_sided_parameters_fail_at_the_with():
     with pytest.raises(dc.CodeParameterError, match="needs k"):
         with dc.coded_matmul(n=4, scheme="auto"):
             pass
-    with pytest.raises(dc.CodeParameterError, match="scheme must be one of"):
+    with pytest.raises(dc.CodeParameterError, match="unknown scheme 'entangled'; the sch"):
         with dc.coded_matmul(n=4, k=2, scheme="entangled"):
+            pass
+    with pytest.raises(dc.CodeParameterError, match="codes products: scheme must be"):
+        with dc.coded_matmul(n=4, k=2, scheme="gradient"):
             pass
 
 

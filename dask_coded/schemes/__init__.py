@@ -7,17 +7,49 @@ how to decode from any sufficient subset.
 
 from __future__ import annotations
 
-from .base import RowScheme, Scheme
+import inspect
+from typing import Any
+
+from ..errors import CodeParameterError
+from .base import PartScheme, RowScheme, Scheme
 from .gradient import GradientCode
 from .mds import MDSScheme
-from .polynomial import PolynomialScheme
+from .polynomial import MatDot, PolynomialScheme
 
 #: scheme name -> class; adding a scheme is one module and one line here
 SCHEMES: dict[str, type[Scheme]] = {
-    MDSScheme.name: MDSScheme,
-    GradientCode.name: GradientCode,
-    "polynomial": PolynomialScheme,
-    "matdot": PolynomialScheme,
+    cls.name: cls for cls in (MDSScheme, GradientCode, PolynomialScheme, MatDot)
 }
 
-__all__ = ["SCHEMES", "GradientCode", "MDSScheme", "PolynomialScheme", "RowScheme", "Scheme"]
+#: what each kind of :attr:`Scheme.data` is, for messages
+DATA = {"rows": "a matrix by rows (A @ x)", "parts": "a list of data parts (L.map(f))",
+        "partitions": "partitions for a sum (coded_sum)", "pair": "both operands of A @ B"}
+
+
+def lookup(name: str, data: str | None = None) -> type[Scheme]:
+    """The registered scheme ``name`` (one that codes ``data``, when given), or a
+    :class:`~dask_coded.CodeParameterError` listing the ones there are."""
+    cls = SCHEMES.get(name) if isinstance(name, str) else None
+    names = sorted(k for k, c in SCHEMES.items() if data is None or c.data == data)
+    if cls is None:
+        raise CodeParameterError(f"unknown scheme {name!r}; the schemes are {names}")
+    if data is not None and cls.data != data:
+        raise CodeParameterError(f"scheme {name!r} does not code {DATA[data]}; the schemes "
+                                 f"that do are {names}")
+    return cls
+
+
+def build(name: str, n: int, data: str | None = None, **params: Any) -> Scheme:
+    """``SCHEMES[name].from_params(n, **params)`` (a scheme that codes ``data``, when
+    given), with an unknown parameter refused by name (what the scheme takes is listed)."""
+    cls = lookup(name, data)
+    accepted = [p for p in inspect.signature(cls.from_params).parameters if p != "n"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise CodeParameterError(f"scheme {name!r} takes no parameter {', '.join(unknown)}; "
+                                 f"it takes {', '.join(accepted)}")
+    return cls.from_params(n, **params)
+
+
+__all__ = ["SCHEMES", "GradientCode", "MDSScheme", "MatDot", "PartScheme", "PolynomialScheme",
+           "RowScheme", "Scheme", "build", "lookup"]

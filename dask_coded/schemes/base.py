@@ -13,6 +13,21 @@ pinned to the worker :meth:`Scheme.placement` names, and a decode that needs any
   row scales (:meth:`Scheme.scales`, computed once from ``A``) the scheme returns
   ``A @ x``.
 
+A :class:`PartScheme` codes a list of ``parts`` data parts for a function applied to
+each part (``f(part_i, *args)``, ``i = 0 .. parts-1``):
+
+* **encode**: coded part ``j`` is made from the parts :meth:`PartScheme.parts_needed`
+  names by :meth:`PartScheme.encode_part`, on the worker it is pinned to;
+* **products**: product ``j`` is :meth:`PartScheme.apply` of the function to coded part
+  ``j``;
+* **decode**: from any ``threshold`` finished products the scheme returns what the
+  function gives on the parts.
+
+What a scheme codes is its :attr:`Scheme.data` (``"rows"``, ``"parts"`` or ``"pair"``,
+both operands of ``A @ B``); :func:`dask_coded.encode` returns the handle for it. A scheme
+is built from a user's parameters by :meth:`Scheme.from_params`, looked up by name in
+:data:`dask_coded.schemes.SCHEMES`.
+
 The scheduler plugin never sees a scheme: each product carries its group's rule
 (:class:`~dask_coded.graph.GroupSpec`: ``threshold``, and :attr:`Scheme.rule` when which
 products finished matters). Adding a scheme is one module here and one line in
@@ -23,7 +38,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,6 +47,10 @@ class Scheme(ABC):
     """A coding scheme: ``n_blocks`` products, any ``threshold`` of which decode."""
 
     name: ClassVar[str]
+    #: what the scheme codes: ``"rows"`` (a matrix by rows, for ``A @ x``), ``"parts"``
+    #: (a list of data parts, for a function of each), ``"pair"`` (both operands of
+    #: ``A @ B``)
+    data: ClassVar[str]
 
     #: coded blocks, which is also the number of products per output block
     n_blocks: int
@@ -47,6 +66,14 @@ class Scheme(ABC):
         several)."""
         return self.n_blocks
 
+    @classmethod
+    @abstractmethod
+    def from_params(cls, n: int, **params: Any) -> Scheme:
+        """The scheme for ``n`` workers from a user's parameters (the keywords
+        :func:`dask_coded.encode` passes on, plus what the data fixes: ``rows`` for a
+        row scheme, ``parts`` for a part scheme, ``shape_a``/``shape_b`` for a pair),
+        refused with :class:`~dask_coded.CodeParameterError` naming a wrong one."""
+
     @abstractmethod
     def decode(self, products: Sequence, scales: np.ndarray | None = None):
         """The result from the finished products (``None`` where a product did not
@@ -59,6 +86,8 @@ class Scheme(ABC):
 
 class RowScheme(Scheme):
     """A coding scheme for products ``A @ x`` of a row-split ``A`` (see the module doc)."""
+
+    data = "rows"
 
     #: rows of ``A``
     rows: int
@@ -102,3 +131,35 @@ class RowScheme(Scheme):
             return block
         pad = np.zeros((self.block_rows - len(block),) + block.shape[1:], dtype=block.dtype)
         return np.concatenate([block, pad])
+
+
+class PartScheme(Scheme):
+    """A coding scheme for a function applied to each of ``parts`` data parts (see the
+    module doc). A part is an array or a tuple of arrays."""
+
+    data = "parts"
+
+    #: data parts coded
+    parts: int
+
+    def placement(self, workers: Sequence[str]) -> list[str]:
+        """Coded part ``j`` on ``workers[j]`` (round-robin over fewer workers)."""
+        return [workers[j % len(workers)] for j in range(self.n_blocks)]
+
+    @abstractmethod
+    def parts_needed(self, j: int) -> tuple[int, ...]:
+        """The data parts coded part ``j`` is made from."""
+
+    @abstractmethod
+    def encode_part(self, j: int, *parts: Any) -> Any:
+        """Coded part ``j`` from the data parts :meth:`parts_needed` names, in that
+        order."""
+
+    def apply(self, coded: Any, f, args: tuple) -> Any:
+        """Product ``j``: ``f(coded part j, *args)``."""
+        return f(coded, *args)
+
+    @abstractmethod
+    def decode(self, products: Sequence, scales: np.ndarray | None = None) -> list:
+        """``[f(part_0, *args), .., f(part_(parts-1), *args)]`` from the finished
+        products (``None`` where a product did not finish)."""

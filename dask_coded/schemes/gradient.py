@@ -107,6 +107,15 @@ class GradientCode(Scheme):
     """
 
     name = "gradient"
+    data = "partitions"
+
+    @classmethod
+    def from_params(cls, n: int, *, stragglers: int = 1, kind: str = "auto") -> GradientCode:
+        """Any ``n - stragglers`` of ``n`` workers finish a sum; refused (as
+        :func:`require_accurate`) when its worst decode misses ``coded.decode.max-error``."""
+        code = cls(n, stragglers, kind)
+        require_accurate(code)
+        return code
 
     def __init__(self, n: int, s: int, kind: str = "auto"):
         for what, value in (("n", n), ("stragglers", s)):

@@ -96,6 +96,14 @@ class MDSScheme(RowScheme):
 
     name = "mds"
 
+    @classmethod
+    def from_params(cls, n: int, *, k: int, rows: int, blocks_per_worker: int = 1,
+                    kind: str | None = None, equilibrate: bool = True) -> MDSScheme:
+        """``k`` of ``n`` workers decode ``rows`` rows (:func:`code_for` picks the code,
+        ``(n r, k r)`` for ``r = blocks_per_worker``, certified)."""
+        code = code_for(n, k, blocks_per_worker, kind)
+        return cls(code, rows, equilibrate, blocks_per_worker)
+
     def __init__(self, code: MDSCode, rows: int, equilibrate: bool = True,
                  blocks_per_worker: int = 1):
         if code.n % blocks_per_worker:

@@ -95,6 +95,16 @@ class PolynomialScheme(Scheme):
         Evaluation points (module doc).
     """
 
+    name = "polynomial"
+    data = "pair"
+
+    @classmethod
+    def from_params(cls, n: int, *, shape_a: tuple, shape_b: tuple, splits=None,
+                    points: str = "auto") -> PolynomialScheme:
+        """The ``cls.name`` code (``"polynomial"`` or ``"matdot"``) of ``A @ B`` for A of
+        ``shape_a`` and B of ``shape_b`` on ``n`` workers, cut by ``splits``."""
+        return PolynomialScheme(n, cls.name, splits, shape_a, shape_b, points)
+
     def __init__(self, n: int, kind: str, splits, shape_a: tuple, shape_b: tuple,
                  points: str = "auto"):
         if kind not in KINDS:
@@ -232,6 +242,13 @@ class PolynomialScheme(Scheme):
         rows = [np.concatenate([Y[i + j * self.m] for j in range(self.p)], axis=1)
                 for i in range(self.m)]
         return np.concatenate(rows)[:r, :t]
+
+
+class MatDot(PolynomialScheme):
+    """The registry's name for MatDot: :meth:`from_params` builds a
+    :class:`PolynomialScheme` of kind ``"matdot"``."""
+
+    name = "matdot"
 
 
 def coded_product(a_encoded: np.ndarray, b_encoded: np.ndarray) -> np.ndarray:
