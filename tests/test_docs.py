@@ -37,7 +37,7 @@ def _python_blocks(page: str) -> list[str]:
         return re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
 
 
-@pytest.mark.parametrize("page", ["sums.md"])
+@pytest.mark.parametrize("page", ["sums.md", "lagrange.md"])
 def test_page_examples_run(page, tmp_path):
     for i, block in enumerate(_python_blocks(page)):
         script = tmp_path / f"block{i}.py"

@@ -13,12 +13,14 @@ from typing import Any
 from ..errors import CodeParameterError
 from .base import PartScheme, RowScheme, Scheme
 from .gradient import GradientCode
+from .lagrange import LagrangeScheme
 from .mds import MDSScheme
 from .polynomial import MatDot, PolynomialScheme
 
 #: scheme name -> class; adding a scheme is one module and one line here
 SCHEMES: dict[str, type[Scheme]] = {
-    cls.name: cls for cls in (MDSScheme, GradientCode, PolynomialScheme, MatDot)
+    cls.name: cls for cls in (MDSScheme, GradientCode, PolynomialScheme, MatDot,
+                              LagrangeScheme)
 }
 
 #: what each kind of :attr:`Scheme.data` is, for messages
