@@ -13,7 +13,8 @@ from .apps import LogisticResult, RegressionResult, linear_regression, logistic_
 from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error
 from .encoding import encode
 from .matrix import CodedMatrix, release
-from .matmul2d import MatmulPlan, matmul, plan_matmul
+from .matmul2d import matmul
+from .theory import MatmulPlan, plan_matmul
 from .operand import EncodedOperand, encode_operand
 from .parts import CodedParts
 from .rewrite import CodedOptimizer, coded_matmul

@@ -9,6 +9,7 @@ from . import __version__
 from .bench.autok import main as autok
 from .bench.blocks import main as blocks
 from .bench.gradients import main as gradients
+from .bench.lagrange import main as lagrange
 from .bench.matmul2d import main as matmul2d
 from .bench.numerics import main as numerics
 from .bench.overhead import main as overhead
@@ -20,7 +21,7 @@ from .demo import run_demo
 
 
 BENCHES = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
-           "autok": autok, "blocks": blocks, "gradients": gradients, "numerics": numerics,
+           "autok": autok, "blocks": blocks, "gradients": gradients, "lagrange": lagrange, "numerics": numerics,
            "overhead": overhead, "rewrite": rewrite, "matmul2d": matmul2d}
 
 

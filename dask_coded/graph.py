@@ -21,17 +21,24 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import dask.array as da
 import numpy as np
 from dask._task_spec import Alias, GraphNode, List, Task, TaskRef, _execute_subgraph
 from dask.array.chunk import getitem
 from dask.core import flatten
+from dask.highlevelgraph import HighLevelGraph
 
-from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name, product_name
+from .keys import (
+    BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name, product_name,
+)
 from .kernels import (
-    coded_product, decode_products, encode_chunks, identity, race_products, row_scales,
-    take_block, take_rows, zero_rows,
+    coded_product, decode_products, encode_chunks, encode_pair, encode_pairs_and_race,
+    encode_side, identity, pair_product, race_products, row_scales, take_block, take_rows,
+    zero_rows,
 )
 from .schemes import Scheme
+from .schemes.polynomial import PolynomialScheme
+from .schemes.polynomial import coded_product as polynomial_product
 from .tasks import EncodeTask, GroupSpec, ProductTask  # noqa: F401  (re-exported)
 
 
@@ -176,3 +183,50 @@ def fold_cuts(dsk: dict, keys) -> dict:
         for k in cut:
             del out[k]
     return out
+
+
+# ---- two-operand (pair) schemes --------------------------------------------------------
+
+def product_array(name: str, tasks: dict, shape: tuple, dependencies) -> da.Array:
+    """The dask Array (one chunk) of decode ``(name, 0, 0)``."""
+    graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
+    return da.Array(graph, name, ((shape[0],), (shape[1],)), dtype=np.float64)
+
+
+def encoded_operand_tasks(code: PolynomialScheme, token: str, a_keys) -> dict:
+    """Tasks ``("coded-block-<token>", w)`` encoding A's operand for worker ``w`` from
+    A's chunk keys (rows of chunks); the scheduler plugin spreads them over distinct
+    workers and keeps them resident (encoded in a graph, as the 1-D code's blocks)."""
+    name, chunks = f"{BLOCK_PREFIX}{token}", grid(a_keys)
+    return {(name, w): EncodeTask((name, w), encode_side, code, w, chunks, "a",
+                                     matrix=token, index=w)
+            for w in range(code.n_blocks)}
+
+
+def operand_products(code: PolynomialScheme, token: str, blocks: list, b_keys,
+                     decode_key) -> dict:
+    """The product group of ``decode_key = A @ B`` on A's encoded operands ``blocks``
+    (keys or futures): product ``w`` gathers B's chunks (keys ``b_keys``, rows of chunks)
+    and encodes B's operand for worker ``w`` itself, where A's is pinned."""
+    chunks = grid(b_keys)
+    b_encoded = [Task(None, encode_side, code, w, chunks, "b") for w in range(code.n_blocks)]
+    return product_group(code, token, blocks, None, decode_key, product=polynomial_product,
+                         operands=b_encoded)
+
+
+def coded_pair_tasks(code: PolynomialScheme, a_keys, b_keys, token: str, decode_key,
+                     local: bool = False) -> dict:
+    """``decode_key = A @ B`` from A's and B's chunk keys (nested lists, rows of chunks):
+    on a cluster, tasks ``("coded-block-call-<token>", w)`` encode worker ``w``'s pair where
+    the plugin pins it, then the product group; locally, one task that races the
+    products in threads."""
+    a, b = grid(a_keys), grid(b_keys)
+    if local:
+        return {decode_key: Task(decode_key, encode_pairs_and_race, code, a, b)}
+    name = f"{CALL_BLOCK_PREFIX}{token}"
+    tasks = {(name, w): EncodeTask((name, w), encode_pair, code, w, a, b,
+                                     matrix=token, index=w, keep=False)
+             for w in range(code.n_blocks)}
+    tasks.update(product_group(code, token, list(tasks), None, decode_key,
+                               product=pair_product))
+    return tasks

@@ -15,25 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from . import _logging
+from . import _logging, config
 from .errors import DtypeError, NonFiniteError, TooFewResultsError
-from .resident import LOCAL
 from .schemes import Scheme
 from .tasks import Missing
 from .schemes.gradient import weighted_sum
+from .schemes.polynomial import PolynomialScheme
+from .schemes.polynomial import coded_product as polynomial_product
 
 _logging.install()  # released stragglers are expected: not a warning
-
-# seconds to delay product j in the local race (set by dask_coded.stragglers.local_stragglers)
-_local_delay: Callable[[int], float] | None = None
-
-
-def set_local_delay(delay: Callable[[int], float] | None) -> Callable[[int], float] | None:
-    """Install ``delay(j)`` for the products raced locally; returns the previous hook."""
-    global _local_delay
-    previous, _local_delay = _local_delay, delay
-    return previous
-
 
 def stack_rows(row_chunks) -> np.ndarray:
     """``vstack`` of A's row chunks (no copy for a single chunk)."""
@@ -292,8 +282,8 @@ def identity(value: Any) -> Any:
     return value
 
 
-def _raced_product(product, index: int, block: np.ndarray, x) -> np.ndarray:
-    seconds = _local_delay(index) if _local_delay is not None else 0.0
+def _raced_product(product, index: int, block: np.ndarray, x, delay) -> np.ndarray:
+    seconds = delay(index) if delay is not None else 0.0
     if seconds > 0:
         time.sleep(seconds)
     return product(block, x)
@@ -304,10 +294,12 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
     """Local-scheduler first-threshold-of-n: race ``product(block_j, x)`` in a private
     thread pool and decode from the first ``scheme.threshold`` to finish; stragglers
     finish in the background."""
+    delay = config.get("local-race.delay")  # seconds for product j (local_stragglers)
     pool = ThreadPoolExecutor(len(blocks), thread_name_prefix="dask-coded-race")
     try:
         futures = {
-            pool.submit(_raced_product, product, j, b, x): j for j, b in enumerate(blocks)
+            pool.submit(_raced_product, product, j, b, x, delay): j
+            for j, b in enumerate(blocks)
         }
         done: dict[int, np.ndarray] = {}
         pending = set(futures)
@@ -322,16 +314,46 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
 
 
 def encode_and_race(scheme: Scheme, product, row_chunks: list, x,
-                    remember: tuple | None = None, dtype: str | None = None,
+                    remember: Callable | None = None, dtype: str | None = None,
                     out_dtype: str | None = None) -> np.ndarray:
     """Local first-k-of-n for a graph that encodes A in the call: encode (in ``dtype``),
-    then race (the result in ``out_dtype``). ``remember=(key, source)`` keeps the coded
-    blocks in this process (:data:`dask_coded.resident.LOCAL`) for the next graph."""
+    then race (the result in ``out_dtype``). ``remember(blocks, scales)``, when given,
+    keeps the coded blocks for the next graph (the rewrite's
+    :data:`dask_coded.resident.LOCAL`)."""
     A, bad, rows = set_aside(_as(stack_rows(row_chunks), dtype))
     blocks = scheme.encode(A)
     if len(bad):
         blocks = [WithRows(block, bad, rows) for block in blocks]
     scales = scheme.scales(A)
     if remember is not None:
-        LOCAL.remember(remember[0], remember[1], blocks, scales)
+        remember(blocks, scales)
     return race_products(scheme, blocks, x, product, scales, out_dtype)
+
+
+# ---- two-operand (pair) schemes: A @ B with both operands encoded ---------------------
+
+def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarray:
+    """One worker's product from its pair of encoded operands (see ``coded_product``)."""
+    return polynomial_product(*pair)
+
+
+def encode_side(code: PolynomialScheme, w: int, chunks: list, side: str) -> np.ndarray:
+    """Worker ``w``'s encoded operand of A (``side="a"``) or B (``"b"``) from the
+    operand's chunk grid (a list of rows of chunks): ``sum_i c_wi X_i``."""
+    X = np.block(chunks)
+    check_finite_operand(X, side.upper())
+    return code.encode_operand(w, code.split_operand(X, side), side)
+
+
+def encode_pair(code: PolynomialScheme, w: int, a_chunks: list, b_chunks: list
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Worker ``w``'s encoded operands from A's and B's chunk grids (lists of rows of
+    chunks): ``(sum_i a_wi A_i, sum_j b_wj B_j)`` over the scheme's pieces."""
+    return encode_side(code, w, a_chunks, "a"), encode_side(code, w, b_chunks, "b")
+
+
+def encode_pairs_and_race(code: PolynomialScheme, a_chunks: list, b_chunks: list
+                          ) -> np.ndarray:
+    """Local first-threshold-of-n of ``A @ B``: encode every pair, race their products."""
+    pairs = [encode_pair(code, w, a_chunks, b_chunks) for w in range(code.n_blocks)]
+    return race_products(code, pairs, None, pair_product)

@@ -22,65 +22,24 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask._task_spec import Task
 
 from . import cluster
 from .errors import CodeParameterError
-from .graph import EncodeTask, grid, product_group
-from .kernels import check_finite_operand, race_products
-from .keys import CALL_BLOCK_PREFIX, DECODE_PREFIX
-from .matrix import as_matrix, encode
-from .operand import EncodedOperand, encode_side, encode_with, pair_product, product_array
+from .arrays import as_matrix
+from .graph import coded_pair_tasks, product_array
+from .kernels import check_finite_operand
+from .keys import DECODE_PREFIX
+from .matrix import encode
+from .operand import EncodedOperand, encode_with
 from .schemes import lookup
-from .schemes.polynomial import PolynomialScheme
+from .theory import plan_matmul
 from .workers import default_client, require_workers
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MatmulPlan:
-    """The code ``dc.matmul(..., scheme="auto")`` chose, and why: the bytes each scheme
-    would move per call (operands to the ``n`` workers, plus the products the decode
-    gathers), for a threshold of about ``3 n / 4``."""
-
-    scheme: str
-    splits: Any
-    threshold: int
-    bytes: dict
-
-    def __repr__(self) -> str:
-        costs = ", ".join(f"{name} {b / 1e6:.1f} MB" for name, b in self.bytes.items())
-        return (f"MatmulPlan({self.scheme!r}, splits={self.splits}, threshold="
-                f"{self.threshold}: fewest bytes moved per call of {costs})")
-
-
-def plan_matmul(shape_a: tuple, shape_b: tuple, n: int, itemsize: int = 8) -> MatmulPlan:
-    """Choose among 1-D MDS of A (``"mds"``: every worker gets all of B), polynomial and
-    MatDot codes by the bytes a call moves: ``n`` times what one worker receives, plus the
-    ``threshold`` products the decode gathers (MatDot's are the size of ``C``).
-
-    The threshold is ``round(3 n / 4)`` (the theory's best ``k`` at ``mu = 1``); the
-    polynomial code takes the ``(m, p)`` with ``m p`` at most that which sends the least.
-    """
-    (r, s), (_, t) = shape_a, shape_b
-    a, b, c = r * s * itemsize, s * t * itemsize, r * t * itemsize
-    T = max(1, round(3 * n / 4))
-    options = {"mds": (T, n * (a / T + b) + c)}
-    m, p = min(((m, p) for m in range(1, T + 1) for p in range(1, T // m + 1)),
-               key=lambda mp: (a / mp[0] + b / mp[1], -mp[0] * mp[1]))
-    options["polynomial"] = ((m, p), n * (a / m + b / p) + c)
-    md = (T + 1) // 2
-    options["matdot"] = (md, n * (a + b) / md + (2 * md - 1) * c)
-    best = min(options, key=lambda k: options[k][1])
-    splits = options[best][0]
-    threshold = {"mds": T, "polynomial": m * p, "matdot": 2 * md - 1}[best]
-    return MatmulPlan(best, splits, threshold, {k: v[1] for k, v in options.items()})
 
 
 def _operand(X: Any, name: str) -> np.ndarray:
@@ -89,38 +48,6 @@ def _operand(X: Any, name: str) -> np.ndarray:
     X = np.asarray(X.compute() if isinstance(X, da.Array) else X)
     check_finite_operand(X, name)
     return X
-
-
-def encode_pair(code: PolynomialScheme, w: int, a_chunks: list, b_chunks: list
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Worker ``w``'s encoded operands from A's and B's chunk grids (lists of rows of
-    chunks): ``(sum_i a_wi A_i, sum_j b_wj B_j)`` over the scheme's pieces."""
-    return encode_side(code, w, a_chunks, "a"), encode_side(code, w, b_chunks, "b")
-
-
-def encode_pairs_and_race(code: PolynomialScheme, a_chunks: list, b_chunks: list
-                          ) -> np.ndarray:
-    """Local first-threshold-of-n of ``A @ B``: encode every pair, race their products."""
-    pairs = [encode_pair(code, w, a_chunks, b_chunks) for w in range(code.n_blocks)]
-    return race_products(code, pairs, None, pair_product)
-
-
-def coded_pair_tasks(code: PolynomialScheme, a_keys, b_keys, token: str, decode_key,
-                     local: bool = False) -> dict:
-    """``decode_key = A @ B`` from A's and B's chunk keys (nested lists, rows of chunks):
-    on a cluster, tasks ``("coded-block-call-<token>", w)`` encode worker ``w``'s pair where
-    the plugin pins it, then the product group; locally, one task that races the
-    products in threads."""
-    a, b = grid(a_keys), grid(b_keys)
-    if local:
-        return {decode_key: Task(decode_key, encode_pairs_and_race, code, a, b)}
-    name = f"{CALL_BLOCK_PREFIX}{token}"
-    tasks = {(name, w): EncodeTask((name, w), encode_pair, code, w, a, b,
-                                     matrix=token, index=w, keep=False)
-             for w in range(code.n_blocks)}
-    tasks.update(product_group(code, token, list(tasks), None, decode_key,
-                               product=pair_product))
-    return tasks
 
 
 def matmul(A: Any, B: Any, n: int | None = None, scheme: str = "polynomial",

@@ -28,9 +28,11 @@ from distributed import progress as progress_bar
 
 from . import resident
 from . import cluster
+from .arrays import as_array, as_matrix
 from ._scheduler import FirstKPlugin
 from .codes import audit, check_real_dtype
 from .errors import BlockShapeError, CodedError, CodeParameterError
+from .handles import Handle
 from .graph import EncodeTask, product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, product_name
 from .kernels import check_finite_operand, encode_block, row_scales
@@ -41,38 +43,7 @@ from .workers import default_client, pick_workers
 logger = logging.getLogger(__name__)
 
 
-def as_array(A: Any, name: str):
-    """``A`` as a numpy or dask array, or a clear error for what cannot be coded."""
-    if isinstance(A, CodedMatrix):
-        raise TypeError(
-            f"{name} is a CodedMatrix; a coded product takes a numpy or dask operand "
-            f"(multiply by the original matrix, or compute one product first)")
-    if hasattr(A, "tocsr") and hasattr(A, "nnz"):  # scipy.sparse, without importing it
-        raise TypeError(
-            f"{name} is a scipy.sparse {type(A).__name__}; coded blocks and products are "
-            f"dense: pass {name}.toarray() (or a dask array of dense chunks)")
-    if not isinstance(A, da.Array):
-        A = np.asarray(A)
-        if A.dtype == object and A.ndim == 0:
-            raise TypeError(f"{name} must be a numpy or dask array, got {type(A.item()).__name__}")
-    elif any(np.isnan(s) for s in A.shape):
-        raise BlockShapeError(
-            f"{name} has unknown chunk sizes {A.chunks}; call {name}.compute_chunk_sizes() first")
-    return A
-
-
-def as_matrix(A: Any, name: str = "A"):
-    """``A`` as a 2-D real numpy or dask array with rows and columns, or a clear error."""
-    A = as_array(A, name)
-    if A.ndim != 2:
-        raise BlockShapeError(f"{name} must be 2-D, got {A.ndim}-D with shape {A.shape}")
-    check_real_dtype(np.dtype(A.dtype), name)
-    if 0 in A.shape:
-        raise BlockShapeError(f"{name} has shape {A.shape}: it needs at least one row and column")
-    return A
-
-
-class CodedMatrix:
+class CodedMatrix(Handle):
     """A matrix A encoded by a coding scheme, its coded blocks resident on workers.
 
     Build it with :func:`encode`. ``CA @ x`` (x numpy or dask, 1-D or 2-D) is a dask
@@ -627,8 +598,7 @@ def release(A: Any, client: Any = None) -> int:
     client's encodings of an array of the same name are left alone.
     """
     if not isinstance(A, da.Array):
-        if callable(getattr(A, "release", None)) and getattr(A, "__module__", "").startswith(
-                "dask_coded"):
+        if isinstance(A, Handle):
             A.release()
             return 1
         raise TypeError(f"release takes a resident handle (CodedMatrix, EncodedOperand, "

@@ -26,69 +26,28 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask._task_spec import Task
-from dask.highlevelgraph import HighLevelGraph
 
+from .handles import Handle
 from . import cluster
 from .errors import CodedError
-from .graph import EncodeTask, grid, product_group
-from .kernels import check_finite_operand, identity
+from .graph import EncodeTask, grid, operand_products, product_array, product_group
+from .kernels import check_finite_operand, encode_side, identity, pair_product
 from .keys import BLOCK_PREFIX, DECODE_PREFIX
-from .matrix import as_matrix
+from .arrays import as_matrix
 from .schemes import lookup
 from .schemes.polynomial import PolynomialScheme, coded_product
 from .workers import default_client, pick_workers, require_workers
-
-
-def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarray:
-    """One worker's product from its pair of encoded operands (see ``coded_product``)."""
-    return coded_product(*pair)
-
-
-def encode_side(code: PolynomialScheme, w: int, chunks: list, side: str) -> np.ndarray:
-    """Worker ``w``'s encoded operand of A (``side="a"``) or B (``"b"``) from the
-    operand's chunk grid (a list of rows of chunks): ``sum_i c_wi X_i``."""
-    X = np.block(chunks)
-    check_finite_operand(X, side.upper())
-    return code.encode_operand(w, code.cut(X, side), side)
 
 
 def encode_here(code: PolynomialScheme, X: np.ndarray, side: str) -> list[np.ndarray]:
     """Every worker's encoded operand of A (``side="a"``) or B (``"b"``), here in this
     process: ``sum_i c_wi X_i`` for ``w = 0 .. n - 1`` (a NaN or Inf refused first)."""
     check_finite_operand(X, side.upper())
-    blocks = code.cut(X, side)
+    blocks = code.split_operand(X, side)
     return [code.encode_operand(w, blocks, side) for w in range(code.n_blocks)]
 
 
-def product_array(name: str, tasks: dict, shape: tuple, dependencies) -> da.Array:
-    """The dask Array (one chunk) of decode ``(name, 0, 0)``."""
-    graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
-    return da.Array(graph, name, ((shape[0],), (shape[1],)), dtype=np.float64)
-
-
-def encoded_operand_tasks(code: PolynomialScheme, token: str, a_keys) -> dict:
-    """Tasks ``("coded-block-<token>", w)`` encoding A's operand for worker ``w`` from
-    A's chunk keys (rows of chunks); the scheduler plugin spreads them over distinct
-    workers and keeps them resident (encoded in a graph, as the 1-D code's blocks)."""
-    name, chunks = f"{BLOCK_PREFIX}{token}", grid(a_keys)
-    return {(name, w): EncodeTask((name, w), encode_side, code, w, chunks, "a",
-                                     matrix=token, index=w)
-            for w in range(code.n_blocks)}
-
-
-def operand_products(code: PolynomialScheme, token: str, blocks: list, b_keys,
-                     decode_key) -> dict:
-    """The product group of ``decode_key = A @ B`` on A's encoded operands ``blocks``
-    (keys or futures): product ``w`` gathers B's chunks (keys ``b_keys``, rows of chunks)
-    and encodes B's operand for worker ``w`` itself, where A's is pinned."""
-    chunks = grid(b_keys)
-    b_encoded = [Task(None, encode_side, code, w, chunks, "b") for w in range(code.n_blocks)]
-    return product_group(code, token, blocks, None, decode_key, product=coded_product,
-                         operands=b_encoded)
-
-
-class EncodedOperand:
+class EncodedOperand(Handle):
     """A's encoded operands of a polynomial or MatDot code, one per worker, resident.
 
     Build it with :func:`encode_operand`. ``EA @ B`` (B numpy or dask, 2-D, with

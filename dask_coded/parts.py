@@ -25,6 +25,7 @@ from dask.base import is_dask_collection
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
+from .handles import Handle
 from . import cluster
 from .errors import CodedError
 from .graph import EncodeTask, product_group
@@ -34,7 +35,7 @@ from .schemes import PartScheme, build
 from .workers import default_client, pick_workers
 
 
-class CodedParts:
+class CodedParts(Handle):
     """Data parts encoded by a :class:`~dask_coded.schemes.PartScheme`, one coded part
     per worker. Build it with :func:`dask_coded.encode`.
 

@@ -30,8 +30,8 @@ those of the original layer, so the rest of the graph is untouched.
   sum's output blocks, which replace its tree): on distributed, A's encoded operands are
   encoded in the first graph and kept resident like the 1-D code's blocks, and each
   product encodes B's operand from B's chunks
-  (:func:`dask_coded.operand.operand_products`); on the local scheduler both operands are
-  encoded in each call (:func:`dask_coded.matmul2d.coded_pair_tasks`).
+  (:func:`dask_coded.graph.operand_products`); on the local scheduler both operands are
+  encoded in each call (:func:`dask_coded.graph.coded_pair_tasks`).
 
 Whether the graph runs on ``distributed`` is decided by pickling: dask ships the optimizer
 to the scheduler (where it runs) only on ``distributed``, and the pickled copy builds the
@@ -64,9 +64,10 @@ from . import cluster
 from ._scheduler.observations import REWRITES
 from ._scheduler.residency import resident_keys
 from .errors import CodeParameterError, TooFewWorkersError
-from .graph import encode_tasks, fold_cuts, product_group
-from .matmul2d import coded_pair_tasks, plan_matmul
-from .operand import encoded_operand_tasks, operand_products
+from .graph import (
+    coded_pair_tasks, encode_tasks, encoded_operand_tasks, fold_cuts, operand_products,
+    product_group,
+)
 from .keys import DECODE_PREFIX, key_name
 from .kernels import (
     encode_and_race, identity, linear_product, take_block, take_rows, zero_rows,
@@ -74,6 +75,7 @@ from .kernels import (
 from .resident import Resident
 from .schemes import SCHEMES, Scheme, build, lookup
 from .schemes.polynomial import PolynomialScheme
+from .theory import plan_matmul
 from .workers import default_client, live_workers
 
 LINEAR_IN_A = (_matmul, _tensordot)
@@ -222,7 +224,7 @@ class CodedOptimizer:
     def _two_sided(self, hlg: HighLevelGraph, m: _Match) -> PolynomialScheme | None:
         """The 2-D code for layer ``m`` when one was asked for and its right operand is a
         matrix (more than one column); None for the 1-D MDS path (or ``"auto"`` choosing
-        it by :func:`~dask_coded.matmul2d.plan_matmul`)."""
+        it by :func:`~dask_coded.theory.plan_matmul`)."""
         if self.scheme == "mds" or len(m.b_ind) != 2 or m.b_ind[0] != m.a_ind[1]:
             return None
         b_chunks = (hlg.layers[m.b].collection_annotations or {}).get("chunks")
@@ -321,7 +323,8 @@ class CodedOptimizer:
                     blocks = None
                     tasks[dec_key] = Task(dec_key, encode_and_race, scheme, product,
                                           List(*[TaskRef(a) for a in a_keys]), operand,
-                                          ((token, coord[contracted]), m.a),
+                                          functools.partial(residents.LOCAL.remember,
+                                                            (token, coord[contracted]), m.a),
                                           m.encode_dtype, m.dtype.str)
                 else:
                     # keys depend only on A and the code: the next graph reuses them, and

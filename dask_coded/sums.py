@@ -1,7 +1,7 @@
 """Coded sums of any function over partitions: ``sum(fn(p) for p in partitions)`` from the
 first ``n - s`` of ``n`` workers (gradient coding, :mod:`dask_coded.schemes.gradient`).
 
-:class:`CodedPartitions` places the data once: the partitions are cut into ``n`` parts
+:class:`CodedPartitions` places the data once: the partitions are split into ``n`` parts
 and worker ``j`` receives the *assignment* of the ``s + 1`` parts its row of the code names
 (``("coded-block-<token>", j)``, pinned there like a coded block: the scheduler plugin
 re-pins it when the worker is lost). ``CP.sum(fn)`` is a ``dask.delayed`` object whose
@@ -29,6 +29,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from distributed import Future
 
+from .handles import Handle
 from . import cluster
 from .errors import CodedError, TooFewWorkersError
 from .graph import EncodeTask, product_group
@@ -63,7 +64,7 @@ def part_indices(count: int, n: int) -> list[tuple[int, ...]]:
     return [tuple(int(i) for i in part) for part in np.array_split(np.arange(count), n)]
 
 
-class CodedPartitions:
+class CodedPartitions(Handle):
     """Partitions placed for coded sums: worker ``j`` holds the assignment of parts its row of
     a :class:`~dask_coded.schemes.GradientCode` names.
 

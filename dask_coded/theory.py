@@ -10,6 +10,7 @@ un-straggled time). ``H_m = sum_{i <= m} 1 / i``.
 | ``r``-replication, ``n / r`` pieces on ``r`` workers each | first copy of every piece | ``(r + H_{n/r} / mu) / n`` |
 | ``(n, k)`` MDS | any ``k`` of ``n`` | ``(1 + (H_n - H_{n-k}) / mu) / k`` |
 | gradient code, ``s`` stragglers (each worker ``s + 1`` parts of ``n``) | any ``n - s`` of ``n`` | ``(s + 1)(1 + (H_n - H_s) / mu) / n`` |
+| Lagrange, ``k`` parts, degree ``d`` (each worker one coded part, ``1/k``) | any ``t = (k - 1) d + 1`` of ``n`` | ``(1 + (H_n - H_{n-t}) / mu) / k`` |
 
 For models with no closed form, :func:`monte_carlo` simulates any
 :class:`~dask_coded.stragglers.DelayModel`; :func:`blocks_time` several coded blocks per
@@ -20,14 +21,15 @@ worker, :func:`chunks_time` plain dynamic scheduling of many chunks, and
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import digamma, lambertw
 
-from .shuffle.placement import Placement
 from .stragglers.models import ShiftedExponential, SlowWorkers
 
-SCHEMES = ("uncoded", "replication", "mds", "gradient")
+SCHEMES = ("uncoded", "replication", "mds", "gradient", "lagrange")
 
 
 def harmonic(m: int) -> float:
@@ -45,22 +47,26 @@ def _check(n: int, mu: float) -> None:
 
 
 def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
-                  r: int | None = None, s: int | None = None) -> float:
+                  r: int | None = None, s: int | None = None,
+                  degree: int | None = None) -> float:
     """Expected completion time of ``scheme`` on ``n`` workers (module table).
 
     Parameters
     ----------
-    scheme : {"uncoded", "replication", "mds", "gradient"}
+    scheme : {"uncoded", "replication", "mds", "gradient", "lagrange"}
     n : int
         Workers.
     k : int
-        For ``"mds"``: blocks needed, ``1 <= k <= n``.
+        For ``"mds"``: blocks needed, ``1 <= k <= n``; for ``"lagrange"``: data parts.
     mu : float
         Straggling rate (``> 0``; larger is less straggling).
     r : int
         For ``"replication"``: copies of each piece, dividing ``n``.
     s : int
         For ``"gradient"``: stragglers tolerated, ``0 <= s < n`` (Tandon et al. 2017).
+    degree : int
+        For ``"lagrange"``: the degree of the function of each part (Yu et al. 2019);
+        the threshold ``(k - 1) degree + 1`` must be at most ``n``.
 
     Examples
     --------
@@ -81,7 +87,17 @@ def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
     if scheme == "gradient":
         _check_stragglers(n, s)
         return (s + 1) * (1 + (harmonic(n) - harmonic(s)) / mu) / n
+    if scheme == "lagrange":
+        t = _lagrange_threshold(n, k, degree)
+        return (1 + (harmonic(n) - harmonic(n - t)) / mu) / k
     raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+
+
+def _lagrange_threshold(n: int, k, degree) -> int:
+    if k is None or degree is None or k < 1 or degree < 1 or (k - 1) * degree + 1 > n:
+        raise ValueError(f"lagrange needs k >= 1 parts and degree >= 1 with "
+                         f"(k - 1) degree + 1 <= n={n}, got k={k!r}, degree={degree!r}")
+    return (k - 1) * degree + 1
 
 
 def _check_stragglers(n: int, s) -> None:
@@ -159,10 +175,11 @@ def fit_calls(calls, censored, n: int, outlier: float = 3.0) -> tuple[float, flo
 
 def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None = None,
                 trials: int = 2000, seed: int = 0,
-                workers: list[str] | None = None, s: int | None = None) -> tuple[float, float]:
+                workers: list[str] | None = None, s: int | None = None,
+                degree: int | None = None) -> tuple[float, float]:
     """``(mean, standard error)`` of the completion time of ``scheme`` under any delay
     model, by simulation: each task's time is ``model``'s delay for its work share
-    (``1/n`` uncoded, ``r/n`` replicated, ``1/k`` MDS, ``(s+1)/n`` gradient) on worker
+    (``1/n`` uncoded, ``r/n`` replicated, ``1/k`` MDS and Lagrange, ``(s+1)/n`` gradient) on worker
     ``workers[j]``."""
     workers = [str(j) for j in range(n)] if workers is None else [str(w) for w in workers]
     if len(workers) != n:
@@ -182,6 +199,10 @@ def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None 
         _check_stragglers(n, s)
         times = model.sample(trials, seed, work=(s + 1) / n, workers=workers)
         t = np.sort(times, axis=1)[:, n - s - 1]
+    elif scheme == "lagrange":
+        threshold = _lagrange_threshold(n, k, degree)
+        times = model.sample(trials, seed, work=1 / k, workers=workers)
+        t = np.sort(times, axis=1)[:, threshold - 1]
     else:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))
@@ -296,7 +317,8 @@ def shuffle_load(strategy: str, q: int, n: int, storage: float) -> float:
     divided by ``(alpha + 1/n) n = n storage / q`` (``alpha``: cached fraction beyond the
     share). ``"coded-caching"``: Maddah-Ali and Niesen's load with ``t = n storage / q``,
     ``(q - storage) / (1 + t)``. ``"segments"``: the segment placement
-    (:class:`~dask_coded.shuffle.placement.Placement`) with perfectly even demands: a
+    (:func:`placement_levels`, what :class:`~dask_coded.shuffle.placement.Placement`
+    builds) with perfectly even demands: a
     partition moving from ``o`` to ``k`` lacks the segments ``T`` (``|T| = t``) without
     ``k``; those without ``o`` go in XORs of ``t + 2``, those with ``o`` in XORs of
     ``t + 1``, so it costs ``(C(n-2, t) / (t+2) + C(n-2, t-1) / (t+1)) / C(n, t)`` of a
@@ -314,8 +336,8 @@ def shuffle_load(strategy: str, q: int, n: int, storage: float) -> float:
     if strategy == "coded-caching":
         return (q - storage) / (1 + n * storage / q)
     if strategy == "segments":
-        pl = Placement.for_storage(n, q, storage, max_segments=10**9)
-        if pl is None:
+        levels = placement_levels(n, q, storage)
+        if levels is None:
             return q * (1 - 1 / n)  # no room to cache: every moving partition is sent
 
         def per_partition(t: int) -> float:
@@ -324,9 +346,30 @@ def shuffle_load(strategy: str, q: int, n: int, storage: float) -> float:
             c = math.comb
             return (c(n - 2, t) / (t + 2) + (c(n - 2, t - 1) / (t + 1) if t else 0)) / c(n, t)
 
-        return q * (1 - 1 / n) * sum(f * per_partition(t) for t, f in pl.levels)
+        return q * (1 - 1 / n) * sum(f * per_partition(t) for t, f in levels)
     raise ValueError(f"strategy must be 'uncoded', 'coded', 'coded-caching' or 'segments', "
                      f"got {strategy!r}")
+
+
+def placement_levels(n: int, q: int, storage: float) -> list[tuple[int, float]] | None:
+    """The levels ``[(t, fraction)]`` of the largest segment placement that fits
+    ``storage`` partitions per worker (its share of ``ceil(q / n)`` included), or
+    ``None`` when no storage is left for caching.
+
+    A worker owning ``m`` partitions caches ``(q - m) tau / n`` more at mean level
+    ``tau``, so ``tau = n (storage - ceil(q/n)) / (q - floor(q/n))``, capped at ``n``; a
+    fractional ``tau`` mixes levels ``floor(tau)`` and ``floor(tau) + 1``.
+    """
+    if n < 2 or q < n:
+        return None
+    share_max, share_min = -(-q // n), q // n
+    tau = min(float(n), n * (storage - share_max) / (q - share_min))
+    if tau <= 0:
+        return None
+    t = int(math.floor(tau + 1e-12))
+    lam = tau - t
+    levels = [(t, 1.0 - lam)] if lam < 1e-9 else [(t, 1.0 - lam), (t + 1, lam)]
+    return [(lt, f) for lt, f in levels if f > 1e-9]
 
 
 def shuffle_lower_bound(q: int, n: int, storage: float) -> float:
@@ -354,3 +397,43 @@ def shuffle_lower_bound(q: int, n: int, storage: float) -> float:
             if (L + 1) * j * m <= q + 1e-9:
                 best = max(best, j * (m - (storage - m) / L))
     return best
+
+
+@dataclass(frozen=True)
+class MatmulPlan:
+    """The code ``dc.matmul(..., scheme="auto")`` chose, and why: the bytes each scheme
+    would move per call (operands to the ``n`` workers, plus the products the decode
+    gathers), for a threshold of about ``3 n / 4``."""
+
+    scheme: str
+    splits: Any
+    threshold: int
+    bytes: dict
+
+    def __repr__(self) -> str:
+        costs = ", ".join(f"{name} {b / 1e6:.1f} MB" for name, b in self.bytes.items())
+        return (f"MatmulPlan({self.scheme!r}, splits={self.splits}, threshold="
+                f"{self.threshold}: fewest bytes moved per call of {costs})")
+
+
+def plan_matmul(shape_a: tuple, shape_b: tuple, n: int, itemsize: int = 8) -> MatmulPlan:
+    """Choose among 1-D MDS of A (``"mds"``: every worker gets all of B), polynomial and
+    MatDot codes by the bytes a call moves: ``n`` times what one worker receives, plus the
+    ``threshold`` products the decode gathers (MatDot's are the size of ``C``).
+
+    The threshold is ``round(3 n / 4)`` (the theory's best ``k`` at ``mu = 1``); the
+    polynomial code takes the ``(m, p)`` with ``m p`` at most that which sends the least.
+    """
+    (r, s), (_, t) = shape_a, shape_b
+    a, b, c = r * s * itemsize, s * t * itemsize, r * t * itemsize
+    T = max(1, round(3 * n / 4))
+    options = {"mds": (T, n * (a / T + b) + c)}
+    m, p = min(((m, p) for m in range(1, T + 1) for p in range(1, T // m + 1)),
+               key=lambda mp: (a / mp[0] + b / mp[1], -mp[0] * mp[1]))
+    options["polynomial"] = ((m, p), n * (a / m + b / p) + c)
+    md = (T + 1) // 2
+    options["matdot"] = (md, n * (a + b) / md + (2 * md - 1) * c)
+    best = min(options, key=lambda k: options[k][1])
+    splits = options[best][0]
+    threshold = {"mds": T, "polynomial": m * p, "matdot": 2 * md - 1}[best]
+    return MatmulPlan(best, splits, threshold, {k: v[1] for k, v in options.items()})

@@ -121,3 +121,15 @@ def test_leftovers_of_released_products_favour_a_higher_k_and_more_blocks():
     blocks = [theory.blocks_time(model, 12, 6, 8, 2, 1500, 2, leftovers=lo)[0]
               for lo in (False, True)]
     assert blocks[1] / blocks[0] < kept[5] / free[5]  # leftovers cost less with blocks
+
+
+def test_lagrange_time_matches_simulation_and_is_mds_at_degree_one():
+    model = dc.ShiftedExponential(mu=0.5, scale=1.0)
+    closed = theory.expected_time("lagrange", 12, k=4, mu=0.5, degree=2)
+    mean, err = theory.monte_carlo("lagrange", model, 12, k=4, degree=2, trials=40000, seed=3)
+    assert abs(mean - closed) < 5 * err
+    # degree 1: threshold k, each worker 1/k: the paper's (n, k) MDS code
+    assert theory.expected_time("lagrange", 12, k=9, mu=1.0, degree=1) == pytest.approx(
+        theory.expected_time("mds", 12, k=9, mu=1.0))
+    with pytest.raises(ValueError, match=r"\(k - 1\) degree \+ 1 <= n=12"):
+        theory.expected_time("lagrange", 12, k=7, degree=2)

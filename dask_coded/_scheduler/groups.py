@@ -5,15 +5,15 @@ carrying its group's :class:`~dask_coded.graph.GroupSpec`). Every event that tou
 group (a product finishing or leaving memory, a worker lost, a new graph, the deadline)
 leads to :meth:`Groups.review`, which does one of three things:
 
-* the finished products satisfy the group's rule: the decode is cut loose from the
+* the finished products satisfy the group's rule: the decode is detached from the
   unfinished ones (their arguments become ``None``), runs where a product finished, and
   the stragglers are released and forgotten;
 * the rule can no longer hold (the products still able to finish are too few): the
-  decode is cut loose from the lost ones (their arguments become
+  decode is detached from the lost ones (their arguments become
   :class:`~dask_coded.kernels.Missing`, saying why) and raises
   :class:`~dask_coded.TooFewResultsError` at once;
 * otherwise it waits, at most ``coded.first-k.deadline`` from when the graph arrived;
-  then whatever it still waits for is cut as missing, so no call waits forever.
+  then whatever it still waits for is given up as missing, so no call waits forever.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Groups:
 
     def forget(self, key) -> None:
         pruned = self.pruned.pop(key, None)
-        if pruned is not None:  # forgotten before it finished: its cut products too
+        if pruned is not None:  # forgotten before it finished: its detached products too
             self.scheduler.loop.add_callback(self.forget_orphans, pruned.dependencies,
                                              f"coded-forget-{time.time()}")
         product = self.products.pop(key, None)
@@ -186,7 +186,7 @@ class Groups:
         if fast and (not ts.worker_restrictions or ts.loose_restrictions):
             s.set_restrictions({key: fast})
             ts.loose_restrictions = True
-        self._cut(ts, unfinished, None, stimulus_id)
+        self._detach(ts, unfinished, None, stimulus_id)
         self.plugin.stats["pruned"] += 1
 
     def fail(self, group: ProductGroup, stimulus_id: str, why: str) -> None:
@@ -204,11 +204,11 @@ class Groups:
                        "needed can still finish): %s", group.decode,
                        self._viable(group), group.threshold, why)
         group.started = True
-        self._cut(ts, lost, why, stimulus_id)
+        self._detach(ts, lost, why, stimulus_id)
         self.plugin.stats["failed-early"] += 1
 
     def expire(self, key, group: ProductGroup) -> None:
-        """The deadline passed: cut whatever products the decode still waits for."""
+        """The deadline passed: detach whatever products the decode still waits for."""
         ts = self.scheduler.tasks.get(key)
         if self.groups.get(key) is not group or ts is None or ts.state != "waiting":
             return
@@ -224,18 +224,18 @@ class Groups:
                f"{where}")
         logger.warning("dask_coded: decode %s: %s", key, why)
         group.started = True
-        self._cut(ts, waiting, why, f"coded-deadline-{time.time()}")
+        self._detach(ts, waiting, why, f"coded-deadline-{time.time()}")
         self.plugin.stats["expired"] += 1
 
-    def _cut(self, ts, cut: set, why: str | None, stimulus_id: str) -> None:
-        """Drop decode ``ts``'s edges to the products ``cut`` (their arguments become
+    def _detach(self, ts, detached: set, why: str | None, stimulus_id: str) -> None:
+        """Drop decode ``ts``'s edges to the products ``detached`` (their arguments become
         ``None``, or :class:`Missing` ``why``), start it if it waits for nothing else,
-        and release and forget the cut products nobody else wants."""
-        s, cut_keys = self.scheduler, {d.key for d in cut}
+        and release and forget the detached products nobody else wants."""
+        s, detached_keys = self.scheduler, {d.key for d in detached}
         if ts.key not in self.pruned:
             self.pruned[ts.key] = PrunedDecode(ts.run_spec,
                                                tuple(d.key for d in ts.dependencies))
-        for d in cut:
+        for d in detached:
             ts.waiting_on.discard(d)
             ts.dependencies.discard(d)
             d.dependents.discard(ts)
@@ -245,11 +245,11 @@ class Groups:
         gone = None if why is None else Missing(why)
         ts.run_spec = Task(
             spec.key, spec.func,
-            *[gone if isinstance(a, TaskRef) and a.key in cut_keys else a for a in spec.args],
+            *[gone if isinstance(a, TaskRef) and a.key in detached_keys else a for a in spec.args],
             **spec.kwargs,
         )
         recs = {} if ts.waiting_on else {ts.key: "processing"}
-        orphans = [d for d in cut if not d.dependents and not d.who_wants]
+        orphans = [d for d in detached if not d.dependents and not d.who_wants]
         recs.update({d.key: "released" for d in orphans})
         self.plugin.stats["released"] += len(orphans)
         # the released products stay known (state "released") until the decode finishes
@@ -275,7 +275,7 @@ class Groups:
             group.started = False
 
     def forget_orphans(self, keys, stimulus_id: str) -> None:
-        """Forget the released products ``keys`` nobody depends on or wants (cut from a
+        """Forget the released products ``keys`` nobody depends on or wants (detached from a
         decode that was forgotten before it finished)."""
         tasks = self.scheduler.tasks
         gone = {k: "forgotten" for k in keys if k in tasks and tasks[k].state == "released"

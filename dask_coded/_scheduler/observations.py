@@ -32,7 +32,7 @@ class Observations:
 
     def record_decode(self, name: str, used: set, censor: float | None,
                       released_workers: list) -> None:
-        """A decode started early from the products ``used``; the others were cut off."""
+        """A decode started early from the products ``used``; the others were detached."""
         record = self._call(name)
         record.used.update(used)
         record.released.extend(released_workers)

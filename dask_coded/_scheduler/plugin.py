@@ -5,7 +5,7 @@ any scheduler. This plugin only makes it fast and keeps it live on ``distributed
 concern lives in its own module and owns its records:
 
 * :mod:`.groups`: first-k decisions (start a decode once its rule holds, fail it at once
-  when the rule can no longer hold, cut it loose at the deadline);
+  when the rule can no longer hold, detach it at the deadline);
 * :mod:`.pins`: coded blocks pinned one per worker, products with their blocks, re-pinned
   after a loss (``coded.first-k.repin-delay``, or at once when a call arrives) and spread
   back out when a worker joins;
@@ -44,7 +44,7 @@ class FirstKPlugin(SchedulerPlugin):
     decodes started early, ``released`` straggler products, ``pinned`` products,
     ``repinned`` blocks of lost workers, ``moved`` blocks spread onto joining workers,
     ``failed-early`` decodes that could no longer reach their rule, ``expired`` decodes
-    cut loose at the deadline.
+    detached at the deadline.
     """
 
     name = PLUGIN_NAME

@@ -23,7 +23,7 @@ PLUGIN_NAME = "dask-coded-first-k"
 class ProductGroup:
     """The products of one decode (``index -> key``) and which of them are in memory.
 
-    ``started``: the decode was cut loose from its unfinished products (it started
+    ``started``: the decode was detached from its unfinished products (it started
     early, or was failed because its rule can no longer hold); ``since``: when the group
     was first seen (the scheduler's clock), for the deadline."""
 

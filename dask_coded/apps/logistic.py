@@ -27,7 +27,8 @@ import scipy.optimize
 from scipy.special import expit
 
 from ..errors import BlockShapeError, CodedError
-from ..matrix import as_matrix, encode
+from ..arrays import as_matrix
+from ..matrix import encode
 from ..sums import CodedPartitions
 
 METHODS = ("gradient-coding", "coded-matvec")

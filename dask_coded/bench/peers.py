@@ -27,7 +27,8 @@ import numpy as np
 from distributed import wait
 
 from ..errors import TooFewWorkersError
-from ..matrix import as_matrix, encode
+from ..arrays import as_matrix
+from ..matrix import encode
 from ..workers import live_workers
 
 

@@ -1,7 +1,7 @@
 """Gradient coding: the exact sum of any function over parts, from any ``n - s`` workers.
 
 Tandon, Lei, Dimakis, Karampatziakis, "Gradient coding: avoiding stragglers in
-distributed learning", ICML 2017. The data is cut into ``n`` parts; worker ``j`` holds the
+distributed learning", ICML 2017. The data is split into ``n`` parts; worker ``j`` holds the
 ``s + 1`` parts of its *support* and returns ``g_j = sum_i B[j, i] f_i`` where
 ``f_i = fn(part i)``. For every survivor set ``S`` of ``n - s`` workers there is a vector
 ``a`` with ``a_S^T B_S = 1^T`` (the decode vector), so ``sum_j a_j g_j = sum_i f_i``
@@ -99,7 +99,7 @@ class GradientCode(Scheme):
     Parameters
     ----------
     n : int
-        Workers, and parts the data is cut into.
+        Workers, and parts the data is split into.
     s : int
         Stragglers tolerated, ``0 <= s < n``; every part is held by ``s + 1`` workers.
     kind : {"auto", "fractional", "cyclic"}

@@ -16,14 +16,14 @@ exponentially ill-conditioned; two stable choices (``points``):
 ``"auto"`` takes ``"real"`` when its worst survivor set is within
 ``coded.decode.max-error``, else ``"complex"``.
 
-* ``"polynomial"`` (Yu, Maddah-Ali, Avestimehr, NeurIPS 2017), ``splits=(m, p)``: A cut
+* ``"polynomial"`` (Yu, Maddah-Ali, Avestimehr, NeurIPS 2017), ``splits=(m, p)``: A split
   into ``m`` row blocks, B into ``p`` column blocks; worker ``w`` gets
   ``A~ = sum_i A_i z^i`` and ``B~ = sum_j B_j z^(j m)`` and returns ``A~ B~``, whose
   coefficient of ``z^(i + j m)`` is ``A_i B_j`` (real points: ``T_i`` and ``T_(j m)``;
   ``T_i T_(j m) = (T_(i + j m) + T_|j m - i|) / 2`` is a triangular change of basis):
   threshold ``m p``; each worker receives ``1/m`` of A and ``1/p`` of B; a product is
   ``1/(m p)`` of C.
-* ``"matdot"`` (Dutta et al., IEEE TIT 2020), ``splits=m``: the inner dimension cut in
+* ``"matdot"`` (Dutta et al., IEEE TIT 2020), ``splits=m``: the inner dimension split in
   ``m``; ``A~ = sum_i A_i z^i`` (column blocks), ``B~ = sum_i B_i z^(m - 1 - i)`` (row
   blocks); the coefficient of ``z^(m - 1)`` of ``A~ B~`` is ``sum_i A_i B_i = A B`` (real
   points: ``A~ = sum_i w_i A_i T_i``, ``B~ = sum_i w_i B_i T_i``, ``w_0 = 1``,
@@ -54,7 +54,7 @@ def _splits(kind: str, splits) -> tuple[int, int]:
     if splits is None:
         example = "(2, 2): A's rows and B's columns in halves" if kind == "polynomial" else (
             "2: the inner dimension in halves")
-        raise CodeParameterError(f"{kind} needs splits, how the operands are cut (e.g. "
+        raise CodeParameterError(f"{kind} needs splits, how the operands are split (e.g. "
                                  f"splits={example}); dc.plan_matmul suggests one")
     if kind == "polynomial":
         if not isinstance(splits, (int, np.integer)) and (
@@ -72,8 +72,8 @@ def _splits(kind: str, splits) -> tuple[int, int]:
     return int(m), int(p)
 
 
-def _cut(X: np.ndarray, parts: int, axis: int) -> list[np.ndarray]:
-    """``X`` cut into ``parts`` equal blocks along ``axis`` (zero-padded at the end)."""
+def _split(X: np.ndarray, parts: int, axis: int) -> list[np.ndarray]:
+    """``X`` split into ``parts`` equal blocks along ``axis`` (zero-padded at the end)."""
     size = -(-X.shape[axis] // parts)
     pad = [(0, 0)] * X.ndim
     pad[axis] = (0, size * parts - X.shape[axis])
@@ -102,7 +102,7 @@ class PolynomialScheme(Scheme):
     def from_params(cls, n: int, *, shape_a: tuple, shape_b: tuple, splits=None,
                     points: str = "auto") -> PolynomialScheme:
         """The ``cls.name`` code (``"polynomial"`` or ``"matdot"``) of ``A @ B`` for A of
-        ``shape_a`` and B of ``shape_b`` on ``n`` workers, cut by ``splits``."""
+        ``shape_a`` and B of ``shape_b`` on ``n`` workers, split by ``splits``."""
         return PolynomialScheme(n, cls.name, splits, shape_a, shape_b, points)
 
     def __init__(self, n: int, kind: str, splits, shape_a: tuple, shape_b: tuple,
@@ -191,17 +191,17 @@ class PolynomialScheme(Scheme):
         weights = np.where(degrees > 0, np.sqrt(2.0), 1.0) if self.kind == "matdot" else 1.0
         return T[degrees] * weights
 
-    def cut(self, X: np.ndarray, side: str) -> list[np.ndarray]:
+    def split_operand(self, X: np.ndarray, side: str) -> list[np.ndarray]:
         """A's (``side="a"``) or B's (``"b"``) blocks, in the order of :meth:`_exponents`:
         polynomial, A by rows into ``m`` and B by columns into ``p``; MatDot, the inner
         dimension into ``m`` (zero-padded at the end)."""
         if self.kind == "polynomial":
-            return _cut(X, self.m, 0) if side == "a" else _cut(X, self.p, 1)
-        return _cut(X, self.m, 1 if side == "a" else 0)
+            return _split(X, self.m, 0) if side == "a" else _split(X, self.p, 1)
+        return _split(X, self.m, 1 if side == "a" else 0)
 
     def blocks_of(self, A: np.ndarray, B: np.ndarray) -> tuple[list, list]:
         """A's and B's blocks, in the order of :meth:`_exponents`."""
-        return self.cut(A, "a"), self.cut(B, "b")
+        return self.split_operand(A, "a"), self.split_operand(B, "b")
 
     def with_b(self, shape_b: tuple) -> PolynomialScheme:
         """The same code (workers, splits, points) for a B of shape ``shape_b``: A's

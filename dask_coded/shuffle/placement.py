@@ -40,6 +40,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..theory import placement_levels
 from .planner import Plan
 
 Piece = tuple[int, int, int]  # (partition id, first byte, end byte)
@@ -50,7 +51,7 @@ class Placement:
     """Which workers (``0 .. n-1``) cache which byte ranges of every partition.
 
     ``levels``: ``((t, fraction), ...)``: the first ``fraction`` of each partition's bytes
-    is cut into ``C(n, t)`` segments at level ``t``, the next at the next level.
+    is split into ``C(n, t)`` segments at level ``t``, the next at the next level.
     """
 
     n: int
@@ -66,17 +67,8 @@ class Placement:
         A worker owning ``m`` partitions caches ``(q - m) tau / n`` more at mean level
         ``tau``, so ``tau = n (storage - ceil(q/n)) / (q - floor(q/n))``, capped at ``n``.
         """
-        if n < 2 or q < n:
-            return None
-        share_max, share_min = -(-q // n), q // n
-        tau = min(float(n), n * (storage - share_max) / (q - share_min))
-        if tau <= 0:
-            return None
-        t = int(math.floor(tau + 1e-12))
-        lam = tau - t
-        levels = [(t, 1.0 - lam)] if lam < 1e-9 else [(t, 1.0 - lam), (t + 1, lam)]
-        levels = [(lt, f) for lt, f in levels if f > 1e-9]
-        if sum(math.comb(n, lt) for lt, _ in levels) > max_segments:
+        levels = placement_levels(n, q, storage)
+        if levels is None or sum(math.comb(n, lt) for lt, _ in levels) > max_segments:
             return None
         return cls(n, tuple(levels))
 

@@ -40,6 +40,7 @@ from dask.utils import parse_timedelta
 from distributed import wait
 from distributed.utils import CancelledError
 
+from ..handles import Handle
 from .. import config
 from ..errors import CodedError, TooFewWorkersError
 from .coordinator import ShuffleCoordinator
@@ -104,7 +105,7 @@ def _measured(before: dict, after: dict, workers: list[str]) -> dict:
     }
 
 
-class CodedShuffle:
+class CodedShuffle(Handle):
     """Reshuffle ``partitions`` among the workers every epoch (see the module doc).
 
     Parameters
@@ -122,7 +123,7 @@ class CodedShuffle:
         What a worker keeps beyond its share when it caches whole partitions
         (:func:`next_caches`).
     placement : {"auto", "segments", "partitions"}
-        How the coded strategy caches. ``"segments"``: every partition is cut into
+        How the coded strategy caches. ``"segments"``: every partition is split into
         segments cached by fixed sets of workers (:class:`Placement`), which is what the
         paper's gain needs; ``"partitions"``: whole partitions, kept by ``cache_policy``
         and coded by :func:`plan_delivery`. ``"auto"``: segments unless a partition would

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from .inject import StragglerPlugin, local_stragglers
+from .inject import StragglerPlugin, TaskIds, local_stragglers
 from .models import (
     DelayModel,
     ShiftedExponential,
     SlowWorkers,
     Stalls,
-    TaskIds,
     Trace,
     seeded_rng,
 )

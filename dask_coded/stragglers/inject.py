@@ -11,16 +11,55 @@ the product imports it.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
+from collections import Counter
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
+import dask.config
 import distributed.worker as dw
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .. import kernels
 from ..keys import key_name, threshold_of
-from .models import DelayModel, TaskIds
+from .models import DelayModel
+
+_TOKEN = re.compile(r"[0-9a-f]{8,}")
+
+
+class TaskIds:
+    """Stable ids for tasks: ``"<key without tokens>#<occurrence on this worker>"``, and
+    for calls: ``"<name without tokens>@<how many calls of that name this worker saw>"``,
+    where a *call* is every key sharing one name, tokens included (the tasks of one
+    ``compute``)."""
+
+    def __init__(self) -> None:
+        self._counts: Counter = Counter()
+        self._calls: dict = {}
+        self._lock = threading.Lock()
+
+    def call(self, worker: str, key) -> str:
+        """The id of the call ``key`` belongs to, on this worker."""
+        name = key_name(key)
+        stable = _TOKEN.sub("", name)
+        with self._lock:
+            seen = self._calls.setdefault((worker, stable), {})
+            if name not in seen:
+                if len(seen) > 64:  # old calls are done: keep the table small
+                    seen.pop(next(iter(seen)))
+                seen[name] = self._counts["calls", worker, stable] = (
+                    self._counts["calls", worker, stable] + 1)
+            return f"{stable}@{seen[name]}"
+
+    def __call__(self, worker: str, key) -> str:
+        rest = key[1:] if isinstance(key, tuple) else ()
+        stable = _TOKEN.sub("", key_name(key)) + repr(tuple(rest))
+        with self._lock:
+            self._counts[worker, stable] += 1
+            return f"{stable}#{self._counts[worker, stable]}"
+
+    def __reduce__(self):
+        return (TaskIds, ())  # a copy in another process starts counting afresh
 
 
 def _matches(key, match: Sequence[str] | None) -> bool:
@@ -157,8 +196,5 @@ def local_stragglers(model: DelayModel, seed: int = 0, work: float = 1.0) -> Ite
         task_id = task_ids(str(index), "coded-product")  # one product per worker per call
         return model.delay(str(index), task_id, int(seed), float(work), call=task_id)
 
-    previous = kernels.set_local_delay(delay)
-    try:
+    with dask.config.set({"coded.local-race.delay": delay}):
         yield
-    finally:
-        kernels.set_local_delay(previous)

@@ -10,15 +10,11 @@ gets fresh keys.
 from __future__ import annotations
 
 import re
-import threading
 import zlib
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from ..keys import key_name
 
 _TOKEN = re.compile(r"[0-9a-f]{8,}")
 
@@ -26,41 +22,6 @@ _TOKEN = re.compile(r"[0-9a-f]{8,}")
 def seeded_rng(seed: int, worker: str, task_id: str) -> np.random.Generator:
     """The generator for one (seed, worker, task id): the same in every process."""
     return np.random.default_rng(zlib.crc32(f"{seed}|{worker}|{task_id}".encode()))
-
-
-class TaskIds:
-    """Stable ids for tasks: ``"<key without tokens>#<occurrence on this worker>"``, and
-    for calls: ``"<name without tokens>@<how many calls of that name this worker saw>"``,
-    where a *call* is every key sharing one name, tokens included (the tasks of one
-    ``compute``)."""
-
-    def __init__(self) -> None:
-        self._counts: Counter = Counter()
-        self._calls: dict = {}
-        self._lock = threading.Lock()
-
-    def call(self, worker: str, key) -> str:
-        """The id of the call ``key`` belongs to, on this worker."""
-        name = key_name(key)
-        stable = _TOKEN.sub("", name)
-        with self._lock:
-            seen = self._calls.setdefault((worker, stable), {})
-            if name not in seen:
-                if len(seen) > 64:  # old calls are done: keep the table small
-                    seen.pop(next(iter(seen)))
-                seen[name] = self._counts["calls", worker, stable] = (
-                    self._counts["calls", worker, stable] + 1)
-            return f"{stable}@{seen[name]}"
-
-    def __call__(self, worker: str, key) -> str:
-        rest = key[1:] if isinstance(key, tuple) else ()
-        stable = _TOKEN.sub("", key_name(key)) + repr(tuple(rest))
-        with self._lock:
-            self._counts[worker, stable] += 1
-            return f"{stable}#{self._counts[worker, stable]}"
-
-    def __reduce__(self):
-        return (TaskIds, ())  # a copy in another process starts counting afresh
 
 
 class DelayModel:

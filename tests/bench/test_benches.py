@@ -78,3 +78,15 @@ def test_bench_numerics_times_every_family_least_squares_too(kind):
     with dask.config.set({"coded.decode.max-error": float("inf")}):
         timed = throughput(dc.make_code(8, 6, kind), 2000, np.random.default_rng(0))
     assert all(np.isfinite(v) and v > 0 for v in timed.values())
+
+
+def test_bench_lagrange_writes_every_scheme(tmp_path):
+    from dask_coded.bench import lagrange
+
+    assert lagrange.main(["--n", "5", "--calls", "1", "--threads", "--scale", "0.1",
+                          "--rows", "50", "--models", "slow worker 5x",
+                          "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "lagrange.csv")))
+    assert [r["scheme"] for r in rows] == ["plain dask", "gradient coding s=1",
+                                           "coded products k=4", "Lagrange k=2 (t=3)"]
+    assert all(float(r["theory"]) > 0 for r in rows)
