@@ -24,6 +24,17 @@ def test_site_builds_without_warnings(tmp_path):
     assert "worst_case_error" in api and "CodedShuffle" in api  # generated from docstrings
     for name in ("coded_sum", "CodedPartitions", "logistic_regression", "GradientCode"):
         assert name in api, name
+    # every public name has its entry (its anchor, its signature), and the docstrings'
+    # Sphinx roles are rendered as links, not left raw
+    import re
+
+    import dask_coded as dc
+
+    anchors = set(re.findall(r'id="([\w.]+)"', api))
+    assert [n for n in dc.__all__ if f"dask_coded.{n}" not in anchors] == []
+    assert api.count("doc-signature") > 50
+    assert ":func:" not in api and ":class:" not in api
+    assert '<a href="#dask_coded.encode"><code>' in api
     # the notebooks are executed by the build (allow_errors: false) and shown with outputs
     for name in sorted(f[:-6] for f in os.listdir(NOTEBOOKS) if f.endswith(".ipynb")):
         page = (tmp_path / "site" / "notebooks" / name / "index.html").read_text()
