@@ -38,3 +38,9 @@ class TooFewWorkersError(CodedError):
 
 class IllConditionedError(CodedError):
     """A decode would amplify rounding errors past ``coded.decode.max-error``."""
+
+
+class PlainProductWarning(UserWarning):
+    """A product inside :func:`dask_coded.coded_matmul` stays plain dask; the message
+    names the layer and why (an integer product, a left operand that is not a matrix,
+    ...)."""

@@ -44,6 +44,7 @@ import contextlib
 import functools
 import itertools
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,8 +63,9 @@ from . import config
 from . import resident as residents
 from . import cluster
 from ._scheduler.observations import REWRITES
+from ._scheduler.records import RewriteRecord
 from ._scheduler.residency import resident_keys
-from .errors import CodeParameterError, TooFewWorkersError
+from .errors import CodeParameterError, PlainProductWarning, TooFewWorkersError
 from .graph import (
     coded_pair_tasks, encode_tasks, encoded_operand_tasks, fold_cuts, operand_products,
     product_group,
@@ -79,6 +81,7 @@ from .theory import plan_matmul
 from .workers import default_client, live_workers
 
 LINEAR_IN_A = (_matmul, _tensordot)
+
 SCHEMES_2D = ("polynomial", "matdot", "auto")
 
 
@@ -145,6 +148,7 @@ class CodedOptimizer:
         self.scheduler = scheduler
         self._resident = resident
         self._client = client
+        self._warned: set = set()
 
     def __reduce__(self):
         # pickled <=> shipped to a distributed scheduler: build the distributed form there
@@ -154,14 +158,23 @@ class CodedOptimizer:
                  self.points, self.scheduler))
 
     @property
-    def rewrites(self) -> list[tuple]:
-        """What was rewritten: here, and on the scheduler of this optimizer's client."""
-        here = REWRITES.of(self.uid)
+    def rewrites(self) -> list[RewriteRecord]:
+        """What the rewrite did with each product layer (coded, or left plain and why):
+        here, and on the scheduler of this optimizer's client."""
+        here = [RewriteRecord(*r) for r in REWRITES.of(self.uid)]
         c = self._client
         if c is None or c.asynchronous or c.status != "running":
             return here
-        there = [tuple(r) for r in c.sync(c.scheduler.coded_rewrites, optimizer=self.uid)]
+        there = [RewriteRecord(*r)
+                 for r in c.sync(c.scheduler.coded_rewrites, optimizer=self.uid)]
         return there + [r for r in here if r not in there]  # one log when in one process
+
+    def warn_plain(self) -> None:
+        """Warn, once per reason, about the product layers the rewrite left plain (on
+        distributed the rewrite runs on the scheduler: this reads its records)."""
+        for record in self.rewrites:
+            if record.reason is not None:
+                self._warn(record)
 
     def resident(self, local: bool) -> dict[str, Resident]:
         """Resident encodings to reuse, by dask array name."""
@@ -181,9 +194,13 @@ class CodedOptimizer:
         there are none)."""
         resident = self.resident(self.local)
         layers, dependencies = dict(hlg.layers), dict(hlg.dependencies)
+        matches = {name: _codable(hlg, layer) for name, layer in hlg.layers.items()}
+        coded = frozenset(name for name, (m, _) in matches.items() if m is not None)
         for name, layer in hlg.layers.items():
-            match = _codable(hlg, layer)
+            match, reason = matches[name]
             if match is None:
+                if reason is not None:
+                    self._record(RewriteRecord(name, None, None, False, None, reason=reason))
                 continue
             res = resident.get(match.a)
             if res is not None and res.shape != (sum(match.rows), res.shape[1]):
@@ -200,10 +217,23 @@ class CodedOptimizer:
                     layers[total] = MaterializedLayer(_cut_sum(hlg, total, match, dec_key))
                     dependencies[total] = {name}
                 layers[name] = MaterializedLayer(tasks)
-                REWRITES.add(self.uid, (name, self.n, code2d.threshold, reused, token))
+                self._record(RewriteRecord(name, self.n, code2d.threshold, reused, token,
+                                           code2d.name, _operation(hlg, match)))
                 continue
             if self.k is None and res is None:
-                continue  # no 1-D code asked for: a matrix-vector product stays plain
+                self._record(RewriteRecord(
+                    name, None, None, False, None, operation=_operation(hlg, match),
+                    reason=f"no k given for a 1-D code, and scheme={self.scheme!r} codes "
+                           f"only A @ B with B a matrix of known chunks whose rows are A's "
+                           f"columns"))
+                continue
+            if res is None and sum(match.rows) < self.k * self.blocks_per_worker:
+                self._record(RewriteRecord(
+                    name, None, None, False, None, operation=_operation(hlg, match),
+                    reason=f"its left operand has {sum(match.rows)} rows, fewer than the "
+                           f"{self.k * self.blocks_per_worker} row blocks of the code (x @ A: "
+                           f"write (A.T @ x.T).T, which codes A.T)"))
+                continue
             if res is not None:
                 scheme = res.scheme
             else:
@@ -214,12 +244,28 @@ class CodedOptimizer:
             token = (tokenize(match.a, scheme, match.encode_dtype,
                               _content(hlg, match.a) if self.local else None)
                      if res is None else None)
-            tasks, reused = self._coded_tasks(hlg, name, layer, match, scheme, res, token)
+            tasks, reused = self._coded_tasks(hlg, name, layer, match, scheme, res, token,
+                                              coded)
             layers[name] = MaterializedLayer(tasks)
-            REWRITES.add(self.uid, (name, scheme.code.n, scheme.code.k, reused, token))
+            self._record(RewriteRecord(name, scheme.code.n, scheme.code.k, reused, token,
+                                       scheme.name, _operation(hlg, match)))
         if all(layers[n] is hlg.layers[n] for n in layers):
             return hlg
         return HighLevelGraph(layers, dependencies)
+
+    def _record(self, record: RewriteRecord) -> None:
+        """Log what the rewrite did with a layer; on the local scheduler (this process), a
+        layer left plain says why at once, once per reason."""
+        REWRITES.add(self.uid, tuple(record))
+        if record.reason is not None and self.local:
+            self._warn(record)
+
+    def _warn(self, record: RewriteRecord) -> None:
+        if record.reason in self._warned:
+            return
+        self._warned.add(record.reason)
+        warnings.warn(f"coded_matmul left {record.layer} as plain dask: {record.reason}",
+                      PlainProductWarning, stacklevel=2)
 
     def _two_sided(self, hlg: HighLevelGraph, m: _Match) -> PolynomialScheme | None:
         """The 2-D code for layer ``m`` when one was asked for and its right operand is a
@@ -269,13 +315,14 @@ class CodedOptimizer:
         return tasks, dec_key, reused, token
 
     def _coded_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
-                     scheme: Scheme, res: Resident | None, token: str | None
-                     ) -> tuple[dict, bool]:
+                     scheme: Scheme, res: Resident | None, token: str | None,
+                     coded: frozenset = frozenset()) -> tuple[dict, bool]:
         """The layer's output keys, computed from coded tasks: per output block ``g``, a
         product group (its coded blocks resident, or encoded in this graph), then the
         decoded rows cut back into the layer's row chunks. Also whether it reused coded
         blocks (of :func:`dask_coded.encode`, or of an earlier graph: resident on the
-        scheduler, or kept in this process on the local scheduler)."""
+        scheduler, or kept in this process on the local scheduler). ``coded``: the layers
+        this rewrite codes (never inlined into an operand)."""
         func, kwargs = layer.task.func, dict(layer.task.kwargs)
         out = layer.output_indices
         contracted = m.a_ind[1]
@@ -293,7 +340,7 @@ class CodedOptimizer:
             ])
 
         def operand_of(key):
-            return _inlined(hlg, key, self.inline_bytes) or TaskRef(key)
+            return _inlined(hlg, key, self.inline_bytes, coded) or TaskRef(key)
 
         for g in itertools.product(*(range(layer.dims[i]) for i in out[1:])):
             coord = dict(zip(out[1:], g))
@@ -356,15 +403,19 @@ def _content(hlg: HighLevelGraph, name: str) -> str | None:
     return tokenize(*[layer[k] for k in sorted(layer, key=str)])
 
 
-def _inlined(hlg: HighLevelGraph, key, budget: int) -> GraphNode | None:
+def _inlined(hlg: HighLevelGraph, key, budget: int, coded=frozenset()) -> GraphNode | None:
     """``key``'s task with every task it depends on nested in it, when they bottom out in
     data held in the graph of at most ``budget`` bytes (a numpy operand, sliced, reshaped
-    or rechunked by dask); else None (the operand is computed, or persisted, or too
-    large)."""
+    or rechunked by dask) and none is a product the rewrite codes (layers ``coded``: the
+    operand ``r`` of ``A.T @ r`` with ``r = A @ w - b`` waits for the coded ``A @ w``,
+    it does not redo it plainly in every product); else None (the operand is computed,
+    or persisted, or too large)."""
     used = 0
 
     def node(k, near):
         nonlocal used
+        if key_name(k) in coded:
+            return None
         layer = near if near is not None and k in near else hlg.layers.get(key_name(k))
         if layer is None or k not in layer:
             return None
@@ -446,40 +497,55 @@ def _cut_sum(hlg: HighLevelGraph, total: str, m: _Match, dec_key) -> dict:
             for i in range(len(rows) - 1) for j in range(len(cols) - 1)}
 
 
-def _codable(hlg: HighLevelGraph, layer) -> _Match | None:
-    """The operands of a matmul/tensordot layer whose left operand is a 2-D, row-chunked,
-    real, numpy-backed array whose row axis becomes the output's first axis, with a real
-    operand and a floating result; else None (the layer stays plain dask: integer products
-    stay exact, complex ones are not coded)."""
+def _codable(hlg: HighLevelGraph, layer) -> tuple[_Match | None, str | None]:
+    """``(match, None)`` for a matmul/tensordot layer whose left operand is a 2-D, real,
+    numpy-backed array whose row axis becomes the output's first axis (any chunking: a
+    transpose ``A.T`` with one row chunk too), with a real operand and a floating result;
+    ``(None, reason)`` for a product layer that stays plain dask (integer products stay
+    exact, complex ones are not coded), saying why; ``(None, None)`` for any other
+    layer."""
     if not isinstance(layer, Blockwise) or getattr(layer.task, "func", None) not in LINEAR_IN_A:
-        return None
+        return None, None
     if len(layer.indices) != 2 or layer.new_axes:
-        return None
+        return None, "a product of more than two operands"
     (a, a_ind), (b, b_ind) = layer.indices
     if a_ind is None or b_ind is None or len(a_ind) != 2 or a_ind[0] != layer.output_indices[0]:
-        return None
+        return None, ("its left operand is not a matrix whose rows are the result's rows "
+                      "(x @ A: write (A.T @ x.T).T, which codes A.T)")
     if a_ind[0] in b_ind or a_ind[1] not in b_ind or a_ind[1] not in layer.output_indices:
-        return None
+        return None, "it contracts other axes than the left operand's columns"
     if layer.task.func is _tensordot and (
         layer.task.kwargs.get("is_sparse") or tuple(layer.task.kwargs["axes"][0]) != (1,)
     ):
-        return None
-    if layer.numblocks[a][0] < 2 or a not in hlg.layers:
-        return None
+        return None, "a tensordot over other axes than the left operand's columns, or sparse"
+    if a not in hlg.layers:
+        return None, f"its left operand {a!r} is not in the graph"
     ann = hlg.layers[a].collection_annotations or {}
     chunks, dtype = ann.get("chunks"), ann.get("dtype")
-    if chunks is None or dtype is None or "numpy" not in str(ann.get("chunk_type", "numpy")):
-        return None
+    if chunks is None or dtype is None:
+        return None, f"the graph does not say the chunks and dtype of {a!r}"
+    if "numpy" not in str(ann.get("chunk_type", "numpy")):
+        return None, f"the left operand's chunks are {ann.get('chunk_type')}, not numpy arrays"
     b_ann = (hlg.layers[b].collection_annotations or {}) if b in hlg.layers else {}
     if b_ann.get("dtype") is None:
-        return None
+        return None, f"the graph does not say the dtype of {b!r}"
     dtype, b_dtype = np.dtype(dtype), np.dtype(b_ann["dtype"])
     if dtype.kind not in "biuf" or b_dtype.kind not in "biuf":
-        return None
+        return None, f"a {dtype} @ {b_dtype} product: only real products are coded"
     if np.result_type(dtype, b_dtype).kind != "f":
-        return None  # integer products must stay exact: left to plain dask
+        return None, (f"an integer product ({dtype} @ {b_dtype}) stays exact in plain dask; "
+                      f"cast an operand to float to code it")
     return _Match(a, tuple(a_ind), b, tuple(b_ind), tuple(chunks[0]),
-                  np.result_type(dtype, b_dtype), dtype)
+                  np.result_type(dtype, b_dtype), dtype), None
+
+
+def _operation(hlg: HighLevelGraph, m: _Match) -> str:
+    """What a matched layer computes, for its record: ``A`` or ``A.T`` (a transpose on
+    the left) times ``x`` (a vector, or one column) or ``B`` (a matrix)."""
+    left = "A.T" if m.a.startswith("transpose-") else "A"
+    chunks = (hlg.layers[m.b].collection_annotations or {}).get("chunks") or ()
+    vector = len(m.b_ind) == 1 or len(chunks) < 2 or sum(chunks[1]) <= 1
+    return f"{left} @ {'x' if vector else 'B'}"
 
 
 @contextlib.contextmanager
@@ -553,8 +619,10 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
         with dask.config.set(array_optimize=optimizer):
             yield optimizer
     finally:
+        if sync and client.status == "running":
+            optimizer.warn_plain()
         if not keep:
-            tokens = [r[4] for r in optimizer.rewrites if r[4] is not None]
+            tokens = [r.token for r in optimizer.rewrites if r.token is not None]
             residents.LOCAL.release(tokens=tokens)
             if sync and client.status == "running":
                 client.sync(client.scheduler.coded_release, client=client.id, tokens=tokens)

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+import warnings
 
 import dask
 import dask.array as da
@@ -16,6 +17,7 @@ from distributed.utils_test import gen_cluster
 import dask_coded as dc
 from dask_coded.keys import is_block, key_name, threshold_of
 from dask_coded._scheduler.observations import REWRITES
+from dask_coded._scheduler.records import RewriteRecord
 from dask_coded.rewrite import CodedOptimizer
 
 VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
@@ -110,19 +112,22 @@ def test_local_rewrite_races_past_a_straggler():
 
 def test_graphs_without_codable_products_are_untouched():
     An, xn, _, A, x, _ = operands()
-    one_row_block = da.from_array(An, chunks=(10, 3))
     objects = da.from_array(An.astype(object), chunks=(4, 3))
-    exprs = [(A + 1).sum(), x @ A.T, one_row_block @ x, objects @ x.astype(object),
-             da.outer(x, x)]
+    exprs = [(A + 1).sum(), x @ A.T, objects @ x.astype(object), da.outer(x, x)]
     opt = CodedOptimizer(5, 3)
     for expr in exprs:
         hlg = expr.__dask_graph__()
-        assert opt.rewrite(hlg) is hlg
+        with warnings.catch_warnings(record=True):
+            assert opt.rewrite(hlg) is hlg
         keys = expr.__dask_keys__()
         coded = opt(hlg, keys)
         plain = default_optimize(hlg, keys)
         assert dask.base.tokenize(dict(coded)) == dask.base.tokenize(dict(plain))
-    assert opt.rewrites == []
+    # what stayed plain says why, in typed records
+    assert all(r.scheme is None and r.n is None for r in opt.rewrites)
+    reasons = " | ".join(r.reason for r in opt.rewrites)
+    assert "fewer than the 3 row blocks" in reasons and "(A.T @ x.T).T" in reasons
+    assert "only real products are coded" in reasons
     plain = (objects @ x.astype(object)).compute()
     with dc.coded_matmul(5, 3):
         np.testing.assert_array_equal((objects @ x.astype(object)).compute(), plain)
@@ -263,13 +268,13 @@ def test_nan_rows_integers_and_complex_match_plain_dask(scheduler):
     Aid, xid = da.from_array(Ai, chunks=(6, 6)), da.from_array(xi, chunks=3)
     plain, coded, opt = plain_and_coded(lambda: Aid @ xid, scheduler)
     assert coded.dtype == plain.dtype == np.int64 and np.array_equal(coded, plain)
-    assert opt.rewrites == []
+    assert [r.reason[:21] for r in opt.rewrites] == ["an integer product (i"]
     # complex x: not coded, same answer
     xc = da.from_array(x + 1j * x, chunks=3)
     plain, coded, opt = plain_and_coded(lambda: da.from_array(An[:4], chunks=(2, 6)) @ xc,
                                         scheduler)
     np.testing.assert_allclose(coded, plain)
-    assert opt.rewrites == []
+    assert [r.reason[-28:] for r in opt.rewrites] == ["only real products are coded"]
 
 
 @gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
@@ -397,7 +402,7 @@ async def test_rewrite_with_several_blocks_per_worker(c, s, *workers):
     with dc.coded_matmul(n=4, k=2, blocks_per_worker=3) as opt:
         got = await c.compute(A @ x)
     np.testing.assert_allclose(got, X @ x, atol=1e-10)
-    (name, n, k, reused, token), = opt.rewrites
+    (name, n, k, reused, token, *_), = opt.rewrites
     assert (n, k, reused) == (12, 6, False)
     blocks = [ts for key, ts in s.tasks.items()
               if isinstance(key, tuple) and str(key[0]).startswith("coded-block-")]
@@ -437,7 +442,10 @@ def test_local_two_sided_rewrite_matches_numpy(scheme, splits):
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, err_msg=label)
     threshold = 4 if scheme == "polynomial" else 3
     # matrix-matrix layers coded by the 2-D scheme; matrix-vector ones left plain (no k)
-    assert opt.rewrites and {r[1:3] for r in opt.rewrites} == {(6, threshold)}
+    coded = [r for r in opt.rewrites if r.reason is None]
+    assert coded and {r[1:3] for r in coded} == {(6, threshold)}
+    assert all(r.operation == "A @ B" and r.scheme == scheme for r in coded)
+    assert all("no k given" in r.reason for r in opt.rewrites if r.reason is not None)
 
 
 def test_two_sided_rewrite_takes_the_blocks_of_C_instead_of_dask_sum_tree():
@@ -459,7 +467,7 @@ def test_two_sided_rewrite_takes_the_blocks_of_C_instead_of_dask_sum_tree():
                                   ("A @ B + 1", C + 1, An @ Bn + 1)]:
             got = expr.compute(scheduler="threads")
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, err_msg=label)
-    assert {r[1:3] for r in opt.rewrites} == {(6, 4)}
+    assert {r[1:3] for r in opt.rewrites if r.reason is None} == {(6, 4)}
     # in the dtype dask declares for the sum
     A32, B32 = A.astype(np.float32), B.astype(np.float32)
     with dc.coded_matmul(n=6, scheme="polynomial", splits=(2, 2)):
@@ -568,3 +576,62 @@ def test_too_few_workers_are_refused_at_the_with_as_encode_refuses_them():
             got = (A @ np.ones(3)).compute()
         np.testing.assert_allclose(got, A.compute() @ np.ones(3))
         assert len(opt.rewrites) == 1
+
+
+def gradient_steps(A, b, steps=3, lr=1e-4):
+    """Least-squares gradient descent as a dask user writes it."""
+    w = np.zeros(A.shape[1])
+    for _ in range(steps):
+        r = A @ w - b
+        g = A.T @ r
+        w = w - lr * (g.compute() if hasattr(g, "compute") else g)
+    return w
+
+
+def test_a_transpose_with_one_row_chunk_is_coded_on_the_local_scheduler():
+    rng = np.random.default_rng(4)
+    An, bn = rng.standard_normal((600, 8)), rng.standard_normal(600)
+    A, b = da.from_array(An, chunks=(100, 8)), da.from_array(bn, chunks=100)
+    want = gradient_steps(An, bn)
+    with dc.coded_matmul(n=5, k=4) as opt:
+        got = gradient_steps(A, b)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    records = opt.rewrites
+    assert {r.operation for r in records} == {"A @ x", "A.T @ x"}
+    assert all(r.scheme == "mds" and r.threshold == 4 and r.reason is None for r in records)
+    # each product's encoding is made once and reused by the later iterations
+    assert [r.reused for r in records[2:]] == [True] * (len(records) - 2)
+    assert "A.T @ x" in repr(records[0]) or "A.T @ x" in repr(records[1])
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 5, config=VALIDATE)
+async def test_a_transpose_with_one_row_chunk_is_coded_on_distributed(c, s, *workers):
+    rng = np.random.default_rng(5)
+    An, bn = rng.standard_normal((600, 8)), rng.standard_normal(600)
+    A, b = da.from_array(An, chunks=(100, 8)), da.from_array(bn, chunks=100)
+    await c.register_plugin(dc.FirstKPlugin())
+    w, want = np.zeros(8), gradient_steps(An, bn)
+    with dc.coded_matmul(n=5, k=4) as opt:
+        for _ in range(3):
+            r = A @ w - b
+            w = w - 1e-4 * await c.compute(A.T @ r)
+    np.testing.assert_allclose(w, want, rtol=1e-10, atol=1e-12)
+    records = [RewriteRecord(*r) for r in await c.scheduler.coded_rewrites(optimizer=opt.uid)]
+    assert {r.operation for r in records} == {"A @ x", "A.T @ x"}
+    assert all(r.reason is None for r in records) and len(records) == 6
+    assert all(r.reused for r in records[2:])
+
+
+def test_a_product_left_plain_warns_once_naming_the_layer_and_why():
+    rng = np.random.default_rng(6)
+    Ai = da.from_array(rng.integers(0, 9, (40, 4)), chunks=(10, 4))
+    xi = np.arange(4)
+    with dc.coded_matmul(n=5, k=3) as opt:
+        with pytest.warns(dc.errors.PlainProductWarning,
+                          match=r"left matmul-\w+ as plain dask: an integer product"):
+            first = (Ai @ xi).compute()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the same reason again: no second warning
+            (Ai @ xi).compute()
+    np.testing.assert_array_equal(first, Ai.compute() @ xi)
+    assert opt.rewrites[0].reason.startswith("an integer product (int64 @ int64)")

@@ -9,7 +9,7 @@ scheduler's tasks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..tasks import GroupSpec
 
@@ -103,3 +103,25 @@ class CallRecord:
     used: set = field(default_factory=set)
     released: list = field(default_factory=list)  # [worker]
     censored: list = field(default_factory=list)  # [seconds]
+
+
+class RewriteRecord(NamedTuple):
+    """What ``coded_matmul``'s rewrite did with one product layer of a graph.
+
+    ``layer``: the dask layer's name; ``n``, ``threshold``: the code's workers and the
+    products a decode waits for (``None`` when left plain); ``reused``: the products ran
+    on coded data already resident, so the graph encoded nothing; ``token``: the resident
+    encoding's token (``None`` when not kept); ``scheme``: ``"mds"``, ``"polynomial"``,
+    ``"matdot"``, or ``None`` when the layer stayed plain dask; ``operation``: what the
+    layer computes (``"A @ x"``, ``"A.T @ x"``, ``"A @ B"``); ``reason``: why it stayed
+    plain (``None`` when coded).
+    """
+
+    layer: str
+    n: int | None
+    threshold: int | None
+    reused: bool
+    token: str | None
+    scheme: str | None = None
+    operation: str = "A @ x"
+    reason: str | None = None

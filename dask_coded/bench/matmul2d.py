@@ -189,8 +189,8 @@ def schemes_on(client, A, B, n: int, operands: str, model) -> list[tuple]:
         def rewritten():
             with dc.coded_matmul(n, k, scheme="auto") as optimizer:
                 out = (fresh @ B).compute()
-            (*_, token), = optimizer.rewrites
-            assert token is not None, "the rewrite used dc.encode's blocks: not the 2-D code"
+            (record,) = [r for r in optimizer.rewrites if r.reason is None]
+            assert record.token is not None, "the rewrite used dc.encode's blocks: not the 2-D code"
             return out
 
         if plan.scheme == "mds":
