@@ -10,6 +10,7 @@ from .bench.autok import main as autok
 from .bench.blocks import main as blocks
 from .bench.gradients import main as gradients
 from .bench.lagrange import main as lagrange
+from .bench.loops import main as loops
 from .bench.matmul2d import main as matmul2d
 from .bench.numerics import main as numerics
 from .bench.overhead import main as overhead
@@ -21,7 +22,7 @@ from .demo import run_demo
 
 
 BENCHES = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
-           "autok": autok, "blocks": blocks, "gradients": gradients, "lagrange": lagrange, "numerics": numerics,
+           "autok": autok, "blocks": blocks, "gradients": gradients, "lagrange": lagrange, "loops": loops, "numerics": numerics,
            "overhead": overhead, "rewrite": rewrite, "matmul2d": matmul2d}
 
 

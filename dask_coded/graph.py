@@ -65,10 +65,12 @@ def grid(keys) -> List:
 def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int = 0,
                  dtype: str | None = None) -> dict:
     """Tasks ``("coded-block-<token>", j, column)`` encoding coded block ``j`` from A's row
-    chunk keys ``row_chunks`` (any row chunking: the kernel re-splits) in ``dtype`` (when
+    chunk keys ``row_chunks`` (any row chunking: the kernel re-splits; a row chunk given
+    as a list of keys is A's chunks along that row, all of A's columns) in ``dtype`` (when
     given), and ``("coded-scales-<token>", column)``, the row scales the decode multiplies
     back."""
-    refs = [_ref(key) for key in row_chunks]
+    refs = [List(*map(_ref, key)) if isinstance(key, list) else _ref(key)
+            for key in row_chunks]
     name = f"{BLOCK_PREFIX}{token}"
     tasks = {
         (name, j, column): EncodeTask((name, j, column), encode_chunks, scheme, j, *refs,

@@ -26,8 +26,11 @@ from .schemes.polynomial import coded_product as polynomial_product
 _logging.install()  # released stragglers are expected: not a warning
 
 def stack_rows(row_chunks) -> np.ndarray:
-    """``vstack`` of A's row chunks (no copy for a single chunk)."""
-    return np.concatenate(row_chunks) if len(row_chunks) > 1 else np.asarray(row_chunks[0])
+    """``vstack`` of A's row chunks (no copy for a single chunk); a row chunk given as a
+    list is A's chunks along that row, joined first."""
+    rows = [np.concatenate(r, axis=1) if isinstance(r, (list, tuple)) else r
+            for r in row_chunks]
+    return np.concatenate(rows) if len(rows) > 1 else np.asarray(rows[0])
 
 
 def encode_block(scheme: Scheme, j: int, *row_blocks: np.ndarray,
@@ -252,9 +255,14 @@ class Applied:
         return self.scheme.apply(coded, self.f, arguments.values)
 
 
-def take_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of a decoded product (one row chunk of the original output)."""
-    return decoded[start:stop]
+def take_rows(decoded: np.ndarray, start: int, stop: int, dtype: str | None = None,
+              drop: int | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of a decoded product (one row chunk of the original output),
+    in ``dtype`` when given (the dtype dask declares for the block it stands for), with
+    the size-1 axis ``drop`` removed when given (the contracted axis, for a block of the
+    sum over it)."""
+    rows = decoded[start:stop]
+    return _as(rows if drop is None else np.squeeze(rows, axis=drop), dtype)
 
 
 def zero_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:

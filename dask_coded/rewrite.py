@@ -242,11 +242,16 @@ class CodedOptimizer:
                 scheme = build("mds", self.n, k=self.k, rows=sum(match.rows),
                                blocks_per_worker=self.blocks_per_worker, kind=self.kind)
             token = (tokenize(match.a, scheme, match.encode_dtype,
-                              _content(hlg, match.a) if self.local else None)
+                              _content(hlg, match.a) if self.local else None,
+                              layer.dims[match.a_ind[1]] if not self.local else None)
                      if res is None else None)
-            tasks, reused = self._coded_tasks(hlg, name, layer, match, scheme, res, token,
-                                              coded)
+            tasks, reused, dec, whole = self._coded_tasks(hlg, name, layer, match, scheme,
+                                                          res, token, coded)
             layers[name] = MaterializedLayer(tasks)
+            total = _sum_after(hlg, name) if whole else None
+            if total is not None:  # the decode holds the whole sum: its rows replace the tree
+                layers[total] = MaterializedLayer(_rows_of_sum(hlg, total, layer, match, dec))
+                dependencies[total] = {name}
             self._record(RewriteRecord(name, scheme.code.n, scheme.code.k, reused, token,
                                        scheme.name, _operation(hlg, match)))
         if all(layers[n] is hlg.layers[n] for n in layers):
@@ -316,13 +321,15 @@ class CodedOptimizer:
 
     def _coded_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
                      scheme: Scheme, res: Resident | None, token: str | None,
-                     coded: frozenset = frozenset()) -> tuple[dict, bool]:
+                     coded: frozenset = frozenset()) -> tuple[dict, bool, str, bool]:
         """The layer's output keys, computed from coded tasks: per output block ``g``, a
         product group (its coded blocks resident, or encoded in this graph), then the
         decoded rows cut back into the layer's row chunks. Also whether it reused coded
         blocks (of :func:`dask_coded.encode`, or of an earlier graph: resident on the
-        scheduler, or kept in this process on the local scheduler). ``coded``: the layers
-        this rewrite codes (never inlined into an operand)."""
+        scheduler, or kept in this process on the local scheduler), the decodes' key name,
+        and whether each decode holds the whole contraction (the layer's other contracted
+        blocks are zeros). ``coded``: the layers this rewrite codes (never inlined into an
+        operand)."""
         func, kwargs = layer.task.func, dict(layer.task.kwargs)
         out = layer.output_indices
         contracted = m.a_ind[1]
@@ -342,10 +349,14 @@ class CodedOptimizer:
         def operand_of(key):
             return _inlined(hlg, key, self.inline_bytes, coded) or TaskRef(key)
 
+        # on distributed, A encoded in the graph holds all of A's columns, as a resident
+        # encoding does: one product group per output block, not one per contracted block
+        # (A.T @ r with A's rows in many chunks: few, larger products)
+        spanning = res is None and not self.local and layer.dims[contracted] > 1
         for g in itertools.product(*(range(layer.dims[i]) for i in out[1:])):
             coord = dict(zip(out[1:], g))
             dec_key = (dec, *g)
-            if res is not None and coord[contracted] != 0:
+            if (res is not None or spanning) and coord[contracted] != 0:
                 # the resident blocks hold all of A's columns: the contraction is complete
                 # in the first contracted block; the others contribute zeros
                 first = (dec, *[0 if ix == contracted else coord[ix] for ix in out[1:]])
@@ -353,12 +364,22 @@ class CodedOptimizer:
                     key = (name, i, *g)
                     tasks[key] = Task(key, zero_rows, TaskRef(first), offsets[i], offsets[i + 1])
                 continue
-            if res is not None:
+            if res is not None or spanning:
                 operand = List(*[operand_of(block_key(m.b, m.b_ind, {**coord, contracted: c}))
                                  for c in range(layer.dims[contracted])])
                 product = functools.partial(linear_product, func, kwargs,
                                             b_axis=m.b_ind.index(contracted))
+            if res is not None:
                 blocks, scales = res.blocks, res.scales
+            elif spanning:
+                a_rows = [[block_key(m.a, m.a_ind, {**coord, contracted: c}, i)
+                           for c in range(layer.dims[contracted])] for i in range(len(m.rows))]
+                encoded = encode_tasks(scheme, token, a_rows, dtype=m.encode_dtype)
+                *blocks, scales = list(encoded)
+                if set(encoded) <= resident_keys(token, self.scheduler):
+                    reused = True
+                else:
+                    tasks.update(encoded)
             else:
                 operand = operand_of(block_key(m.b, m.b_ind, coord))
                 product = functools.partial(linear_product, func, kwargs)
@@ -390,7 +411,8 @@ class CodedOptimizer:
             for i in range(len(m.rows)):
                 key = (name, i, *g)
                 tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])
-        return tasks, reused
+        whole = (res is not None or spanning) and layer.dims[contracted] > 1
+        return tasks, reused, dec, whole
 
 
 def _content(hlg: HighLevelGraph, name: str) -> str | None:
@@ -482,6 +504,28 @@ def _cut_layer(hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
         key = (name, *g)
         tasks[key] = Task(key, take_block, TaskRef(dec_key), rows[i], rows[i + 1],
                           cols[j], cols[j + 1], where, c == 0)
+    return tasks
+
+
+def _rows_of_sum(hlg: HighLevelGraph, total: str, layer: Blockwise, m: _Match,
+                 dec: str) -> dict:
+    """Layer ``total`` (dask's sum over the contracted blocks of a 1-D coded layer) as the
+    rows of the decodes themselves: each decode already holds the whole contraction, so
+    key ``(total, i, *rest)`` is rows ``i`` of the decode of ``rest`` (the sum of the cut
+    blocks, all zeros but the first), in the sum's declared dtype."""
+    out, contracted = layer.output_indices, m.a_ind[1]
+    rest = [ix for ix in out[1:] if ix != contracted]
+    offsets = list(itertools.accumulate(m.rows, initial=0))
+    dtype = (hlg.layers[total].collection_annotations or {}).get("dtype")
+    dtype = None if dtype is None else np.dtype(dtype).str
+    tasks = {}
+    for g in itertools.product(*(range(layer.dims[i]) for i in rest)):
+        coord = {**dict(zip(rest, g)), contracted: 0}
+        dec_key = (dec, *[coord[ix] for ix in out[1:]])
+        for i in range(len(m.rows)):
+            key = (total, i, *g)
+            tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1],
+                              dtype, out.index(contracted))
     return tasks
 
 

@@ -145,8 +145,8 @@ def test_a_numpy_operand_is_embedded_in_the_products(budget, embedded):
     graph = opt(expr.__dask_graph__(), expr.__dask_keys__())
     products = [t for k, t in graph.items() if threshold_of(k) is not None]
     blocks = [k for k in graph if is_block(k)]
-    columns = A.numblocks[1]  # one code per column block of A
-    assert len(products) == len(blocks) == 5 * columns
+    columns = A.numblocks[1]  # one code for all of A's column blocks: 5 products in all
+    assert columns == 2 and len(products) == len(blocks) == 5
     for task in products:
         assert all(is_block(d) for d in task.dependencies) is embedded
     x_tasks = set().union(*(t.dependencies for t in products)) - set(blocks)
@@ -178,7 +178,7 @@ async def test_distributed_rewrite_is_correct_and_first_k(c, s, *workers):
         t = time.perf_counter()
         np.testing.assert_allclose(await c.compute((A @ x).sum()), (An @ xn).sum())
         assert time.perf_counter() - t < 1.0  # the straggler alone takes 3 s
-    assert stats["pruned"] - pruned == 2  # one decode per column block of A, both early
+    assert stats["pruned"] - pruned == 1  # one code for all of A's column blocks: early
 
 
 @gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
@@ -300,8 +300,8 @@ async def test_plain_dask_code_is_encoded_once(c, s, *workers):
     plugin = s.plugins[dc.FirstKPlugin.name]
     rng = np.random.default_rng(1)
     An = rng.standard_normal((60, 8))
-    A = da.from_array(An, chunks=(15, 8))  # A.T: one row chunk, left plain
-    B = da.from_array(An, chunks=(15, 4))  # B.T: two row chunks, coded too
+    A = da.from_array(An, chunks=(15, 8))
+    B = da.from_array(An, chunks=(15, 4))  # B.T: its columns in four chunks
     encoded, reused, carried = [], [], []
 
     class Watch(SchedulerPlugin):
@@ -325,8 +325,8 @@ async def test_plain_dask_code_is_encoded_once(c, s, *workers):
                    for m in plugin.resident.values() for k in m.keys):
                 break
             await asyncio.sleep(0.01)
-    # A: 6 blocks; B: 6 per column block (2); B.T: 6 per column block (4); all in call 1
-    assert encoded == [6 + 12 + 24] * 4
+    # A, B and B.T: 6 blocks each, each code spanning all of its columns; all in call 1
+    assert encoded == [6 + 6 + 6] * 4
     # and the rewrite says so: nothing was resident in call 1, everything after it
     assert reused == [[False], [True], [True], [True]]
     # later graphs carry no encode tasks (their blocks are read from memory), so A's and
@@ -342,7 +342,7 @@ async def test_plain_dask_code_is_encoded_once(c, s, *workers):
         per_code.setdefault(block.matrix, set()).add(block.worker)
     assert all(len(workers) == 6 for workers in per_code.values())
     assert await c.scheduler.coded_release(client=c.id, source=A.name) == 1
-    await until_forgotten(s, plugin, 12 + 24)
+    await until_forgotten(s, plugin, 6 + 6)
 
 
 async def until_forgotten(s, plugin, blocks):

@@ -165,18 +165,21 @@ class Groups:
     def start(self, key, stimulus_id: str) -> None:
         """Decode ``key`` stops waiting for its unfinished products."""
         group, ts = self.groups.get(key), self.scheduler.tasks.get(key)
-        if group is None or ts is None or ts.state != "waiting":
+        if group is None or ts is None:
             return
         mine = set(group.products.values())
-        unfinished = {d for d in ts.waiting_on or () if d.key in mine}
+        unfinished = ({d for d in ts.waiting_on or () if d.key in mine}
+                      if ts.state == "waiting" else set())
         if not unfinished or not group.decodable():
+            self._observe(group, [])  # every product finished: none was a straggler
             return
         if not group.started:
             seconds = [self.products[p].seconds for i, p in group.products.items()
                        if i in group.finished and p in self.products]
+            released = [w for d in unfinished for w in (d.worker_restrictions or ())]
             self.plugin.observations.record_decode(
-                group.name, set(group.finished), max(seconds) if seconds else None,
-                [w for d in unfinished for w in (d.worker_restrictions or ())])
+                group.name, set(group.finished), max(seconds) if seconds else None, released)
+            self._observe(group, released)
         group.started = True
         # run it where a product finished (a worker known not to straggle), not where a
         # larger input (the row scales) happens to live
@@ -188,6 +191,17 @@ class Groups:
             ts.loose_restrictions = True
         self._detach(ts, unfinished, None, stimulus_id)
         self.plugin.stats["pruned"] += 1
+
+    def _observe(self, group: ProductGroup, released: list) -> None:
+        """Tell the avoidance, once per group, whose products the decode used (the
+        workers holding its finished products) and whose it released."""
+        if group.observed or not group.decodable():
+            return
+        group.observed = True
+        s = self.scheduler
+        used = [ws.address for i, p in group.products.items() if i in group.finished
+                and p in s.tasks for ws in s.tasks[p].who_has or ()]
+        self.plugin.avoidance.observe(used, released)
 
     def fail(self, group: ProductGroup, stimulus_id: str, why: str) -> None:
         """Cut the products of ``group`` that can no longer finish: the decode runs once

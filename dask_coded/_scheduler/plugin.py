@@ -27,6 +27,7 @@ from dask.utils import parse_timedelta
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .. import config
+from .avoidance import Avoidance
 from .groups import Groups, product_spec
 from .observations import REWRITES, Observations
 from .pins import Pins, encode_spec
@@ -57,6 +58,7 @@ class FirstKPlugin(SchedulerPlugin):
         self.group_table = Groups(self)
         self.pins = Pins(self)
         self.residency = Residency(self)
+        self.avoidance = Avoidance(self)
 
     # ---- what tests and diagnostics read ----------------------------------------------
 
@@ -111,6 +113,7 @@ class FirstKPlugin(SchedulerPlugin):
         self.group_table.clear()
         self.pins.clear()
         self.residency.clear()
+        self.avoidance.clear()
 
     # ---- new graphs --------------------------------------------------------------------
 
@@ -144,6 +147,12 @@ class FirstKPlugin(SchedulerPlugin):
             worker = self.pins.place_product(ts, product_spec(ts).block)
             decodes.add(self.group_table.add(ts, worker))
         decodes.discard(None)
+        if products:
+            # a coded graph: its plain tasks stay off the persistent stragglers
+            mine = {ts.key for ts in products} | {ts.key for ts in blocks}
+            self.avoidance.restrict([scheduler.tasks[k] for k in tasks
+                                     if k in scheduler.tasks and k not in mine
+                                     and encode_spec(scheduler.tasks[k]) is None])
         if decodes:
             # never transition inside update_graph: the new tasks are not scheduled yet
             scheduler.loop.add_callback(self.group_table.review, decodes, stimulus_id)
@@ -179,6 +188,7 @@ class FirstKPlugin(SchedulerPlugin):
             self.residency.client_left(client)
 
     def remove_worker(self, scheduler, worker: str, *, stimulus_id: str = "", **kwargs) -> None:
+        self.avoidance.forget_worker(worker)
         affected = self.group_table.on_worker(worker)
         if affected:
             scheduler.loop.add_callback(self.group_table.review, affected, stimulus_id,

@@ -25,7 +25,8 @@ class ProductGroup:
 
     ``started``: the decode was detached from its unfinished products (it started
     early, or was failed because its rule can no longer hold); ``since``: when the group
-    was first seen (the scheduler's clock), for the deadline."""
+    was first seen (the scheduler's clock), for the deadline; ``observed``: which
+    workers it used and released was told to the avoidance (once per group)."""
 
     decode: Key
     spec: GroupSpec
@@ -33,6 +34,7 @@ class ProductGroup:
     products: dict = field(default_factory=dict)  # index -> product key
     finished: set = field(default_factory=set)  # indices in memory
     started: bool = False
+    observed: bool = False
 
     @property
     def name(self) -> str:

@@ -1,0 +1,84 @@
+"""Persistent stragglers: workers whose coded products are released in most recent calls,
+and the plain work of coded graphs kept off them.
+
+Coding the products is not enough when a slow machine also runs the rest of an
+iteration (the elementwise updates, the sums, dask's ``chunk_sum`` tree, the cuts of the
+decoded product). Every decode that starts early says which workers finished its products
+and which were released (:meth:`Avoidance.observe`). A worker released in at least
+``coded.avoid.released`` of its last ``coded.avoid.window`` observed groups is *avoided*:
+the tasks of a new graph that holds coded products, other than the products and the
+encoded data (which stay pinned to their blocks' workers), get loose restrictions to the
+other workers (:meth:`Avoidance.restrict`): they run elsewhere while another worker is
+running, and fetch what the avoided worker holds. A worker whose products were used by
+the last ``coded.avoid.recover`` decodes that saw it is taken back. Graphs without coded
+products are never touched, and ``coded.avoid.enabled: false`` turns it off.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+
+from .. import config
+
+
+class Avoidance:
+    """Which workers are avoided, from the decodes' observations, and the restrictions
+    that keep a coded graph's plain tasks off them."""
+
+    def __init__(self, plugin) -> None:
+        self.plugin = plugin
+        self.seen: dict = defaultdict(deque)  # worker -> recent groups: True if released
+        self.avoided: set[str] = set()
+
+    def clear(self) -> None:
+        self.seen.clear()
+        self.avoided.clear()
+
+    def observe(self, used_workers, released_workers) -> None:
+        """One decode started early: the workers whose products it used, and those whose
+        products it released."""
+        window = int(config.get("avoid.window"))
+        for worker, released in [(w, False) for w in set(used_workers)] + [
+                (w, True) for w in set(released_workers)]:
+            seen = self.seen[worker]
+            seen.append(released)
+            while len(seen) > window:
+                seen.popleft()
+            self._update(worker)
+
+    def _update(self, worker: str) -> None:
+        seen = self.seen[worker]
+        recover = int(config.get("avoid.recover"))
+        if worker in self.avoided:
+            if len(seen) >= recover and not any(list(seen)[-recover:]):
+                self.avoided.discard(worker)
+                self.plugin.stats["avoid-recovered"] += 1
+            return
+        window = int(config.get("avoid.window"))
+        if len(seen) >= min(window, 3) and sum(seen) >= float(config.get("avoid.released")) * len(seen):
+            self.avoided.add(worker)
+            self.plugin.stats["avoid-marked"] += 1
+
+    def forget_worker(self, worker: str) -> None:
+        self.seen.pop(worker, None)
+        self.avoided.discard(worker)
+
+    def restrict(self, tasks) -> int:
+        """Loose restrictions to the workers not avoided on ``tasks`` (the plain tasks of a
+        coded graph that have none of their own); returns how many were restricted."""
+        s = self.plugin.scheduler
+        if not self.avoided or not config.get("avoid.enabled"):
+            return 0
+        others = {w for w in s.workers if w not in self.avoided}
+        if not others:
+            return 0
+        count = 0
+        for ts in tasks:
+            if (ts.worker_restrictions or ts.host_restrictions or ts.resource_restrictions
+                    or ts.state not in ("released", "waiting", "no-worker")):
+                continue
+            s.set_restrictions({ts.key: set(others)})
+            ts.loose_restrictions = True
+            count += 1
+        self.plugin.stats["avoid-restricted"] += count
+        return count

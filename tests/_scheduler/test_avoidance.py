@@ -1,0 +1,94 @@
+"""Persistent stragglers: a worker whose products are released in most calls stops
+attracting a coded graph's plain work, and is taken back when it recovers."""
+
+from collections import Counter
+
+import dask
+import dask.array as da
+import numpy as np
+from distributed import wait
+from distributed.utils_test import gen_cluster
+
+import dask_coded as dc
+from dask_coded._scheduler.avoidance import Avoidance
+
+from cluster_helpers import VALIDATE, plugin, rand, until
+
+FOUR = [("127.0.0.1", 1)] * 4
+
+
+class FakePlugin:
+    def __init__(self):
+        self.stats = Counter()
+        self.scheduler = None
+
+
+def test_a_worker_released_in_most_calls_is_avoided_and_taken_back():
+    avoid = Avoidance(FakePlugin())
+    for _ in range(2):
+        avoid.observe(["a", "b"], ["c"])
+    assert avoid.avoided == set()  # too few calls to say
+    avoid.observe(["a", "b"], ["c"])
+    assert avoid.avoided == {"c"}
+    avoid.observe(["a"], ["b", "c"])  # one straggle of b is not persistent
+    assert avoid.avoided == {"c"}
+    avoid.observe(["a", "b", "c"], [])
+    assert avoid.avoided == {"c"}  # one good call is not a recovery
+    avoid.observe(["a", "b", "c"], [])
+    assert avoid.avoided == set()
+    assert avoid.plugin.stats["avoid-marked"] == 1 and avoid.plugin.stats["avoid-recovered"] == 1
+    with dask.config.set({"coded.avoid.window": 10, "coded.avoid.released": 0.5}):
+        for _ in range(4):
+            avoid.observe(["a"], ["b"])
+        assert avoid.avoided == {"b"}
+
+
+@gen_cluster(client=True, nthreads=FOUR, timeout=60, config=VALIDATE)
+async def test_plain_tasks_of_coded_graphs_avoid_the_persistent_straggler(c, s, *workers):
+    A = rand(400, 6)
+    CA = await dc.encode(A, 4, 3, client=c)
+    slow = CA.workers[1]
+    name = next(w.name for w in workers if w.address == slow)
+    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(name): 2.0}),
+                                               match=("coded-prod",), interruptible=True))
+    x = np.arange(6.0)
+    for _ in range(3):
+        np.testing.assert_allclose(await c.compute(CA @ x), A @ x, rtol=1e-10)
+    await until(lambda: plugin(s).avoidance.avoided == {slow})
+    # data held by the straggler only: a coded graph's plain tasks that read it run on
+    # the other workers (they fetch it), where dask would run them beside their data;
+    # the products stay pinned to their blocks
+    Zn = rand(400, seed=3)
+    Z = c.persist(da.from_array(Zn, chunks=50), workers=[slow])
+    await wait(Z)
+    y = c.persist((CA @ x).rechunk(50) * 2 + Z * 3)
+    await wait(y)
+    holders = {ws.address for key in y.__dask_keys__() for ws in s.tasks[key].who_has}
+    assert holders and slow not in holders
+    np.testing.assert_allclose(await c.compute(y), 2 * (A @ x) + 3 * Zn, rtol=1e-10)
+    assert plugin(s).stats["avoid-restricted"] > 0
+    # a graph without coded products is left alone
+    plain = c.persist(da.ones(40, chunks=5) + 1)
+    await wait(plain)
+    assert all(not s.tasks[k].worker_restrictions for k in plain.__dask_keys__())
+    # recovered: its products are used again, and it is taken back
+    await c.unregister_worker_plugin(dc.StragglerPlugin.name)
+    for _ in range(6):
+        await c.compute(CA @ x)
+        if not plugin(s).avoidance.avoided:
+            break
+    assert plugin(s).avoidance.avoided == set()
+
+
+@gen_cluster(client=True, nthreads=FOUR, timeout=60,
+             config={**VALIDATE, "coded.avoid.enabled": False})
+async def test_avoiding_can_be_turned_off(c, s, *workers):
+    A = rand(400, 6)
+    CA = await dc.encode(A, 4, 3, client=c)
+    name = next(w.name for w in workers if w.address == CA.workers[1])
+    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(name): 2.0}),
+                                               match=("coded-prod",), interruptible=True))
+    for _ in range(4):
+        await c.compute((CA @ np.ones(6)) + 1)
+    assert plugin(s).avoidance.avoided == {CA.workers[1]}  # still observed
+    assert plugin(s).stats["avoid-restricted"] == 0  # but nothing restricted
