@@ -38,7 +38,7 @@ def encode(data: Any, n: int, k: int | str | None = None, kind: str | None = Non
         ``"mds"``: how many products a decode needs (see :func:`dask_coded.matrix.encode`).
     kind : str, optional
         The code family: ``"mds"``, see :func:`dask_coded.make_code`; ``"gradient"``,
-        see :class:`dask_coded.GradientCode`.
+        see :class:`dask_coded.schemes.GradientCode`.
     scheme : str
         A name in :data:`dask_coded.schemes.SCHEMES`.
     client : distributed.Client, optional

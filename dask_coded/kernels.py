@@ -111,7 +111,7 @@ def decode_products(scheme: Scheme, scales: np.ndarray | None,
     """``A @ x`` from the products that arrived (``None``: released, :class:`Missing`:
     lost), in ``dtype`` when given (the dtype dask declares for the product); the rows
     set aside (:class:`WithRows`) are put back from any product. Too few products raise
-    :class:`~dask_coded.TooFewResultsError` saying why each missing one is missing."""
+    :class:`~dask_coded.errors.TooFewResultsError` saying why each missing one is missing."""
     integer = next((p.dtype for p in products if isinstance(p, IntegerSum)), None)
     if integer is not None:
         products = tuple(p.value if isinstance(p, IntegerSum) else p for p in products)

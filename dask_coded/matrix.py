@@ -481,7 +481,7 @@ def encode(
         Encode ``A.T`` instead of ``A``.
     allow_shared_workers : bool
         With fewer than ``n`` workers, place blocks round-robin (with a warning) instead
-        of raising :class:`~dask_coded.TooFewWorkersError`.
+        of raising :class:`~dask_coded.errors.TooFewWorkersError`.
     workers : list of str, optional
         Worker addresses to use (default: all, sorted by address).
     progress : bool

@@ -627,7 +627,7 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
         For the 2-D schemes (see :func:`dask_coded.matmul`).
     allow_shared_workers : bool
         With a synchronous client, fewer than ``n`` workers raise
-        :class:`~dask_coded.TooFewWorkersError` at the ``with``, as
+        :class:`~dask_coded.errors.TooFewWorkersError` at the ``with``, as
         :func:`dask_coded.encode` does (a shared worker that straggles delays all its
         blocks); ``True`` spreads the blocks round-robin instead.
 

@@ -163,7 +163,7 @@ class CodedPartitions(Handle):
 
         ``fn`` maps one partition to a real numpy array or number, or a tuple of them
         (summed elementwise); it runs where the partitions are. A NaN or Inf result
-        raises :class:`~dask_coded.NonFiniteError` naming the partition.
+        raises :class:`~dask_coded.errors.NonFiniteError` naming the partition.
         """
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")

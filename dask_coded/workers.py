@@ -39,7 +39,7 @@ def live_workers(client) -> list[str]:
 
 def require_workers(client, n: int, what: str) -> list[str]:
     """The sorted addresses of the workers the scheduler knows now, at least ``n`` of
-    them, else :class:`~dask_coded.TooFewWorkersError` naming ``what`` (sync client)."""
+    them, else :class:`~dask_coded.errors.TooFewWorkersError` naming ``what`` (sync client)."""
     workers = live_workers(client)
     if len(workers) < n:
         raise TooFewWorkersError(f"{what} on n={n} workers needs n workers; the cluster "

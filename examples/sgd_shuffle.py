@@ -8,7 +8,7 @@ source); the target has a term a linear model cannot fit, different in every reg
 Every epoch each worker runs local gradient descent on its share from the current model,
 and the master averages the models of the first ``n - 1`` workers to finish (it does not
 wait for the straggler: one worker is made 0.5 s slower on every task by a
-:class:`~dask_coded.StragglerPlugin`). The reported model is the average of the epochs'
+:class:`~dask_coded.stragglers.StragglerPlugin`). The reported model is the average of the epochs'
 models over the second half of the epochs so far (suffix averaging).
 
 Never reshuffled, the straggler's share is never learned: the model converges to the
@@ -92,7 +92,7 @@ def slow_first_worker(client, cluster, seconds: float = 0.5) -> None:
     ``local-gd`` task."""
     info = dc.workers.worker_info(client)
     slow = str(info[sorted(info)[0]]["name"])
-    client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(seconds={slow: seconds}),
+    client.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(seconds={slow: seconds}),
                                               match=["local-gd"], interruptible=True))
 
 

@@ -18,7 +18,7 @@ def test_auto_k_moves_to_the_optimum_for_the_observed_mu():
                           "coded.auto-k.max-step": 8, "coded.auto-k.background": False}), \
             LocalCluster(n_workers=8, threads_per_worker=1, processes=False,
                          dashboard_address=None) as cluster, Client(cluster) as client:
-        client.register_plugin(dc.StragglerPlugin(dc.ShiftedExponential(mu=0.2, scale=0.4),
+        client.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.ShiftedExponential(mu=0.2, scale=0.4),
                                                   seed=3, match=("coded-prod",)))
         CA = dc.encode(A, 8, "auto", client=client)
         assert CA.auto and CA.k == theory.optimal_k(8, 1.0) == 6
@@ -41,8 +41,8 @@ def test_auto_blocks_per_worker_moves_to_several_blocks_under_per_call_stragglin
                           "coded.auto-k.background": False}), \
             LocalCluster(n_workers=8, threads_per_worker=1, processes=False,
                          dashboard_address=None) as cluster, Client(cluster) as client:
-        client.register_plugin(dc.StragglerPlugin(
-            dc.ShiftedExponential(mu=1.0, scale=0.4, per="call"), seed=5,
+        client.register_plugin(dc.stragglers.StragglerPlugin(
+            dc.stragglers.ShiftedExponential(mu=1.0, scale=0.4, per="call"), seed=5,
             match=("coded-prod",), interruptible=True))
         CA = dc.encode(A, 8, "auto", blocks_per_worker="auto", client=client)
         assert (CA.k, CA.blocks_per_worker) == (6, 1)
@@ -153,7 +153,7 @@ def test_a_synchronous_retune_drops_the_background_re_choice_in_flight():
 def test_auto_k_needs_a_cluster():
     with pytest.raises(dc.CodedError, match="distributed client"):
         dc.encode(np.ones((10, 2)), 4, "auto", client=None)
-    with pytest.raises(dc.CodeParameterError, match="integer or 'auto'"):
+    with pytest.raises(dc.errors.CodeParameterError, match="integer or 'auto'"):
         dc.encode(np.ones((10, 2)), 4, "best", client=None)
-    with pytest.raises(dc.CodeParameterError, match="together with k='auto'"):
+    with pytest.raises(dc.errors.CodeParameterError, match="together with k='auto'"):
         dc.encode(np.ones((10, 2)), 4, 3, blocks_per_worker="auto", client=None)

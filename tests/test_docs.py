@@ -32,6 +32,8 @@ def test_site_builds_without_warnings(tmp_path):
 
     anchors = set(re.findall(r'id="([\w.]+)"', api))
     assert [n for n in dc.__all__ if f"dask_coded.{n}" not in anchors] == []
+    assert [n for n, where in dc.MOVED.items()
+            if f"dask_coded.{where}.{n}" not in anchors] == []
     assert api.count("doc-signature") > 50
     assert ":func:" not in api and ":class:" not in api
     assert '<a href="#dask_coded.encode"><code>' in api
@@ -57,3 +59,20 @@ def test_page_examples_run(page, tmp_path):
                              timeout=240, cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-3000:]
         assert out.stdout.startswith("True"), out.stdout
+
+
+def test_moved_names_still_work_with_a_deprecation_warning():
+    import warnings
+
+    import dask_coded as dc
+
+    with pytest.warns(DeprecationWarning, match="dask_coded.stragglers.SlowWorkers"):
+        assert dc.SlowWorkers is dc.stragglers.SlowWorkers
+    with pytest.warns(DeprecationWarning, match="dask_coded.errors.CodeParameterError"):
+        from dask_coded import CodeParameterError
+    assert CodeParameterError is dc.errors.CodeParameterError
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new spellings do not warn
+        assert dc.CodedError is dc.errors.CodedError and dc.schemes.GradientCode
+    with pytest.raises(AttributeError, match="no attribute 'Nonexistent'"):
+        dc.Nonexistent

@@ -31,13 +31,13 @@ def test_local_polynomial_and_matdot_match_numpy():
 
 def test_bad_operands_name_the_problem():
     A, B = operands()
-    with pytest.raises(dc.BlockShapeError, match="A @ B needs"):
+    with pytest.raises(dc.errors.BlockShapeError, match="A @ B needs"):
         dc.matmul(A, A, 6, client=None)
-    with pytest.raises(dc.DtypeError, match="complex"):
+    with pytest.raises(dc.errors.DtypeError, match="complex"):
         dc.matmul(A.astype(complex), B, 6, client=None)
     bad = A.copy()
     bad[3, 4] = np.nan
-    with pytest.raises(dc.NonFiniteError, match="A contains NaN"):
+    with pytest.raises(dc.errors.NonFiniteError, match="A contains NaN"):
         dc.matmul(bad, B, 6, client=None)
 
 
@@ -47,7 +47,7 @@ def test_on_a_cluster_the_slow_worker_is_left_out_and_only_encoded_operands_trav
                       dashboard_address=None) as cluster, Client(cluster) as client:
         info = dc.workers.worker_info(client)
         slow = str(info[sorted(info)[5]]["name"])
-        client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(seconds={slow: 30.0}),
+        client.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(seconds={slow: 30.0}),
                                                   match=("coded-prod",), interruptible=True))
         C = dc.matmul(A, B, 6, "polynomial", (2, 2))
         blocks = client.run_on_scheduler(lambda dask_scheduler: {
@@ -101,7 +101,7 @@ async def test_dask_operands_are_encoded_on_distinct_workers_and_not_kept(
     B = da.from_array(Bn, chunks=(25, 40))
     await c.register_plugin(dc.FirstKPlugin())
     slow = str(workers[5].name)
-    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(seconds={slow: 30.0}),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(seconds={slow: 30.0}),
                                                match=("coded-prod",), interruptible=True))
     plugin = s.plugins[dc.FirstKPlugin.name]
     C = dc.matmul(A, B, 6, scheme, splits, client=c)
@@ -133,5 +133,5 @@ async def test_a_nan_in_a_dask_operand_fails_the_call_naming_it(c, s, *workers):
     An, Bn = operands(5)
     Bn[7, 3] = np.inf
     C = dc.matmul(da.from_array(An, chunks=40), da.from_array(Bn, chunks=30), 6, client=c)
-    with pytest.raises(dc.NonFiniteError, match="B contains NaN or Inf"):
+    with pytest.raises(dc.errors.NonFiniteError, match="B contains NaN or Inf"):
         await c.compute(C)

@@ -55,7 +55,7 @@ def test_local_race_ignores_a_straggler():
     A, x = rand(400, 10), rand(10, seed=1)
     CA = dc.encode(A, 5, 3, client=None)
     slow = 3.0
-    with dc.local_stragglers(dc.SlowWorkers({"4": slow}), seed=0):
+    with dc.stragglers.local_stragglers(dc.stragglers.SlowWorkers({"4": slow}), seed=0):
         t = time.perf_counter()
         y = (CA @ x).compute(scheduler="threads")
         elapsed = time.perf_counter() - t
@@ -107,7 +107,7 @@ async def test_float32_and_integer_inputs(c, s, *workers):
 
 async def _slow(c, s, worker_names, seconds):
     await c.register_plugin(
-        dc.StragglerPlugin(dc.SlowWorkers({str(n): seconds for n in worker_names}), seed=0,
+        dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers({str(n): seconds for n in worker_names}), seed=0,
                            match=("coded-prod",))
     )
 
@@ -179,7 +179,7 @@ async def test_losing_more_than_n_minus_k_says_how_many_survived(c, s, *workers)
     fut = c.compute(CA @ x)
     await asyncio.sleep(0.3)
     await asyncio.gather(*(w.close(executor_wait=False) for w in doomed))
-    with pytest.raises(dc.TooFewResultsError, match=r"only 3 of n=6 .* k=4 are needed"):
+    with pytest.raises(dc.errors.TooFewResultsError, match=r"only 3 of n=6 .* k=4 are needed"):
         await fut
 
 
@@ -189,7 +189,7 @@ async def test_losing_more_than_n_minus_k_says_how_many_survived(c, s, *workers)
 @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 3, config=VALIDATE)
 async def test_too_few_workers(c, s, *workers):
     A = rand(40, 4)
-    with pytest.raises(dc.TooFewWorkersError, match="n=5 coded blocks need n distinct workers"):
+    with pytest.raises(dc.errors.TooFewWorkersError, match="n=5 coded blocks need n distinct workers"):
         await dc.encode(A, 5, 3, client=c)
     with pytest.warns(UserWarning, match="round-robin"):
         CA = await dc.encode(A, 5, 3, client=c, allow_shared_workers=True)
@@ -200,27 +200,27 @@ async def test_too_few_workers(c, s, *workers):
 @gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
 async def test_bad_inputs(c, s, *workers):
     A = rand(40, 4)
-    with pytest.raises(dc.CodeParameterError, match="k must be at most n"):
+    with pytest.raises(dc.errors.CodeParameterError, match="k must be at most n"):
         await dc.encode(A, 4, 5, client=c)
-    with pytest.raises(dc.BlockShapeError, match="A must be 2-D"):
+    with pytest.raises(dc.errors.BlockShapeError, match="A must be 2-D"):
         dc.encode(np.ones(4), 6, 4, client=c)
-    with pytest.raises(dc.DtypeError, match="A has non-numeric dtype"):
+    with pytest.raises(dc.errors.DtypeError, match="A has non-numeric dtype"):
         dc.encode(np.array([["a", "b"]] * 4), 6, 4, client=c)
     Abad = A.copy()
     Abad[37, 1] = np.nan
-    with pytest.raises(dc.NonFiniteError, match="row 37"):
+    with pytest.raises(dc.errors.NonFiniteError, match="row 37"):
         await dc.encode(Abad, 6, 4, client=c)
 
     CA = await dc.encode(A, 6, 4, client=c)
-    with pytest.raises(dc.BlockShapeError, match=r"A is \(40, 4\) and x is \(5,\)"):
+    with pytest.raises(dc.errors.BlockShapeError, match=r"A is \(40, 4\) and x is \(5,\)"):
         CA @ np.ones(5)
-    with pytest.raises(dc.BlockShapeError, match="1-D or 2-D"):
+    with pytest.raises(dc.errors.BlockShapeError, match="1-D or 2-D"):
         CA @ np.ones((4, 1, 1))
-    with pytest.raises(dc.DtypeError, match="x has complex dtype"):
+    with pytest.raises(dc.errors.DtypeError, match="x has complex dtype"):
         CA @ np.ones(4, dtype=complex)
-    with pytest.raises(dc.NonFiniteError, match="x contains NaN"):
+    with pytest.raises(dc.errors.NonFiniteError, match="x contains NaN"):
         CA @ np.array([1.0, np.nan, 0.0, 0.0])
-    with pytest.raises(dc.NonFiniteError, match="x contains NaN"):  # found in the graph
+    with pytest.raises(dc.errors.NonFiniteError, match="x contains NaN"):  # found in the graph
         await c.compute(CA @ da.from_array(np.array([1.0, np.inf, 0.0, 0.0])))
 
 
@@ -263,7 +263,7 @@ def test_encode_with_progress_bar(capsys):
         close(CA.dot(np.ones(4)).compute(), A @ np.ones(4))
         bad = A.copy()
         bad[5, 0] = np.inf
-        with pytest.raises(dc.NonFiniteError, match="row 5"):
+        with pytest.raises(dc.errors.NonFiniteError, match="row 5"):
             dc.encode(bad, 3, 2, client=client, progress=True)
     assert "100%" in capsys.readouterr().out  # dask's text progress bar
 
@@ -280,10 +280,10 @@ def _unknown_chunks():
     (lambda: dc.encode(__import__("scipy.sparse").sparse.csr_matrix(rand(40, 4)), 6, 4,
                        client=None), TypeError, "scipy.sparse csr_matrix.*toarray"),
     (lambda: dc.encode(np.ones((10, 0)), 6, 4, kind="rotation", client=None),
-     dc.BlockShapeError, r"shape \(10, 0\): it needs at least one row and column"),
-    (lambda: dc.encode(_unknown_chunks(), 6, 4, client=None), dc.BlockShapeError,
+     dc.errors.BlockShapeError, r"shape \(10, 0\): it needs at least one row and column"),
+    (lambda: dc.encode(_unknown_chunks(), 6, 4, client=None), dc.errors.BlockShapeError,
      "unknown chunk sizes.*compute_chunk_sizes"),
-    (lambda: dc.make_code(6, 4, kind=["rotation"]), dc.CodeParameterError,
+    (lambda: dc.make_code(6, 4, kind=["rotation"]), dc.errors.CodeParameterError,
      "kind must be a string"),
 ])
 def test_bad_operands_get_errors_that_name_them(make, error, match):
@@ -342,7 +342,7 @@ def test_rows_of_very_different_scales_keep_their_accuracy(n, k):
     x = rand(5, seed=1)
     CA = dc.encode(B, n, k, client=None)
     slow = {str(j): 0.3 for j in range(k - 2, n - 2)}  # force parity rows into the decode
-    with dc.local_stragglers(dc.SlowWorkers(slow)):
+    with dc.stragglers.local_stragglers(dc.stragglers.SlowWorkers(slow)):
         got = (CA @ x).compute(scheduler="threads")
     assert rowwise_error(got, B, x) < 1e-8  # without equilibration: 7e-4 and 5e2
 
@@ -424,7 +424,7 @@ def test_local_several_blocks_per_worker_match_numpy():
     x = rand(7, seed=1)
     close((CA @ x).compute(), A @ x)
     close((CA.T @ (A @ x)).compute(), A.T @ (A @ x))
-    with pytest.raises(dc.CodeParameterError, match="k='auto'"):
+    with pytest.raises(dc.errors.CodeParameterError, match="k='auto'"):
         dc.encode(A, 6, "auto", blocks_per_worker=2, client=None)
 
 
@@ -438,7 +438,7 @@ async def test_several_blocks_per_worker_use_a_slow_workers_finished_blocks(c, s
     # every product of the worker holding block 0 takes a minute; the decode needs 12
     # of the 15 others
     slow = next(w for w in workers if w.address == CA.workers[0])
-    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(slow.name): 60.0}),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers({str(slow.name): 60.0}),
                                                match=("coded-prod",), interruptible=True))
     close(await asyncio.wait_for(c.compute(CA @ x), 30), A @ x)
     used = await CA.last_used()

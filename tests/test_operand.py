@@ -48,24 +48,24 @@ def test_local_operand_serves_every_b_and_both_schemes():
 
 def test_bad_input_names_the_problem():
     A, B = operands()
-    with pytest.raises(dc.CodeParameterError, match=r"does not code both operands.*\['matdot', 'polynomial'\]"):
+    with pytest.raises(dc.errors.CodeParameterError, match=r"does not code both operands.*\['matdot', 'polynomial'\]"):
         dc.encode_operand(A, 6, "mds", client=None)
-    with pytest.raises(dc.CodeParameterError, match="more than n=3"):
+    with pytest.raises(dc.errors.CodeParameterError, match="more than n=3"):
         dc.encode_operand(A, 3, "polynomial", (2, 2), client=None)
     bad = A.copy()
     bad[1, 2] = np.inf
-    with pytest.raises(dc.NonFiniteError, match="A contains NaN"):
+    with pytest.raises(dc.errors.NonFiniteError, match="A contains NaN"):
         dc.encode_operand(bad, 6, client=None)
     EA = dc.encode_operand(A, 6, client=None)
-    with pytest.raises(dc.BlockShapeError, match="A @ B needs"):
+    with pytest.raises(dc.errors.BlockShapeError, match="A @ B needs"):
         EA @ A
     bad = B.copy()
     bad[4, 4] = np.nan
-    with pytest.raises(dc.NonFiniteError, match="B contains NaN"):
+    with pytest.raises(dc.errors.NonFiniteError, match="B contains NaN"):
         EA @ bad
-    with pytest.raises(dc.CodeParameterError, match="encoded for n=6"):
+    with pytest.raises(dc.errors.CodeParameterError, match="encoded for n=6"):
         dc.matmul(EA, B, 5)
-    with pytest.raises(dc.CodeParameterError, match="needs n"):
+    with pytest.raises(dc.errors.CodeParameterError, match="needs n"):
         dc.matmul(A, B)
     EA.release()
     assert "released" in repr(EA)
@@ -78,7 +78,7 @@ def test_encoded_once_then_only_b_travels_and_the_slow_worker_is_left_out(six):
     A, B = operands(1)
     info = dc.workers.worker_info(client)
     slow = str(info[sorted(info)[5]]["name"])
-    client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(seconds={slow: 30.0}),
+    client.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(seconds={slow: 30.0}),
                                               match=("coded-prod",), interruptible=True))
     EA = dc.encode_operand(A, 6, "polynomial", (2, 2))  # threshold 4
     assert "on 6 workers" in repr(EA) and len(set(EA.workers)) == 6
@@ -119,16 +119,16 @@ def test_dask_operands_are_encoded_on_the_workers(six):
     np.testing.assert_allclose(C.compute(), An @ Bn, atol=1e-10)
     bad = Bn.copy()
     bad[0, 0] = np.nan
-    with pytest.raises(dc.NonFiniteError, match="B contains NaN"):
+    with pytest.raises(dc.errors.NonFiniteError, match="B contains NaN"):
         (EA @ da.from_array(bad, chunks=25)).compute()
-    with pytest.raises(dc.NonFiniteError, match="A contains NaN"):
+    with pytest.raises(dc.errors.NonFiniteError, match="A contains NaN"):
         dc.encode_operand(da.from_array(bad.T, chunks=30), 6, "matdot", 2)
 
 
 def test_too_few_workers_and_lost_workers(six):
     cluster, client = six
     A, B = operands(5)
-    with pytest.raises(dc.TooFewWorkersError, match="needs n workers; the cluster has 6"):
+    with pytest.raises(dc.errors.TooFewWorkersError, match="needs n workers; the cluster has 6"):
         dc.encode_operand(A, 7, "polynomial", (2, 2))
     EA = dc.encode_operand(A, 6, "polynomial", (2, 2))  # threshold 4: two may be lost
     for name in list(cluster.workers)[:2]:

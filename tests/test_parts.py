@@ -80,7 +80,7 @@ def test_local_map_decodes_any_registered_part_scheme():
 def test_local_map_forgoes_a_straggler():
     parts = data()
     L = dc.encode(parts, 4, scheme="test-parity", client=None)
-    with dc.local_stragglers(dc.SlowWorkers(seconds={"1": 60.0})):
+    with dc.stragglers.local_stragglers(dc.stragglers.SlowWorkers(seconds={"1": 60.0})):
         got = L.map(scaled, 3.0).compute()
     for g, p in zip(got, parts):
         np.testing.assert_allclose(g, 3.0 * p)
@@ -89,9 +89,9 @@ def test_local_map_forgoes_a_straggler():
 def test_bad_input_names_the_problem():
     with pytest.raises(TypeError, match="codes a list of data parts"):
         dc.encode(np.ones((4, 4)), 4, scheme="test-parity", client=None)
-    with pytest.raises(dc.CodeParameterError, match="takes no parameter degree"):
+    with pytest.raises(dc.errors.CodeParameterError, match="takes no parameter degree"):
         dc.encode(data(), 4, scheme="test-parity", degree=2, client=None)
-    with pytest.raises(dc.CodeParameterError, match="does not code a list of data parts"):
+    with pytest.raises(dc.errors.CodeParameterError, match="does not code a list of data parts"):
         encode_parts(data(), 4, "mds", client=None)
     L = dc.encode(data(), 4, scheme="test-parity", client=None)
     with pytest.raises(TypeError, match="argument 0 is a dask collection"):
@@ -105,14 +105,14 @@ async def test_distributed_map_from_the_first_threshold_products(c, s, *workers)
     L = await dc.encode(parts, 4, scheme="test-parity", client=c)
     assert sorted(L.workers) == sorted(w.address for w in workers)
     slow = next(w.name for w in workers if w.address == L.workers[0])
-    await c.register_plugin(dc.StragglerPlugin(
-        dc.SlowWorkers(seconds={str(slow): 60.0}), match=("coded-prod",),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds={str(slow): 60.0}), match=("coded-prod",),
         interruptible=True))
     got = await asyncio.wait_for(c.compute(L.map(scaled, 5.0)), 30)
     for g, p in zip(got, parts):
         np.testing.assert_allclose(g, 5.0 * p)
     assert 0 not in await L._last_used()
-    await c.unregister_worker_plugin(dc.StragglerPlugin.name)
+    await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
     L.release()
     assert "released" in repr(L)
     while s.tasks:  # the coded parts and the scattered data parts are gone

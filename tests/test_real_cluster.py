@@ -50,7 +50,7 @@ def test_coded_products_on_a_command_line_cluster(cli_cluster):
     x = np.ones(9)
     CA = dc.encode(A, 4, 3, client=client)  # the scheduler unpickles FirstKPlugin: imports us
     np.testing.assert_allclose((CA @ x).compute(), A @ x)
-    client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(seconds={"cli-2": 3.0}),
+    client.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(seconds={"cli-2": 3.0}),
                                               match=("coded-prod",), interruptible=True))
     t = time.perf_counter()
     np.testing.assert_allclose((CA @ (2 * x)).compute(), A @ (2 * x))

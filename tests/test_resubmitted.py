@@ -17,8 +17,8 @@ VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate
 async def test_a_line_search_reusing_persisted_products_keeps_the_graph_consistent(
         c, s, *workers):
     await c.register_plugin(dc.FirstKPlugin())
-    await c.register_plugin(dc.StragglerPlugin(
-        dc.SlowWorkers(seconds={str(workers[2].name): 0.2}), seed=0, interruptible=True))
+    await c.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds={str(workers[2].name): 0.2}), seed=0, interruptible=True))
     rng = np.random.default_rng(0)
     Xn, yn = rng.standard_normal((600, 5)), rng.standard_normal(600)
     X = da.from_array(Xn, chunks=(100, 5))

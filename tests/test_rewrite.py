@@ -104,7 +104,7 @@ def test_local_rewrite_encodes_once_and_releases():
 
 def test_local_rewrite_races_past_a_straggler():
     _, _, _, A, x, _ = operands()
-    with dc.coded_matmul(n=5, k=3), dc.local_stragglers(dc.SlowWorkers({"1": 3.0})):
+    with dc.coded_matmul(n=5, k=3), dc.stragglers.local_stragglers(dc.stragglers.SlowWorkers({"1": 3.0})):
         t = time.perf_counter()
         (A @ x).compute(scheduler="threads")
         assert time.perf_counter() - t < 1.0
@@ -156,7 +156,7 @@ def test_a_numpy_operand_is_embedded_in_the_products(budget, embedded):
 
 
 def test_bad_parameters_fail_at_the_with():
-    with pytest.raises(dc.CodeParameterError, match="k must be at most n"):
+    with pytest.raises(dc.errors.CodeParameterError, match="k must be at most n"):
         with dc.coded_matmul(n=3, k=5):
             pass
 
@@ -169,7 +169,7 @@ async def test_distributed_rewrite_is_correct_and_first_k(c, s, *workers):
             np.testing.assert_allclose(await c.compute(expr), want, rtol=1e-10, atol=1e-10,
                                        err_msg=label)
     slow = workers[1]
-    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(slow.name): 3.0}),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers({str(slow.name): 3.0}),
                                                match=("coded-prod",)))
     An, xn, _, A, x, _ = operands()
     stats = s.plugins[dc.FirstKPlugin.name].stats
@@ -479,16 +479,16 @@ def test_two_sided_rewrite_takes_the_blocks_of_C_instead_of_dask_sum_tree():
 
 
 def test_two_sided_parameters_fail_at_the_with():
-    with pytest.raises(dc.CodeParameterError, match="more than n=4"):
+    with pytest.raises(dc.errors.CodeParameterError, match="more than n=4"):
         with dc.coded_matmul(n=4, scheme="polynomial", splits=(3, 2)):
             pass
-    with pytest.raises(dc.CodeParameterError, match="needs k"):
+    with pytest.raises(dc.errors.CodeParameterError, match="needs k"):
         with dc.coded_matmul(n=4, scheme="auto"):
             pass
-    with pytest.raises(dc.CodeParameterError, match="unknown scheme 'entangled'; the sch"):
+    with pytest.raises(dc.errors.CodeParameterError, match="unknown scheme 'entangled'; the sch"):
         with dc.coded_matmul(n=4, k=2, scheme="entangled"):
             pass
-    with pytest.raises(dc.CodeParameterError, match="codes products: scheme must be"):
+    with pytest.raises(dc.errors.CodeParameterError, match="codes products: scheme must be"):
         with dc.coded_matmul(n=4, k=2, scheme="gradient"):
             pass
 
@@ -501,7 +501,7 @@ async def test_distributed_two_sided_rewrite_encodes_A_once_and_leaves_the_slow_
     call encodes only B (inside the products) and decodes from the first 4 of 6;
     ``release`` drops A's operands."""
     await c.register_plugin(dc.FirstKPlugin())
-    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(workers[2].name): 30.0}),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers({str(workers[2].name): 30.0}),
                                                match=("coded-prod",), interruptible=True))
     plugin = s.plugins[dc.FirstKPlugin.name]
     rng = np.random.default_rng(6)
@@ -567,7 +567,7 @@ def test_too_few_workers_are_refused_at_the_with_as_encode_refuses_them():
 
     with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster, Client(cluster):
-        with pytest.raises(dc.TooFewWorkersError,
+        with pytest.raises(dc.errors.TooFewWorkersError,
                            match=r"coded_matmul\(n=8\) .* cluster has 4: .*allow_shared_workers"):
             with dc.coded_matmul(n=8, k=6):
                 pass

@@ -54,7 +54,7 @@ def test_local_sum_ignores_forced_stragglers():
     ps = parts(6)
     cp = CodedPartitions(ps, 6, 2, client=None)
     # products 1 and 4 straggle by a minute: the sum returns from the other four
-    with dc.local_stragglers(dc.SlowWorkers(seconds={"1": 60.0, "4": 60.0})):
+    with dc.stragglers.local_stragglers(dc.stragglers.SlowWorkers(seconds={"1": 60.0, "4": 60.0})):
         got = cp.sum(gram).compute(scheduler="threads")
     close(got, plain_sum(ps))
 
@@ -84,9 +84,9 @@ def test_bad_input_names_the_problem():
         cp.sum("not a function")
     with pytest.raises(TypeError, match="real numeric"):
         cp.sum(lambda p: "text").compute()
-    with pytest.raises(dc.NonFiniteError, match="partition"):
+    with pytest.raises(dc.errors.NonFiniteError, match="partition"):
         cp.sum(lambda p: np.array([np.nan])).compute()
-    with pytest.raises(dc.CodeParameterError, match="can lose accuracy"):
+    with pytest.raises(dc.errors.CodeParameterError, match="can lose accuracy"):
         CodedPartitions(parts(24), 24, 4, "cyclic", client=None)
 
 
@@ -104,15 +104,15 @@ async def test_distributed_sum_from_the_first_n_minus_s(c, s, *workers):
     cp = await CodedPartitions(ps, 6, 2, client=c)
     assert len(set(cp.workers)) == 6
     slow = (await names_of(c))[1:3]  # workers 1 and 2 straggle by a minute
-    await c.register_plugin(dc.StragglerPlugin(
-        dc.SlowWorkers(seconds={str(w): 60.0 for w in slow}), match=("coded-prod",),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds={str(w): 60.0 for w in slow}), match=("coded-prod",),
         interruptible=True))
     got = await asyncio.wait_for(c.compute(cp.sum(gram)), 30)
     close(got, plain_sum(ps))
     assert await cp.last_used() == [0, 3, 4, 5]
     stats = await c.scheduler.coded_first_k_stats()
     assert stats["pruned"] == 1 and stats["released"] == 2
-    await c.unregister_worker_plugin(dc.StragglerPlugin.name)
+    await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
 
 
 @gen_cluster(client=True, nthreads=SIX)
@@ -131,7 +131,7 @@ async def test_distributed_sum_survives_a_lost_worker(c, s, *workers):
 
 @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 3)
 async def test_too_few_workers_and_async_coded_sum_say_what_to_do(c, s, *workers):
-    with pytest.raises(dc.TooFewWorkersError, match="needs n workers"):
+    with pytest.raises(dc.errors.TooFewWorkersError, match="needs n workers"):
         await CodedPartitions(parts(), 6, 1, client=c)
     with pytest.raises(dc.CodedError, match="await dask_coded.CodedPartitions"):
         dc.coded_sum(gram, parts(), 3, 1, client=c)
@@ -179,5 +179,5 @@ def test_integer_sums_are_exact_integers_for_every_code(n, s):
 
 def test_an_integer_sum_beyond_the_codes_exact_range_is_refused():
     huge = [np.array([10**14 + i], dtype=np.int64) for i in range(5)]  # cyclic (5, 1)
-    with pytest.raises(dc.DtypeError, match="cannot be decoded exactly.*kind='fractional'"):
+    with pytest.raises(dc.errors.DtypeError, match="cannot be decoded exactly.*kind='fractional'"):
         dc.coded_sum(lambda p: p, huge, n=5, stragglers=1, client=None).compute()

@@ -30,13 +30,13 @@ def test_replication_closed_form():
                                         ("mds", 3, None), ("replication", None, 3)])
 @pytest.mark.parametrize("mu", [0.5, 2.0])
 def test_monte_carlo_agrees_with_the_closed_forms(scheme, k, r, mu):
-    model = dc.ShiftedExponential(mu=mu, scale=1.0)
+    model = dc.stragglers.ShiftedExponential(mu=mu, scale=1.0)
     mean, se = theory.monte_carlo(scheme, model, 12, k=k, r=r, trials=20000, seed=1)
     assert abs(mean - theory.expected_time(scheme, 12, k=k, mu=mu, r=r)) < 4 * se
 
 
 def test_monte_carlo_handles_models_without_closed_form():
-    model = dc.SlowWorkers(scale=1.0, factor={"0": 5.0})
+    model = dc.stragglers.SlowWorkers(scale=1.0, factor={"0": 5.0})
     mean, _ = theory.monte_carlo("uncoded", model, 4, trials=10)
     assert mean == pytest.approx(5 / 4)  # the slow worker's piece
     mean, _ = theory.monte_carlo("mds", model, 4, k=3, trials=10)
@@ -82,7 +82,7 @@ def test_bad_arguments(call, match):
 
 
 def test_blocks_time_with_one_block_is_the_mds_closed_form():
-    model = dc.ShiftedExponential(mu=1.0, scale=1.0)
+    model = dc.stragglers.ShiftedExponential(mu=1.0, scale=1.0)
     mean, se = theory.blocks_time(model, 12, 9, 1, trials=20000, seed=0)
     assert abs(mean - theory.expected_time("mds", 12, 9, 1.0)) < 4 * se
     mean, se = theory.chunks_time(model, 12, 12, trials=20000, seed=0)
@@ -90,7 +90,7 @@ def test_blocks_time_with_one_block_is_the_mds_closed_form():
 
 
 def test_more_blocks_per_worker_approach_the_oracle_under_per_worker_slowness():
-    model = dc.ShiftedExponential(mu=1.0, scale=1.0, per="call")
+    model = dc.stragglers.ShiftedExponential(mu=1.0, scale=1.0, per="call")
     one = theory.blocks_time(model, 12, 9, 1, trials=4000)[0]
     eight = min(theory.blocks_time(model, 12, k, 8, margin=2, trials=4000)[0]
                 for k in range(4, 12))
@@ -103,7 +103,7 @@ def test_more_blocks_per_worker_approach_the_oracle_under_per_worker_slowness():
 
 
 def test_a_slow_worker_is_deterministic_in_the_durations():
-    model = dc.SlowWorkers(scale=1.0, factor={"3": 4.0})
+    model = dc.stragglers.SlowWorkers(scale=1.0, factor={"3": 4.0})
     d = theory.task_durations(model, 2, 4, 3, 0.25)
     assert d.shape == (2, 4, 3) and (d[:, 3] == 1.0).all() and (d[:, :3] == 0.25).all()
 
@@ -112,7 +112,7 @@ def test_leftovers_of_released_products_favour_a_higher_k_and_more_blocks():
     """Released products keep running in Dask: a low k leaves long leftovers that delay
     the next call (n=12, mu=0.2: k=5, the optimum of independent calls, falls behind k=9),
     while with 8 blocks per worker only the block in progress carries over."""
-    model = dc.ShiftedExponential(mu=0.2, scale=1.0)
+    model = dc.stragglers.ShiftedExponential(mu=0.2, scale=1.0)
     free = {k: theory.blocks_time(model, 12, k, 1, trials=1500, seed=2)[0] for k in (5, 9)}
     kept = {k: theory.blocks_time(model, 12, k, 1, trials=1500, seed=2, leftovers=True)[0]
             for k in (5, 9)}
@@ -124,7 +124,7 @@ def test_leftovers_of_released_products_favour_a_higher_k_and_more_blocks():
 
 
 def test_lagrange_time_matches_simulation_and_is_mds_at_degree_one():
-    model = dc.ShiftedExponential(mu=0.5, scale=1.0)
+    model = dc.stragglers.ShiftedExponential(mu=0.5, scale=1.0)
     closed = theory.expected_time("lagrange", 12, k=4, mu=0.5, degree=2)
     mean, err = theory.monte_carlo("lagrange", model, 12, k=4, degree=2, trials=40000, seed=3)
     assert abs(mean - closed) < 5 * err

@@ -11,7 +11,7 @@ leads to :meth:`Groups.review`, which does one of three things:
 * the rule can no longer hold (the products still able to finish are too few): the
   decode is detached from the lost ones (their arguments become
   :class:`~dask_coded.kernels.Missing`, saying why) and raises
-  :class:`~dask_coded.TooFewResultsError` at once;
+  :class:`~dask_coded.errors.TooFewResultsError` at once;
 * otherwise it waits, at most ``coded.first-k.deadline`` from when the graph arrived;
   then whatever it still waits for is given up as missing, so no call waits forever.
 """
@@ -205,7 +205,7 @@ class Groups:
 
     def fail(self, group: ProductGroup, stimulus_id: str, why: str) -> None:
         """Cut the products of ``group`` that can no longer finish: the decode runs once
-        the others have, and raises :class:`~dask_coded.TooFewResultsError` saying why,
+        the others have, and raises :class:`~dask_coded.errors.TooFewResultsError` saying why,
         instead of waiting forever."""
         ts = self.scheduler.tasks.get(group.decode)
         if ts is None or ts.state != "waiting" or not ts.waiting_on:

@@ -61,8 +61,8 @@ def main(argv=None) -> int:
         matrices["auto"] = dc.encode(A, n, "auto", client=client)
         for m in matrices.values():
             (m @ x).compute()  # warm-up, before any delay
-        client.register_plugin(dc.StragglerPlugin(
-            dc.ShiftedExponential(mu=args.mu, scale=args.scale), seed=3,
+        client.register_plugin(dc.stragglers.StragglerPlugin(
+            dc.stragglers.ShiftedExponential(mu=args.mu, scale=args.scale), seed=3,
             match=("coded-prod",), interruptible=args.interruptible))
         print(f"n={n}, mu={args.mu}, scale {args.scale} s, {args.calls} calls each, "
               f"stragglers {'interrupted' if args.interruptible else 'keep running'}; "

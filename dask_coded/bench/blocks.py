@@ -64,12 +64,12 @@ def models(scale: float, names: list[str]) -> dict:
     n = len(names)
     quarter = {w: 2.0 for w in names[: max(1, n // 4)]}
     return {
-        "per-task mu=1": dc.ShiftedExponential(mu=1.0, scale=scale),
-        "per-task mu=0.2": dc.ShiftedExponential(mu=0.2, scale=scale),
-        "per-worker mu=1": dc.ShiftedExponential(mu=1.0, scale=scale, per="call"),
-        "per-worker mu=0.2": dc.ShiftedExponential(mu=0.2, scale=scale, per="call"),
-        "quarter at half speed": dc.SlowWorkers(scale=scale, factor=quarter),
-        "slow worker 5x": dc.SlowWorkers(scale=scale, factor={names[n // 2]: 5.0}),
+        "per-task mu=1": dc.stragglers.ShiftedExponential(mu=1.0, scale=scale),
+        "per-task mu=0.2": dc.stragglers.ShiftedExponential(mu=0.2, scale=scale),
+        "per-worker mu=1": dc.stragglers.ShiftedExponential(mu=1.0, scale=scale, per="call"),
+        "per-worker mu=0.2": dc.stragglers.ShiftedExponential(mu=0.2, scale=scale, per="call"),
+        "quarter at half speed": dc.stragglers.SlowWorkers(scale=scale, factor=quarter),
+        "slow worker 5x": dc.stragglers.SlowWorkers(scale=scale, factor={names[n // 2]: 5.0}),
     }
 
 
@@ -150,7 +150,7 @@ def run_model(client, mname: str, model, schemes: list, overhead: dict, args, na
     if best:
         overhead = {**overhead, **overheads(client, best)}
     for label, kind, k, r, t, work, call in schemes + best:
-        client.register_plugin(dc.StragglerPlugin(
+        client.register_plugin(dc.stragglers.StragglerPlugin(
             model, seed=7, match=("matmul", "coded-prod"), work=work,
             interruptible=not keep_running))
         times = measure(client, call, args.calls, back_to_back=keep_running)
@@ -174,7 +174,7 @@ def auto_row(client, mname: str, model, data: tuple, args, keep_running: bool,
     calls to learn from, then ``args.calls`` timed ones with the delays of its chosen
     code (each block product's work ``1 / (k r)``)."""
     A, xs, truth = data
-    client.register_plugin(dc.StragglerPlugin(model, seed=7, match=("coded-prod",),
+    client.register_plugin(dc.stragglers.StragglerPlugin(model, seed=7, match=("coded-prod",),
                                               interruptible=not keep_running))
     # the policy is told what the injection does with a released straggler's delay
     with dask.config.set({"coded.auto-k.leftovers": keep_running}):
@@ -182,7 +182,7 @@ def auto_row(client, mname: str, model, data: tuple, args, keep_running: bool,
     for i in range(args.warm_up):
         (CA @ xs[i % len(xs)]).compute()
     k, r = CA.k, CA.blocks_per_worker
-    client.register_plugin(dc.StragglerPlugin(
+    client.register_plugin(dc.stragglers.StragglerPlugin(
         model, seed=7, match=("coded-prod",), interruptible=not keep_running,
         work={f"coded-prod-t{CA.scheme.threshold}-{CA.token}": 1 / (k * r)}))
     call = checked(lambda x: (CA @ x).compute(), xs, truth)

@@ -50,9 +50,9 @@ from dask_coded.sums import CodedPartitions
 
 def models(scale: float, slow: str) -> dict:
     return {
-        "per-worker mu=1": dc.ShiftedExponential(mu=1.0, scale=scale, per="call"),
-        "per-worker mu=0.2": dc.ShiftedExponential(mu=0.2, scale=scale, per="call"),
-        "slow worker 5x": dc.SlowWorkers(scale=scale, factor={slow: 5.0}),
+        "per-worker mu=1": dc.stragglers.ShiftedExponential(mu=1.0, scale=scale, per="call"),
+        "per-worker mu=0.2": dc.stragglers.ShiftedExponential(mu=0.2, scale=scale, per="call"),
+        "slow worker 5x": dc.stragglers.SlowWorkers(scale=scale, factor={slow: 5.0}),
     }
 
 
@@ -128,7 +128,7 @@ def schemes_on(client, parts: list, workers: list[str], coded: dict, w):
 def theory_for(model, scheme: str, n: int, s, names) -> float:
     if scheme not in theory.SCHEMES:
         return float("nan")
-    if isinstance(model, dc.ShiftedExponential):
+    if isinstance(model, dc.stragglers.ShiftedExponential):
         return model.scale * theory.expected_time(scheme, n, mu=model.mu, s=s)
     return theory.monte_carlo(scheme, model, n, s=s, trials=4000, seed=1, workers=names)[0]
 
@@ -140,7 +140,7 @@ def run_model(client, mname: str, model, schemes: list, overhead: dict, args,
           "|---|---|---|---|---|---|", flush=True)
     rows = []
     for label, scheme, s, work, call in schemes:
-        client.register_plugin(dc.StragglerPlugin(
+        client.register_plugin(dc.stragglers.StragglerPlugin(
             model, seed=7, match=("plain-grad", "spec-prod", "coded-prod"), work=work,
             interruptible=True))
         times = measure(client, call, args.calls)
@@ -184,7 +184,7 @@ def logistic(client, X, y, n: int, s: int, model, out: str) -> None:
     for label, (method, stragglers, work) in runs.items():
         if work is None:
             work = {"coded-prod": (stragglers + 1) / n}
-        client.register_plugin(dc.StragglerPlugin(model, seed=7, match=("coded-prod",),
+        client.register_plugin(dc.stragglers.StragglerPlugin(model, seed=7, match=("coded-prod",),
                                                   work=work, interruptible=True))
         r = results[label] = logistic_regression(X, y, n, method, stragglers=stragglers,
                                                  l2=l2, client=client)
@@ -232,7 +232,7 @@ def main(argv=None) -> int:
             schemes = schemes_on(client, parts, workers, coded, w)  # fresh peer placement
             rows += run_model(client, mname, model, schemes, overhead, args, names)
         if args.logistic_scale > 0:
-            slow = dc.SlowWorkers(scale=args.logistic_scale, factor={names[n // 2]: 5.0})
+            slow = dc.stragglers.SlowWorkers(scale=args.logistic_scale, factor={names[n // 2]: 5.0})
             logistic(client, X, y, n, min(ss), slow, args.out)
     path = write_csv(rows, args.out, "gradients.csv")
     print(f"\nwrote {path}")

@@ -43,9 +43,9 @@ from dask_coded.bench.timing import cluster, measure, overheads, parser, pick, w
 
 def models(scale: float, slow: str) -> dict:
     return {
-        "per-worker mu=1": dc.ShiftedExponential(mu=1.0, scale=scale, per="call"),
-        "per-worker mu=0.2": dc.ShiftedExponential(mu=0.2, scale=scale, per="call"),
-        "slow worker 5x": dc.SlowWorkers(scale=scale, factor={slow: 5.0}),
+        "per-worker mu=1": dc.stragglers.ShiftedExponential(mu=1.0, scale=scale, per="call"),
+        "per-worker mu=0.2": dc.stragglers.ShiftedExponential(mu=0.2, scale=scale, per="call"),
+        "slow worker 5x": dc.stragglers.SlowWorkers(scale=scale, factor={slow: 5.0}),
     }
 
 
@@ -113,7 +113,7 @@ def schemes_on(client, X, y, workers: list[str], k_parts: int) -> list:
 
 
 def theory_for(model, kwargs: dict, n: int, names: list[str]) -> float:
-    if isinstance(model, dc.ShiftedExponential):
+    if isinstance(model, dc.stragglers.ShiftedExponential):
         return model.scale * theory.expected_time(n=n, mu=model.mu, **kwargs)
     return theory.monte_carlo(model=model, n=n, trials=4000, seed=1, workers=names,
                               **kwargs)[0]
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
             print("| scheme | median s | p95 s | mean s | net mean s | theory s |\n"
                   "|---|---|---|---|---|---|", flush=True)
             for label, kwargs, work, call in schemes:
-                client.register_plugin(dc.StragglerPlugin(
+                client.register_plugin(dc.stragglers.StragglerPlugin(
                     model, seed=7, match=("plain-grad", "coded-prod"), work=work,
                     interruptible=True))
                 times = measure(client, call, args.calls)

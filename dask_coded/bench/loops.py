@@ -134,8 +134,8 @@ def main(argv=None) -> int:
               f"{args.iters} iterations per loop")
         for mname, match in pick(models, args.models).items():
             seconds = 0.0 if match is None else args.slow
-            client.register_plugin(dc.StragglerPlugin(
-                dc.SlowWorkers({slow: seconds}), match=match or None, interruptible=True))
+            client.register_plugin(dc.stragglers.StragglerPlugin(
+                dc.stragglers.SlowWorkers({slow: seconds}), match=match or None, interruptible=True))
             for lname, loop in pick(LOOPS, args.loops).items():
                 print(f"\n### {lname}, {mname}\n\n| peer | first s | median of the rest s | "
                       f"coded products |\n|---|---|---|---|", flush=True)

@@ -217,7 +217,7 @@ def timed(client, schemes: list, overhead: dict, model, args, seed: int) -> list
     rows = []
     with ByteMeter(client) as meter:
         for label, theory_bytes, work, theory_s, call in schemes:
-            client.register_plugin(dc.StragglerPlugin(
+            client.register_plugin(dc.stragglers.StragglerPlugin(
                 model, seed=seed, match=("chunk_sum", "coded-prod"), work=work,
                 interruptible=True))
             before = meter.totals()
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     A = rng.standard_normal((args.rows, args.inner))
     B = rng.standard_normal((args.inner, args.cols))
-    model = dc.ShiftedExponential(mu=1.0, scale=args.scale, per="call")
+    model = dc.stragglers.ShiftedExponential(mu=1.0, scale=args.scale, per="call")
     runs = []
     with cluster(args) as (client, names, _):
         schemes = schemes_on(client, A, B, args.n, args.operands, model)

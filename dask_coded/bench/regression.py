@@ -37,8 +37,8 @@ def main(argv=None) -> int:
     best = float(np.linalg.norm(A @ np.linalg.lstsq(A, y, rcond=None)[0] - y))
     with LocalCluster(n_workers=args.n, threads_per_worker=1, processes=not args.threads,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        client.register_plugin(dc.StragglerPlugin(
-            dc.ShiftedExponential(mu=args.mu, scale=args.scale), seed=0,
+        client.register_plugin(dc.stragglers.StragglerPlugin(
+            dc.stragglers.ShiftedExponential(mu=args.mu, scale=args.scale), seed=0,
             match=("coded-prod",), interruptible=True))
         runs = {}
         for label, k in (("uncoded", args.n), (f"coded ({args.n}, {args.k})", args.k)):

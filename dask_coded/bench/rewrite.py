@@ -72,8 +72,8 @@ def main(argv=None) -> int:
         print(f"{args.n} worker processes; A {args.rows}x{args.cols} persisted in {args.n} "
               f"row chunks; code ({args.n}, {args.k}); {args.calls} calls per scheme")
         for delay in (0.0, args.slow):
-            client.register_plugin(dc.StragglerPlugin(
-                dc.SlowWorkers({slow: delay}), match=("coded-prod", "matmul"),
+            client.register_plugin(dc.stragglers.StragglerPlugin(
+                dc.stragglers.SlowWorkers({slow: delay}), match=("coded-prod", "matmul"),
                 interruptible=True))
             print(f"\n### worker {slow!r} adds {delay:g} s to every product\n")
             print("| scheme | first call s | median of the rest s | min | max |\n"

@@ -8,7 +8,7 @@ exponential at mu = 0.2, 1, 2; one persistent slow worker at 5x; random stalls) 
 scheme (plain dask on n and on 4n row blocks, 2-replication, speculative backups, and
 (n, k) MDS for every k), it times ``calls`` products (after 2 warm-up calls). Released
 stragglers stop their injected sleep (``StragglerPlugin(interruptible=True)``) and each
-call starts once no worker is executing, so calls are independent as in the theory. Delays are injected by :class:`dask_coded.StragglerPlugin` in proportion
+call starts once no worker is executing, so calls are independent as in the theory. Delays are injected by :class:`dask_coded.stragglers.StragglerPlugin` in proportion
 to each task's share of the work and dominate compute (A is small).
 
 Each scheme's mean per-call overhead without stragglers is measured first; "net" is the
@@ -44,16 +44,16 @@ from dask_coded.bench.peers import (
 
 def models(scale: float, slow: str) -> dict:
     return {
-        "shifted-exp mu=0.2": dc.ShiftedExponential(mu=0.2, scale=scale),
-        "shifted-exp mu=1": dc.ShiftedExponential(mu=1.0, scale=scale),
-        "shifted-exp mu=2": dc.ShiftedExponential(mu=2.0, scale=scale),
-        "slow worker 5x": dc.SlowWorkers(scale=scale, factor={slow: 5.0}),
-        "stalls p=0.1": dc.Stalls(p=0.1, mean=3 * scale / 12, scale=scale),
+        "shifted-exp mu=0.2": dc.stragglers.ShiftedExponential(mu=0.2, scale=scale),
+        "shifted-exp mu=1": dc.stragglers.ShiftedExponential(mu=1.0, scale=scale),
+        "shifted-exp mu=2": dc.stragglers.ShiftedExponential(mu=2.0, scale=scale),
+        "slow worker 5x": dc.stragglers.SlowWorkers(scale=scale, factor={slow: 5.0}),
+        "stalls p=0.1": dc.stragglers.Stalls(p=0.1, mean=3 * scale / 12, scale=scale),
     }
 
 
 def theory_for(model, scheme: str, n: int, k=None, r=None, names=None) -> float:
-    if isinstance(model, dc.ShiftedExponential) and scheme in theory.SCHEMES:
+    if isinstance(model, dc.stragglers.ShiftedExponential) and scheme in theory.SCHEMES:
         return model.scale * theory.expected_time(scheme, n, k=k, mu=model.mu, r=r)
     if scheme in theory.SCHEMES:
         return theory.monte_carlo(scheme, model, n, k=k, r=r, trials=4000, seed=1,
@@ -101,7 +101,7 @@ def run_model(client, mname: str, model, schemes: list, overhead: dict, args, na
           "|---|---|---|---|---|---|", flush=True)
     rows = []
     for label, scheme, k, r, work, call in schemes:
-        client.register_plugin(dc.StragglerPlugin(
+        client.register_plugin(dc.stragglers.StragglerPlugin(
             model, seed=7, match=("matmul", "coded-prod", "spec-prod"), work=work,
             interruptible=True))
         times = measure(client, call, args.calls)

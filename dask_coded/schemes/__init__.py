@@ -30,7 +30,7 @@ DATA = {"rows": "a matrix by rows (A @ x)", "parts": "a list of data parts (L.ma
 
 def lookup(name: str, data: str | None = None) -> type[Scheme]:
     """The registered scheme ``name`` (one that codes ``data``, when given), or a
-    :class:`~dask_coded.CodeParameterError` listing the ones there are."""
+    :class:`~dask_coded.errors.CodeParameterError` listing the ones there are."""
     cls = SCHEMES.get(name) if isinstance(name, str) else None
     names = sorted(k for k, c in SCHEMES.items() if data is None or c.data == data)
     if cls is None:

@@ -72,7 +72,7 @@ class Scheme(ABC):
         """The scheme for ``n`` workers from a user's parameters (the keywords
         :func:`dask_coded.encode` passes on, plus what the data fixes: ``rows`` for a
         row scheme, ``parts`` for a part scheme, ``shape_a``/``shape_b`` for a pair),
-        refused with :class:`~dask_coded.CodeParameterError` naming a wrong one."""
+        refused with :class:`~dask_coded.errors.CodeParameterError` naming a wrong one."""
 
     @abstractmethod
     def decode(self, products: Sequence, scales: np.ndarray | None = None):

@@ -30,7 +30,7 @@ of ``D_S``; the estimated relative error is ``eps * g^d * max_i sum_j |D_S[i, j]
 The code is refused when the worst survivor set (all sets up to
 ``coded.audit.exhaustive-limit``, else a sample plus the clustered runs) exceeds
 ``coded.decode.max-error``, and a decode from a worse set raises
-:class:`~dask_coded.IllConditionedError`.
+:class:`~dask_coded.errors.IllConditionedError`.
 """
 
 from __future__ import annotations

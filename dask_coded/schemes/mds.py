@@ -29,7 +29,7 @@ from .base import RowScheme
 
 def code_for(n: int, k: int, blocks_per_worker: int = 1, kind: str | None = None) -> MDSCode:
     """The ``(n r, k r)`` code for ``r = blocks_per_worker`` blocks on each of ``n``
-    workers, refused (:class:`~dask_coded.CodeParameterError`) when its worst case misses
+    workers, refused (:class:`~dask_coded.errors.CodeParameterError`) when its worst case misses
     ``coded.decode.max-error``.
 
     ``kind`` ``None``/``"auto"``: the best certified square family when it is accurate

@@ -49,7 +49,7 @@ async def test_plain_tasks_of_coded_graphs_avoid_the_persistent_straggler(c, s, 
     CA = await dc.encode(A, 4, 3, client=c)
     slow = CA.workers[1]
     name = next(w.name for w in workers if w.address == slow)
-    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(name): 2.0}),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers({str(name): 2.0}),
                                                match=("coded-prod",), interruptible=True))
     x = np.arange(6.0)
     for _ in range(3):
@@ -72,7 +72,7 @@ async def test_plain_tasks_of_coded_graphs_avoid_the_persistent_straggler(c, s, 
     await wait(plain)
     assert all(not s.tasks[k].worker_restrictions for k in plain.__dask_keys__())
     # recovered: its products are used again, and it is taken back
-    await c.unregister_worker_plugin(dc.StragglerPlugin.name)
+    await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
     for _ in range(6):
         await c.compute(CA @ x)
         if not plugin(s).avoidance.avoided:
@@ -86,7 +86,7 @@ async def test_avoiding_can_be_turned_off(c, s, *workers):
     A = rand(400, 6)
     CA = await dc.encode(A, 4, 3, client=c)
     name = next(w.name for w in workers if w.address == CA.workers[1])
-    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(name): 2.0}),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers({str(name): 2.0}),
                                                match=("coded-prod",), interruptible=True))
     for _ in range(4):
         await c.compute((CA @ np.ones(6)) + 1)

@@ -34,7 +34,7 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
     CA = await dc.encode(A, 6, 4, client=c)
     CB = await dc.encode(A, 6, 4, blocks_per_worker=2, client=c)
     Ad = da.from_array(A, chunks=(40, 6))
-    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(scale=0.05), seed=1,
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(scale=0.05), seed=1,
                                                match=("coded-prod", "coded-dec"),
                                                interruptible=True))
     plugin = s.plugins[dc.FirstKPlugin.name]
@@ -62,7 +62,7 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
             await asyncio.gather(*(w.close() for w in doomed))
         try:
             got = await asyncio.wait_for(fut, 30)
-        except dc.TooFewResultsError:
+        except dc.errors.TooFewResultsError:
             outcomes["too few"] += 1
         else:
             np.testing.assert_allclose(got, A @ x, rtol=1e-8, atol=1e-8,

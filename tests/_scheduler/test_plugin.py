@@ -43,17 +43,17 @@ async def test_losing_too_many_workers_mid_call_fails_at_once(c, s, *workers):
     right."""
     A, x = rand(120, 5), rand(5, seed=1)
     CA = await dc.encode(A, 6, 4, client=c)
-    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(scale=2.0),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(scale=2.0),
                                                match=("coded-prod",), interruptible=True))
     fut = c.compute(CA @ x)
     await until(lambda: sum(ts.state == "processing" for ts in s.tasks.values()
                             if "coded-prod" in str(ts.key)) == 6)
     doomed = [w for w in workers if w.address in CA.workers[:3]]
     await asyncio.gather(*(w.close() for w in doomed))
-    with pytest.raises(dc.TooFewResultsError, match=r"k=4 .*lost worker tcp://"):
+    with pytest.raises(dc.errors.TooFewResultsError, match=r"k=4 .*lost worker tcp://"):
         await asyncio.wait_for(fut, 10)
     assert plugin(s).stats["failed-early"] == 1
-    await c.unregister_worker_plugin(dc.StragglerPlugin.name)
+    await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
     np.testing.assert_allclose(await asyncio.wait_for(c.compute(CA @ x), 20), A @ x)
 
 
@@ -92,7 +92,7 @@ async def test_released_stragglers_are_forgotten(c, s, *workers):
     A, x = rand(120, 5), rand(5, seed=1)
     CA = await dc.encode(A, 6, 4, client=c)
     slow = next(w for w in workers if w.address == CA.workers[5])
-    await c.register_plugin(dc.StragglerPlugin(dc.SlowWorkers({str(slow.name): 0.3}),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers({str(slow.name): 0.3}),
                                                match=("coded-prod",), interruptible=True))
     await c.compute(CA @ x)
     await until(lambda: plugin(s).tracked()["groups"] == 0)

@@ -42,16 +42,16 @@ async def test_the_decode_worker_and_a_used_product_lost_mid_decode(c, s, *worke
     A, x = rand(120, 5), rand(5, seed=1)
     CA = await dc.encode(A, 6, 4, client=c)
     seconds = {"coded-dec": 1.0}
-    model = dc.SlowWorkers(scale=1.0)
+    model = dc.stragglers.SlowWorkers(scale=1.0)
     if straggler:  # the decode starts early, without the straggler's product
         slow = next(w for w in workers if w.address == CA.workers[5])
-        model = dc.SlowWorkers(scale=1.0, seconds={str(slow.name): 30.0})
-    await c.register_plugin(dc.StragglerPlugin(model, match=("coded-dec", "coded-prod"),
+        model = dc.stragglers.SlowWorkers(scale=1.0, seconds={str(slow.name): 30.0})
+    await c.register_plugin(dc.stragglers.StragglerPlugin(model, match=("coded-dec", "coded-prod"),
                                                work={**seconds, "coded-prod": 0.0},
                                                interruptible=True))
     fut = c.compute(CA @ x)
     await kill_the_decode_and_one_product(s, workers)
-    await c.unregister_worker_plugin(dc.StragglerPlugin.name)
+    await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
     np.testing.assert_allclose(await asyncio.wait_for(fut, 30), A @ x)
     if straggler:
         assert plugin(s).stats["pruned"] >= 1
@@ -77,10 +77,10 @@ async def test_the_deadline_turns_a_stall_into_an_error_naming_what_it_waited_fo
     A, x = rand(120, 5), rand(5, seed=1)
     CA = await dc.encode(A, 6, 4, client=c)
     slow = [w for w in workers if w.address in CA.workers[3:]]
-    await c.register_plugin(dc.StragglerPlugin(
-        dc.SlowWorkers(seconds={str(w.name): 30.0 for w in slow}), match=("coded-prod",),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds={str(w.name): 30.0 for w in slow}), match=("coded-prod",),
         interruptible=True))
-    with pytest.raises(dc.TooFewResultsError,
+    with pytest.raises(dc.errors.TooFewResultsError,
                        match=r"only 3 of n=6 .*deadline \(1s\) passed .*products 3 on tcp"):
         await asyncio.wait_for(c.compute(CA @ x), 20)
     assert plugin(s).stats["expired"] == 1

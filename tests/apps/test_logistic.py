@@ -64,13 +64,13 @@ def test_a_slow_worker_is_left_out(cluster_client):
     X, y = synthetic(seed=1)
     info = dc.workers.worker_info(cluster_client)
     slow = str(info[sorted(info)[2]]["name"])
-    cluster_client.register_plugin(dc.StragglerPlugin(
-        dc.SlowWorkers(seconds={slow: 30.0}), match=("coded-prod",), interruptible=True))
+    cluster_client.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds={slow: 30.0}), match=("coded-prod",), interruptible=True))
     try:
         res = dc.logistic_regression(X, y, 6, stragglers=1, l2=1e-3, max_iter=5,
                                      client=cluster_client)
     finally:
-        cluster_client.unregister_worker_plugin(dc.StragglerPlugin.name)
+        cluster_client.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
     assert res.used and all(2 not in u for u in res.used)
 
 
@@ -84,5 +84,5 @@ def test_local_scheduler_and_bad_input():
         dc.logistic_regression(X, y, 4, "newton", client=None)
     with pytest.raises(ValueError, match="labels 0 and 1"):
         dc.logistic_regression(X, 2 * y, 4, client=None)
-    with pytest.raises(dc.BlockShapeError, match="one label per row"):
+    with pytest.raises(dc.errors.BlockShapeError, match="one label per row"):
         dc.logistic_regression(X, y[:-1], 4, client=None)

@@ -28,7 +28,7 @@ def test_distributed_coded_and_uncoded_agree_and_report_survivors():
         coded = dc.linear_regression(A, y, 5, 3, iters=30, client=client)
         uncoded = dc.linear_regression(A, y, 5, 5, iters=30, client=client)
         slow = str(info[coded.A.workers[4]]["name"])
-        client.register_plugin(dc.StragglerPlugin(dc.SlowWorkers(seconds={slow: 0.5}),
+        client.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(seconds={slow: 0.5}),
                                                   match=("coded-prod",), interruptible=True))
         slowed = dc.linear_regression(A, y, 5, 3, iters=3, client=client, x0=coded.x)
     np.testing.assert_allclose(coded.x, uncoded.x, rtol=1e-8)
@@ -50,8 +50,8 @@ def test_straggling_report_names_the_slow_worker():
         CA = dc.encode(A, 4, 3, client=client)
         slow_addr = CA.workers[1]
         slow = str(dc.workers.worker_info(client)[slow_addr]["name"])
-        client.register_plugin(dc.StragglerPlugin(
-            dc.SlowWorkers(seconds={slow: 0.3}, scale=0.02), match=("coded-prod",)))
+        client.register_plugin(dc.stragglers.StragglerPlugin(
+            dc.stragglers.SlowWorkers(seconds={slow: 0.3}, scale=0.02), match=("coded-prod",)))
         for _ in range(4):
             (CA @ np.ones(6)).compute()
         report = CA.straggling()

@@ -52,12 +52,12 @@ def test_speculative_backs_up_a_straggler(client, data):
     assert backups == 0  # nobody straggled
     info = worker_info(client)
     slow = str(info[S.workers[3]]["name"])
-    client.register_plugin(dc.StragglerPlugin(
-        dc.SlowWorkers(seconds={slow: 2.0}, scale=0.2), work={"spec-prod-": 0.25},
+    client.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds={slow: 2.0}, scale=0.2), work={"spec-prod-": 0.25},
         match=("spec-prod-",)))
     try:
         y, backups = speculative_matmul(S, x)
     finally:
-        client.unregister_worker_plugin(dc.StragglerPlugin.name)
+        client.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
     np.testing.assert_allclose(y, A @ x)
     assert backups == 1  # the slow block was duplicated on an idle worker

@@ -19,12 +19,12 @@ def test_any_threshold_results_decode(n, k):
         S = sorted(rng.choice(n, code.threshold, replace=False))
         got = np.concatenate(code.decode({int(j): coded[j] for j in S}))
         np.testing.assert_allclose(got, np.concatenate(blocks), atol=1e-10)
-    with pytest.raises(dc.TooFewResultsError, match=rf"k \+ margin = {k} \+ 2"):
+    with pytest.raises(dc.errors.TooFewResultsError, match=rf"k \+ margin = {k} \+ 2"):
         code.decode({j: coded[j] for j in range(k + 1)})
 
 
 def test_its_searched_worst_case_is_accepted_where_square_codes_fail():
-    with pytest.raises(dc.CodeParameterError, match="can lose accuracy"):
+    with pytest.raises(dc.errors.CodeParameterError, match="can lose accuracy"):
         require_accurate(dc.make_code(48, 36, "rotation"))
     code = dc.make_code(96, 72, "lstsq")
     require_accurate(code)

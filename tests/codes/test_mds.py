@@ -190,7 +190,7 @@ def test_screened_seed_beats_seed_zero():
     ],
 )
 def test_bad_parameters(n, k, kind, match):
-    with pytest.raises(dc.CodeParameterError, match=match):
+    with pytest.raises(dc.errors.CodeParameterError, match=match):
         dc.make_code(n, k, kind)
     with pytest.raises(ValueError):  # the builtin type still catches it
         dc.make_code(n, k, kind)
@@ -202,14 +202,14 @@ def code():
 
 
 def test_encode_rejects_unequal_shapes(code):
-    with pytest.raises(dc.BlockShapeError, match=r"blocks\[2\] is \(3, 3\)"):
+    with pytest.raises(dc.errors.BlockShapeError, match=r"blocks\[2\] is \(3, 3\)"):
         code.encode([np.ones((2, 3)), np.ones((2, 3)), np.ones((3, 3))])
 
 
 def test_encode_rejects_wrong_block_count(code):
-    with pytest.raises(dc.BlockShapeError, match="k=3 arrays, got 2"):
+    with pytest.raises(dc.errors.BlockShapeError, match="k=3 arrays, got 2"):
         code.encode([np.ones(2), np.ones(2)])
-    with pytest.raises(dc.BlockShapeError, match="list of 3 arrays"):
+    with pytest.raises(dc.errors.BlockShapeError, match="list of 3 arrays"):
         code.encode(np.ones((3, 2)))
 
 
@@ -218,20 +218,20 @@ def test_encode_rejects_wrong_block_count(code):
 )
 def test_encode_rejects_bad_dtypes(code, dtype, match):
     blocks = [np.zeros((2, 2), dtype=dtype) for _ in range(3)]
-    with pytest.raises(dc.DtypeError, match=match):
+    with pytest.raises(dc.errors.DtypeError, match=match):
         code.encode(blocks)
     with pytest.raises(TypeError):
         code.encode(blocks)
 
 
 def test_encode_rejects_scalars(code):
-    with pytest.raises(dc.BlockShapeError, match="at least one axis"):
+    with pytest.raises(dc.errors.BlockShapeError, match="at least one axis"):
         code.encode([np.float64(1)] * 3)
 
 
 def test_decode_needs_k_results(code):
     coded = code.encode([np.ones((2, 2))] * 3)
-    with pytest.raises(dc.TooFewResultsError, match=r"k=3 results, got 2 \(workers \[0, 4\]\)"):
+    with pytest.raises(dc.errors.TooFewResultsError, match=r"k=3 results, got 2 \(workers \[0, 4\]\)"):
         code.decode({0: coded[0], 4: coded[4]})
 
 
@@ -239,7 +239,7 @@ def test_decode_needs_k_results(code):
 def test_decode_rejects_bad_indices(code, bad):
     coded = code.encode([np.ones((2, 2))] * 3)
     res = {0: coded[0], 1: coded[1], bad: coded[2]}
-    with pytest.raises(dc.CodeParameterError, match="not a worker index in 0..4"):
+    with pytest.raises(dc.errors.CodeParameterError, match="not a worker index in 0..4"):
         code.decode(res)
 
 
@@ -247,15 +247,15 @@ def test_decode_rejects_bad_indices(code, bad):
 def test_decode_names_the_worker_with_nan(code, value):
     coded = code.encode([np.ones((2, 2))] * 3)
     coded[3][1, 0] = value
-    with pytest.raises(dc.NonFiniteError, match=r"results\[3\] \(worker 3\)"):
+    with pytest.raises(dc.errors.NonFiniteError, match=r"results\[3\] \(worker 3\)"):
         code.decode({1: coded[1], 3: coded[3], 4: coded[4]})
 
 
 def test_decode_rejects_mismatched_results(code):
     coded = code.encode([np.ones((2, 2))] * 3)
-    with pytest.raises(dc.BlockShapeError, match="one shape"):
+    with pytest.raises(dc.errors.BlockShapeError, match="one shape"):
         code.decode({0: coded[0], 1: coded[1], 2: coded[2][:, :1]})
-    with pytest.raises(dc.BlockShapeError, match="divisible by symbols=2"):
+    with pytest.raises(dc.errors.BlockShapeError, match="divisible by symbols=2"):
         code.decode({0: np.ones(3), 1: np.ones(3), 2: np.ones(3)})
     with pytest.raises(TypeError, match="mapping"):
         code.decode([coded[0], coded[1], coded[2]])
@@ -269,7 +269,7 @@ def test_encode_selected_workers_matches_full_encode():
     some = code.encode(blocks, workers=[6, 2])
     np.testing.assert_array_equal(some[0], full[6])
     np.testing.assert_array_equal(some[1], full[2])
-    with pytest.raises(dc.CodeParameterError, match="worker 7 is not in 0..6"):
+    with pytest.raises(dc.errors.CodeParameterError, match="worker 7 is not in 0..6"):
         code.encode(blocks, workers=[7])
 
 
@@ -299,7 +299,7 @@ def test_a_decode_from_an_ill_conditioned_set_raises_instead_of_returning_garbag
     rng = np.random.default_rng(0)
     coded = code.encode([rng.standard_normal((4, 2)) for _ in range(24)])
     assert dc.codes.estimated_error(cond, 24) > 1e-8  # this seed's bad set (cond ~ 5.9e8)
-    with pytest.raises(dc.IllConditionedError, match="condition number"):
+    with pytest.raises(dc.errors.IllConditionedError, match="condition number"):
         code.decode({j: coded[j] for j in survivors})
     # a well-conditioned set of the same code still decodes
     code.decode({j: coded[j] for j in range(24)})
@@ -310,7 +310,7 @@ def test_a_decode_from_an_ill_conditioned_set_raises_instead_of_returning_garbag
                                         (40, 30, None), (128, 100, None)])
 def test_encode_refuses_codes_that_miss_the_bound(n, k, kind):
     A = np.ones((4 * k, 2))
-    with pytest.raises(dc.CodeParameterError, match="can lose accuracy: .* condition number"):
+    with pytest.raises(dc.errors.CodeParameterError, match="can lose accuracy: .* condition number"):
         dc.encode(A, n, k, kind=kind, client=None)
 
 

@@ -84,13 +84,13 @@ def test_tuples_are_summed_elementwise():
 
 def test_too_few_survivors_raise():
     code = GradientCode(6, 2)
-    with pytest.raises(dc.TooFewResultsError, match="needs 4"):
+    with pytest.raises(dc.errors.TooFewResultsError, match="needs 4"):
         code.decode([np.ones(2)] * 3 + [None] * 3)
 
 
 def test_decode_vector_reports_when_the_sum_is_out_of_reach():
     code = GradientCode(6, 2, "cyclic")
-    with pytest.raises(dc.IllConditionedError, match="cannot recover"):
+    with pytest.raises(dc.errors.IllConditionedError, match="cannot recover"):
         decode_vector(code.B, [0, 1])
     a, cond = decode_vector(code.B, [0, 1, 2, 3])
     np.testing.assert_allclose(a @ code.B, np.ones(6), atol=1e-12)
@@ -105,13 +105,13 @@ def test_decode_vector_reports_when_the_sum_is_out_of_reach():
     ((6, 1, "mds"), "kind must be"),
 ])
 def test_bad_parameters_name_the_problem(args, match):
-    with pytest.raises(dc.CodeParameterError, match=match):
+    with pytest.raises(dc.errors.CodeParameterError, match=match):
         GradientCode(*args)
 
 
 def test_poorly_conditioned_cyclic_codes_are_refused():
     require_accurate(GradientCode(12, 3, "cyclic"))  # accepted: worst case below 1e-8
-    with pytest.raises(dc.CodeParameterError, match="can lose accuracy"):
+    with pytest.raises(dc.errors.CodeParameterError, match="can lose accuracy"):
         require_accurate(GradientCode(24, 4, "cyclic"))
 
 

@@ -84,30 +84,30 @@ def test_auto_points_take_complex_where_real_is_not_accurate():
     assert audit(30, 10, 2, "real")[0] > 1e-8 >= audit(30, 10, 2, "complex")[0]
     scheme = LagrangeScheme(30, 10, 2)
     assert scheme.points == "complex"
-    with pytest.raises(dc.CodeParameterError, match="points='complex'"):
+    with pytest.raises(dc.errors.CodeParameterError, match="points='complex'"):
         LagrangeScheme(30, 10, 2, points="real")
 
 
 def test_bad_parameters_and_parts_name_the_problem():
-    with pytest.raises(dc.CodeParameterError, match=r"\(k-1\)d\+1 = 7 .* more than n=6"):
+    with pytest.raises(dc.errors.CodeParameterError, match=r"\(k-1\)d\+1 = 7 .* more than n=6"):
         LagrangeScheme(6, 4, 2)
-    with pytest.raises(dc.CodeParameterError, match="degree must be a positive integer"):
+    with pytest.raises(dc.errors.CodeParameterError, match="degree must be a positive integer"):
         LagrangeScheme(6, 3, 0)
-    with pytest.raises(dc.CodeParameterError, match="points must be one of"):
+    with pytest.raises(dc.errors.CodeParameterError, match="points must be one of"):
         LagrangeScheme(6, 3, 2, points="gaussian")
     scheme = LagrangeScheme(6, 3, 2)
     X = np.ones((4, 2))
-    with pytest.raises(dc.BlockShapeError, match="part 2 has shape"):
+    with pytest.raises(dc.errors.BlockShapeError, match="part 2 has shape"):
         scheme.encode_part(0, X, X, np.ones((5, 2)))
-    with pytest.raises(dc.NonFiniteError, match="part 1 contains NaN"):
+    with pytest.raises(dc.errors.NonFiniteError, match="part 1 contains NaN"):
         scheme.encode_part(0, X, X * np.nan, X)
-    with pytest.raises(dc.DtypeError, match="real numeric parts"):
+    with pytest.raises(dc.errors.DtypeError, match="real numeric parts"):
         scheme.encode_part(0, X, X.astype(complex), X)
     products = [np.ones(2)] * 6
     products[1] = np.array([np.nan, 1.0])
-    with pytest.raises(dc.NonFiniteError, match="product 1"):
+    with pytest.raises(dc.errors.NonFiniteError, match="product 1"):
         scheme.decode(products)
-    with pytest.raises(dc.TooFewResultsError, match="only 4 of n=6 .* needs 5"):
+    with pytest.raises(dc.errors.TooFewResultsError, match="only 4 of n=6 .* needs 5"):
         scheme.decode(products[:4] + [None, None])
 
 
@@ -116,7 +116,7 @@ def test_local_encode_and_map_forgo_stragglers():
     w = np.arange(3.0)
     L = dc.encode(parts, 6, scheme="lagrange", degree=2, client=None)
     assert isinstance(L.scheme, LagrangeScheme) and "threshold=5" in repr(L)
-    with dc.local_stragglers(dc.SlowWorkers(seconds={"2": 60.0})):
+    with dc.stragglers.local_stragglers(dc.stragglers.SlowWorkers(seconds={"2": 60.0})):
         got = L.map(gradient, w).compute()
     for g, p in zip(got, parts):
         np.testing.assert_allclose(g, gradient(p, w), atol=1e-10)
@@ -127,14 +127,14 @@ async def test_distributed_least_squares_gradient_from_the_first_five_of_six(c, 
     parts = least_squares_parts(3, rows=40, seed=3)
     L = await dc.encode(parts, 6, scheme="lagrange", degree=2, client=c)
     slow = next(w.name for w in workers if w.address == L.workers[4])
-    await c.register_plugin(dc.StragglerPlugin(
-        dc.SlowWorkers(seconds={str(slow): 60.0}), match=("coded-prod",),
+    await c.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds={str(slow): 60.0}), match=("coded-prod",),
         interruptible=True))
     w = np.array([0.5, -1.0, 2.0])
     got = await asyncio.wait_for(c.compute(L.map(gradient, w)), 30)
     want = sum(gradient(p, w) for p in parts)
     np.testing.assert_allclose(sum(got), want, atol=1e-9 * np.abs(want).max())
     assert 4 not in await L._last_used()
-    await c.unregister_worker_plugin(dc.StragglerPlugin.name)
+    await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
     dc.release(L)
     assert not L.blocks

@@ -12,13 +12,13 @@ def test_code_for_picks_a_certified_square_code_or_least_squares():
     assert code_for(6, 4, 2).kind == "rotation" and code_for(6, 4, 2).threshold == 8
     big = code_for(12, 9, 4)
     assert (big.n, big.k, big.kind, big.threshold) == (48, 36, "lstsq", 38)
-    with pytest.raises(dc.CodeParameterError, match="can lose accuracy"):
+    with pytest.raises(dc.errors.CodeParameterError, match="can lose accuracy"):
         code_for(12, 9, 4, kind="rotation")
 
 
 @pytest.mark.parametrize("r", [0, -1, 1.5, True])
 def test_bad_blocks_per_worker(r):
-    with pytest.raises(dc.CodeParameterError, match="blocks_per_worker"):
+    with pytest.raises(dc.errors.CodeParameterError, match="blocks_per_worker"):
         code_for(6, 4, r)
 
 

@@ -40,10 +40,10 @@ def test_auto_points_are_real_where_accurate_else_complex():
     shape = (12, 12)
     assert PolynomialScheme(12, "polynomial", (3, 3), shape, shape).points == "real"
     assert PolynomialScheme(24, "polynomial", (3, 3), shape, shape).points == "complex"
-    with pytest.raises(dc.CodeParameterError,
+    with pytest.raises(dc.errors.CodeParameterError,
                        match=r"points='real' .* not accurate enough for n=24 .* points='complex'"):
         PolynomialScheme(24, "polynomial", (3, 3), shape, shape, points="real")
-    with pytest.raises(dc.CodeParameterError, match="points must be"):
+    with pytest.raises(dc.errors.CodeParameterError, match="points must be"):
         PolynomialScheme(12, "matdot", 3, shape, shape, points="imaginary")
 
 
@@ -63,17 +63,17 @@ def test_encoded_operands_are_a_fraction_of_each_operand():
 def test_too_few_products_and_bad_parameters():
     A, B = operands()
     code = PolynomialScheme(6, "matdot", 2, A.shape, B.shape)
-    with pytest.raises(dc.TooFewResultsError, match="needs 3"):
+    with pytest.raises(dc.errors.TooFewResultsError, match="needs 3"):
         code.decode([None] * 4 + products(code, A, B)[4:])
-    with pytest.raises(dc.CodeParameterError, match="more than n=4"):
+    with pytest.raises(dc.errors.CodeParameterError, match="more than n=4"):
         PolynomialScheme(4, "polynomial", (2, 3), A.shape, B.shape)
-    with pytest.raises(dc.CodeParameterError, match="integer"):
+    with pytest.raises(dc.errors.CodeParameterError, match="integer"):
         PolynomialScheme(6, "matdot", (2, 2), A.shape, B.shape)
-    with pytest.raises(dc.CodeParameterError, match="kind must be"):
+    with pytest.raises(dc.errors.CodeParameterError, match="kind must be"):
         PolynomialScheme(6, "entangled", 2, A.shape, B.shape)
-    with pytest.raises(dc.BlockShapeError, match="A @ B needs"):
+    with pytest.raises(dc.errors.BlockShapeError, match="A @ B needs"):
         PolynomialScheme(6, "matdot", 2, (3, 4), (5, 6))
-    with pytest.raises(dc.CodeParameterError, match="can lose accuracy"):
+    with pytest.raises(dc.errors.CodeParameterError, match="can lose accuracy"):
         PolynomialScheme(48, "polynomial", (6, 6), (12, 12), (12, 12))  # (48, 36)
-    with pytest.raises(dc.CodeParameterError, match="can lose accuracy"):
+    with pytest.raises(dc.errors.CodeParameterError, match="can lose accuracy"):
         PolynomialScheme(48, "polynomial", (6, 6), (12, 12), (12, 12), "complex")
