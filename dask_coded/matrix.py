@@ -382,6 +382,11 @@ class CodedMatrix(Handle):
         # the old blocks are not released here: products built before the re-encode
         # still hold them, and they go when the last such graph does
         fresh.blocks = []
+        if isinstance(self._source, da.Array):
+            # fresh registered itself for the source when it was built: the matrix the
+            # user holds is the one coded_matmul reuses and dask_coded.release finds
+            resident.register((self._source.T if self._transposed else self._source).name,
+                              self)
 
     def _retune_in_background(self) -> None:
         """Start a re-choice (and re-encode) in a thread, unless one is running; the

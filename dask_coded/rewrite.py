@@ -77,7 +77,7 @@ from .kernels import (
 from .resident import Resident
 from .schemes import SCHEMES, Scheme, build, lookup
 from .schemes.polynomial import PolynomialScheme
-from .theory import plan_matmul
+from .theory import optimal_k, plan_matmul
 from .workers import default_client, live_workers
 
 LINEAR_IN_A = (_matmul, _tensordot)
@@ -131,8 +131,9 @@ class CodedOptimizer:
                 f"{sorted(k for k, c in SCHEMES.items() if c.data in ('rows', 'pair'))}, "
                 f"got {scheme!r}")
         if k is None and scheme in ("mds", "auto"):
-            raise CodeParameterError(f"scheme={scheme!r} needs k, the products an MDS "
-                                     f"decode waits for")
+            # left out: the theory's best k before anything is observed (what k="auto"
+            # starts from), recorded with every product it codes
+            k = optimal_k(int(n), float(config.get("auto-k.initial-mu")))
         if k is not None:
             build("mds", n, k=k, rows=1, blocks_per_worker=blocks_per_worker, kind=kind)
         if scheme != "auto" and lookup(scheme).data == "pair":
@@ -603,8 +604,11 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
     ----------
     n, k : int
         The (n, k) code for arrays encoded in the graph; arrays encoded with
-        :func:`dask_coded.encode` keep their own code and resident blocks. ``k`` may be
-        left out with a 2-D ``scheme`` (matrix-vector products then stay plain).
+        :func:`dask_coded.encode` keep their own code and resident blocks. Left out, ``k``
+        is the theory's best for ``n`` workers at ``coded.auto-k.initial-mu``
+        (:func:`dask_coded.theory.optimal_k`; ``opt.rewrites`` show it), with ``"mds"``
+        and ``"auto"``; with ``"polynomial"`` or ``"matdot"`` matrix-vector products then
+        stay plain.
     kind : str, optional
         Code family (default ``coded.code-kind``).
     keep : bool

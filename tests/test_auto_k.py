@@ -4,6 +4,7 @@ import threading
 import time
 
 import dask
+import dask.array as da
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
@@ -157,3 +158,22 @@ def test_auto_k_needs_a_cluster():
         dc.encode(np.ones((10, 2)), 4, "best", client=None)
     with pytest.raises(dc.errors.CodeParameterError, match="together with k='auto'"):
         dc.encode(np.ones((10, 2)), 4, 3, blocks_per_worker="auto", client=None)
+
+
+def test_a_switched_dask_matrix_stays_the_registered_one():
+    """After a re-choice switches a dask A to a new code, the matrix the user holds is
+    still the one coded_matmul reuses and dask_coded.release finds (the re-encode
+    registered its own, short-lived object for A)."""
+    from dask_coded import resident
+
+    An = np.random.default_rng(0).standard_normal((60, 5))
+    A = da.from_array(An, chunks=(20, 5))
+    CA = dc.encode(A, 6, 4, client=None)
+    fresh = CA._encode_again(2, transpose=False)
+    CA._switch_to(fresh)
+    assert CA.k == 2 and resident.encoded_from(A.name) == [CA]
+    with dc.coded_matmul(6, 4) as opt:
+        got = (A @ np.ones(5)).compute()
+    np.testing.assert_allclose(got, An.sum(axis=1), rtol=1e-10)
+    assert [(r.threshold, r.reused) for r in opt.rewrites] == [(2, True)]
+    assert dc.release(A, client=None) == 1

@@ -482,9 +482,6 @@ def test_two_sided_parameters_fail_at_the_with():
     with pytest.raises(dc.errors.CodeParameterError, match="more than n=4"):
         with dc.coded_matmul(n=4, scheme="polynomial", splits=(3, 2)):
             pass
-    with pytest.raises(dc.errors.CodeParameterError, match="needs k"):
-        with dc.coded_matmul(n=4, scheme="auto"):
-            pass
     with pytest.raises(dc.errors.CodeParameterError, match="unknown scheme 'entangled'; the sch"):
         with dc.coded_matmul(n=4, k=2, scheme="entangled"):
             pass
@@ -635,3 +632,14 @@ def test_a_product_left_plain_warns_once_naming_the_layer_and_why():
             (Ai @ xi).compute()
     np.testing.assert_array_equal(first, Ai.compute() @ xi)
     assert opt.rewrites[0].reason.startswith("an integer product (int64 @ int64)")
+
+
+@pytest.mark.parametrize("scheme", ["mds", "auto"])
+def test_k_left_out_is_the_theorys_best_and_is_recorded(scheme):
+    An, xn, _, A, _, _ = operands()
+    with dc.coded_matmul(n=6, scheme=scheme) as opt:
+        got = (A @ xn).compute(scheduler="sync")
+    np.testing.assert_allclose(got, An @ xn, rtol=1e-10)
+    best = dc.theory.optimal_k(6, 1.0)
+    assert opt.k == best and [(r.n, r.threshold, r.scheme) for r in opt.rewrites] == [
+        (6, best, "mds")]
