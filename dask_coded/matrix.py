@@ -82,6 +82,9 @@ class CodedMatrix(Handle):
         self._T: CodedMatrix | None = None
         self._last_products: str | None = None
         self._retuning: tuple[threading.Thread, dict] | None = None  # a background re-choice
+        # the controller's one lock: the call count, the re-choice in flight and the
+        # switch of code are changed under it (calls may come from several threads)
+        self._control = threading.RLock()
         if isinstance(source, da.Array):  # plain `A @ x` under coded_matmul reuses our blocks
             resident.register((source.T if transposed else source).name, self)
 
@@ -251,14 +254,15 @@ class CodedMatrix(Handle):
         """
         self._check_live()
         x = self._check_operand(x)
-        self.calls += 1
-        if self.policy is not None:
-            self._adopt_retuned()
-            if self.policy.due(self.calls):
-                if self.policy.background:
-                    self._retune_in_background()
-                else:
-                    self.retune()
+        with self._control:
+            self.calls += 1
+            if self.policy is not None:
+                self._adopt_retuned()
+                if self.policy.due(self.calls):
+                    if self.policy.background:
+                        self._retune_in_background()
+                    else:
+                        self.retune()
         out_dtype = np.result_type(self.a_dtype, x.dtype)
         if out_dtype.kind != "f":  # integer products are decoded in floating point
             out_dtype = np.dtype(np.float64)
@@ -355,13 +359,16 @@ class CodedMatrix(Handle):
         in the background with ``coded.auto-k.background``). Returns the ``k`` now in use."""
         if self.policy is None:
             raise CodedError("retune() is for matrices encoded with k='auto'")
-        # a background re-choice in flight is dropped: this one is newer (its blocks go
-        # with its thread)
-        self._retuning = None
-        fresh = self._retuned(self.k, self.blocks_per_worker, self.calls)
-        if fresh is not None:
-            self._switch_to(fresh)
-        return self.k
+        with self._control:
+            # one re-choice at a time: a background one in flight finishes first (its
+            # record stays in the history, its encoding is dropped: this one is newer)
+            pending, self._retuning = self._retuning, None
+            if pending is not None:
+                pending[0].join()
+            fresh = self._retuned(self.k, self.blocks_per_worker, self.calls)
+            if fresh is not None:
+                self._switch_to(fresh)
+            return self.k
 
     def _retuned(self, k: int, r: int, calls: int) -> CodedMatrix | None:
         """The policy's re-choice from ``(k, r)``: A encoded anew with the ``(k, r)`` it
@@ -424,7 +431,8 @@ class CodedMatrix(Handle):
         """Drop the coded blocks (and those of ``.T``) from the cluster."""
         # a re-encode in flight is dropped: its blocks go with its thread (nothing else
         # holds their futures)
-        self._retuning = None
+        with self._control:
+            self._retuning = None
         for m in (self, self._T):
             if m is not None and not m.local:
                 for f in m.blocks:

@@ -177,3 +177,44 @@ def test_a_switched_dask_matrix_stays_the_registered_one():
     np.testing.assert_allclose(got, An.sum(axis=1), rtol=1e-10)
     assert [(r.threshold, r.reused) for r in opt.rewrites] == [(2, True)]
     assert dc.release(A, client=None) == 1
+
+
+def test_one_rechoice_at_a_time():
+    """A retune() while a background re-choice runs waits for it, so the policy's
+    history is written by one re-choice at a time, in order."""
+    from dask_coded.policy import AutoK
+
+    CA = dc.encode(np.random.default_rng(1).standard_normal((60, 5)), 6, 4, client=None)
+    CA.policy = AutoK(6)
+    order = []
+
+    def slow_rechoice(k, r, calls):
+        who = threading.current_thread().name
+        order.append(("start", who))
+        time.sleep(0.2)
+        order.append(("end", who))
+        return None
+
+    CA._retuned = slow_rechoice
+    CA._retune_in_background()
+    CA.retune()
+    main = threading.current_thread().name
+    assert order == [("start", "dask-coded-retune"), ("end", "dask-coded-retune"),
+                     ("start", main), ("end", main)]
+    assert CA._retuning is None
+
+
+def test_calls_from_several_threads_count_each_call_once():
+    CA = dc.encode(np.random.default_rng(2).standard_normal((60, 5)), 6, 4, client=None)
+    x = np.ones(5)
+
+    def calls():
+        for _ in range(50):
+            CA @ x
+
+    threads = [threading.Thread(target=calls) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert CA.calls == 200
