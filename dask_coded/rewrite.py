@@ -228,6 +228,12 @@ class CodedOptimizer:
                            f"only A @ B with B a matrix of known chunks whose rows are A's "
                            f"columns"))
                 continue
+            heavy = _heavy_operand(hlg, match, self.k * self.blocks_per_worker,
+                                   self.inline_bytes)
+            if heavy is not None:
+                self._record(RewriteRecord(name, None, None, False, None,
+                                           operation=_operation(hlg, match), reason=heavy))
+                continue
             if res is None and sum(match.rows) < self.k * self.blocks_per_worker:
                 self._record(RewriteRecord(
                     name, None, None, False, None, operation=_operation(hlg, match),
@@ -582,6 +588,25 @@ def _codable(hlg: HighLevelGraph, layer) -> tuple[_Match | None, str | None]:
                       f"cast an operand to float to code it")
     return _Match(a, tuple(a_ind), b, tuple(b_ind), tuple(chunks[0]),
                   np.result_type(dtype, b_dtype), dtype), None
+
+
+def _nbytes(hlg: HighLevelGraph, name: str) -> int:
+    ann = hlg.layers[name].collection_annotations or {}
+    return int(np.prod([sum(c) for c in ann["chunks"]])) * np.dtype(ann["dtype"]).itemsize
+
+
+def _heavy_operand(hlg: HighLevelGraph, m: _Match, blocks: int, budget: int) -> str | None:
+    """Why coding layer ``m`` would move more data than it saves, or None: every coded
+    product needs the whole right operand (the contraction spans all of A's columns), so
+    a right operand larger than one coded block and than ``budget`` bytes (``X.T @ X``,
+    the Gram matrix) would travel to every worker, where plain dask multiplies each chunk
+    beside its data."""
+    b, a = _nbytes(hlg, m.b), _nbytes(hlg, m.a)
+    if b <= max(budget, a // blocks):
+        return None
+    return (f"its right operand ({b / 2**20:.1f} MiB) would travel whole to every worker of "
+            f"the code, where plain dask multiplies each chunk beside its data (X.T @ X: "
+            f"compute the Gram matrix plainly, or dc.encode X and multiply by vectors)")
 
 
 def _operation(hlg: HighLevelGraph, m: _Match) -> str:

@@ -643,3 +643,21 @@ def test_k_left_out_is_the_theorys_best_and_is_recorded(scheme):
     best = dc.theory.optimal_k(6, 1.0)
     assert opt.k == best and [(r.n, r.threshold, r.scheme) for r in opt.rewrites] == [
         (6, best, "mds")]
+
+
+def test_a_gram_matrix_stays_plain_and_says_why():
+    """X.T @ X: every coded product would need all of X; plain dask multiplies chunk by
+    chunk where X lives. Small operands (a vector, a thin matrix) are still coded."""
+    rng = np.random.default_rng(7)
+    Xn = rng.standard_normal((400, 6))
+    X = da.from_array(Xn, chunks=(100, 6))
+    opt = CodedOptimizer(5, 3, inline_bytes=0)
+    with pytest.warns(dc.errors.PlainProductWarning, match="would travel whole"):
+        gram = opt(( X.T @ X).__dask_graph__(), (X.T @ X).__dask_keys__())
+    np.testing.assert_allclose(dask.get(gram, (X.T @ X).__dask_keys__())[0][0], Xn.T @ Xn,
+                               rtol=1e-12)
+    (record,) = opt.rewrites
+    assert record.scheme is None and record.operation == "A.T @ B"
+    thin = X.T @ da.from_array(Xn[:, :1], chunks=(100, 1))  # one column: a coded block's worth
+    opt(thin.__dask_graph__(), thin.__dask_keys__())
+    assert opt.rewrites[-1].scheme == "mds"
