@@ -84,6 +84,11 @@ def coded_product(block: np.ndarray, x: np.ndarray) -> np.ndarray:
     return block @ x
 
 
+def join_chunks(chunks: list, axis: int) -> np.ndarray:
+    """The operand's chunks along the contracted axis, joined into one array."""
+    return np.concatenate(chunks, axis=axis)
+
+
 def linear_product(func, kwargs: dict, block, b, b_axis: int | None = None):
     """``func(block, b, **kwargs)`` for a map linear in its first argument (dask's
     ``_matmul``/``_tensordot``); a list ``b`` is first concatenated along ``b_axis``."""

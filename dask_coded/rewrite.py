@@ -72,7 +72,7 @@ from .graph import (
 )
 from .keys import DECODE_PREFIX, key_name
 from .kernels import (
-    encode_and_race, identity, linear_product, take_block, take_rows, zero_rows,
+    encode_and_race, identity, join_chunks, linear_product, take_block, take_rows, zero_rows,
 )
 from .resident import Resident
 from .schemes import SCHEMES, Scheme, build, lookup
@@ -374,6 +374,13 @@ class CodedOptimizer:
             if res is not None or spanning:
                 operand = List(*[operand_of(block_key(m.b, m.b_ind, {**coord, contracted: c}))
                                  for c in range(layer.dims[contracted])])
+                if not self.local and any(isinstance(o, TaskRef) for o in operand.args):
+                    # computed chunks: joined once, so each product fetches one array
+                    # (n transfers, not n per chunk)
+                    joined = (f"coded-operand-{tok}", *g)
+                    tasks[joined] = Task(joined, join_chunks, operand,
+                                         m.b_ind.index(contracted))
+                    operand = TaskRef(joined)
                 product = functools.partial(linear_product, func, kwargs,
                                             b_axis=m.b_ind.index(contracted))
             if res is not None:
