@@ -32,7 +32,7 @@ from .keys import (
     BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name, product_name,
 )
 from .kernels import (
-    coded_product, decode_products, encode_chunks, encode_pair, encode_pairs_and_race,
+    coded_product, decode_products, encode_chunks, join_scales, encode_pair, encode_pairs_and_race,
     encode_side, identity, pair_product, race_products, row_scales, take_block, take_rows,
     zero_rows,
 )
@@ -63,22 +63,59 @@ def grid(keys) -> List:
 
 
 def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int = 0,
-                 dtype: str | None = None) -> dict:
+                 dtype: str | None = None, row_starts: Sequence[int] | None = None) -> dict:
     """Tasks ``("coded-block-<token>", j, column)`` encoding coded block ``j`` from A's row
     chunk keys ``row_chunks`` (any row chunking: the kernel re-splits; a row chunk given
     as a list of keys is A's chunks along that row, all of A's columns) in ``dtype`` (when
     given), and ``("coded-scales-<token>", column)``, the row scales the decode multiplies
-    back."""
+    back.
+
+    With ``row_starts`` (the first row of each row chunk, and A's row count last), block
+    ``j`` depends only on the row chunks holding the row blocks it mixes (a systematic
+    block: its own rows), and the row scales are computed chunk by chunk, where the
+    chunks are: no task needs all of A unless its block mixes all of A."""
     refs = [List(*map(_ref, key)) if isinstance(key, list) else _ref(key)
             for key in row_chunks]
     name = f"{BLOCK_PREFIX}{token}"
-    tasks = {
-        (name, j, column): EncodeTask((name, j, column), encode_chunks, scheme, j, *refs,
-                                      dtype=dtype, matrix=token, index=j)
-        for j in range(scheme.n_blocks)
-    }
+    tasks = {}
+    for j in range(scheme.n_blocks):
+        key = (name, j, column)
+        if row_starts is None:
+            tasks[key] = EncodeTask(key, encode_chunks, scheme, j, *refs, dtype=dtype,
+                                    matrix=token, index=j)
+            continue
+        needed = scheme.blocks_needed(j)
+        rows = [(i * scheme.block_rows, min((i + 1) * scheme.block_rows, scheme.rows))
+                for i in needed]
+        lo, hi = rows[0][0], rows[-1][1]  # the rows it mixes lie in lo:hi
+        pieces = []
+        for c, ref in enumerate(refs):
+            start, stop = max(lo, row_starts[c]), min(hi, row_starts[c + 1])
+            if start >= stop:
+                continue
+            if (start, stop) == (row_starts[c], row_starts[c + 1]):
+                pieces.append(ref)
+                continue
+            # only those rows of the chunk travel: cut where the chunk is
+            cut = []
+            for q, part in enumerate(ref.args if isinstance(ref, List) else [ref]):
+                piece = (f"coded-rows-{token}", j, c, q, column)
+                tasks[piece] = Task(piece, take_rows, part, start - row_starts[c],
+                                    stop - row_starts[c])
+                cut.append(TaskRef(piece))
+            pieces.append(List(*cut) if isinstance(ref, List) else cut[0])
+        tasks[key] = EncodeTask(key, encode_chunks, scheme, j, *pieces, dtype=dtype,
+                                first_row=lo, needed=needed, matrix=token, index=j)
     scales = (f"{SCALES_PREFIX}{token}", column)
-    tasks[scales] = EncodeTask(scales, row_scales, scheme, *refs, matrix=token)
+    if row_starts is None:
+        tasks[scales] = EncodeTask(scales, row_scales, scheme, *refs, matrix=token)
+        return tasks
+    norms = f"coded-norms-{token}"
+    for c, ref in enumerate(refs):
+        tasks[(norms, c, column)] = Task((norms, c, column), row_scales, scheme, ref)
+    tasks[scales] = EncodeTask(scales, join_scales, *[TaskRef((norms, c, column))
+                                                      for c in range(len(refs))],
+                               matrix=token)
     return tasks
 
 

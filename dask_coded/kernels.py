@@ -60,14 +60,35 @@ def set_aside(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return clean, bad, A[bad]
 
 
-def encode_chunks(scheme: Scheme, j: int, *row_chunks: np.ndarray, dtype: str | None = None):
+def encode_chunks(scheme: Scheme, j: int, *row_chunks: np.ndarray, dtype: str | None = None,
+                  first_row: int = 0, needed: tuple | None = None):
     """Coded block ``j`` of ``A = vstack(row_chunks)`` (A's own chunks, any number), in
     ``dtype`` when given (the precision the products are declared in); rows with NaN or
-    Inf are set aside (:class:`WithRows`)."""
+    Inf are set aside (:class:`WithRows`, their indices A's). With ``needed``, the chunks
+    are only A's rows from ``first_row`` on that hold the row blocks ``needed`` (those
+    block ``j`` mixes)."""
     A, bad, rows = set_aside(_as(stack_rows(row_chunks), dtype))
-    blocks = scheme.split(A)
-    coded = scheme.encode_block(j, blocks, tuple(range(len(blocks))))
+    if needed is None:
+        blocks = scheme.split(A)
+        coded = scheme.encode_block(j, blocks, tuple(range(len(blocks))))
+    else:
+        size = scheme.block_rows
+        blocks = [A[i * size - first_row:(i + 1) * size - first_row] for i in needed]
+        coded = scheme.encode_block(j, blocks, tuple(needed))
+        if len(bad):  # only the rows of the blocks it mixes
+            inside = np.zeros(len(A), dtype=bool)
+            for i in needed:
+                inside[max(i * size - first_row, 0):(i + 1) * size - first_row] = True
+            keep = inside[bad]
+            bad, rows = bad[keep], rows[keep]
+        bad = bad + first_row
     return WithRows(coded, bad, rows) if len(bad) else coded
+
+
+def join_scales(*scales):
+    """The row scales of A from those of its row chunks, in order (``None``: rows are
+    encoded as they are)."""
+    return None if scales[0] is None else np.concatenate(scales)
 
 
 def check_finite_operand(x: np.ndarray, name: str = "x") -> None:
@@ -133,12 +154,16 @@ def decode_products(scheme: Scheme, scales: np.ndarray | None,
 
 
 def _decoded(scheme: Scheme, scales: np.ndarray | None, products) -> np.ndarray:
-    aside = next((p for p in products if isinstance(p, WithRows)), None)
-    if aside is None:
+    asides = [p for p in products if isinstance(p, WithRows)]
+    if not asides:
         return scheme.decode(products, scales)
     out = scheme.decode([p.coded if isinstance(p, WithRows) else p for p in products], scales)
-    out = np.array(out, dtype=np.result_type(out, aside.rows))
-    out[aside.index] = aside.rows
+    # every product set aside the rows it saw (a systematic block: its own); together the
+    # products a decode uses cover all of A's rows
+    index = np.concatenate([p.index for p in asides])
+    rows = np.concatenate([p.rows for p in asides])
+    out = np.array(out, dtype=np.result_type(out, rows))
+    out[index] = rows
     return out
 
 

@@ -70,7 +70,7 @@ from .graph import (
     coded_pair_tasks, encode_tasks, encoded_operand_tasks, fold_cuts, operand_products,
     product_group,
 )
-from .keys import DECODE_PREFIX, key_name
+from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name
 from .kernels import (
     encode_and_race, identity, join_chunks, linear_product, take_block, take_rows, zero_rows,
 )
@@ -246,8 +246,7 @@ class CodedOptimizer:
             else:
                 # rows equilibrated (the row scales are resident beside the blocks on
                 # distributed, kept with them in this process on the local scheduler)
-                scheme = build("mds", self.n, k=self.k, rows=sum(match.rows),
-                               blocks_per_worker=self.blocks_per_worker, kind=self.kind)
+                scheme = self._in_graph_scheme(sum(match.rows))
             token = (tokenize(match.a, scheme, match.encode_dtype,
                               _content(hlg, match.a) if self.local else None,
                               layer.dims[match.a_ind[1]] if not self.local else None)
@@ -278,6 +277,35 @@ class CodedOptimizer:
         self._warned.add(record.reason)
         warnings.warn(f"coded_matmul left {record.layer} as plain dask: {record.reason}",
                       PlainProductWarning, stacklevel=2)
+
+    def _in_graph_scheme(self, rows: int) -> Scheme:
+        """The MDS scheme for an A encoded in the graph. On distributed, with the code
+        family left to ``"auto"`` and one block per worker, a systematic code where it is
+        certified: its first ``k`` blocks are A's own row blocks, made where A's rows
+        already are, so the first call's decode needs no block that mixes all of A (the
+        parities are made meanwhile)."""
+        params = dict(k=self.k, rows=rows, blocks_per_worker=self.blocks_per_worker)
+        if (not self.local and self.blocks_per_worker == 1
+                and (self.kind or config.get("code-kind")) == "auto"):
+            try:
+                return build("mds", self.n, kind="gaussian", **params)
+            except CodeParameterError:
+                pass  # not accurate enough for (n, k): the best certified family
+        return build("mds", self.n, kind=self.kind, **params)
+
+    def _encoded(self, scheme: Scheme, token: str, row_chunks: list, column: int,
+                 m: _Match, offsets: list) -> tuple[list, Any, dict]:
+        """The keys of A's coded blocks and row scales for one column, and the tasks that
+        make them (none when they are all resident on the scheduler already: the graph
+        then leaves A's chunks out). The keys depend only on A and the code, so the next
+        graph finds them; each block is made from the row chunks it mixes only."""
+        encoded = encode_tasks(scheme, token, row_chunks, column=column,
+                               dtype=m.encode_dtype, row_starts=offsets)
+        blocks = [k for k in encoded if key_name(k).startswith(BLOCK_PREFIX)]
+        scales = next(k for k in encoded if key_name(k).startswith(SCALES_PREFIX))
+        if {*blocks, scales} <= resident_keys(token, self.scheduler):
+            return blocks, scales, {}
+        return blocks, scales, encoded
 
     def _two_sided(self, hlg: HighLevelGraph, m: _Match) -> PolynomialScheme | None:
         """The 2-D code for layer ``m`` when one was asked for and its right operand is a
@@ -388,12 +416,11 @@ class CodedOptimizer:
             elif spanning:
                 a_rows = [[block_key(m.a, m.a_ind, {**coord, contracted: c}, i)
                            for c in range(layer.dims[contracted])] for i in range(len(m.rows))]
-                encoded = encode_tasks(scheme, token, a_rows, dtype=m.encode_dtype)
-                *blocks, scales = list(encoded)
-                if set(encoded) <= resident_keys(token, self.scheduler):
-                    reused = True
-                else:
+                blocks, scales, encoded = self._encoded(scheme, token, a_rows, 0, m, offsets)
+                if encoded:
                     tasks.update(encoded)
+                else:
+                    reused = True
             else:
                 operand = operand_of(block_key(m.b, m.b_ind, coord))
                 product = functools.partial(linear_product, func, kwargs)
@@ -411,13 +438,12 @@ class CodedOptimizer:
                 else:
                     # keys depend only on A and the code: the next graph reuses them, and
                     # leaves their encode tasks out once they are all in memory
-                    encoded = encode_tasks(scheme, token, a_keys, column=coord[contracted],
-                                           dtype=m.encode_dtype)
-                    *blocks, scales = list(encoded)
-                    if set(encoded) <= resident_keys(token, self.scheduler):
-                        reused = True
-                    else:
+                    blocks, scales, encoded = self._encoded(scheme, token, a_keys,
+                                                            coord[contracted], m, offsets)
+                    if encoded:
                         tasks.update(encoded)
+                    else:
+                        reused = True
             if blocks is not None:
                 tasks.update(product_group(scheme, tok, blocks, operand, dec_key, index=g,
                                            local=self.local, product=product, scales=scales,

@@ -662,3 +662,31 @@ def test_a_gram_matrix_stays_plain_and_says_why():
     thin = X.T @ da.from_array(Xn[:, :1], chunks=(100, 1))  # one column: a coded block's worth
     opt(thin.__dask_graph__(), thin.__dask_keys__())
     assert opt.rewrites[-1].scheme == "mds"
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_the_first_call_encodes_each_block_from_its_own_rows_where_they_are(c, s,
+                                                                                 *workers):
+    """An A encoded in the graph gets a systematic code: block j < k is A's row block j,
+    made on the worker that holds those rows, from them alone; only the n - k parities
+    need all of A, and the first call's decode does not wait for them."""
+    from distributed import wait
+
+    rng = np.random.default_rng(8)
+    An, xn = rng.standard_normal((500, 4)), rng.standard_normal(4)
+    A = c.persist(da.from_array(An, chunks=(100, 4)))  # k = 5 row blocks = its 5 chunks
+    await wait(A)
+    holder = {key: next(iter(s.tasks[key].who_has)).address
+              for key in [(A.name, i, 0) for i in range(5)]}
+    await c.register_plugin(dc.FirstKPlugin())
+    with dc.coded_matmul(6, 5) as opt:
+        np.testing.assert_allclose(await c.compute(A @ xn), An @ xn, rtol=1e-10)
+    token = opt.rewrites[0].token
+    blocks = {key[1]: b for key, b in s.plugins[dc.FirstKPlugin.name].blocks.items()
+              if token in str(key[0])}
+    assert sorted(blocks) == list(range(6))
+    for j in range(5):
+        deps = {d.key for d in s.tasks[blocks[j].key].dependencies}
+        assert deps == {(A.name, j, 0)}  # its own rows only
+        assert blocks[j].worker == holder[(A.name, j, 0)]  # encoded where they are
+    assert {d.key for d in s.tasks[blocks[5].key].dependencies} == set(holder)  # the parity

@@ -52,20 +52,29 @@ class Pins:
     # ---- new graphs ------------------------------------------------------------------
 
     def place_blocks(self, blocks: list) -> None:
-        """Pin the coded blocks of a new graph: where their task says, else spread by
-        index over the live workers."""
+        """Pin the coded blocks of a new graph: where their task says, else where most of
+        the data they are made from already is (a systematic block, made from its own
+        rows, encodes without a transfer), else spread by index over the live workers;
+        the blocks of one code and column on distinct workers while there are enough."""
         s = self.scheduler
         live = sorted(ws.address for ws in s.running) or sorted(s.workers)
         pins = {}
-        for ts in blocks:
+        taken: dict = {}  # (matrix, *column) -> workers holding one of its blocks
+        # blocks made from little data choose first: they gain most from staying put
+        for ts in sorted(blocks, key=lambda ts: len(ts.dependencies)):
             spec = encode_spec(ts)
             if ts.key in self.blocks:
                 continue
+            group = (spec.matrix, *self._column(ts.key))
+            if group not in taken:
+                taken[group] = Counter(b.worker for b in self.blocks.values()
+                                       if b.matrix == group)
             worker = spec.worker
             if worker is None and ts.worker_restrictions:
                 worker = next(iter(ts.worker_restrictions))
             if worker is None and live:
-                worker = live[(spec.index or 0) % len(live)]
+                worker = self._near_its_data(ts, live, taken[group], spec.index or 0)
+            taken[group][worker] += 1
             if worker is not None and ts.worker_restrictions != {worker}:
                 pins[ts.key] = worker
             self.blocks[ts.key] = CodedBlock(ts.key, (spec.matrix, *self._column(ts.key)),
@@ -74,6 +83,19 @@ class Pins:
             s.set_restrictions(pins)
             for key in pins:
                 s.tasks[key].loose_restrictions = False
+
+    @staticmethod
+    def _near_its_data(ts, live: list, count: Counter, index: int) -> str:
+        """Among the live workers holding the fewest blocks of its code (``count``), the
+        one holding the most bytes of ``ts``'s inputs, else the first from ``index``."""
+        held: dict = {}
+        for dep in ts.dependencies:
+            for ws in dep.who_has or ():
+                held[ws.address] = held.get(ws.address, 0) + (dep.nbytes or 1)
+        fewest = min(count.get(w, 0) for w in live)
+        ring = live[index % len(live):] + live[:index % len(live)]
+        free = [w for w in ring if count.get(w, 0) == fewest]
+        return max(free, key=lambda w: held.get(w, 0))  # ties: the first in the ring
 
     @staticmethod
     def _column(key) -> tuple:

@@ -61,11 +61,13 @@ class Residency:
         ``client``; mark the matrices this graph (``tasks``) uses as recently used and
         claimed by it too; release the least recently used beyond the byte limit."""
         s = self.scheduler
-        for ts in new:
+        # blocks first: their dependencies are A's chunks, which name the source (the
+        # row scales may be made from per-chunk norms)
+        for ts in sorted(new, key=lambda ts: encode_spec(ts).index is None):
             token = encode_spec(ts).matrix
             m = self.matrices.get(token)
             if m is None:
-                source = next((key_name(d.key) for d in ts.dependencies), None)
+                source = _source(ts)
                 m = self.matrices[token] = ResidentMatrix(token, source)
             m.keys.add(ts.key)
         if new:
@@ -154,3 +156,19 @@ def resident_keys(token: str, scheduler: str | None) -> frozenset:
         if residency is not None:
             return residency.snapshot.get(token, frozenset())
     return frozenset()
+
+
+def _source(ts) -> str | None:
+    """The name of the dask array a coded block is made from: its first dependency that
+    is not one of the package's own steps (rows cut from a chunk, per-chunk norms)."""
+    seen, frontier = set(), list(ts.dependencies)
+    while frontier:
+        d = frontier.pop(0)
+        if d.key in seen:
+            continue
+        seen.add(d.key)
+        name = key_name(d.key)
+        if not name.startswith("coded-"):
+            return name
+        frontier.extend(d.dependencies)
+    return None
