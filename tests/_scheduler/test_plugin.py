@@ -175,7 +175,11 @@ async def test_chaos_kills_and_joins_during_200_calls(c, s, *workers):
         raise
     assert plugin(s).tracked()["products"] == 0
     # blocks spread back out: one per worker
-    await until(lambda: sorted(blocks_per_worker(s, CA).values()) == [1] * 6)
+    try:
+        await until(lambda: sorted(blocks_per_worker(s, CA).values()) == [1] * 6)
+    except AssertionError:
+        print("spread:", blocks_per_worker(s, CA), plugin(s).stats, len(s.workers), flush=True)
+        raise
     for w in joined:
         await w.close()
 
