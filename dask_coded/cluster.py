@@ -70,3 +70,10 @@ async def put(client, items: list) -> tuple[list, list]:
         if isinstance(p, Future):
             futures[i] = p
     return futures, [futures[i] for i in lazy + values]
+
+
+async def first_k_used(client, name: str, size: int) -> list[int]:
+    """Indices of the products named ``name`` (``size`` of them) that the scheduler's
+    decode used: the first to finish, or all of them when none was released."""
+    used = await client.scheduler.coded_first_k_used(name=name)
+    return list(range(size)) if used is None else list(used)

@@ -349,8 +349,8 @@ class CodedMatrix(Handle):
         return self.client.sync(self._last_used)  # awaitable with an asynchronous client
 
     async def _last_used(self) -> list[int]:
-        used = await self.client.scheduler.coded_first_k_used(name=self._last_products)
-        return list(range(self.scheme.n_blocks)) if used is None else list(used)
+        return await cluster.first_k_used(self.client, self._last_products,
+                                          self.scheme.n_blocks)
 
     def retune(self) -> int:
         """``k="auto"``: let the policy (:class:`~dask_coded.policy.AutoK`) re-choose

@@ -222,24 +222,21 @@ class CodedOptimizer:
                                            code2d.name, _operation(hlg, match)))
                 continue
             if self.k is None and res is None:
-                self._record(RewriteRecord(
-                    name, None, None, False, None, operation=_operation(hlg, match),
-                    reason=f"no k given for a 1-D code, and scheme={self.scheme!r} codes "
-                           f"only A @ B with B a matrix of known chunks whose rows are A's "
-                           f"columns"))
+                self._record_plain(hlg, name, match,
+                                   f"no k given for a 1-D code, and scheme={self.scheme!r} "
+                                   f"codes only A @ B with B a matrix of known chunks whose "
+                                   f"rows are A's columns")
                 continue
             heavy = _heavy_operand(hlg, match, self.k * self.blocks_per_worker,
                                    self.inline_bytes)
             if heavy is not None:
-                self._record(RewriteRecord(name, None, None, False, None,
-                                           operation=_operation(hlg, match), reason=heavy))
+                self._record_plain(hlg, name, match, heavy)
                 continue
             if res is None and sum(match.rows) < self.k * self.blocks_per_worker:
-                self._record(RewriteRecord(
-                    name, None, None, False, None, operation=_operation(hlg, match),
-                    reason=f"its left operand has {sum(match.rows)} rows, fewer than the "
-                           f"{self.k * self.blocks_per_worker} row blocks of the code (x @ A: "
-                           f"write (A.T @ x.T).T, which codes A.T)"))
+                self._record_plain(hlg, name, match,
+                                   f"its left operand has {sum(match.rows)} rows, fewer than "
+                                   f"the {self.k * self.blocks_per_worker} row blocks of the "
+                                   f"code (x @ A: write (A.T @ x.T).T, which codes A.T)")
                 continue
             if res is not None:
                 scheme = res.scheme
@@ -270,6 +267,12 @@ class CodedOptimizer:
         REWRITES.add(self.uid, tuple(record))
         if record.reason is not None and self.local:
             self._warn(record)
+
+    def _record_plain(self, hlg: HighLevelGraph, name: str, match: _Match,
+                      reason: str) -> None:
+        """Log that matched layer ``name`` stays plain dask, and why."""
+        self._record(RewriteRecord(name, None, None, False, None,
+                                   operation=_operation(hlg, match), reason=reason))
 
     def _warn(self, record: RewriteRecord) -> None:
         if record.reason in self._warned:

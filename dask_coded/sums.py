@@ -189,8 +189,7 @@ class CodedPartitions(Handle):
         return self.client.sync(self._last_used)
 
     async def _last_used(self) -> list[int]:
-        used = await self.client.scheduler.coded_first_k_used(name=self._last_products)
-        return list(range(self.n)) if used is None else list(used)
+        return await cluster.first_k_used(self.client, self._last_products, self.n)
 
     def release(self) -> None:
         """Drop the assignments and the partitions computed or scattered for them (futures

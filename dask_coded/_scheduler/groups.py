@@ -184,8 +184,7 @@ class Groups:
         # run it where a product finished (a worker known not to straggle), not where a
         # larger input (the row scales) happens to live
         s = self.scheduler
-        fast = {ws.address for i, p in group.products.items() if i in group.finished
-                and p in s.tasks for ws in s.tasks[p].who_has or ()}
+        fast = self._holders(group)
         if fast and (not ts.worker_restrictions or ts.loose_restrictions):
             s.set_restrictions({key: fast})
             ts.loose_restrictions = True
@@ -198,10 +197,13 @@ class Groups:
         if group.observed or not group.decodable():
             return
         group.observed = True
+        self.plugin.avoidance.observe(self._holders(group), released)
+
+    def _holders(self, group: ProductGroup) -> set:
+        """The workers holding ``group``'s finished products (known not to straggle)."""
         s = self.scheduler
-        used = [ws.address for i, p in group.products.items() if i in group.finished
-                and p in s.tasks for ws in s.tasks[p].who_has or ()]
-        self.plugin.avoidance.observe(used, released)
+        return {ws.address for i, p in group.products.items() if i in group.finished
+                and p in s.tasks for ws in s.tasks[p].who_has or ()}
 
     def fail(self, group: ProductGroup, stimulus_id: str, why: str) -> None:
         """Cut the products of ``group`` that can no longer finish: the decode runs once
