@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import __version__
+from .bench.autocpu import main as auto_cpu
 from .bench.autok import main as autok
 from .bench.blocks import main as blocks
 from .bench.gradients import main as gradients
@@ -22,7 +23,8 @@ from .demo import run_demo
 
 
 BENCHES = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
-           "autok": autok, "blocks": blocks, "gradients": gradients, "lagrange": lagrange, "loops": loops, "numerics": numerics,
+           "autok": autok, "auto-cpu": auto_cpu, "blocks": blocks, "gradients": gradients,
+           "lagrange": lagrange, "loops": loops, "numerics": numerics,
            "overhead": overhead, "rewrite": rewrite, "matmul2d": matmul2d}
 
 

@@ -38,12 +38,12 @@ async def ainstall(client) -> None:
         _INSTALLED[client] = address
 
 
-async def place_encoded(client, tasks: dict) -> list:
-    """Submit the encode tasks ``tasks`` (``{key: EncodeTask}``, each naming its worker),
-    wait for them, and raise the first error where the user placed the data; returns
-    their futures in the order of ``tasks`` (run on the client's loop)."""
+async def place_encoded(client, tasks: dict, priority: int = 0) -> list:
+    """Submit the encode tasks ``tasks`` (``{key: EncodeTask}``, each naming its worker)
+    at ``priority``, wait for them, and raise the first error where the user placed the
+    data; returns their futures in the order of ``tasks`` (run on the client's loop)."""
     await ainstall(client)
-    futures = client.get(tasks, list(tasks), sync=False)
+    futures = client.get(tasks, list(tasks), sync=False, priority=priority)
     await wait(futures)
     for f in futures:
         if f.status == "error":

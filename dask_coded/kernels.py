@@ -316,7 +316,8 @@ def take_block(decoded: np.ndarray, r0: int, r1: int, c0: int, c1: int, axis: in
 
 
 def identity(value: Any) -> Any:
-    """A nested graph node's value unchanged (what an inlined dask ``Alias`` becomes)."""
+    """``value`` unchanged: what an inlined dask ``Alias`` becomes, and the task that
+    holds a coded block made on the client (its data in the graph)."""
     return value
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 import warnings
+from dataclasses import dataclass, replace
 from html import escape
 from typing import Any
 
@@ -26,8 +28,7 @@ from dask.highlevelgraph import HighLevelGraph
 from distributed import futures_of
 from distributed import progress as progress_bar
 
-from . import resident
-from . import cluster
+from . import cluster, config, resident
 from .arrays import as_array, as_matrix
 from ._scheduler import FirstKPlugin
 from .codes import audit, check_real_dtype
@@ -35,12 +36,33 @@ from .errors import BlockShapeError, CodedError, CodeParameterError
 from .handles import Handle
 from .graph import EncodeTask, product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, product_name
-from .kernels import check_finite_operand, encode_block, row_scales
+from .kernels import check_finite_operand, encode_block, identity, row_scales
 from .policy import AutoK
+from .retuner import Retuner
 from .schemes import Scheme, build
 from .workers import default_client, pick_workers
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One encoding of A, swapped whole: the scheme, its coded blocks (Futures, or numpy
+    arrays on the local scheduler) and row scales, the workers they were placed on, the
+    token naming its products, and the seconds its encode took."""
+
+    scheme: Scheme
+    token: str
+    blocks: tuple = ()
+    scales: Any = None
+    placement: tuple | None = None
+    seconds: float | None = None
+
+    def __repr__(self) -> str:
+        code = self.scheme.code
+        took = f", encoded in {self.seconds:.2f} s" if self.seconds is not None else ""
+        return (f"Encoding({code.kind} ({code.n}, {code.k}), token={self.token}, "
+                f"{len(self.blocks)} blocks{took})")
 
 
 class CodedMatrix(Handle):
@@ -59,35 +81,45 @@ class CodedMatrix(Handle):
         Of A (the dtype of the coded blocks: floating, integers become float64).
     workers : list of str or None
         ``workers[j]`` holds coded block ``j`` (``None`` on the local scheduler).
+    encoding : Encoding
+        What products read, swapped whole: scheme, blocks, row scales, placement, token.
+    retuner : Retuner or None
+        ``k="auto"``: the controller that re-chooses the code (None for a fixed code).
     """
 
     ndim = 2
 
     def __init__(self, scheme: Scheme, shape: tuple, dtype: np.dtype, source: Any,
                  transposed: bool, client: Any = None):
-        self.scheme = scheme
+        self.encoding = Encoding(scheme, uuid.uuid4().hex[:16])
         self.shape: tuple[int, int] = tuple(shape)
         self.dtype: np.dtype = dtype
         #: A's own dtype: products are declared in ``result_type(A, x)``, as numpy's
         self.a_dtype: np.dtype = dtype
         self.client = client
-        self.blocks: list = []  # Futures (distributed) or numpy arrays (local)
-        self.scales: Any = None  # the scheme's row scales: a Future, or an array (local)
-        self._placement: list[str] | None = None
-        self.token = uuid.uuid4().hex[:16]
-        self.policy: AutoK | None = None
         self.calls = 0
+        #: the ``k="auto"`` controller (None for a fixed code)
+        self.retuner: Retuner | None = None
         self._source = source
         self._transposed = transposed
         self._T: CodedMatrix | None = None
         self._last_products: str | None = None
-        self._retuning: tuple[threading.Thread, dict] | None = None  # a background re-choice
-        # the controller's one lock: the call count, the re-choice in flight and the
-        # switch of code are changed under it (calls may come from several threads)
-        self._control = threading.RLock()
+        self._calls_lock = threading.Lock()
         if isinstance(source, da.Array):  # plain `A @ x` under coded_matmul reuses our blocks
             resident.register((source.T if transposed else source).name, self)
 
+    def _set(self, **changes) -> None:
+        self.encoding = replace(self.encoding, **changes)
+
+    scheme = property(lambda self: self.encoding.scheme)
+    token = property(lambda self: self.encoding.token,
+                     lambda self, v: self._set(token=str(v)))
+    #: Futures (distributed) or numpy arrays (local)
+    blocks = property(lambda self: list(self.encoding.blocks),
+                      lambda self, v: self._set(blocks=tuple(v)))
+    #: the scheme's row scales: a Future, or an array (local)
+    scales = property(lambda self: self.encoding.scales,
+                      lambda self, v: self._set(scales=v))
     code = property(lambda self: self.scheme.code)
     blocks_per_worker = property(lambda self: self.scheme.blocks_per_worker)
     #: workers, and row blocks per coded block of each worker (the code is
@@ -103,12 +135,21 @@ class CodedMatrix(Handle):
     @property
     def auto(self) -> bool:
         """Whether ``k`` follows the observed straggling (``k="auto"``)."""
-        return self.policy is not None
+        return self.retuner is not None
+
+    @property
+    def policy(self) -> AutoK | None:
+        """``k="auto"``: the policy choosing the code (None for a fixed code)."""
+        return self.retuner.policy if self.retuner is not None else None
+
+    @policy.setter
+    def policy(self, policy: AutoK | None) -> None:
+        self.retuner = None if policy is None else Retuner(self, policy)
 
     @property
     def history(self) -> list[dict]:
         """``k="auto"``: what each re-choice of ``k`` measured and chose."""
-        return self.policy.history if self.policy is not None else []
+        return self.retuner.history if self.retuner is not None else []
 
     @property
     def T(self) -> CodedMatrix:
@@ -119,8 +160,11 @@ class CodedMatrix(Handle):
                     "CA.T encodes A.T on first use, which an asynchronous client cannot do "
                     "inside a property; use `await dask_coded.encode(A, n, k, transpose=True)`"
                 )
-            self._T = self._encode_again(self.k, transpose=not self._transposed)
-            self._T._T = self
+            T = self._encode_again(self.k, transpose=not self._transposed)
+            if self.retuner is not None:  # A.T adapts to its own products' straggling
+                T.policy = AutoK(self.n, choose_r=self.policy.choose_r)
+            T._T = self
+            self._T = T
         return self._T
 
     @property
@@ -128,7 +172,8 @@ class CodedMatrix(Handle):
         """The worker each coded block is pinned to now (``None`` on the local
         scheduler): asked of the scheduler, so a block re-pinned after a worker was lost
         shows its new worker."""
-        placement = self._placement
+        placement = self.encoding.placement
+        placement = None if placement is None else list(placement)
         if (placement is None or not self.blocks or self.client is None
                 or self.client.asynchronous or self.client.status != "running"):
             return placement
@@ -138,18 +183,23 @@ class CodedMatrix(Handle):
 
     @workers.setter
     def workers(self, placement: list[str] | None) -> None:
-        self._placement = None if placement is None else list(placement)
+        self._set(placement=None if placement is None else tuple(placement))
 
-    def _encode_again(self, k: int, transpose: bool, r: int | None = None) -> CodedMatrix:
+    def _encode_again(self, k: int, transpose: bool, r: int | None = None,
+                      background: bool = False) -> CodedMatrix:
         """Encode the same source with ``k`` (and ``r`` blocks per worker, default the
-        same) on the same workers, with this code family when ``r`` is unchanged."""
+        same) on the same workers, with this code family when ``r`` is unchanged;
+        ``background``: its tasks below the products in priority
+        (``coded.auto-k.priority``)."""
         r = self.blocks_per_worker if r is None else r
-        shared = self.workers is not None and len(set(self.workers)) < self.n
+        workers = self.workers
+        shared = workers is not None and len(set(workers)) < self.n
         kind = self.code.kind if r == self.blocks_per_worker else None
-        return encode(self._source, self.n, k, kind=kind, client=self.client,
-                      transpose=transpose, blocks_per_worker=r,
-                      workers=self.workers and sorted(set(self.workers)),
-                      allow_shared_workers=shared)
+        priority = int(config.get("auto-k.priority")) if background else 0
+        return _encode(self._source, self.n, k, kind=kind, client=self.client,
+                       transpose=transpose, blocks_per_worker=r,
+                       workers=workers and sorted(set(workers)),
+                       allow_shared_workers=shared, priority=priority)
 
     def __repr__(self) -> str:
         where = "local" if self.local else f"{len(set(self.workers or ()))} workers"
@@ -157,9 +207,10 @@ class CodedMatrix(Handle):
             where = "released"
         per = (f", blocks_per_worker={self.blocks_per_worker}"
                if self.blocks_per_worker > 1 else "")
+        auto = f", {self.retuner.summary()}" if self.retuner is not None else ""
         return (
             f"CodedMatrix(shape={self.shape}, dtype={self.dtype}, n={self.n}, k={self.k}"
-            f"{per}, kind={self.code.kind!r}, {where})"
+            f"{per}, kind={self.code.kind!r}, {where}{auto})"
         )
 
     def _repr_html_(self) -> str:
@@ -254,21 +305,18 @@ class CodedMatrix(Handle):
         """
         self._check_live()
         x = self._check_operand(x)
-        with self._control:
+        with self._calls_lock:
             self.calls += 1
-            if self.policy is not None:
-                self._adopt_retuned()
-                if self.policy.due(self.calls):
-                    if self.policy.background:
-                        self._retune_in_background()
-                    else:
-                        self.retune()
+            calls = self.calls
+        if self.retuner is not None:
+            self.retuner.on_call(calls)
+        encoding = self.encoding  # one encoding for the whole product, even if swapped
         out_dtype = np.result_type(self.a_dtype, x.dtype)
         if out_dtype.kind != "f":  # integer products are decoded in floating point
             out_dtype = np.dtype(np.float64)
-        token = f"{self.token}-{uuid.uuid4().hex[:12]}"
+        token = f"{encoding.token}-{uuid.uuid4().hex[:12]}"
         name = f"{DECODE_PREFIX}{token}"
-        self._last_products = product_name(self.scheme.threshold, token)
+        self._last_products = product_name(encoding.scheme.threshold, token)
         if isinstance(x, np.ndarray):  # embedded in the products: only x travels
             operands, dependencies = [x], []
             col_chunks = (x.shape[1],) if x.ndim == 2 else ()
@@ -284,9 +332,9 @@ class CodedMatrix(Handle):
             chunks = ((self.shape[0],), col_chunks)
         tasks: dict = {}
         for c, (operand, out_key) in enumerate(zip(operands, out_keys)):
-            tasks.update(product_group(self.scheme, token, self.blocks, operand, out_key,
-                                       index=(c,), local=self.local, scales=self.scales,
-                                       dtype=out_dtype))
+            tasks.update(product_group(encoding.scheme, token, list(encoding.blocks),
+                                       operand, out_key, index=(c,), local=self.local,
+                                       scales=encoding.scales, dtype=out_dtype))
         graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
         return da.Array(graph, name, chunks, dtype=out_dtype)
 
@@ -357,87 +405,40 @@ class CodedMatrix(Handle):
         ``k`` (and ``blocks_per_worker`` when it is ``"auto"``) from the straggling of the
         recent calls, and re-encode A when they moved, now (a call that is due does this
         in the background with ``coded.auto-k.background``). Returns the ``k`` now in use."""
-        if self.policy is None:
+        if self.retuner is None:
             raise CodedError("retune() is for matrices encoded with k='auto'")
-        with self._control:
-            # one re-choice at a time: a background one in flight finishes first (its
-            # record stays in the history, its encoding is dropped: this one is newer)
-            pending, self._retuning = self._retuning, None
-            if pending is not None:
-                pending[0].join()
-            fresh = self._retuned(self.k, self.blocks_per_worker, self.calls)
-            if fresh is not None:
-                self._switch_to(fresh)
-            return self.k
-
-    def _retuned(self, k: int, r: int, calls: int) -> CodedMatrix | None:
-        """The policy's re-choice from ``(k, r)``: A encoded anew with the ``(k, r)`` it
-        chose, or None when it keeps ``(k, r)``."""
-        seen = self.observed(last=self.policy.window)
-        if self.policy.choose_r:
-            k_new, r_new = self.policy.choose_blocks(k, r, seen, calls)
-        else:
-            k_new, r_new = self.policy.choose(k, seen, calls), r
-        if (k_new, r_new) == (k, r):
-            return None
-        return self._encode_again(k_new, transpose=self._transposed, r=r_new)
+        return self.retuner.retune()
 
     def _switch_to(self, fresh: CodedMatrix) -> None:
-        """Use ``fresh``'s code and blocks from the next product on."""
-        self.scheme, self.blocks, self.scales = fresh.scheme, fresh.blocks, fresh.scales
-        self.workers, self.token = fresh.workers, fresh.token
-        # the old blocks are not released here: products built before the re-encode
-        # still hold them, and they go when the last such graph does
-        fresh.blocks = []
+        """Use ``fresh``'s encoding from the next product on (one assignment)."""
+        # the old blocks are not released here: products built before the switch still
+        # hold them, and they go when the last such graph does
+        self._restore(fresh.encoding)
+        fresh.encoding = replace(fresh.encoding, blocks=(), scales=None)
+
+    def _restore(self, encoding: Encoding) -> None:
+        """Use ``encoding`` from the next product on; the matrix the user holds stays the
+        one ``coded_matmul`` reuses and ``dask_coded.release`` finds."""
+        self.encoding = encoding
         if isinstance(self._source, da.Array):
-            # fresh registered itself for the source when it was built: the matrix the
-            # user holds is the one coded_matmul reuses and dask_coded.release finds
             resident.register((self._source.T if self._transposed else self._source).name,
                               self)
-
-    def _retune_in_background(self) -> None:
-        """Start a re-choice (and re-encode) in a thread, unless one is running; the
-        code in use does not change until :meth:`_adopt_retuned` finds it done."""
-        if self._retuning is not None:
-            return
-        box: dict = {}
-        k, r, calls = self.k, self.blocks_per_worker, self.calls
-
-        def run() -> None:
-            try:
-                box["fresh"] = self._retuned(k, r, calls)
-            except Exception as e:  # the client closed, a worker left: keep the code
-                box["error"] = e
-
-        thread = threading.Thread(target=run, name="dask-coded-retune", daemon=True)
-        self._retuning = (thread, box)
-        thread.start()
-
-    def _adopt_retuned(self) -> None:
-        """Switch to the code a finished background re-choice encoded, if any."""
-        if self._retuning is None or self._retuning[0].is_alive():
-            return
-        _, box = self._retuning
-        self._retuning = None
-        if "error" in box:
-            logger.warning("k='auto': a background re-choice failed (%s); keeping k=%d",
-                           box["error"], self.k)
-        elif box.get("fresh") is not None:
-            self._switch_to(box["fresh"])
 
     # ---- lifetime ----------------------------------------------------------------------
 
     def release(self) -> None:
         """Drop the coded blocks (and those of ``.T``) from the cluster."""
         # a re-encode in flight is dropped: its blocks go with its thread (nothing else
-        # holds their futures)
-        with self._control:
-            self._retuning = None
+        # holds their futures), and so is an encoding kept for probation
         for m in (self, self._T):
-            if m is not None and not m.local:
+            if m is None:
+                continue
+            if m.retuner is not None:
+                m.retuner.release()
+            if not m.local:
                 for f in m.blocks:
                     f.release()
-                m.blocks, m.scales = [], None
+                m.encoding = replace(m.encoding, blocks=(), scales=None)
         self._T = None
 
 
@@ -514,6 +515,17 @@ def encode(
     CodedMatrix
         Block ``j`` is ``sum_i G[j, i] A_i``, pinned to ``CodedMatrix.workers[j]``.
     """
+    return _encode(A, n, k, kind, client=client, transpose=transpose,
+                   allow_shared_workers=allow_shared_workers, workers=workers,
+                   progress=progress, blocks_per_worker=blocks_per_worker)
+
+
+def _encode(A: Any, n: int, k: int | str, kind: str | None = None, *, client: Any = None,
+            transpose: bool = False, allow_shared_workers: bool = False,
+            workers: list[str] | None = None, progress: bool = False,
+            blocks_per_worker: int | str = 1, priority: int = 0) -> CodedMatrix:
+    """:func:`encode`, its tasks at ``priority``; the encoding's seconds measured."""
+    began = time.perf_counter()
     A = as_matrix(A)
     auto = isinstance(k, str)
     auto_blocks = isinstance(blocks_per_worker, str)
@@ -549,50 +561,85 @@ def encode(
         matrix.policy = AutoK(n, choose_r=auto_blocks)
     if client is None:
         values = np.asarray(A.compute() if isinstance(A, da.Array) else A)
-        matrix.blocks = matrix.scheme.encode(values)
-        matrix.scales = matrix.scheme.scales(values)
+        matrix._set(blocks=tuple(matrix.scheme.encode(values)),
+                    scales=matrix.scheme.scales(values),
+                    seconds=time.perf_counter() - began)
         return matrix
     show = progress and not client.asynchronous
-    out = client.sync(_encode_on_cluster, matrix, A, workers, allow_shared_workers, not show)
+    out = client.sync(_encode_on_cluster, matrix, A, workers, allow_shared_workers, not show,
+                      priority)
     if show:
         progress_bar(matrix.blocks)  # dask's own bar (a widget in Jupyter)
         for f in matrix.blocks:
             if f.status == "error":
                 f.result()
+    if not client.asynchronous:
+        matrix._set(seconds=time.perf_counter() - began)
     return out
 
 
 async def _encode_on_cluster(matrix: CodedMatrix, A, workers, allow_shared_workers: bool,
-                             wait_for: bool = True) -> CodedMatrix:
-    """The cluster half of :func:`encode`: persist A's row blocks and submit one encode
-    task per coded block, pinned to its worker (run on the client's loop)."""
+                             wait_for: bool = True, priority: int = 0) -> CodedMatrix:
+    """The cluster half of :func:`encode`: one encode task per coded block, pinned to its
+    worker (run on the client's loop). A numpy A is encoded here with
+    ``coded.encode.where: client`` (:func:`_tasks_from_client`), else on the workers
+    (:func:`_tasks_on_workers`)."""
     client, scheme = matrix.client, matrix.scheme
     await cluster.ainstall(client)
     if workers is None:
         workers = (await client.scheduler.identity(n_workers=-1))["workers"]
     placement = scheme.placement(pick_workers(workers, scheme.n_workers, allow_shared_workers))
+    where = config.get("encode.where")
+    if where not in ("client", "workers"):
+        raise CodeParameterError(f"coded.encode.where must be 'client' or 'workers', got "
+                                 f"{where!r}")
     with warnings.catch_warnings():
-        # a numpy A travels in the graph once, by design: encoding has to ship it
+        # a numpy A (or its coded blocks) travels in the graph once, by design
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
-        A = client.persist(da.asarray(A).rechunk((scheme.block_rows, -1)))
+        if where == "client" and not isinstance(A, da.Array):
+            tasks = _tasks_from_client(matrix, np.asarray(A), placement)
+        else:
+            tasks = _tasks_on_workers(matrix, A, placement, priority)
+        if wait_for:
+            futures = await cluster.place_encoded(client, tasks, priority=priority)
+        else:
+            futures = client.get(tasks, list(tasks), sync=False, priority=priority)
+    matrix._set(placement=tuple(placement), blocks=tuple(futures[:-1]), scales=futures[-1])
+    return matrix
+
+
+def _tasks_from_client(matrix: CodedMatrix, A: np.ndarray, placement: list) -> dict:
+    """Encode tasks carrying coded blocks computed here: block ``j`` travels to worker
+    ``placement[j]`` only (A itself does not travel), and stays in the graph, so a block
+    lost with its worker is made again elsewhere."""
+    scheme, token = matrix.scheme, matrix.token
+    name = f"{BLOCK_PREFIX}{token}"
+    coded = scheme.encode(A)
+    tasks = {(name, j): EncodeTask((name, j), identity, block, matrix=token, index=j,
+                                   worker=addr, keep=False)
+             for j, (block, addr) in enumerate(zip(coded, placement))}
+    scales = (f"{SCALES_PREFIX}{token}", 0)
+    tasks[scales] = EncodeTask(scales, identity, scheme.scales(A), matrix=token, keep=False)
+    return tasks
+
+
+def _tasks_on_workers(matrix: CodedMatrix, A, placement: list, priority: int) -> dict:
+    """Encode tasks combining A's row blocks on the workers (A persisted in row blocks;
+    each worker fetches the ones its coded block mixes)."""
+    client, scheme, token = matrix.client, matrix.scheme, matrix.token
+    A = client.persist(da.asarray(A).rechunk((scheme.block_rows, -1)), priority=priority)
     row_blocks = _futures_in_order(A)
-    name = f"{BLOCK_PREFIX}{matrix.token}"
+    name = f"{BLOCK_PREFIX}{token}"
     tasks = {}
     for j, addr in enumerate(placement):
         needed = scheme.blocks_needed(j)
         tasks[(name, j)] = EncodeTask(
             (name, j), encode_block, scheme, j, *[row_blocks[i] for i in needed],
-            needed=needed, matrix=matrix.token, index=j, worker=addr, keep=False)
-    scales = (f"{SCALES_PREFIX}{matrix.token}", 0)
-    tasks[scales] = EncodeTask(scales, row_scales, scheme, *row_blocks, matrix=matrix.token,
+            needed=needed, matrix=token, index=j, worker=addr, keep=False)
+    scales = (f"{SCALES_PREFIX}{token}", 0)
+    tasks[scales] = EncodeTask(scales, row_scales, scheme, *row_blocks, matrix=token,
                                keep=False)
-    matrix.workers = placement
-    if wait_for:
-        futures = await cluster.place_encoded(client, tasks)
-    else:
-        futures = client.get(tasks, list(tasks), sync=False)
-    matrix.blocks, matrix.scales = futures[:-1], futures[-1]
-    return matrix
+    return tasks
 
 
 def _futures_in_order(A: da.Array) -> list:

@@ -10,7 +10,11 @@ goes wrong: old calls age out (``window``); the fit is per call
 would drive ``mu`` to zero, are left out as an outlier call; it waits for ``min_calls``
 calls, not products (at a low ``k`` few products finish per call); ``k`` changes only when
 the fitted model says the new ``k`` is faster by ``margin``, and by at most ``max_step``
-per re-choice.
+per re-choice. A change of code must also pay for itself (:meth:`AutoK.pays`): the
+seconds per call measured now, times what the model says the new code saves, times the
+calls expected to remain, must exceed what the change costs (the current encoding's
+measured seconds, ``change_cost`` times). A code the regret guard turned back
+(:func:`worse`, run by :class:`~dask_coded.retuner.Retuner`) is never chosen again.
 
 With ``blocks_per_worker="auto"`` it chooses ``(k, r)`` together
 (:meth:`AutoK.choose_blocks`): the fit gives the job's seconds and ``mu``, each block
@@ -64,6 +68,13 @@ class AutoK:
     margin_products: int = field(default_factory=lambda: int(config.get("lstsq.margin")))
     leftovers: bool = field(default_factory=lambda: bool(config.get("auto-k.leftovers")))
     background: bool = field(default_factory=lambda: bool(config.get("auto-k.background")))
+    horizon: int | None = field(default_factory=lambda: config.get("auto-k.horizon"))
+    change_cost: float = field(
+        default_factory=lambda: float(config.get("auto-k.change-cost")))
+    probation: int = field(default_factory=lambda: int(config.get("auto-k.probation")))
+    tolerance: float = field(default_factory=lambda: float(config.get("auto-k.tolerance")))
+    #: codes (``(k, r)``) the regret guard turned back: never chosen again
+    rejected: set = field(default_factory=set)
     trials: int = 400
 
     @classmethod
@@ -72,8 +83,50 @@ class AutoK:
         return optimal_k(int(n), float(config.get("auto-k.initial-mu")))
 
     def due(self, calls: int) -> bool:
-        """Whether to re-choose ``k`` at this call count."""
-        return calls % self.every == 0
+        """Whether to re-choose ``k`` at this call count: first as soon as ``min_calls``
+        calls were seen (early, before the user has paid much for a poor start), then
+        every ``every`` calls."""
+        first = self.min_calls + 1
+        return calls >= first and (calls - first) % self.every == 0
+
+    def pays(self, record: dict, ratio: float, seen: dict, calls: int) -> bool:
+        """Whether a change whose model predicts calls ``ratio`` times as long as now
+        pays for itself: ``now * (1 - ratio) * remaining > change_cost * encode``, with
+        ``now`` the median seconds per call measured (``seen["calls_span"]``),
+        ``remaining`` the calls expected to remain (``horizon``, or as many as so far)
+        and ``encode`` the current encoding's seconds (``seen["encode_seconds"]``).
+        Without those measurements the model alone decides. Writes its terms into
+        ``record``."""
+        terms = self._costs(seen, calls)
+        if terms is None:
+            return True
+        now, remaining, cost = terms
+        gain = now * (1 - ratio) * remaining
+        record.update(now=now, predicted=now * ratio, gain=gain, cost=cost)
+        return gain > cost
+
+    def _costs(self, seen: dict, calls: int) -> tuple[float, int, float] | None:
+        """``(seconds per call now, calls expected to remain, cost of a change)``, or None
+        when not measured."""
+        spans = [t for t in seen.get("calls_span") or () if t > 0]
+        encode = seen.get("encode_seconds")
+        if not spans or encode is None:
+            return None
+        remaining = int(self.horizon) if self.horizon is not None else int(calls)
+        return float(np.median(spans)), remaining, self.change_cost * float(encode)
+
+    def _nothing_could_pay(self, record: dict, seen: dict, calls: int) -> bool:
+        """Whether even a code taking no time at all would not pay for the change
+        (``now * remaining <= cost``): then the fit and the simulation are skipped (they
+        cost the client CPU the calls need)."""
+        terms = self._costs(seen, calls)
+        if terms is None or terms[0] * terms[1] > terms[2]:
+            return False
+        record.update(now=terms[0], gain=terms[0] * terms[1], cost=terms[2],
+                      chosen=record.get("k") if "r" not in record else
+                      (record["k"], record["r"]),
+                      why="no change could pay for its re-encode yet")
+        return True
 
     def choose(self, k: int, seen: dict, calls: int) -> int:
         """The ``k`` to use from now on, given the current ``k`` and what was ``seen``
@@ -82,7 +135,7 @@ class AutoK:
         observed = [c for c in seen["calls"] if len(c)]
         record = {"calls": calls, "k": k, "observed": len(observed)}
         self.history.append(record)
-        if len(observed) < self.min_calls:
+        if len(observed) < self.min_calls or self._nothing_could_pay(record, seen, calls):
             return k
         _, mu = fit_calls(seen["calls"], seen["calls_censored"], self.n)
         best = optimal_k(self.n, mu) if np.isfinite(mu) else self.n
@@ -90,10 +143,16 @@ class AutoK:
                                                      seen.get("calls_released")))
         best = min(max(best, k - self.max_step), k + self.max_step, healthy)
         record.update(mu=mu, best=best)
+        if (best, 1) in self.rejected:
+            best = k
         if best != k and np.isfinite(mu):
             now, then = expected_time("mds", self.n, k, mu), expected_time("mds", self.n, best, mu)
             if then > now * (1 - self.margin):
                 best = k  # not worth a re-encode on this evidence
+                record["why"] = "gain below the margin"
+            elif not self.pays(record, then / now, seen, calls):
+                best = k
+                record["why"] = "would not pay for its re-encode"
         record["chosen"] = best
         return best
 
@@ -103,7 +162,7 @@ class AutoK:
         observed = [c for c in seen["calls"] if len(c)]
         record = {"calls": calls, "k": k, "r": r, "observed": len(observed)}
         self.history.append(record)
-        if len(observed) < self.min_calls:
+        if len(observed) < self.min_calls or self._nothing_could_pay(record, seen, calls):
             return k, r
         shift, mu_fit = fit_calls(seen["calls"], seen["calls_censored"], self.n * r)
         # a block product takes overhead + w (1 + X / mu): the fit's shift is overhead + w
@@ -127,14 +186,21 @@ class AutoK:
             return max(times[p][candidate] / best_of[p] for p in kinds)
 
         candidates = [(kk, rr) for rr in self.blocks for kk in range(1, healthy + 1)
-                      if abs(kk - k) <= self.max_step or rr != r]
+                      if (abs(kk - k) <= self.max_step or rr != r)
+                      and (kk, rr) not in self.rejected]
         best = min(candidates, key=lambda c: (regret(c), c[1], -c[0]))
         now = (k, r) if (k, r) in times[kinds[0]] else None
         # a choice made before the straggling model could be read (at r = 1) guarded
         # against both models; once the model is read, the margin does not defend it
         margin = 0.0 if per and self._chosen_blind(k, r) else self.margin
-        if best != (k, r) and now is not None and regret(best) > regret(now) * (1 - margin):
-            best = (k, r)  # not worth a re-encode on this evidence
+        if best != (k, r) and now is not None:
+            if regret(best) > regret(now) * (1 - margin):
+                best = (k, r)  # not worth a re-encode on this evidence
+                record["why"] = "gain below the margin"
+            elif not self.pays(record, max(times[p][best] / times[p][now] for p in kinds),
+                               seen, calls):
+                best = (k, r)
+                record["why"] = "would not pay for its re-encode"
         record["chosen"] = best
         return best
 
@@ -156,6 +222,16 @@ class AutoK:
         return blocks_time(model, workers, k, r, margin,
                            max(50, self.trials // LEFTOVER_CALLS), overhead=self.task_overhead,
                            leftovers=True, calls=LEFTOVER_CALLS)[0]
+
+
+def worse(before: list, after: list, tolerance: float) -> bool:
+    """The regret guard's test: the median seconds per call ``after`` a change exceed
+    those ``before`` it by more than ``tolerance`` (a fraction)."""
+    before = [t for t in before if t > 0]
+    after = [t for t in after if t > 0]
+    if not before or not after:
+        return False
+    return float(np.median(after)) > float(np.median(before)) * (1 + tolerance)
 
 
 def persistent_stragglers(finished: list | None, released: list | None, share: float = 0.8

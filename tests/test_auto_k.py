@@ -15,8 +15,10 @@ from dask_coded import theory
 
 def test_auto_k_moves_to_the_optimum_for_the_observed_mu():
     A, x = np.random.default_rng(0).standard_normal((240, 5)), np.ones(5)
-    with dask.config.set({"coded.auto-k.every": 6, "coded.auto-k.min-calls": 4,
-                          "coded.auto-k.max-step": 8, "coded.auto-k.background": False}), \
+    # a loop of 100 calls ahead: a re-encode pays for itself
+    with dask.config.set({"coded.auto-k.every": 6, "coded.auto-k.min-calls": 5,
+                          "coded.auto-k.max-step": 8, "coded.auto-k.background": False,
+                          "coded.auto-k.horizon": 100}), \
             LocalCluster(n_workers=8, threads_per_worker=1, processes=False,
                          dashboard_address=None) as cluster, Client(cluster) as client:
         client.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.ShiftedExponential(mu=0.2, scale=0.4),
@@ -26,7 +28,9 @@ def test_auto_k_moves_to_the_optimum_for_the_observed_mu():
         for _ in range(7):
             np.testing.assert_allclose((CA @ x).compute(), A @ x)
         first = CA.history[0]
-        assert first["observed"] == 5  # calls 1-5 (the 6th is the one re-choosing k)
+        # the first re-choice comes as soon as min-calls calls were seen: calls 1-5 (the
+        # 6th is the one re-choosing k)
+        assert first["observed"] == 5 and first["calls"] == 6
         assert 0.1 < first["mu"] < 0.4  # fitted from what the scheduler saw (true: 0.2)
         assert CA.k == first["chosen"] == theory.optimal_k(8, first["mu"]) < 6
         np.testing.assert_allclose((CA @ x).compute(), A @ x)  # re-encoded, still right
@@ -58,7 +62,7 @@ def test_auto_blocks_per_worker_moves_to_several_blocks_under_per_call_stragglin
 def _gated(CA, k_new):
     """Make CA's policy choose ``k_new`` every 2 calls, once the returned event is set."""
     gate = threading.Event()
-    CA.policy.every = 2
+    CA.policy.every, CA.policy.min_calls = 2, 1  # due at calls 2, 4, ...
 
     def choose(k, seen, calls):
         assert gate.wait(30)
@@ -106,7 +110,7 @@ def test_releasing_during_a_background_re_encode_leaves_no_blocks():
         gate = _gated(CA, CA.k - 1)
         (CA @ x).compute()
         CA @ x  # due: a re-choice waits on the gate
-        thread = CA._retuning[0]
+        thread = CA.retuner.running
         CA.release()
         gate.set()
         thread.join(30)
@@ -127,7 +131,7 @@ def test_a_synchronous_retune_drops_the_background_re_choice_in_flight():
         CA = dc.encode(A, 4, "auto", client=client)
         k0 = CA.k
         gate, background = threading.Event(), []
-        CA.policy.every = 2
+        CA.policy.every, CA.policy.min_calls = 2, 1  # due at calls 2, 4, ...
 
         def choose(k, seen, calls):
             if threading.current_thread().name != "dask-coded-retune":
@@ -141,7 +145,7 @@ def test_a_synchronous_retune_drops_the_background_re_choice_in_flight():
         CA.policy.choose = choose
         (CA @ x).compute()
         CA @ x  # due: the background re-choice waits on the gate
-        thread = CA._retuning[0]
+        thread = CA.retuner.running
         assert CA.retune() == k0 - 2
         gate.set()
         thread.join(30)
@@ -193,15 +197,15 @@ def test_one_rechoice_at_a_time():
         order.append(("start", who))
         time.sleep(0.2)
         order.append(("end", who))
-        return None
+        return {"fresh": None}
 
-    CA._retuned = slow_rechoice
-    CA._retune_in_background()
+    CA.retuner._rechoose = slow_rechoice
+    CA.retuner._start(CA.calls)
     CA.retune()
     main = threading.current_thread().name
     assert order == [("start", "dask-coded-retune"), ("end", "dask-coded-retune"),
                      ("start", main), ("end", main)]
-    assert CA._retuning is None
+    assert CA.retuner.running is None
 
 
 def test_calls_from_several_threads_count_each_call_once():
@@ -218,3 +222,84 @@ def test_calls_from_several_threads_count_each_call_once():
     for t in threads:
         t.join()
     assert CA.calls == 200
+
+
+def test_a_change_that_proves_slower_is_turned_back_without_a_re_encode():
+    """The policy is made to choose k = n (every decode then waits for the slow worker):
+    after its probation calls the regret guard restores the code before it (the same
+    blocks, no re-encode), records why, and the policy never chooses k = n again."""
+    A, x = np.random.default_rng(5).standard_normal((120, 4)), np.ones(4)
+    with dask.config.set({"coded.auto-k.every": 100, "coded.auto-k.min-calls": 2,
+                          "coded.auto-k.probation": 3, "coded.auto-k.background": False}), \
+            LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                         dashboard_address=None) as cluster, Client(cluster) as client:
+        slow = sorted(dc.workers.worker_info(client).values(), key=lambda i: i["id"])[0]
+        client.register_plugin(dc.stragglers.StragglerPlugin(
+            dc.stragglers.SlowWorkers(seconds={str(slow["name"]): 0.3}), seed=0,
+            match=("coded-prod",)))
+        CA = dc.encode(A, 4, "auto", client=client)
+        k0, before = CA.k, CA.encoding
+        assert k0 < 4
+        CA.policy.choose = lambda k, seen, calls: 4
+        for call in range(1, 9):
+            np.testing.assert_allclose((CA @ x).compute(), A @ x)
+            if call == 3:  # due: switched to k = 4, on probation
+                assert CA.k == 4 and CA.retuner.probation is not None
+        assert CA.k == k0 and CA.encoding is before  # the old blocks, not a re-encode
+        assert CA.history[-1]["why"].startswith("regret")
+        assert (4, 1) in CA.policy.rejected and CA.retuner.probation is None
+        CA.release()
+
+
+def test_a_product_is_built_from_one_encoding_while_another_thread_switches():
+    """One thread swaps the code back and forth (k = 4 and k = 2) while another builds
+    and computes products: each product reads one encoding whole (scheme, blocks and
+    scales together), so every answer is right."""
+    An = np.random.default_rng(6).standard_normal((60, 5))
+    CA = dc.encode(An, 6, 4, client=None)
+    encodings = [CA.encoding, CA._encode_again(2, transpose=False).encoding]
+    stop, errors = threading.Event(), []
+
+    def switch():
+        i = 0
+        while not stop.is_set():
+            CA._restore(encodings[i % 2])
+            i += 1
+
+    swapper = threading.Thread(target=switch)
+    swapper.start()
+    try:
+        for _ in range(200):
+            try:
+                np.testing.assert_allclose((CA @ np.ones(5)).compute(), An.sum(axis=1),
+                                           rtol=1e-8)
+            except Exception as e:  # noqa: BLE001 - any mix of encodings shows here
+                errors.append(e)
+    finally:
+        stop.set()
+        swapper.join()
+    assert not errors
+
+
+def test_the_transpose_of_an_auto_matrix_adapts_on_its_own():
+    A = np.random.default_rng(7).standard_normal((60, 8))
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        CA = dc.encode(A, 4, "auto", blocks_per_worker="auto", client=client)
+        CT = CA.T
+        assert CT.auto and CT.policy is not CA.policy and CT.policy.choose_r
+        assert CT.k == CA.k
+        np.testing.assert_allclose((CT @ np.ones(60)).compute(), A.T @ np.ones(60))
+        CA.release()
+
+
+def test_the_repr_says_what_auto_chose_and_why():
+    from dask_coded.policy import AutoK
+
+    CA = dc.encode(np.random.default_rng(8).standard_normal((60, 5)), 6, 4, client=None)
+    CA.policy = AutoK(6)
+    assert "auto: no re-choice yet" in repr(CA)
+    CA.policy.history.append({"calls": 6, "k": 4, "observed": 5, "chosen": 4,
+                              "why": "would not pay for its re-encode"})
+    assert ("auto: 1 re-choice, the last at call 6 kept 4 (would not pay for its "
+            "re-encode)") in repr(CA)

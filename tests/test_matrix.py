@@ -488,3 +488,29 @@ def test_workers_follow_a_block_re_pinned_after_a_loss():
         assert now[0] != first[0] and now[0] in client.scheduler_info()["workers"]
         assert now[1:] == first[1:]
         np.testing.assert_allclose((CA @ np.ones(3)).compute(), A @ np.ones(3))
+
+
+def test_a_numpy_A_is_encoded_on_the_client_or_on_the_workers_alike():
+    """``coded.encode.where``: the coded blocks and row scales computed in this process
+    (and sent to their workers) equal those the workers combine from A's row blocks (a
+    client-made block lost with its worker is made again from the graph:
+    test_losing_n_minus_k_workers_mid_compute, on the default client path)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    A, x = rand(90, 5, seed=3), rand(5, seed=4)
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        made = {}
+        for where in ("client", "workers"):
+            with dask.config.set({"coded.encode.where": where}):
+                CA = dc.encode(A, 4, 3, client=client)
+            made[where] = CA
+            blocks = client.gather(CA.blocks)
+            made[where + " blocks"] = blocks + [client.gather(CA.scales)]
+            close((CA @ x).compute(), A @ x)
+        for mine, theirs in zip(made["client blocks"], made["workers blocks"]):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-12)
+        with dask.config.set({"coded.encode.where": "gpu"}), \
+                pytest.raises(dc.errors.CodeParameterError, match="'client' or 'workers'"):
+            dc.encode(A, 3, 2, client=client)

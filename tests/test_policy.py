@@ -156,3 +156,65 @@ def test_a_choice_made_before_the_model_could_be_read_is_not_held_by_the_margin(
     read = AutoK(N, **settings)  # the same (6, 8) chosen with the model read: kept
     read.history.append({"calls": 10, "k": 6, "r": 8, "per": "task", "chosen": (6, 8)})
     assert read.choose_blocks(6, 8, seen, 20) == (6, 8)
+
+
+def test_the_first_re_choice_comes_as_soon_as_min_calls_were_seen():
+    policy = AutoK(N, min_calls=5, every=10)
+    assert [c for c in range(1, 40) if policy.due(c)] == [6, 16, 26, 36]
+
+
+def test_a_change_is_made_only_when_its_gain_pays_for_the_re_encode():
+    """The model wants a lower k (mu = 0.2 from k = 9); measured 2 s per call now. With an
+    encode that took 6 s and 10 calls so far the predicted gain (10 calls of 2 s, a
+    sixth faster: about 3 s) does not cover twice the encode: k stays, and the record
+    says why. With 0.5 s of encode, or 1000 calls ahead, it changes."""
+    seen = simulate(0.2, 10, 9, seed=3, scale=2.0)
+    seen["calls_span"] = [2.0] * 10
+    dear = AutoK(N, min_calls=5, margin=0.0, max_step=N, change_cost=2.0)
+    assert dear.choose(9, {**seen, "encode_seconds": 6.0}, calls=10) == 9
+    record = dear.history[-1]
+    assert record["why"] == "would not pay for its re-encode"
+    assert record["gain"] < record["cost"] == 12.0
+    assert 0 < record["predicted"] < record["now"] == 2.0
+    cheap = AutoK(N, min_calls=5, margin=0.0, max_step=N, change_cost=2.0)
+    assert cheap.choose(9, {**seen, "encode_seconds": 0.5}, calls=10) < 9
+    ahead = AutoK(N, min_calls=5, margin=0.0, max_step=N, change_cost=2.0, horizon=1000)
+    assert ahead.choose(9, {**seen, "encode_seconds": 6.0}, calls=10) < 9
+
+
+def test_a_code_the_regret_guard_turned_back_is_never_chosen_again():
+    seen = simulate(0.2, 10, 9, seed=3)
+    policy = AutoK(N, min_calls=5, margin=0.0, max_step=N)
+    first = policy.choose(9, seen, calls=10)
+    assert first < 9
+    policy.rejected.add((first, 1))
+    assert policy.choose(9, seen, calls=20) != first
+    blocks = AutoK(N, min_calls=5, margin=0.0, max_step=N, choose_r=True, task_overhead=0.0)
+    chosen = blocks.choose_blocks(9, 1, seen, calls=10)
+    blocks.rejected.add(chosen)
+    assert blocks.choose_blocks(9, 1, seen, calls=20) != chosen
+
+
+def test_worse_compares_medians_with_a_tolerance():
+    from dask_coded.policy import worse
+
+    assert worse([1.0, 1.0, 5.0], [1.1, 1.1, 1.1], tolerance=0.05)
+    assert not worse([1.0, 1.0, 5.0], [1.04, 1.04, 9.0], tolerance=0.05)
+    assert not worse([], [3.0], tolerance=0.05)  # nothing to compare: no regret
+
+
+def test_no_fit_is_made_while_no_change_could_pay():
+    """2 s per call, 10 calls so far, an encode of 30 s: even a code taking no time would
+    save 20 s, less than the 60 s a change costs; the policy keeps the code without
+    fitting (the fit and the simulation cost the client CPU the calls need)."""
+    seen = simulate(0.2, 10, 9, seed=3, scale=2.0)
+    seen["calls_span"] = [2.0] * 10
+    for policy, choose in ((AutoK(N, min_calls=5), lambda p, s: p.choose(9, s, calls=10)),
+                           (AutoK(N, min_calls=5, choose_r=True),
+                            lambda p, s: p.choose_blocks(9, 1, s, calls=10))):
+        kept = choose(policy, {**seen, "encode_seconds": 30.0})
+        record = policy.history[-1]
+        assert kept == record["chosen"] in (9, (9, 1))
+        assert record["why"] == "no change could pay for its re-encode yet"
+        assert "mu" not in record  # nothing was fitted
+        assert record["gain"] == 20.0 and record["cost"] == 60.0

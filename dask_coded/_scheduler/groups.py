@@ -197,6 +197,7 @@ class Groups:
         if group.observed or not group.decodable():
             return
         group.observed = True
+        self.plugin.observations.record_span(group.name, time.time() - group.since)
         self.plugin.avoidance.observe(self._holders(group), released)
 
     def _holders(self, group: ProductGroup) -> set:

@@ -39,6 +39,11 @@ class Observations:
         if censor is not None:
             record.censored.extend([censor] * len(released_workers))
 
+    def record_span(self, name: str, seconds: float) -> None:
+        """A decode of call ``name`` could start ``seconds`` after its graph arrived."""
+        record = self._call(name)
+        record.span = max(record.span, seconds)
+
     def used(self, name: str) -> list | None:
         """Product indices the decodes of products ``name`` used (None: all of them)."""
         record = self.calls.get(name)
@@ -65,6 +70,7 @@ class Observations:
             "calls_workers": [[w for w, _ in r.finished] for r in records],
             "calls_released": [list(r.released) for r in records],
             "calls_censored": [list(r.censored) for r in records],
+            "calls_span": [r.span for r in records],
             "per_worker": per_worker,
             "released": released,
         }

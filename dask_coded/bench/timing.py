@@ -81,6 +81,14 @@ def measure(client, call, calls: int, back_to_back: bool = False) -> list[float]
     return times
 
 
+def windows(times: list[float], width: int = 10) -> np.ndarray:
+    """Mean of every ``width`` consecutive calls (all of them, when fewer)."""
+    t = np.asarray(times, dtype=float)
+    if len(t) < width:
+        return np.array([t.mean()])
+    return np.convolve(t, np.ones(width) / width, mode="valid")
+
+
 def overheads(client, schemes: list) -> dict[str, float]:
     """Mean seconds per call of each scheme (``(label, ..., call)``) with no injected
     delay (scheduling, transfers, compute), printed: "net" times subtract it before

@@ -6,7 +6,7 @@ import csv
 import pytest
 
 from dask_coded import theory
-from dask_coded.bench import blocks, gradients, matmul2d
+from dask_coded.bench import autocpu, blocks, gradients, matmul2d
 
 pytestmark = pytest.mark.slow  # a cluster and a few seconds of injected delays each
 
@@ -102,3 +102,21 @@ def test_bench_loops_codes_every_product_and_agrees_with_plain_dask(capsys):
     # both products of every iteration coded (the records say so), every peer's w equal
     assert "| coded_matmul |" in out and "6 of 6: A @ x, A.T @ x" in out
     assert "plain / coded_matmul:" in out
+
+
+def test_bench_auto_cpu_times_every_peer_under_quotas(tmp_path, capsys):
+    """Three worker processes under CPU quotas (duty-cycled: works without cgroups), one
+    worker at a fifth of the others' share; every result is checked inside."""
+    assert autocpu.main(["--n", "3", "--rows", "300", "--cols", "40", "--calls", "10",
+                         "--models", "slow", "--plain", "1", "--codes", "2x1",
+                         "--mechanism", "signals", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "auto_cpu.csv")))
+    start = f"k={autocpu.AutoK.initial_k(3)} r=1"
+    peers = ["plain 3 chunks", "k=2 r=1", "auto", f"{start} again"]
+    if start != "k=2 r=1":
+        peers.insert(2, start)
+    assert [r["peer"] for r in rows[::10]] == peers
+    assert all(float(r["seconds"]) > 0 for r in rows)
+    out = capsys.readouterr().out
+    assert "quotas by signals" in out and "auto / best fixed (k=" in out
+    assert "the noise, " + start + " run again" in out

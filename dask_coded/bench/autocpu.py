@@ -1,0 +1,197 @@
+"""``k="auto"`` under real compute: slowness from the machine, not from sleeps.
+
+    python -m dask_coded bench auto-cpu [--n 6 --rows 12000 --cols 2000 --calls 30]
+
+``n`` worker processes (one thread each), each under its own CPU quota
+(:class:`~dask_coded.bench.quota.CpuQuotas`: a cgroup where this process may make one,
+else ``SIGSTOP``/``SIGCONT`` duty cycling), so that everything a slow worker runs is
+slow: its products, its share of an encode or a re-encode, a decode placed there, the
+leftovers of its released stragglers. Nothing is injected. Compute-bound ``A @ X``
+(``rows x cols`` by ``cols x 64``), calls back to back as in an iterative loop, every
+result checked.
+
+Models (``--models``), the quotas set before each call, the same for every peer:
+
+* ``slow``: one worker at 1/5 of the others' share, for good;
+* ``per-call``: each worker's share redrawn before every call, ``share / (1 + E / mu)``
+  with ``E`` exponential (``--mu``);
+* ``none``: every worker at the same share.
+
+Peers, each on a fresh cluster of the same shape (no peer inherits another's memory or
+leftovers): plain dask with A in ``n``, ``4n`` and ``8n`` row chunks
+spread over the workers (work stealing on); the fixed codes of ``--codes`` (``k x r``:
+k blocks needed of n workers, r blocks per worker); ``k="auto"`` with
+``blocks_per_worker="auto"``. Every peer's A is placed (and encoded) before the quotas
+of the model are set; auto's re-encodes run under them, as they would for a user.
+
+Prints per model: each peer's mean seconds per call over every call from the first,
+the spread (10th and 90th percentile), and the ratios the controller is judged by:
+auto against the best fixed code in hindsight, auto's worst 10-call window against its
+starting code's same window, and auto against the best plain dask peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+from distributed import Client, LocalCluster
+
+import dask_coded as dc
+from dask_coded.policy import AutoK
+from .peers import PlainMatrix
+from .quota import CpuQuotas
+from .timing import windows, write_csv
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dask_coded bench auto-cpu",
+                                description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--n", type=int, default=6, help="worker processes (default 6)")
+    p.add_argument("--rows", type=int, default=12000, help="rows of A (default 12000)")
+    p.add_argument("--cols", type=int, default=2000, help="columns of A (default 2000)")
+    p.add_argument("--calls", type=int, default=30, help="calls per peer (default 30)")
+    p.add_argument("--share", type=float, default=0.3,
+                   help="a healthy worker's share of one core (default 0.3)")
+    p.add_argument("--mu", type=float, default=1.0,
+                   help="per-call model: straggling rate (default 1)")
+    p.add_argument("--codes", default="",
+                   help="fixed codes, comma-separated k x r (default: auto's start, "
+                        "k = n-2 and n-1 with r = 1 and 4)")
+    p.add_argument("--plain", default="1,4,8", help="plain dask chunks per worker")
+    p.add_argument("--models", default="slow,per-call,none")
+    p.add_argument("--mechanism", default="auto", choices=("auto", "cgroup", "signals"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results", help="directory for the CSV")
+    return p.parse_args(argv)
+
+
+def shares_of(model: str, workers: list[str], calls: int, share: float, mu: float,
+              seed: int) -> list[dict]:
+    """Per call, ``{worker: share}`` under ``model`` (seeded: every peer sees the same)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(calls):
+        if model == "slow":
+            out.append({w: share / 5 if i == 0 else share for i, w in enumerate(workers)})
+        elif model == "per-call":
+            slow = 1 + rng.exponential(1.0, len(workers)) / mu
+            out.append({w: share / s for w, s in zip(workers, slow)})
+        elif model == "none":
+            out.append({w: share for w in workers})
+        else:
+            raise SystemExit(f"unknown model {model!r}; choose slow, per-call, none")
+    return out
+
+
+def default_codes(n: int) -> list[tuple[int, int]]:
+    start = (AutoK.initial_k(n), 1)
+    return sorted({start, (n - 2, 1), (n - 1, 1), (n - 2, 4), (n - 1, 4)})
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    n = args.n
+    codes = ([tuple(int(v) for v in c.split("x")) for c in args.codes.split(",")]
+             if args.codes else default_codes(n))
+    start = (AutoK.initial_k(n), 1)
+    if start not in codes:
+        codes.append(start)  # auto's starting code is a peer: its windows are the bar
+    rng = np.random.default_rng(args.seed)
+    A = rng.standard_normal((args.rows, args.cols))
+    xs = [rng.standard_normal((args.cols, 64)) for _ in range(4)]
+    truth = [A @ x for x in xs]
+    rows = []
+    os.makedirs(args.out, exist_ok=True)
+    print(f"n={n}, A {args.rows}x{args.cols} @ X {args.cols}x64, {args.calls} calls back to "
+          f"back per peer, each peer on a fresh cluster, healthy share {args.share} of a "
+          f"core", flush=True)
+    for model in args.models.split(","):
+        # per call, each worker's share by its index in address order (seeded)
+        plan = shares_of(model, list(range(n)), args.calls, args.share, args.mu, args.seed)
+        results = {}
+        for label, make in _peers(args, codes, A):
+            times, extra = run_peer(args, make, plan, xs, truth)
+            results[label] = times
+            print(f"  {model}: {label}: mean {np.mean(times):.3f} s{extra}", flush=True)
+            rows += [{"model": model, "peer": label, "call": i, "seconds": t}
+                     for i, t in enumerate(times)]
+        _report(model, results, start)
+    print("wrote", write_csv(rows, args.out, "auto_cpu.csv"))
+    return 0
+
+
+def run_peer(args, make, plan: list[dict], xs: list, truth: list) -> tuple[list, str]:
+    """One peer on a fresh cluster of ``args.n`` worker processes (so no peer inherits
+    another's memory or leftovers): placed and encoded at full speed, then one call per
+    entry of ``plan`` (``{worker index: share}``) back to back under those quotas, each
+    result checked. Returns the seconds per call and what to print after them."""
+    with LocalCluster(n_workers=args.n, threads_per_worker=1, processes=True,
+                      dashboard_address=None, memory_limit=0) as lc, Client(lc) as client:
+        pids = client.run(os.getpid)
+        workers = sorted(pids)
+        with CpuQuotas(pids, args.mechanism) as quotas:
+            M = make(client)
+            np.testing.assert_allclose(np.asarray((M @ xs[0]).compute()), truth[0],
+                                       rtol=1e-6, atol=1e-6)
+            times = []
+            for i, shares in enumerate(plan):
+                quotas.set({workers[w]: share for w, share in shares.items()})
+                t = time.perf_counter()
+                got = np.asarray((M @ xs[i % 4]).compute())
+                times.append(time.perf_counter() - t)
+                np.testing.assert_allclose(got, truth[i % 4], rtol=1e-6, atol=1e-6)
+            quotas.set({w: 1.0 for w in workers})
+            extra = f", quotas by {quotas.mechanism}"
+            if isinstance(M, dc.CodedMatrix):
+                extra += f", encoded in {M.encoding.seconds:.1f} s"
+                if M.auto:
+                    extra += f"; ends at (k, r) = ({M.k}, {M.blocks_per_worker}); " + \
+                        "; ".join(_describe(h) for h in M.history if "chosen" in h)
+                dc.release(M)
+        return times, extra
+
+
+def _peers(args, codes, A):
+    """``(label, make(client))`` of every peer."""
+    n = args.n
+    for per in (int(p) for p in args.plain.split(",") if p):
+        yield f"plain {per * n} chunks", lambda c, per=per: PlainMatrix(A, per * n, c)
+    for k, r in codes:
+        yield f"k={k} r={r}", lambda c, k=k, r=r: dc.encode(A, n, k, client=c,
+                                                            blocks_per_worker=r)
+    yield "auto", lambda c: dc.encode(A, n, "auto", blocks_per_worker="auto", client=c)
+    k, r = AutoK.initial_k(n), 1  # the start again, after auto: the run-to-run noise
+    yield f"k={k} r={r} again", lambda c: dc.encode(A, n, k, client=c)
+
+
+def _describe(h: dict) -> str:
+    chosen = h["chosen"]
+    return f"call {h['calls']}: {chosen}" + (f" ({h['why']})" if h.get("why") else "")
+
+
+def _report(model: str, results: dict, start: tuple) -> None:
+    print(f"\n### {model}\n\n| peer | mean s/call | p10 | p90 |\n|---|---|---|---|")
+    for label, t in results.items():
+        print(f"| {label} | {np.mean(t):.3f} | {np.percentile(t, 10):.3f} | "
+              f"{np.percentile(t, 90):.3f} |")
+    fixed = {k: np.mean(v) for k, v in results.items()
+             if k.startswith("k=") and not k.endswith("again")}
+    plain = {k: np.mean(v) for k, v in results.items() if k.startswith("plain")}
+    auto = results.get("auto")
+    if auto is None:
+        return
+    best = min(fixed, key=fixed.get)
+    begin = f"k={start[0]} r={start[1]}"
+    worst = float(np.max(windows(auto) / windows(results[begin])))
+    bp = min(plain, key=plain.get)
+    again = results.get(f"{begin} again")
+    noise = (f"; the noise, {begin} run again: worst window "
+             f"{float(np.max(windows(again) / windows(results[begin]))):.2f}, mean "
+             f"{np.mean(again) / np.mean(results[begin]):.2f}" if again else "")
+    print(f"\nauto / best fixed ({best}): {np.mean(auto) / fixed[best]:.2f}; auto's worst "
+          f"10-call window / its start ({begin}): {worst:.2f}; best plain ({bp}) / auto: "
+          f"{plain[bp] / np.mean(auto):.2f}{noise}\n", flush=True)
