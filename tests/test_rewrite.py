@@ -690,3 +690,18 @@ async def test_the_first_call_encodes_each_block_from_its_own_rows_where_they_ar
         assert deps == {(A.name, j, 0)}  # its own rows only
         assert blocks[j].worker == holder[(A.name, j, 0)]  # encoded where they are
     assert {d.key for d in s.tasks[blocks[5].key].dependencies} == set(holder)  # the parity
+
+
+def test_scheme_auto_without_k_codes_with_the_theorys_k_and_says_which_scheme():
+    """``coded_matmul(n, scheme="auto")`` with ``k`` left out: a matrix-vector product is
+    coded with 1-D MDS at ``optimal_k(n, coded.auto-k.initial-mu)``, and the record says
+    which scheme auto chose."""
+    from dask_coded import theory
+
+    An = np.random.default_rng(11).standard_normal((60, 5))
+    A = da.from_array(An, chunks=(20, 5))
+    with dc.coded_matmul(n=6, scheme="auto") as opt:
+        got = (A @ np.ones(5)).compute()
+    np.testing.assert_allclose(got, An.sum(axis=1), rtol=1e-10)
+    [record] = opt.rewrites
+    assert record.scheme == "mds" and record.threshold == theory.optimal_k(6, 1.0) == 4
