@@ -123,9 +123,7 @@ class AutoK:
         if terms is None or terms[0] * terms[1] > terms[2]:
             return False
         record.update(now=terms[0], gain=terms[0] * terms[1], cost=terms[2],
-                      chosen=record.get("k") if "r" not in record else
-                      (record["k"], record["r"]),
-                      why="no change could pay for its re-encode yet")
+                      chosen=code_of(record), why="no change could pay for its re-encode yet")
         return True
 
     def choose(self, k: int, seen: dict, calls: int) -> int:
@@ -222,6 +220,12 @@ class AutoK:
         return blocks_time(model, workers, k, r, margin,
                            max(50, self.trials // LEFTOVER_CALLS), overhead=self.task_overhead,
                            leftovers=True, calls=LEFTOVER_CALLS)[0]
+
+
+def code_of(record: dict):
+    """The code in use when the history ``record`` was made: ``k``, or ``(k, r)`` for a
+    policy that chooses the blocks per worker too (its records carry ``r``)."""
+    return (record["k"], record["r"]) if "r" in record else record["k"]
 
 
 def worse(before: list, after: list, tolerance: float) -> bool:

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .policy import AutoK, worse
+from .policy import AutoK, code_of, worse
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,7 @@ class Retuner:
             return "auto: no re-choice yet"
         last = made[-1]
         now = last["chosen"]
-        did = "kept" if now == ((last["k"], last["r"]) if "r" in last else last["k"]) \
-            else "chose"
+        did = "kept" if now == code_of(last) else "chose"
         why = f" ({last['why']})" if last.get("why") else ""
         return (f"auto: {len(made)} re-choice{'s' if len(made) > 1 else ''}, the last at "
                 f"call {last['calls']} {did} {now}{why}")
