@@ -19,7 +19,7 @@ from ._scheduler import FirstKPlugin
 from .apps import LogisticResult, RegressionResult, linear_regression, logistic_regression
 from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error
 from .encoding import encode
-from .errors import CodedError
+from .errors import CodedError, CorruptResultError
 from .matrix import CodedMatrix, release
 from .matmul2d import matmul
 from .operand import EncodedOperand, encode_operand
@@ -40,6 +40,7 @@ __all__ = [
     "CodedPartitions",
     "CodedParts",
     "CodedShuffle",
+    "CorruptResultError",
     "EncodedOperand",
     "FirstKPlugin",
     "LogisticResult",

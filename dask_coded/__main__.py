@@ -19,13 +19,14 @@ from .bench.regression import main as regression
 from .bench.rewrite import main as rewrite
 from .bench.shuffle import main as shuffle
 from .bench.stragglers import main as stragglers
+from .bench.verify import main as verify
 from .demo import run_demo
 
 
 BENCHES = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
            "autok": autok, "auto-cpu": auto_cpu, "blocks": blocks, "gradients": gradients,
            "lagrange": lagrange, "loops": loops, "numerics": numerics,
-           "overhead": overhead, "rewrite": rewrite, "matmul2d": matmul2d}
+           "overhead": overhead, "rewrite": rewrite, "matmul2d": matmul2d, "verify": verify}
 
 
 def main(argv: list[str] | None = None) -> int:

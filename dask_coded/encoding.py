@@ -45,7 +45,7 @@ def encode(data: Any, n: int, k: int | str | None = None, kind: str | None = Non
         Default: the current client; without one the coded data stays in this process.
     **params
         The scheme's own parameters: ``"mds"``: ``transpose``, ``blocks_per_worker``,
-        ``workers``, ``allow_shared_workers``, ``progress``; ``"gradient"``:
+        ``workers``, ``allow_shared_workers``, ``progress``, ``verify``, ``errors``; ``"gradient"``:
         ``stragglers``, ``kind``; ``"polynomial"``/``"matdot"``: ``splits``, ``points``;
         ``"lagrange"``: ``degree``, ``points``, ``allow_shared_workers``.
 

@@ -44,3 +44,18 @@ class PlainProductWarning(UserWarning):
     """A product inside :func:`dask_coded.coded_matmul` stays plain dask; the message
     names the layer and why (an integer product, a left operand that is not a matrix,
     ...)."""
+
+
+class CorruptResultError(CodedError):
+    """Coded products disagree beyond rounding: a worker returned wrong numbers.
+
+    ``suspects``: the workers (``"address (name)"``, or ``"product j"`` on the local
+    scheduler) whose products were located as wrong; ``candidates``: the workers among
+    which a disagreement was found that the products present could not locate."""
+
+    def __init__(self, message: str, suspects=(), candidates=()):
+        super().__init__(message)
+        self.suspects, self.candidates = list(suspects), list(candidates)
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.suspects, self.candidates))

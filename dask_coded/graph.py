@@ -40,6 +40,7 @@ from .schemes import Scheme
 from .schemes.polynomial import PolynomialScheme
 from .schemes.polynomial import coded_product as polynomial_product
 from .tasks import EncodeTask, GroupSpec, ProductTask  # noqa: F401  (re-exported)
+from .verify import operand_scale, report_inconsistency
 
 
 def _ref(value: Any) -> Any:
@@ -132,6 +133,7 @@ def product_group(
     scales: Any = None,
     operands: Sequence | None = None,
     dtype: Any = None,
+    block_eps: float | None = None,
 ) -> dict:
     """Tasks computing ``decode_key = A @ operand`` from coded ``blocks``.
 
@@ -143,7 +145,10 @@ def product_group(
     ``scales``: the row scales A was encoded with (a key, or an array when local).
     ``operands``: one operand per block instead of ``operand`` (B's encoded operand for
     the block's worker, :mod:`dask_coded.operand`), on a cluster. ``dtype``: the dtype
-    the result is declared in (the decode casts to it).
+    the result is declared in (the decode casts to it). ``block_eps``: the machine
+    epsilon of the coded blocks, for a scheme that verifies its products
+    (:mod:`dask_coded.verify`: the decode also gets the operand's scale and, from the
+    scheduler plugin, who computed each product).
     """
     dtype = None if dtype is None else np.dtype(dtype).str
     x = _ref(operand)
@@ -151,9 +156,25 @@ def product_group(
     if local:
         return {decode_key: Task(decode_key, race_products, scheme, List(*blocks), x, product,
                                  s, dtype)}
-    name = product_name(scheme.threshold, token)
-    spec = GroupSpec(name, len(blocks), scheme.threshold, getattr(scheme, "rule", None))
+    name = product_name(scheme.code_threshold, token)
+    checked = getattr(scheme, "verify", None) is not None
+    spec = GroupSpec(name, len(blocks), scheme.threshold, getattr(scheme, "rule", None),
+                     named=checked)
     tasks: dict = {}
+    extra: dict = {}
+    if checked:
+        eps = float(np.finfo(np.float64).eps) if block_eps is None else float(block_eps)
+        axis = getattr(product, "keywords", {}).get("b_axis") or 0  # the contracted one
+        if isinstance(operand, np.ndarray):
+            extra["check"] = operand_scale(operand, eps, axis)
+        elif isinstance(x, TaskRef):  # a small task beside x, so x does not travel
+            scale_key = (f"coded-scale-{token}", *index)
+            tasks[scale_key] = Task(scale_key, operand_scale, x, eps, axis)
+            extra["check"] = TaskRef(scale_key)
+        else:
+            extra["check"] = Task(None, operand_scale, x, eps, axis)
+        extra.update(sources={}, report=report_inconsistency,
+                     blocks=tuple(_key_of(b) for b in blocks))
     refs = []
     xs = [x] * len(blocks) if operands is None else [_ref(o) for o in operands]
     for j, (block, x_j) in enumerate(zip(blocks, xs, strict=True)):
@@ -161,7 +182,8 @@ def product_group(
         tasks[key] = ProductTask(key, product, _ref(block), x_j, spec=spec, index=j,
                                  block=_key_of(block))
         refs.append(TaskRef(key))
-    tasks[decode_key] = Task(decode_key, decode_products, scheme, s, *refs, dtype=dtype)
+    tasks[decode_key] = Task(decode_key, decode_products, scheme, s, *refs, dtype=dtype,
+                             **extra)
     return tasks
 
 

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from . import _logging, config
-from .errors import DtypeError, NonFiniteError, TooFewResultsError
+from .errors import CodedError, DtypeError, NonFiniteError, TooFewResultsError
 from .schemes import Scheme
 from .tasks import Missing
+from .verify import OperandScale, Sources, operand_scale, raise_or_pass, report_inconsistency
 from .schemes.gradient import weighted_sum
 from .schemes.polynomial import PolynomialScheme
 from .schemes.polynomial import coded_product as polynomial_product
@@ -133,11 +134,20 @@ def _as(A: np.ndarray, dtype: str | None) -> np.ndarray:
 
 
 def decode_products(scheme: Scheme, scales: np.ndarray | None,
-                    *products, dtype: str | None = None) -> np.ndarray:
+                    *products, dtype: str | None = None, check: OperandScale | None = None,
+                    sources: dict | None = None, report: Callable | None = None,
+                    blocks: tuple = ()) -> np.ndarray:
     """``A @ x`` from the products that arrived (``None``: released, :class:`Missing`:
     lost), in ``dtype`` when given (the dtype dask declares for the product); the rows
     set aside (:class:`WithRows`) are put back from any product. Too few products raise
-    :class:`~dask_coded.errors.TooFewResultsError` saying why each missing one is missing."""
+    :class:`~dask_coded.errors.TooFewResultsError` saying why each missing one is missing.
+
+    A scheme with ``verify`` checks the products first (:mod:`dask_coded.verify`, with
+    ``check`` the operand's scale and ``sources`` who computed each product) and decodes
+    from the consistent ones; ``report(verdict, sources, mode, blocks)`` hears of every
+    inconsistency (``blocks``: the products' coded block keys)."""
+    if getattr(scheme, "verify", None) is not None:
+        products = _verified(scheme, products, check, sources, report, blocks)
     integer = next((p.dtype for p in products if isinstance(p, IntegerSum)), None)
     if integer is not None:
         products = tuple(p.value if isinstance(p, IntegerSum) else p for p in products)
@@ -151,6 +161,26 @@ def decode_products(scheme: Scheme, scales: np.ndarray | None,
         except TooFewResultsError as e:
             raise TooFewResultsError(f"{e}: {'; '.join(missing)}") from None
     return _as(_decoded(scheme, scales, products), dtype)
+
+
+def _verified(scheme, products: tuple, check, sources, report, blocks=()) -> tuple:
+    """``products`` with every one the check set aside as ``None`` (raises
+    :class:`~dask_coded.errors.CorruptResultError` when no right result can be had)."""
+    if check is None:
+        raise CodedError(f"{scheme!r} checks its products against the operand's scale; "
+                         f"this decode was built without it")
+    named = Sources(dict(sources or {}))
+    plain = [None if isinstance(p, Missing) else p for p in products]
+    plain = [p.coded if isinstance(p, WithRows) else p for p in plain]
+    try:
+        verdict = scheme.inspect(plain, check)
+    except TooFewResultsError as e:
+        missing = sorted({p.why for p in products if isinstance(p, Missing)})
+        raise TooFewResultsError(f"{e}: {'; '.join(missing)}" if missing else str(e)) from None
+    if report is not None and not verdict.consistent:
+        report(verdict, named, scheme.verify.mode, blocks)
+    raise_or_pass(verdict, scheme.verify, named, scheme.code.k)
+    return tuple(p if j in verdict.clean else None for j, p in enumerate(products))
 
 
 def _decoded(scheme: Scheme, scales: np.ndarray | None, products) -> np.ndarray:
@@ -325,7 +355,9 @@ def _raced_product(product, index: int, block: np.ndarray, x, delay) -> np.ndarr
     seconds = delay(index) if delay is not None else 0.0
     if seconds > 0:
         time.sleep(seconds)
-    return product(block, x)
+    out = product(block, x)
+    corrupt = config.get("local-race.corrupt")  # what local_corruption sets
+    return out if corrupt is None else corrupt(index, out)
 
 
 def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_product,
@@ -348,8 +380,18 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
                 done[futures[f]] = f.result()  # re-raises a product's error
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+    check = None
+    if getattr(scheme, "verify", None) is not None:
+        first = blocks[0].coded if isinstance(blocks[0], WithRows) else blocks[0]
+        axis = getattr(product, "keywords", {}).get("b_axis") or 0  # the contracted one
+        check = operand_scale(x, _eps(np.asarray(first).dtype), axis)
     return decode_products(scheme, scales, *[done.get(j) for j in range(len(blocks))],
-                           dtype=dtype)
+                           dtype=dtype, check=check, report=report_inconsistency)
+
+
+def _eps(dtype: np.dtype) -> float:
+    """Machine epsilon of a floating ``dtype`` (float64's for any other)."""
+    return float(np.finfo(dtype if np.dtype(dtype).kind == "f" else np.float64).eps)
 
 
 def encode_and_race(scheme: Scheme, product, row_chunks: list, x,

@@ -40,6 +40,7 @@ from .kernels import check_finite_operand, encode_block, identity, row_scales
 from .policy import AutoK
 from .retuner import Retuner
 from .schemes import Scheme, build
+from .verify import LOCAL as LOCAL_SUSPECTS
 from .workers import default_client, pick_workers
 
 logger = logging.getLogger(__name__)
@@ -196,10 +197,13 @@ class CodedMatrix(Handle):
         shared = workers is not None and len(set(workers)) < self.n
         kind = self.code.kind if r == self.blocks_per_worker else None
         priority = int(config.get("auto-k.priority")) if background else 0
+        check = getattr(self.scheme, "verify", None)
         return _encode(self._source, self.n, k, kind=kind, client=self.client,
                        transpose=transpose, blocks_per_worker=r,
                        workers=workers and sorted(set(workers)),
-                       allow_shared_workers=shared, priority=priority)
+                       allow_shared_workers=shared, priority=priority,
+                       verify=None if check is None else check.mode,
+                       errors=check.errors if check is not None and check.errors else None)
 
     def __repr__(self) -> str:
         where = "local" if self.local else f"{len(set(self.workers or ()))} workers"
@@ -208,9 +212,12 @@ class CodedMatrix(Handle):
         per = (f", blocks_per_worker={self.blocks_per_worker}"
                if self.blocks_per_worker > 1 else "")
         auto = f", {self.retuner.summary()}" if self.retuner is not None else ""
+        check = getattr(self.scheme, "verify", None)
+        check = ("" if check is None else f", verify={check.mode!r}" + (
+            f", errors={check.errors}" if check.mode == "correct" else ""))
         return (
             f"CodedMatrix(shape={self.shape}, dtype={self.dtype}, n={self.n}, k={self.k}"
-            f"{per}, kind={self.code.kind!r}, {where}{auto})"
+            f"{per}{check}, kind={self.code.kind!r}, {where}{auto})"
         )
 
     def _repr_html_(self) -> str:
@@ -316,7 +323,7 @@ class CodedMatrix(Handle):
             out_dtype = np.dtype(np.float64)
         token = f"{encoding.token}-{uuid.uuid4().hex[:12]}"
         name = f"{DECODE_PREFIX}{token}"
-        self._last_products = product_name(encoding.scheme.threshold, token)
+        self._last_products = product_name(encoding.scheme.code_threshold, token)
         if isinstance(x, np.ndarray):  # embedded in the products: only x travels
             operands, dependencies = [x], []
             col_chunks = (x.shape[1],) if x.ndim == 2 else ()
@@ -334,7 +341,8 @@ class CodedMatrix(Handle):
         for c, (operand, out_key) in enumerate(zip(operands, out_keys)):
             tasks.update(product_group(encoding.scheme, token, list(encoding.blocks),
                                        operand, out_key, index=(c,), local=self.local,
-                                       scales=encoding.scales, dtype=out_dtype))
+                                       scales=encoding.scales, dtype=out_dtype,
+                                       block_eps=float(np.finfo(self.dtype).eps)))
         graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
         return da.Array(graph, name, chunks, dtype=out_dtype)
 
@@ -372,9 +380,20 @@ class CodedMatrix(Handle):
         ran at least that long)."""
         if self.local:
             raise CodedError("observed delays come from the distributed scheduler")
-        prefix = f"{product_name(self.scheme.threshold, self.token)}-"
+        prefix = f"{product_name(self.scheme.code_threshold, self.token)}-"
         return self.client.sync(self.client.scheduler.coded_first_k_observed, prefix=prefix,
                                 last=last)
+
+    def suspects(self) -> list[dict]:
+        """The workers whose products a checking decode (``verify=``) found wrong, most
+        often first: ``{"worker", "name", "located", "disagreed", "first", "last",
+        "quarantined"}`` (``located``: decodes that named it; ``disagreed``: decodes that
+        found a disagreement including it without locating it; times in seconds since
+        the epoch). The scheduler's record (every matrix on it), or on the local scheduler
+        this process's, where a worker is a product index."""
+        if self.local:
+            return LOCAL_SUSPECTS.report()
+        return self.client.sync(self.client.scheduler.coded_suspects)
 
     def straggling(self) -> dict:
         """Per worker, what its products of this matrix took, as the scheduler plugin saw
@@ -472,6 +491,8 @@ def encode(
     workers: list[str] | None = None,
     progress: bool = False,
     blocks_per_worker: int | str = 1,
+    verify: str | None = None,
+    errors: int | None = None,
 ) -> CodedMatrix:
     """Encode ``A`` (or ``A.T``) once with an (n, k) MDS code and keep the coded blocks.
 
@@ -509,6 +530,15 @@ def encode(
         ``"auto"`` (with ``k="auto"``): starts at 1 and re-chooses ``r`` with ``k`` from
         the observed straggling, the per-block scheduling cost and whether a slow worker
         stays slow for a whole call (:meth:`~dask_coded.policy.AutoK.choose_blocks`).
+    verify : {None, "detect", "correct"}
+        Check every decode against spare products (:mod:`dask_coded.verify`):
+        ``"detect"`` waits for ``k + 1`` products and raises
+        :class:`~dask_coded.errors.CorruptResultError` when they disagree beyond
+        rounding; ``"correct"`` waits for ``k + 2 * errors`` and returns the right result
+        with up to ``errors`` wrong products set aside. A worker found wrong
+        ``coded.verify.quarantine-after`` times is quarantined (:meth:`CodedMatrix.suspects`).
+    errors : int, optional
+        With ``verify="correct"``: how many wrong products each decode corrects (1).
 
     Returns
     -------
@@ -517,13 +547,15 @@ def encode(
     """
     return _encode(A, n, k, kind, client=client, transpose=transpose,
                    allow_shared_workers=allow_shared_workers, workers=workers,
-                   progress=progress, blocks_per_worker=blocks_per_worker)
+                   progress=progress, blocks_per_worker=blocks_per_worker, verify=verify,
+                   errors=errors)
 
 
 def _encode(A: Any, n: int, k: int | str, kind: str | None = None, *, client: Any = None,
             transpose: bool = False, allow_shared_workers: bool = False,
             workers: list[str] | None = None, progress: bool = False,
-            blocks_per_worker: int | str = 1, priority: int = 0) -> CodedMatrix:
+            blocks_per_worker: int | str = 1, priority: int = 0,
+            verify: str | None = None, errors: int | None = None) -> CodedMatrix:
     """:func:`encode`, its tasks at ``priority``; the encoding's seconds measured."""
     began = time.perf_counter()
     A = as_matrix(A)
@@ -536,6 +568,9 @@ def _encode(A: Any, n: int, k: int | str, kind: str | None = None, *, client: An
     if auto:
         if k != "auto":
             raise CodeParameterError(f"k must be an integer or 'auto', got {k!r}")
+        if verify is not None:
+            raise CodeParameterError(f"verify={verify!r} is not supported with k='auto' "
+                                     f"(auto chooses k without the spare products); give k")
         if blocks_per_worker != 1 and not auto_blocks:
             raise CodeParameterError("k='auto' with a fixed blocks_per_worker > 1 is not "
                                      "supported: give k (dc.theory.best_blocks suggests "
@@ -545,7 +580,7 @@ def _encode(A: Any, n: int, k: int | str, kind: str | None = None, *, client: An
     if transpose:
         A = A.T
     scheme = build("mds", n, k=k, rows=A.shape[0], blocks_per_worker=blocks_per_worker,
-                   kind=kind)
+                   kind=kind, verify=verify, errors=errors)
     dtype = np.dtype(np.promote_types(A.dtype, np.float32) if A.dtype.kind == "f" else np.float64)
     client = client if client is not None else default_client()
     if client is not None and client.status in ("closing", "closed"):

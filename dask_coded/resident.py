@@ -32,6 +32,7 @@ class Resident:
     shape: tuple
     blocks: tuple
     scales: Any
+    dtype: Any = None  # of the coded blocks
 
 
 def rewrite_active() -> bool:
@@ -57,10 +58,10 @@ def snapshot(local: bool) -> dict[str, Resident]:
     for name, m in list(_RESIDENT.items()):
         if m.local == local and m.blocks:
             if local:
-                out[name] = Resident(m.scheme, m.shape, tuple(m.blocks), m.scales)
+                out[name] = Resident(m.scheme, m.shape, tuple(m.blocks), m.scales, m.dtype)
             else:
                 out[name] = Resident(m.scheme, m.shape, tuple(f.key for f in m.blocks),
-                                     None if m.scales is None else m.scales.key)
+                                     None if m.scales is None else m.scales.key, m.dtype)
     return out
 
 

@@ -123,7 +123,8 @@ class CodedOptimizer:
                  resident: dict | None = None, uid: str | None = None, client=None,
                  blocks_per_worker: int = 1, inline_bytes: int | None = None,
                  scheme: str = "mds", splits: Any = None, points: str = "auto",
-                 scheduler: str | None = None):
+                 scheduler: str | None = None, verify: str | None = None,
+                 errors: int | None = None):
         # refuse bad parameters now, at the `with`
         if scheme != "auto" and lookup(scheme).data not in ("rows", "pair"):
             raise CodeParameterError(
@@ -134,8 +135,13 @@ class CodedOptimizer:
             # left out: the theory's best k before anything is observed (what k="auto"
             # starts from), recorded with every product it codes
             k = optimal_k(int(n), float(config.get("auto-k.initial-mu")))
+        if verify is not None and scheme != "mds":
+            raise CodeParameterError(f"verify={verify!r} checks the 'mds' scheme's products; "
+                                     f"scheme={scheme!r} does not take it")
         if k is not None:
-            build("mds", n, k=k, rows=1, blocks_per_worker=blocks_per_worker, kind=kind)
+            build("mds", n, k=k, rows=1, blocks_per_worker=blocks_per_worker, kind=kind,
+                  verify=verify, errors=errors)
+        self.verify, self.errors = verify, errors
         if scheme != "auto" and lookup(scheme).data == "pair":
             build(scheme, n, splits=splits, shape_a=(1, 1), shape_b=(1, 1), points=points)
         self.scheme, self.splits, self.points = scheme, splits, points
@@ -156,7 +162,7 @@ class CodedOptimizer:
         return (CodedOptimizer,
                 (self.n, self.k, self.kind, False, self.resident(local=False), self.uid, None,
                  self.blocks_per_worker, self.inline_bytes, self.scheme, self.splits,
-                 self.points, self.scheduler))
+                 self.points, self.scheduler, self.verify, self.errors))
 
     @property
     def rewrites(self) -> list[RewriteRecord]:
@@ -287,7 +293,8 @@ class CodedOptimizer:
         certified: its first ``k`` blocks are A's own row blocks, made where A's rows
         already are, so the first call's decode needs no block that mixes all of A (the
         parities are made meanwhile)."""
-        params = dict(k=self.k, rows=rows, blocks_per_worker=self.blocks_per_worker)
+        params = dict(k=self.k, rows=rows, blocks_per_worker=self.blocks_per_worker,
+                      verify=self.verify, errors=self.errors)
         if (not self.local and self.blocks_per_worker == 1
                 and (self.kind or config.get("code-kind")) == "auto"):
             try:
@@ -448,9 +455,12 @@ class CodedOptimizer:
                     else:
                         reused = True
             if blocks is not None:
+                block_dtype = np.dtype(m.encode_dtype if res is None or res.dtype is None
+                                       else res.dtype)
                 tasks.update(product_group(scheme, tok, blocks, operand, dec_key, index=g,
                                            local=self.local, product=product, scales=scales,
-                                           dtype=m.dtype))
+                                           dtype=m.dtype,
+                                           block_eps=float(np.finfo(block_dtype).eps)))
             for i in range(len(m.rows)):
                 key = (name, i, *g)
                 tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])
@@ -658,7 +668,8 @@ def _operation(hlg: HighLevelGraph, m: _Match) -> str:
 def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
                  keep: bool = True, blocks_per_worker: int = 1, *, scheme: str = "mds",
                  splits: Any = None, points: str = "auto",
-                 allow_shared_workers: bool = False) -> Iterator[CodedOptimizer]:
+                 allow_shared_workers: bool = False, verify: str | None = None,
+                 errors: int | None = None) -> Iterator[CodedOptimizer]:
     """Run plain dask matrix products coded, inside a ``with`` block.
 
     Parameters
@@ -695,6 +706,10 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
         :class:`~dask_coded.errors.TooFewWorkersError` at the ``with``, as
         :func:`dask_coded.encode` does (a shared worker that straggles delays all its
         blocks); ``True`` spreads the blocks round-robin instead.
+    verify, errors
+        Check every decode of arrays encoded in the graph against spare products, as
+        :func:`dask_coded.encode` does (``"mds"`` only); an array encoded with
+        :func:`dask_coded.encode` keeps its own ``verify``.
 
     Yields
     ------
@@ -715,7 +730,7 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
                                scheduler=getattr(getattr(client, "scheduler", None),
                                                  "address", None),
                                blocks_per_worker=blocks_per_worker, scheme=scheme,
-                               splits=splits, points=points)
+                               splits=splits, points=points, verify=verify, errors=errors)
     if sync:
         workers = live_workers(client)
         if not allow_shared_workers and len(workers) < n:

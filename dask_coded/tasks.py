@@ -68,6 +68,9 @@ class GroupSpec:
     size: int
     threshold: int
     rule: Any = None  # Callable[[frozenset[int]], bool] | None; picklable
+    #: the decode checks its products and names who computed them: the plugin gives it
+    #: ``sources={index: (address, name)}`` as the products finish
+    named: bool = False
 
     def __post_init__(self):
         if not 1 <= self.threshold <= self.size:

@@ -48,7 +48,7 @@ def _check(n: int, mu: float) -> None:
 
 def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
                   r: int | None = None, s: int | None = None,
-                  degree: int | None = None) -> float:
+                  degree: int | None = None, spare: int = 0) -> float:
     """Expected completion time of ``scheme`` on ``n`` workers (module table).
 
     Parameters
@@ -67,6 +67,11 @@ def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
     degree : int
         For ``"lagrange"``: the degree of the function of each part (Yu et al. 2019);
         the threshold ``(k - 1) degree + 1`` must be at most ``n``.
+    spare : int
+        For ``"mds"``: products a verified decode waits for beyond ``k`` (1 for
+        ``verify="detect"``, ``2 e`` for ``verify="correct"`` with ``errors=e``): the
+        call ends at the ``(k + spare)``-th of ``n`` order statistics,
+        ``(1 + (H_n - H_{n-k-spare}) / mu) / k``.
 
     Examples
     --------
@@ -83,7 +88,10 @@ def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
     if scheme == "mds":
         if k is None or not 1 <= k <= n:
             raise ValueError(f"mds needs 1 <= k <= n={n}, got k={k!r}")
-        return (1 + (harmonic(n) - harmonic(n - k)) / mu) / k
+        if not 0 <= spare <= n - k:
+            raise ValueError(f"mds waits for k + spare <= n={n} products; got k={k}, "
+                             f"spare={spare!r}")
+        return (1 + (harmonic(n) - harmonic(n - k - spare)) / mu) / k
     if scheme == "gradient":
         _check_stragglers(n, s)
         return (s + 1) * (1 + (harmonic(n) - harmonic(s)) / mu) / n

@@ -133,3 +133,21 @@ def test_lagrange_time_matches_simulation_and_is_mds_at_degree_one():
         theory.expected_time("mds", 12, k=9, mu=1.0))
     with pytest.raises(ValueError, match=r"\(k - 1\) degree \+ 1 <= n=12"):
         theory.expected_time("lagrange", 12, k=7, degree=2)
+
+
+def test_a_verified_decode_waits_for_a_later_order_statistic():
+    """E[T] of (k + spare)-th of n finishers: the spare products verify= waits for cost
+    what a Monte Carlo of the same model measures."""
+    from dask_coded import theory
+
+    n, k, mu = 6, 4, 1.0
+    plain = theory.expected_time("mds", n, k, mu)
+    detect = theory.expected_time("mds", n, k, mu, spare=1)
+    correct = theory.expected_time("mds", n, k, mu, spare=2)
+    assert plain < detect < correct
+    rng = np.random.default_rng(0)
+    T = np.sort((1 + rng.exponential(size=(200_000, n)) / mu) / k, axis=1)
+    for spare, value in [(0, plain), (1, detect), (2, correct)]:
+        assert abs(T[:, k + spare - 1].mean() - value) < 0.01 * value
+    with pytest.raises(ValueError, match="k \\+ spare <= n=6"):
+        theory.expected_time("mds", n, k, mu, spare=3)

@@ -64,12 +64,15 @@ class Avoidance:
         self.avoided.discard(worker)
 
     def restrict(self, tasks) -> int:
-        """Loose restrictions to the workers not avoided on ``tasks`` (the plain tasks of a
-        coded graph that have none of their own); returns how many were restricted."""
+        """Loose restrictions to the workers neither avoided nor quarantined on ``tasks``
+        (the plain tasks of a coded graph that have none of their own); returns how many
+        were restricted."""
         s = self.plugin.scheduler
-        if not self.avoided or not config.get("avoid.enabled"):
+        banned = self.plugin.quarantine.workers | (
+            self.avoided if config.get("avoid.enabled") else set())
+        if not banned:
             return 0
-        others = {w for w in s.workers if w not in self.avoided}
+        others = {w for w in s.workers if w not in banned}
         if not others:
             return 0
         count = 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 
-from dask._task_spec import Task, TaskRef
+from dask._task_spec import Task, TaskRef, _execute_subgraph
 from dask.utils import parse_timedelta
 
 from .. import config
@@ -34,6 +34,20 @@ logger = logging.getLogger("dask_coded._scheduler")
 def product_spec(ts) -> ProductTask | None:
     """The :class:`ProductTask` behind scheduler task ``ts``, if it is one."""
     return spec_of(ts, ProductTask)
+
+
+def _with_source(spec: Task, index: int, source: tuple) -> Task:
+    """``spec`` with ``source`` added to the ``sources`` argument of its decode (the task
+    itself, or the decode inside a fused subgraph, as dask fuses a decode with its
+    consumer)."""
+    if "sources" in spec.kwargs:
+        sources = {**(spec.kwargs["sources"] or {}), index: source}
+        return Task(spec.key, spec.func, *spec.args, **{**spec.kwargs, "sources": sources})
+    if spec.func is _execute_subgraph and isinstance(spec.args[0], dict):
+        inner = {k: _with_source(t, index, source) if isinstance(t, Task) else t
+                 for k, t in spec.args[0].items()}
+        return Task(spec.key, spec.func, inner, *spec.args[1:], **spec.kwargs)
+    return spec
 
 
 class Groups:
@@ -71,9 +85,13 @@ class Groups:
                 self.scheduler.loop.call_later(parse_timedelta(deadline), self.expire,
                                                decode.key, group)
         group.products[spec.index] = ts.key
+        product = self.products[ts.key] = Product(ts.key, decode.key, spec.index, spec.block,
+                                                  worker)
         if ts.state == "memory":  # an identical graph's product, still in memory
             group.finished.add(spec.index)
-        self.products[ts.key] = Product(ts.key, decode.key, spec.index, spec.block, worker)
+            holder = next(iter(ts.who_has or ()), None)
+            if group.spec.named and holder is not None:
+                self._name_source(product, holder.address)
         return decode.key
 
     def follows(self, product_key, block_key) -> bool:
@@ -133,7 +151,23 @@ class Groups:
             product.seconds = seconds
             self.plugin.observations.record_finished(group.name, worker, seconds)
         group.finished.add(product.index)
+        if group.spec.named and worker is not None:
+            self._name_source(product, worker)
         return product.decode if not group.started and group.decodable() else None
+
+    def _name_source(self, product: Product, worker: str) -> None:
+        """Tell a checking decode that has not started who computed ``product`` (its
+        ``sources`` argument: ``{index: (address, name)}``), so that a wrong product
+        is named by its worker."""
+        ts = self.scheduler.tasks.get(product.decode)
+        if ts is None or ts.state not in ("waiting", "released", "no-worker"):
+            return
+        ws = self.scheduler.workers.get(worker)
+        if ts.key not in self.pruned:  # the spec as submitted comes back when it finishes
+            self.pruned[ts.key] = PrunedDecode(ts.run_spec,
+                                               tuple(d.key for d in ts.dependencies))
+        ts.run_spec = _with_source(ts.run_spec, product.index,
+                                   (worker, str(ws.name) if ws is not None else worker))
 
     def left_memory(self, key) -> Key | None:
         """Product ``key`` left memory (its worker was lost); returns its decode when the

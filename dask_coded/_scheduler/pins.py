@@ -58,6 +58,8 @@ class Pins:
         the blocks of one code and column on distinct workers while there are enough."""
         s = self.scheduler
         live = sorted(ws.address for ws in s.running) or sorted(s.workers)
+        banned = self.plugin.quarantine.workers
+        live = [w for w in live if w not in banned] or live
         pins = {}
         taken: dict = {}  # (matrix, *column) -> workers holding one of its blocks
         # blocks made from little data choose first: they gain most from staying put
@@ -70,7 +72,10 @@ class Pins:
                 taken[group] = Counter(b.worker for b in self.blocks.values()
                                        if b.matrix == group)
             worker = spec.worker
-            if worker is None and ts.worker_restrictions:
+            if worker in banned:  # quarantined since the client chose it
+                worker = None
+            if worker is None and ts.worker_restrictions and not (
+                    ts.worker_restrictions & banned):
                 worker = next(iter(ts.worker_restrictions))
             if worker is None and live:
                 worker = self._near_its_data(ts, live, taken[group], spec.index or 0)
@@ -150,6 +155,8 @@ class Pins:
             if ts is None:
                 continue
             load = self._load(block.matrix)
+            load = {w: n for w, n in load.items()
+                    if w not in self.plugin.quarantine.workers} or load
             target = min(load, key=lambda w: (load[w], w))
             if load[target]:
                 logger.warning("dask_coded: no free worker for lost coded block %s; %s now "
@@ -174,11 +181,33 @@ class Pins:
         if recs:
             s.transitions(recs, stimulus_id=stimulus_id)
 
+    def evacuate(self, worker: str, stimulus_id: str) -> None:
+        """Pin every block on ``worker`` (quarantined) to the other worker holding the
+        fewest blocks of its matrix, and drop it there: it is made again from its
+        lineage on the new worker (nothing is copied from ``worker``), its products
+        follow."""
+        s, banned = self.scheduler, self.plugin.quarantine.workers
+        released = {}
+        for block in [b for b in self.blocks.values() if b.worker == worker]:
+            ts = s.tasks.get(block.key)
+            load = {w: n for w, n in self._load(block.matrix).items() if w not in banned}
+            if ts is None or not load:
+                continue
+            target = min(load, key=lambda w: (load[w], w))
+            self.pin(ts, block, target, stimulus_id)
+            if ts.state == "memory":
+                released[ts.key] = "released"
+            self.plugin.stats["evacuated"] += 1
+        if released:
+            s.transitions(released, stimulus_id=stimulus_id)
+
     def rebalance(self, worker: str) -> list[tuple[CodedBlock, str]]:
         """The moves that give joining ``worker`` its fair share of each matrix's blocks
         (``floor(blocks / live workers)``), each taken from the worker holding the most,
         while that one holds at least two more than it: ``[(block, from)]``."""
         moves = []
+        if worker in self.plugin.quarantine.workers:
+            return moves
         for matrix in {b.matrix for b in self.blocks.values()}:
             load = self._load(matrix)
             if worker not in load:

@@ -11,7 +11,9 @@ concern lives in its own module and owns its records:
   back out when a worker joins;
 * :mod:`.residency`: blocks encoded inside rewritten graphs, kept for the clients that
   made or used them;
-* :mod:`.observations`: straggling per call, for ``k="auto"`` and diagnostics.
+* :mod:`.observations`: straggling per call, for ``k="auto"`` and diagnostics;
+* :mod:`.quarantine`: workers whose products a checking decode found wrong
+  (``verify=``), quarantined past ``coded.verify.quarantine-after``.
 
 It recognises the package's tasks by their type (:class:`~dask_coded.graph.ProductTask`,
 :class:`~dask_coded.graph.EncodeTask`), never by key names, and never knows which scheme
@@ -27,10 +29,12 @@ from dask.utils import parse_timedelta
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .. import config
+from ..verify import TOPIC as VERIFY_TOPIC
 from .avoidance import Avoidance
 from .groups import Groups, product_spec
 from .observations import REWRITES, Observations
 from .pins import Pins, encode_spec
+from .quarantine import Quarantine
 from .records import PLUGIN_NAME
 from .residency import RESIDENT_CLIENT, Residency
 
@@ -45,7 +49,8 @@ class FirstKPlugin(SchedulerPlugin):
     decodes started early, ``released`` straggler products, ``pinned`` products,
     ``repinned`` blocks of lost workers, ``moved`` blocks spread onto joining workers,
     ``failed-early`` decodes that could no longer reach their rule, ``expired`` decodes
-    detached at the deadline.
+    detached at the deadline, ``quarantined`` workers found returning wrong products and
+    ``evacuated`` blocks moved off them.
     """
 
     name = PLUGIN_NAME
@@ -59,6 +64,7 @@ class FirstKPlugin(SchedulerPlugin):
         self.pins = Pins(self)
         self.residency = Residency(self)
         self.avoidance = Avoidance(self)
+        self.quarantine = Quarantine(self)
 
     # ---- what tests and diagnostics read ----------------------------------------------
 
@@ -101,6 +107,7 @@ class FirstKPlugin(SchedulerPlugin):
             "coded_rewrites": lambda comm=None, optimizer="": REWRITES.of(optimizer),
             "coded_resident": lambda comm=None, client=None: self.residency.report(client),
             "coded_release": self._release,
+            "coded_suspects": lambda comm=None: self.quarantine.suspects.report(),
         }
 
     def _release(self, comm=None, client: str | None = None, source: str | None = None,
@@ -114,6 +121,11 @@ class FirstKPlugin(SchedulerPlugin):
         self.pins.clear()
         self.residency.clear()
         self.avoidance.clear()
+        self.quarantine.clear()
+
+    def log_event(self, topic, msg) -> None:
+        if topic == VERIFY_TOPIC and isinstance(msg, dict):
+            self.quarantine.record(msg)
 
     # ---- new graphs --------------------------------------------------------------------
 

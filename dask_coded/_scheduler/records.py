@@ -64,9 +64,10 @@ class Product:
 
 @dataclass(frozen=True)
 class PrunedDecode:
-    """A decode started before all its products finished: its run spec and dependencies
-    as submitted, restored when an identical graph arrives while the old task lingers
-    (the scheduler then keeps the old TaskState)."""
+    """A decode started before all its products finished (or given the workers of its
+    products, ``sources``): its run spec and dependencies as submitted, restored when it
+    finishes and when an identical graph arrives while the old task lingers (the
+    scheduler then keeps the old TaskState)."""
 
     run_spec: Any
     dependencies: tuple

@@ -66,6 +66,13 @@ class Scheme(ABC):
         several)."""
         return self.n_blocks
 
+    @property
+    def code_threshold(self) -> int:
+        """The threshold without the spare products a verified decode waits for: what the
+        products' key names carry (``coded-prod-t<code_threshold>-..``), each product
+        being about ``1 / code_threshold`` of the work."""
+        return self.threshold
+
     @classmethod
     @abstractmethod
     def from_params(cls, n: int, **params: Any) -> Scheme:

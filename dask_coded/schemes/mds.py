@@ -24,6 +24,7 @@ import numpy as np
 from .. import config
 from ..codes import MDSCode, make_code, require_accurate
 from ..errors import CodeParameterError, NonFiniteError, TooFewResultsError
+from ..verify import OperandScale, Verdict, Verify, inspect
 from .base import RowScheme
 
 
@@ -98,14 +99,18 @@ class MDSScheme(RowScheme):
 
     @classmethod
     def from_params(cls, n: int, *, k: int, rows: int, blocks_per_worker: int = 1,
-                    kind: str | None = None, equilibrate: bool = True) -> MDSScheme:
+                    kind: str | None = None, equilibrate: bool = True,
+                    verify: str | None = None, errors: int | None = None) -> MDSScheme:
         """``k`` of ``n`` workers decode ``rows`` rows (:func:`code_for` picks the code,
-        ``(n r, k r)`` for ``r = blocks_per_worker``, certified)."""
+        ``(n r, k r)`` for ``r = blocks_per_worker``, certified); ``verify``
+        (``"detect"``, ``"correct"`` with ``errors``) checks each decode's products
+        (:mod:`dask_coded.verify`)."""
+        check = Verify.of(verify, errors)
         code = code_for(n, k, blocks_per_worker, kind)
-        return cls(code, rows, equilibrate, blocks_per_worker)
+        return cls(code, rows, equilibrate, blocks_per_worker, check)
 
     def __init__(self, code: MDSCode, rows: int, equilibrate: bool = True,
-                 blocks_per_worker: int = 1):
+                 blocks_per_worker: int = 1, verify: Verify | None = None):
         if code.n % blocks_per_worker:
             raise ValueError(f"{code!r} has {code.n} blocks, not a multiple of "
                              f"blocks_per_worker={blocks_per_worker}")
@@ -116,10 +121,36 @@ class MDSScheme(RowScheme):
         self.n_blocks, self.threshold, self.row_blocks = code.n, code.threshold, code.k
         self.block_rows = max(1, -(-self.rows // code.k))
         self.coded_rows = code.coded_rows(self.block_rows)
+        #: how each decode checks its products (``None``: it does not)
+        self.verify = verify
+        if verify is not None:
+            self._check_verifiable(verify)
+            self.threshold = code.threshold + verify.spare
+
+    def _check_verifiable(self, verify: Verify) -> None:
+        need = self.code.threshold + verify.spare
+        what = (f"verify={verify.mode!r}" if verify.mode == "detect"
+                else f"verify='correct' with errors={verify.errors}")
+        if self.blocks_per_worker > 1:
+            raise CodeParameterError(
+                f"{what} checks one coded block per worker; blocks_per_worker="
+                f"{self.blocks_per_worker} is not supported with it")
+        if not self.equilibrate:
+            raise CodeParameterError(f"{what} bounds rounding on equilibrated rows; "
+                                     f"equilibrate=False is not supported with it")
+        if need > self.n_blocks:
+            raise CodeParameterError(
+                f"{what} waits for {need} products (k={self.code.threshold} plus "
+                f"{verify.spare} spare), more than n={self.n_blocks}: use a larger n or a "
+                f"smaller k")
 
     @property
     def n_workers(self) -> int:
         return self.n_blocks // self.blocks_per_worker
+
+    @property
+    def code_threshold(self) -> int:
+        return self.code.threshold
 
     @property
     def tolerance(self) -> int:
@@ -131,12 +162,26 @@ class MDSScheme(RowScheme):
     def __repr__(self) -> str:
         per = (f", blocks_per_worker={self.blocks_per_worker}"
                if self.blocks_per_worker > 1 else "")
+        check = f", {self.verify!r}" if self.verify is not None else ""
         return (f"MDSScheme(n={self.code.n}, k={self.code.k}, rows={self.rows}, "
-                f"{self.code.kind!r}{per})")
+                f"{self.code.kind!r}{per}{check})")
 
     def __dask_tokenize__(self) -> tuple:
         return ("MDSScheme", self.code.__dask_tokenize__(), self.rows, self.equilibrate,
-                self.blocks_per_worker)
+                self.blocks_per_worker, repr(self.verify))
+
+    def inspect(self, products: Sequence[np.ndarray | None], scale: OperandScale) -> Verdict:
+        """Check the finished ``products`` with the scheme's :attr:`verify` (see
+        :func:`dask_coded.verify.inspect`); too few of them for the check raise
+        :class:`~dask_coded.errors.TooFewResultsError`."""
+        results = {j: p for j, p in enumerate(products) if p is not None}
+        if len(results) < self.threshold:
+            raise TooFewResultsError(
+                f"only {len(results)} of n={self.code.n} coded products arrived; "
+                f"verify={self.verify.mode!r} checks with {self.threshold} (k="
+                f"{self.code.threshold} plus {self.verify.spare} spare)")
+        errors = self.verify.errors if self.verify.mode == "correct" else len(results)
+        return inspect(self.code, results, scale, errors)
 
     def blocks_needed(self, j: int) -> tuple[int, ...]:
         """Row blocks coded block ``j`` mixes that hold rows of A (with fewer rows than
@@ -175,9 +220,10 @@ class MDSScheme(RowScheme):
     def decode(self, products: Sequence[np.ndarray | None],
                scales: np.ndarray | None = None) -> np.ndarray:
         results = {j: p for j, p in enumerate(products) if p is not None}
-        if len(results) < self.threshold:
-            need = (f"k={self.threshold}" if self.threshold == self.code.k
-                    else f"{self.threshold} (k={self.code.k} plus margin)")
+        threshold = self.code.threshold
+        if len(results) < threshold:
+            need = (f"k={threshold}" if threshold == self.code.k
+                    else f"{threshold} (k={self.code.k} plus margin)")
             r = self.blocks_per_worker
             if r > 1:
                 raise TooFewResultsError(

@@ -1,7 +1,9 @@
-"""Straggler models (:mod:`.models`, pure) and their injection (:mod:`.inject`)."""
+"""Straggler models (:mod:`.models`, pure) and their injection (:mod:`.inject`); wrong
+products injected by :mod:`.corrupt`."""
 
 from __future__ import annotations
 
+from .corrupt import CorruptProducts, local_corruption
 from .inject import StragglerPlugin, TaskIds, local_stragglers
 from .models import (
     DelayModel,
@@ -13,6 +15,7 @@ from .models import (
 )
 
 __all__ = [
+    "CorruptProducts",
     "DelayModel",
     "ShiftedExponential",
     "SlowWorkers",
@@ -20,6 +23,7 @@ __all__ = [
     "StragglerPlugin",
     "TaskIds",
     "Trace",
+    "local_corruption",
     "local_stragglers",
     "seeded_rng",
 ]

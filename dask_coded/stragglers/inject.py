@@ -2,7 +2,8 @@
 
 :class:`StragglerPlugin` wraps ``distributed.worker._run_task_simple`` (a private
 function: pinned dask range) so the delay falls inside the task's *compute* interval and
-shows in the task stream. :func:`local_stragglers` applies the same models to the
+shows in the task stream; :func:`install` lets several such plugins (the delays, and
+:class:`~dask_coded.stragglers.corrupt.CorruptProducts`) wrap the same worker's tasks. :func:`local_stragglers` applies the same models to the
 local-scheduler race of :func:`dask_coded.kernels.race_products` (worker names there are
 the product indices ``"0" .. "n-1"``). This is the test and benchmark harness: nothing in
 the product imports it.
@@ -127,31 +128,47 @@ class StragglerPlugin(WorkerPlugin):
         return self.model.delay(worker_name, task_id, self.seed, self.work_of(key),
                                 call=self.task_ids.call(worker_name, key))
 
+    def wrap(self, worker, task):
+        """``task`` delayed by :meth:`delay` on ``worker`` (as it is when no delay)."""
+        seconds = self.delay(str(worker.name), task.key)
+        return _Delayed(task, seconds, self.interruptible) if seconds > 0 else task
+
     def setup(self, worker) -> None:
-        with _INSTALL_LOCK:
-            runner = dw._run_task_simple
-            if not hasattr(runner, "_coded_plugins"):
-                runner = _wrap_runner(runner)
-                dw._run_task_simple = runner
-            runner._coded_plugins[worker.address] = self
+        install(worker, self)
 
     def teardown(self, worker) -> None:
-        getattr(dw._run_task_simple, "_coded_plugins", {}).pop(worker.address, None)
+        uninstall(worker, self)
+
+
+def install(worker, plugin) -> None:
+    """Have ``plugin.wrap(worker, task)`` wrap every task ``worker`` runs, as one of the
+    wrappers registered under the plugin's ``name`` (another of that name is replaced)."""
+    with _INSTALL_LOCK:
+        runner = dw._run_task_simple
+        if not hasattr(runner, "_coded_plugins"):
+            runner = _wrap_runner(runner)
+            dw._run_task_simple = runner
+        runner._coded_plugins.setdefault(worker.address, {})[plugin.name] = plugin
+
+
+def uninstall(worker, plugin) -> None:
+    """Stop ``plugin`` wrapping ``worker``'s tasks."""
+    with _INSTALL_LOCK:
+        wrappers = getattr(dw._run_task_simple, "_coded_plugins", {}).get(worker.address, {})
+        if wrappers.get(plugin.name) is plugin:
+            del wrappers[plugin.name]
 
 
 def _wrap_runner(original):
-    plugins: dict[str, StragglerPlugin] = {}
+    plugins: dict[str, dict] = {}  # worker address -> {plugin name: plugin}
 
     def _run_task_simple(task, data, time_delay):
         try:
             worker = dw.get_worker()
         except ValueError:
             return original(task, data, time_delay)
-        plugin = plugins.get(worker.address)
-        if plugin is not None:
-            seconds = plugin.delay(str(worker.name), task.key)
-            if seconds > 0:
-                task = _Delayed(task, seconds, plugin.interruptible)
+        for plugin in list(plugins.get(worker.address, {}).values()):
+            task = plugin.wrap(worker, task)
         return original(task, data, time_delay)
 
     _run_task_simple._coded_plugins = plugins
