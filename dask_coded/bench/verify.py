@@ -59,8 +59,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--mu", type=float, default=1.0, help="sleep: straggling rate")
     p.add_argument("--scale", type=float, default=0.2,
                    help="sleep: seconds of one whole job of work (default 0.2)")
-    p.add_argument("--slow-share", type=float, default=0.2,
-                   help="cpu: the slow worker's share of one core (default 0.2)")
+    p.add_argument("--slow-share", type=float, default=0.05,
+                   help="cpu: the slow worker's share of one core (default 0.05)")
     p.add_argument("--mechanism", default="auto", choices=["auto", "cgroup", "signals"],
                    help="cpu: how the quota is set (default: a cgroup if possible)")
     return p.parse_args(argv)
