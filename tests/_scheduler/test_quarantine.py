@@ -156,3 +156,17 @@ async def test_plain_dask_products_under_coded_matmul_are_corrected(c, s, *worke
     await until(lambda: plugin(s).quarantine.suspects.events >= 2)
     table = await c.scheduler.coded_suspects()
     assert [row["name"] for row in table if row["located"]] == [bad], (table, {w.address: w.name for w in workers})
+
+
+@gen_cluster(client=True, nthreads=SIX, timeout=60,
+             config={**VALIDATE, "coded.verify.quarantine-after": 1, "coded.verify.retire": True})
+async def test_a_quarantined_worker_is_retired_when_asked(c, s, *workers):
+    A, x = rand(600, 40), rand(40, seed=1)
+    CA = await dc.encode(A, 6, 4, verify="correct", client=c)
+    bad = CA.workers[0]
+    await c.register_plugin(CorruptProducts([name_of(workers, bad)], how="zeros"))
+    np.testing.assert_allclose(await c.compute(CA @ x), A @ x, rtol=0, atol=1e-8)
+    await until(lambda: bad not in s.workers, timeout=20)
+    assert len(s.workers) == 5
+    # its block was made again on the others: the code still corrects, from 6 products
+    np.testing.assert_allclose(await c.compute(CA @ x), A @ x, rtol=0, atol=1e-8)
