@@ -43,3 +43,27 @@ async def test_a_line_search_reusing_persisted_products_keeps_the_graph_consiste
     plugin = s.plugins[dc.FirstKPlugin.name]
     assert plugin.stats["pruned"] > 0  # first k of n was in play
     assert dask.config.get("array_optimize", None) is None
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 6, config=VALIDATE, timeout=60)
+async def test_the_same_products_under_a_new_decode_stay_tracked(c, s, *workers):
+    """Computing one expression again gives its products the same keys and their fused
+    decode a new one; when the first call's decode is forgotten, the plugin keeps the
+    products it now files under the second: that call decodes early too."""
+    await c.register_plugin(dc.FirstKPlugin())
+    await c.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds={str(workers[3].name): 5.0}), seed=0,
+        match=("coded-prod",), interruptible=True))
+    rng = np.random.default_rng(0)
+    An, w = rng.standard_normal((600, 30)), rng.standard_normal(30)
+    A = da.from_array(An, chunks=(100, 30))
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    with dc.coded_matmul(n=6, k=4):
+        expr = A.T @ (A @ w - 1.0)
+        first = c.compute(expr)
+        np.testing.assert_allclose(await first, An.T @ (An @ w - 1.0), rtol=1e-8)
+        pruned = plugin.stats["pruned"]
+        second = c.compute(expr)
+        del first  # its decode is forgotten while the second call runs
+        np.testing.assert_allclose(await second, An.T @ (An @ w - 1.0), rtol=1e-8)
+    assert plugin.stats["pruned"] - pruned == 2  # both layers started before the straggler

@@ -70,11 +70,14 @@ class Groups:
 
     # ---- bookkeeping ------------------------------------------------------------------
 
-    def add(self, ts, worker: str | None) -> Key | None:
-        """File product ``ts`` (pinned to ``worker``) under its decode; returns the
-        decode's key."""
+    def add(self, ts, worker: str | None, graph=()) -> Key | None:
+        """File product ``ts`` (pinned to ``worker``) under its decode (the one in the
+        new graph's keys ``graph``, when it has several); returns the decode's key."""
         spec = product_spec(ts)
-        decode = next(iter(ts.dependents), None)
+        # the same expression computed again: its products keep their keys while its
+        # fused decode gets a new one, and the old decode may linger
+        decode = next((d for d in ts.dependents if d.key in graph),
+                      next(iter(ts.dependents), None))
         if decode is None:
             return None
         group = self.groups.get(decode.key)
@@ -118,7 +121,10 @@ class Groups:
         group = self.groups.pop(key, None)
         if group is not None:
             for p in group.products.values():
-                self.products.pop(p, None)
+                # a product of the same key may belong to a newer graph's decode by now
+                # (dask renames the fused decode of every compute): keep that one
+                if p in self.products and self.products[p].decode == key:
+                    del self.products[p]
 
     def restore(self, ts) -> None:
         """Give a decode we pruned earlier its full graph back (see :class:`PrunedDecode`):

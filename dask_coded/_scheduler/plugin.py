@@ -155,9 +155,10 @@ class FirstKPlugin(SchedulerPlugin):
         known = self.residency.keys()
         self.residency.keep([ts for ts in resident if ts.key not in known], tasks, client)
         decodes = set()
+        graph = set(tasks) if products else set()
         for ts in products:
             worker = self.pins.place_product(ts, product_spec(ts).block)
-            decodes.add(self.group_table.add(ts, worker))
+            decodes.add(self.group_table.add(ts, worker, graph))
         decodes.discard(None)
         if products:
             # a coded graph: its plain tasks stay off the persistent stragglers
