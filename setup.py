@@ -10,6 +10,9 @@ DOCS = [
     "matplotlib>=3.8",
 ]
 
+# the coded page of the scheduler's dashboard (distributed's dashboard needs bokeh too)
+DASHBOARD = ["bokeh>=3.1"]
+
 setup(
     name="dask_coded",
     version="0.1.0",
@@ -30,8 +33,9 @@ setup(
     extras_require={
         # the tests build the docs site and run the notebooks, so they need DOCS too
         "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout", "scikit-learn>=1.4"]
-        + DOCS,
+        + DOCS + DASHBOARD,
         "docs": DOCS,
+        "dashboard": DASHBOARD,
         "bench": ["matplotlib>=3.8"],
     },
     entry_points={"console_scripts": ["dask-coded = dask_coded.__main__:main"]},

@@ -15,6 +15,7 @@ import warnings
 
 from . import config  # noqa: F401  (registers the coded.* dask.config defaults)
 from . import errors, policy, schemes, stragglers, theory, workers  # noqa: F401
+from . import dashboard  # noqa: F401  (the coded page of the scheduler's dashboard)
 from ._scheduler import FirstKPlugin
 from .apps import LogisticResult, RegressionResult, linear_regression, logistic_regression
 from .codes import CodeAudit, MDSCode, audit, make_code, worst_case_error

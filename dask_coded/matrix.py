@@ -221,22 +221,31 @@ class CodedMatrix(Handle):
         )
 
     def _repr_html_(self) -> str:
-        """Jupyter: the code, its audited worst case, and which worker holds which block."""
+        """Jupyter: the code, its audited worst case, the recent calls as a small plot, and
+        per block its worker (by name) and what its products took."""
         if not self.local and not self.blocks:
             return f"<div><b>CodedMatrix</b> {escape(repr(self))}: its coded blocks were released</div>"
         a = audit(self.code)
         seen = {} if self.local else self.straggling()
+        names = {} if self.local else _worker_names(self.client)
         rows = "".join(
-            f"<tr><td>{j}</td><td>{escape(str(w))}</td><td>{_describe(seen.get(w))}</td></tr>"
+            f"<tr><td>{j}</td><td title='{escape(str(w))}'>{escape(str(names.get(w, w)))}"
+            f"</td><td>{_describe(seen.get(w))}</td></tr>"
             for j, w in enumerate(self.workers or ["(this process)"] * self.scheme.n_blocks)
         )
+        check = getattr(self.scheme, "verify", None)
+        extra = "" if check is None else f"; verify <code>{escape(check.mode)}</code>"
+        if self.retuner is not None:
+            extra += f"; {escape(self.retuner.summary())}"
+        plot = "" if self.local else _sparkline(self.observed(last=30).get("calls_span", []))
         return (
             f"<div><b>CodedMatrix</b> {self.shape[0]}&times;{self.shape[1]} {self.dtype}, "
             f"(n, k) = ({self.n}, {self.k}), code <code>{escape(self.code.kind)}</code>"
             f"{' (systematic)' if self.code.systematic else ''}; worst-case decode error "
             f"{a.worst_error:.1e} (cond {a.worst_cond:.3g}, "
-            f"{'all' if a.exhaustive else 'sampled'} {a.sets_checked} survivor sets)"
-            f"<table><tr><th>block</th><th>worker</th><th>product seconds: median (max), "
+            f"{'all' if a.exhaustive else 'sampled'} {a.sets_checked} survivor sets){extra}"
+            f"{plot}"
+            f"<table><tr><th>block</th><th>worker</th><th>product ms: median (max), "
             f"finished / released</th></tr>{rows}</table></div>"
         )
 
@@ -475,8 +484,32 @@ def _as_key(key):
 def _describe(stats: dict | None) -> str:
     if not stats or not stats["finished"]:
         return "&ndash;"
-    return (f"{stats['median']:.3f} ({stats['max']:.3f}), "
+    return (f"{stats['median'] * 1e3:.1f} ({stats['max'] * 1e3:.1f}), "
             f"{stats['finished']} / {stats['released']}")
+
+
+def _worker_names(client) -> dict:
+    """``{address: name}`` of the client's workers (``{}`` when it cannot ask)."""
+    if client is None or client.asynchronous or client.status != "running":
+        return {}
+    return {w: str(info.get("name", w))
+            for w, info in client.scheduler_info(n_workers=-1)["workers"].items()}
+
+
+def _sparkline(spans: list, width: int = 240, height: int = 40) -> str:
+    """An inline SVG of the recent calls' spans (seconds until each decode could start),
+    most recent right; empty without calls."""
+    spans = [float(t) for t in spans if t]
+    if not spans:
+        return ""
+    top = max(spans)
+    step = width / max(len(spans) - 1, 1)
+    points = " ".join(f"{i * step:.1f},{height - 2 - (t / top) * (height - 4):.1f}"
+                      for i, t in enumerate(spans))
+    return (f"<div>last {len(spans)} calls, seconds until the decode could start "
+            f"(median {np.median(spans) * 1e3:.1f} ms, max {top * 1e3:.1f} ms)<br>"
+            f"<svg width='{width}' height='{height}'><polyline points='{points}' "
+            f"fill='none' stroke='#1f77b4' stroke-width='1.5'/></svg></div>")
 
 
 def encode(

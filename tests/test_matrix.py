@@ -253,6 +253,22 @@ def test_repr_explains_the_matrix():
     assert html.count("<tr>") == 1 + 5  # header and one row per block
 
 
+def test_html_view_names_workers_and_plots_the_recent_calls():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        CA = dc.encode(rand(200, 4), 4, 3, client=client, verify="detect")
+        for _ in range(3):
+            CA.dot(np.ones(4)).compute()
+        html = CA._repr_html_()
+        names = {w: str(i["name"]) for w, i in client.scheduler_info()["workers"].items()}
+        for address in CA.workers:  # the name shown, the address in its title
+            assert f"title='{address}'>{names[address]}</td>" in html
+        assert "last 3 calls" in html and "<polyline" in html
+        assert "verify <code>detect</code>" in html and "product ms" in html
+
+
 def test_encode_with_progress_bar(capsys):
     from distributed import Client, LocalCluster
 

@@ -1,0 +1,180 @@
+"""The coded page of the scheduler's dashboard: straggling, encodings and suspects.
+
+Built the way ``distributed`` builds its own pages: a Bokeh ``DashboardComponent``
+registered under ``/individual-coded`` in ``distributed.dashboard.scheduler.applications``,
+so it appears in the dashboard's "More..." menu and in ``/individual-plots.json`` (what
+the JupyterLab Dask extension lists). Importing :mod:`dask_coded` registers it for every
+scheduler started in that process afterwards (a ``LocalCluster``); a scheduler started
+from the command line gets it with ``dask scheduler --preload dask_coded.dashboard``
+(which also installs the scheduler plugin). Needs ``bokeh`` (the ``dashboard`` extra).
+
+What it shows, refreshed every half second, from the scheduler plugin's records:
+
+* per coded call (the last :data:`CALLS`), each product's compute seconds by worker name,
+  finished or released (a straggler, drawn at the time it had run when released), and
+  the call's span: when its decode could start;
+* the encodings resident on the cluster: blocks, workers, most blocks on one worker,
+  bytes;
+* the workers a checking decode (``verify=``) found returning wrong products.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._scheduler.records import PLUGIN_NAME
+
+#: how many recent calls the page plots
+CALLS = 30
+#: the page's path in the dashboard
+PATH = "/individual-coded"
+
+
+def _name(scheduler, address: str | None) -> str:
+    ws = scheduler.workers.get(address) if address else None
+    return str(ws.name) if ws is not None else str(address)
+
+
+def calls_data(scheduler, last: int = CALLS) -> dict:
+    """Columns of the products of the ``last`` coded calls the plugin saw: ``call``
+    (0 = oldest shown), ``worker`` (name), ``seconds``, ``status`` (``"finished"`` or
+    ``"released"``), ``color``; and ``span_call``/``span`` (when each call's decode could
+    start)."""
+    plugin = scheduler.plugins.get(PLUGIN_NAME)
+    out: dict = {"call": [], "worker": [], "seconds": [], "status": [], "color": [],
+                 "span_call": [], "span": []}
+    if plugin is None:
+        return out
+    records = [r for r in plugin.observations.calls.values() if r.finished][-last:]
+    for i, record in enumerate(records):
+        for worker, seconds in record.finished:
+            out["call"].append(i)
+            out["worker"].append(_name(scheduler, worker))
+            out["seconds"].append(round(float(seconds), 4))
+            out["status"].append("finished")
+            out["color"].append("#1f77b4")
+        for worker, seconds in zip(record.released, record.censored or [0.0] * len(
+                record.released)):
+            out["call"].append(i)
+            out["worker"].append(_name(scheduler, worker))
+            out["seconds"].append(round(float(seconds), 4))
+            out["status"].append("released")
+            out["color"].append("#d62728")
+        out["span_call"].append(i)
+        out["span"].append(round(float(record.span), 4))
+    return out
+
+
+def encodings_data(scheduler) -> dict:
+    """Columns of the encodings resident on the cluster (one row per matrix and column
+    block): ``matrix`` (its token), ``blocks``, ``workers``, ``most`` (blocks on the
+    busiest worker), ``bytes``."""
+    plugin = scheduler.plugins.get(PLUGIN_NAME)
+    out: dict = {"matrix": [], "blocks": [], "workers": [], "most": [], "bytes": []}
+    if plugin is None:
+        return out
+    by_matrix: dict = {}
+    for block in plugin.pins.blocks.values():
+        by_matrix.setdefault(block.matrix, []).append(block)
+    for matrix, blocks in sorted(by_matrix.items(), key=lambda kv: str(kv[0])):
+        per: dict = {}
+        for b in blocks:
+            per[b.worker] = per.get(b.worker, 0) + 1
+        ts = [scheduler.tasks.get(b.key) for b in blocks]
+        out["matrix"].append(str(matrix[0])[:24])
+        out["blocks"].append(len(blocks))
+        out["workers"].append(len(per))
+        out["most"].append(max(per.values()))
+        out["bytes"].append(sum(max(t.nbytes, 0) for t in ts if t is not None))
+    return out
+
+
+def suspects_data(scheduler) -> dict:
+    """Columns of the suspects table (see :meth:`dask_coded.CodedMatrix.suspects`)."""
+    plugin = scheduler.plugins.get(PLUGIN_NAME)
+    rows = plugin.quarantine.suspects.report() if plugin is not None else []
+    keys = ("name", "worker", "located", "disagreed", "quarantined")
+    return {k: [r[k] for r in rows] for k in keys}
+
+
+def _page():
+    """The component class (built on first use: it needs bokeh)."""
+    from bokeh.layouts import column
+    from bokeh.models import ColumnDataSource, DataTable, Div, HoverTool, TableColumn
+    from bokeh.plotting import figure
+    from distributed.dashboard.components import DashboardComponent
+    from distributed.utils import log_errors
+
+    class CodedPage(DashboardComponent):
+        """The coded page (see the module doc)."""
+
+        def __init__(self, scheduler, **kwargs: Any):
+            self.scheduler = scheduler
+            data = calls_data(scheduler)
+            self.spans = ColumnDataSource({"span_call": data.pop("span_call"),
+                                           "span": data.pop("span")})
+            self.source = ColumnDataSource(data)
+            self.encodings = ColumnDataSource(encodings_data(scheduler))
+            self.suspects = ColumnDataSource(suspects_data(scheduler))
+            fig = figure(title="Coded products per call: finished (blue), released "
+                         "stragglers (red), decode start (black)",
+                         x_axis_label="call (most recent right)", y_axis_label="seconds",
+                         height=320, sizing_mode="stretch_width", tools="")
+            fig.scatter("call", "seconds", color="color", size=7, alpha=0.7,
+                        source=self.source, legend_field="status")
+            fig.scatter("span_call", "span", marker="dash", color="black", size=16,
+                        line_width=2, source=self.spans)
+            fig.add_tools(HoverTool(tooltips=[("worker", "@worker"), ("seconds", "@seconds"),
+                                              ("status", "@status")]))
+            fig.legend.location = "top_left"
+            self.figure = fig
+            self.encodings_table = DataTable(
+                source=self.encodings, height=140, sizing_mode="stretch_width",
+                columns=[TableColumn(field=f, title=t) for f, t in (
+                    ("matrix", "encoding"), ("blocks", "blocks"), ("workers", "workers"),
+                    ("most", "most on one worker"), ("bytes", "bytes resident"))])
+            self.suspects_table = DataTable(
+                source=self.suspects, height=120, sizing_mode="stretch_width",
+                columns=[TableColumn(field=f, title=f) for f in (
+                    "name", "worker", "located", "disagreed", "quarantined")])
+            self.root = column(fig, Div(text="<b>Encodings resident</b>"),
+                               self.encodings_table,
+                               Div(text="<b>Workers found returning wrong products</b>"),
+                               self.suspects_table, sizing_mode="stretch_width")
+
+        @log_errors
+        def update(self):
+            data = calls_data(self.scheduler)
+            self.spans.data = {"span_call": data.pop("span_call"), "span": data.pop("span")}
+            self.source.data = data
+            self.encodings.data = encodings_data(self.scheduler)
+            self.suspects.data = suspects_data(self.scheduler)
+
+    return CodedPage
+
+
+def register() -> bool:
+    """Add the coded page to the dashboard's applications (idempotent); ``False`` when
+    bokeh (or distributed's dashboard) cannot be imported."""
+    try:
+        from distributed.dashboard import scheduler as dashboard
+        from distributed.dashboard.components.scheduler import individual_doc
+        from toolz import curry
+    except ImportError:
+        return False
+    if PATH not in dashboard.applications:
+        dashboard.applications[PATH] = curry(individual_doc)(_page(), 500)
+    return True
+
+
+def dask_setup(scheduler) -> None:
+    """``dask scheduler --preload dask_coded.dashboard``: the page, and the scheduler
+    plugin it reads."""
+    from ._scheduler import FirstKPlugin
+
+    register()
+    if PLUGIN_NAME not in scheduler.plugins:
+        scheduler.add_plugin(FirstKPlugin())
+
+
+register()

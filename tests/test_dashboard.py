@@ -1,0 +1,96 @@
+"""The coded page of the scheduler's dashboard: listed in ``/individual-plots.json``
+after ``import dask_coded``, served, and painting what the plugin saw."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from distributed import Client
+from distributed.utils_test import gen_cluster
+
+import dask_coded as dc
+from dask_coded.dashboard import PATH, _page, calls_data, encodings_data, suspects_data
+from dask_coded.stragglers import CorruptProducts, SlowWorkers, StragglerPlugin
+
+pytest.importorskip("bokeh")
+
+SIX = [("127.0.0.1", 1)] * 6
+DASHBOARD = {"dashboard": True, "dashboard_address": "127.0.0.1:0"}
+
+
+def get(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        assert r.status == 200
+        return r.read()
+
+
+@gen_cluster(client=True, nthreads=SIX, scheduler_kwargs=DASHBOARD, timeout=60)
+async def test_the_page_is_listed_and_served(c, s, *workers):
+    port = s.http_server.port  # (fetched in a thread: the server runs on this loop)
+    plots = json.loads(await asyncio.to_thread(get, port, "/individual-plots.json"))
+    assert PATH in plots.values()
+    page = (await asyncio.to_thread(get, port, PATH)).decode()
+    assert "bokeh" in page.lower() and "Dask: CodedPage" in page
+
+
+@gen_cluster(client=True, nthreads=SIX, timeout=60,
+             config={"coded.verify.quarantine-after": None})
+async def test_the_page_paints_stragglers_spans_encodings_and_suspects(c, s, *workers):
+    A, x = np.random.default_rng(0).standard_normal((600, 20)), np.ones(20)
+    CA = await dc.encode(A, 6, 4, client=c)
+    CV = await dc.encode(A, 6, 4, verify="correct", client=c)
+    slow = str(next(w.name for w in workers if w.address == CA.workers[5]))
+    await c.register_plugin(StragglerPlugin(SlowWorkers({slow: 2.0}), match=("coded-prod",),
+                                            interruptible=True))
+    for _ in range(3):
+        await c.compute(CA @ x)
+    bad = str(next(w.name for w in workers if w.address == CV.workers[1]))
+    await c.register_plugin(CorruptProducts([bad], how="sign"))
+    await c.unregister_worker_plugin(StragglerPlugin.name)
+    np.testing.assert_allclose(await c.compute(CV @ x), A @ x, atol=1e-8)
+
+    page = _page()(s)
+    page.update()
+    calls = page.source.data
+    slow_calls = {c for c, w, st in zip(calls["call"], calls["worker"], calls["status"])
+                  if st == "released" and w == slow}
+    assert slow_calls == {0, 1, 2}  # keyed by worker name, as SlowWorkers is
+    assert len(page.spans.data["span"]) == 4 and min(page.spans.data["span"]) > 0
+    assert page.encodings.data["blocks"] == [6, 6] and page.encodings.data["most"] == [1, 1]
+    assert min(page.encodings.data["bytes"]) > 600 * 20 * 8 / 4
+    for _ in range(50):
+        if suspects_data(s)["name"]:
+            break
+        await asyncio.sleep(0.05)
+    page.update()
+    assert page.suspects.data["name"] == [bad] and page.suspects.data["located"] == [1]
+    assert calls_data(s, last=2)["span_call"] == [0, 1]
+    assert encodings_data(s)["workers"] == [6, 6]
+
+
+@pytest.mark.slow
+def test_a_command_line_scheduler_serves_the_page_with_preload(tmp_path):
+    sched = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", "0",
+         "--dashboard-address", "127.0.0.1:0", "--preload", "dask_coded.dashboard",
+         "--scheduler-file", str(tmp_path / "s.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        for _ in range(200):
+            if (tmp_path / "s.json").exists():
+                break
+            time.sleep(0.1)
+        with Client(scheduler_file=str(tmp_path / "s.json"), timeout=30) as client:
+            port = client.scheduler_info()["services"]["dashboard"]
+            assert PATH in json.loads(get(port, "/individual-plots.json")).values()
+            assert "CodedPage" in get(port, PATH).decode()
+            # the preload installed the plugin the page reads
+            assert client.sync(client.scheduler.coded_first_k_tracked)["groups"] == 0
+    finally:
+        sched.terminate()
+        sched.wait(30)
