@@ -33,7 +33,7 @@ setup(
     extras_require={
         # the tests build the docs site and run the notebooks, so they need DOCS too
         "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout", "scikit-learn>=1.4"]
-        + DOCS + DASHBOARD,
+        + DOCS + DASHBOARD + ["selenium>=4.20"],
         "docs": DOCS,
         "dashboard": DASHBOARD,
         "bench": ["matplotlib>=3.8"],

@@ -11,8 +11,8 @@ from the command line gets it with ``dask scheduler --preload dask_coded.dashboa
 What it shows, refreshed every half second, from the scheduler plugin's records:
 
 * per coded call (the last :data:`CALLS`), each product's compute seconds by worker name,
-  finished or released (a straggler, drawn at the time it had run when released), and
-  the call's span: when its decode could start;
+  finished or released (a straggler: still running when the decode started, drawn at
+  that moment), and the call's span: when its decode could start;
 * the encodings resident on the cluster: blocks, workers, most blocks on one worker,
   bytes;
 * the workers a checking decode (``verify=``) found returning wrong products.
@@ -53,8 +53,10 @@ def calls_data(scheduler, last: int = CALLS) -> dict:
             out["seconds"].append(round(float(seconds), 4))
             out["status"].append("finished")
             out["color"].append("#1f77b4")
-        for worker, seconds in zip(record.released, record.censored or [0.0] * len(
-                record.released)):
+        censored = record.censored or [0.0] * len(record.released)
+        for worker, seconds in zip(record.released, censored):
+            # still running when the decode started: drawn there (at least that long)
+            seconds = max(float(seconds), float(record.span))
             out["call"].append(i)
             out["worker"].append(_name(scheduler, worker))
             out["seconds"].append(round(float(seconds), 4))
@@ -112,10 +114,11 @@ def _page():
             self.scheduler = scheduler
             data = calls_data(scheduler)
             self.spans = ColumnDataSource({"span_call": data.pop("span_call"),
-                                           "span": data.pop("span")})
-            self.source = ColumnDataSource(data)
-            self.encodings = ColumnDataSource(encodings_data(scheduler))
-            self.suspects = ColumnDataSource(suspects_data(scheduler))
+                                           "span": data.pop("span")}, name="coded-spans")
+            self.source = ColumnDataSource(data, name="coded-products")
+            self.encodings = ColumnDataSource(encodings_data(scheduler),
+                                              name="coded-encodings")
+            self.suspects = ColumnDataSource(suspects_data(scheduler), name="coded-suspects")
             fig = figure(title="Coded products per call: finished (blue), released "
                          "stragglers (red), decode start (black)",
                          x_axis_label="call (most recent right)", y_axis_label="seconds",
