@@ -214,3 +214,18 @@ def test_coded_matmul_checks_the_products_it_codes(data):
     assert LOCAL.events == raised
     assert all(s["located"] == 0 for s in CB.suspects() if s["worker"] != "product 2")
     LOCAL.clear()
+
+
+def test_correct_returns_when_the_products_kept_were_checked(data):
+    """Two NaN products with errors=1 on (8, 4): the six others are checked consistent,
+    so the result is right and both workers are named."""
+    A, x = data
+    scheme = build("mds", 8, k=4, rows=len(A), verify="correct")
+    P, scale = products(scheme, A, x)
+    bad = [corrupted(p, "nan", seed=j) if j in (2, 5) else p for j, p in enumerate(P)]
+    verdict = scheme.inspect(bad, scale)
+    assert verdict.suspects == (2, 5) and len(verdict.clean) == 6
+    from dask_coded.verify import Sources, raise_or_pass
+    raise_or_pass(verdict, scheme.verify, Sources(), 4)  # does not raise
+    y = decoded(scheme, bad, scheme.scales(A), verdict.clean)
+    np.testing.assert_allclose(y, A @ x, rtol=0, atol=1e-8)
