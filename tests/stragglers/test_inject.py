@@ -92,17 +92,17 @@ def _slow_task(x):
 
 @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 2)
 async def test_plugin_delays_show_as_compute_time(c, s, a, b):
-    from distributed import get_task_stream
-
     await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(seconds={str(a.name): 0.4}),
                                                match=("slow-task",)))
-    async with get_task_stream(c) as ts:
-        on_a = c.submit(_slow_task, 1, key="slow-task-1", workers=[a.address])
-        on_b = c.submit(_slow_task, 1, key="slow-task-2", workers=[b.address])
-        fast = c.submit(_slow_task, 1, key="other-task", workers=[a.address])
-        assert await c.gather([on_a, on_b, fast]) == [2, 2, 2]
+    await c.get_task_stream()  # starts the scheduler's task stream
+    start = time.time()
+    on_a = c.submit(_slow_task, 1, key="slow-task-1", workers=[a.address])
+    on_b = c.submit(_slow_task, 1, key="slow-task-2", workers=[b.address])
+    fast = c.submit(_slow_task, 1, key="other-task", workers=[a.address])
+    assert await c.gather([on_a, on_b, fast]) == [2, 2, 2]
+    stream = await c.get_task_stream(start=start)
     compute = {r["key"]: sum(ss["stop"] - ss["start"] for ss in r["startstops"]
-                             if ss["action"] == "compute") for r in ts.data}
+                             if ss["action"] == "compute") for r in stream}
     assert compute["slow-task-1"] >= 0.4
     assert compute["slow-task-2"] < 0.2 and compute["other-task"] < 0.2
 
