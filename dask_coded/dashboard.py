@@ -15,6 +15,8 @@ What it shows, refreshed every half second, from the scheduler plugin's records:
   that moment), and the call's span: when its decode could start;
 * the encodings resident on the cluster: blocks, workers, most blocks on one worker,
   bytes;
+* ``k="auto"``'s re-choices, as its clients post them: the code it ran, the code chosen,
+  the fitted straggling rate, and why;
 * the workers a checking decode (``verify=``) found returning wrong products.
 """
 
@@ -91,6 +93,24 @@ def encodings_data(scheduler) -> dict:
     return out
 
 
+def choices_data(scheduler, last: int = 20) -> dict:
+    """Columns of ``k="auto"``'s last re-choices (as its clients posted them): ``when``
+    (seconds ago), ``matrix``, ``calls``, ``code`` (the code it ran), ``chosen``, ``mu``
+    (the fitted straggling rate), ``why``."""
+    import time
+
+    plugin = scheduler.plugins.get(PLUGIN_NAME)
+    rows = list(plugin.observations.choices)[-last:] if plugin is not None else []
+    now = time.time()
+    return {"when": [round(now - r["time"], 1) for r in rows],
+            "matrix": [r.get("matrix", "") for r in rows],
+            "calls": [r.get("calls") for r in rows],
+            "code": [str(r.get("code")) for r in rows],
+            "chosen": [str(r.get("chosen")) for r in rows],
+            "mu": [r.get("mu") for r in rows],
+            "why": [r.get("why", "") for r in rows]}
+
+
 def suspects_data(scheduler) -> dict:
     """Columns of the suspects table (see :meth:`dask_coded.CodedMatrix.suspects`)."""
     plugin = scheduler.plugins.get(PLUGIN_NAME)
@@ -119,6 +139,7 @@ def _page():
             self.encodings = ColumnDataSource(encodings_data(scheduler),
                                               name="coded-encodings")
             self.suspects = ColumnDataSource(suspects_data(scheduler), name="coded-suspects")
+            self.choices = ColumnDataSource(choices_data(scheduler), name="coded-choices")
             fig = figure(title="Coded products per call: finished (blue), released "
                          "stragglers (red), decode start (black)",
                          x_axis_label="call (most recent right)", y_axis_label="seconds",
@@ -140,8 +161,16 @@ def _page():
                 source=self.suspects, height=120, sizing_mode="stretch_width",
                 columns=[TableColumn(field=f, title=f) for f in (
                     "name", "worker", "located", "disagreed", "quarantined")])
+            self.choices_table = DataTable(
+                source=self.choices, height=140, sizing_mode="stretch_width",
+                columns=[TableColumn(field=f, title=t) for f, t in (
+                    ("when", "seconds ago"), ("matrix", "encoding"), ("calls", "at call"),
+                    ("code", "code run"), ("chosen", "chosen"), ("mu", "fitted mu"),
+                    ("why", "why"))])
             self.root = column(fig, Div(text="<b>Encodings resident</b>"),
                                self.encodings_table,
+                               Div(text="<b>k=\"auto\": re-choices</b>"),
+                               self.choices_table,
                                Div(text="<b>Workers found returning wrong products</b>"),
                                self.suspects_table, sizing_mode="stretch_width")
 
@@ -152,6 +181,7 @@ def _page():
             self.source.data = data
             self.encodings.data = encodings_data(self.scheduler)
             self.suspects.data = suspects_data(self.scheduler)
+            self.choices.data = choices_data(self.scheduler)
 
     return CodedPage
 

@@ -21,6 +21,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
+from ._scheduler.records import AUTO_TOPIC
 from .policy import AutoK, code_of, worse
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,18 @@ class Probation:
     previous: Any  # the Encoding it replaced
     before: tuple
     since: int
+
+
+def _plain(value):
+    """``value`` as msgpack takes it: tuples as lists, numpy numbers as floats (rounded),
+    non-finite floats as ``None``."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return round(float(value), 4) if np.isfinite(value) else None
+    return value
 
 
 class Retuner:
@@ -124,6 +139,24 @@ class Retuner:
     def _retune(self, calls: int) -> None:
         box = self._rechoose(self.matrix.k, self.matrix.blocks_per_worker, calls)
         self._switch(box, calls)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Tell the scheduler what the last re-choice did (an event under
+        :data:`AUTO_TOPIC`, which the coded dashboard page lists)."""
+        if not self.history:
+            return
+        last = self.history[-1]
+        msg = {"matrix": str(getattr(self.matrix, "token", ""))[:24],
+               "calls": int(last.get("calls", 0)), "code": _plain(code_of(last)),
+               "chosen": _plain(last.get("chosen")), "why": str(last.get("why") or ""),
+               "mu": _plain(last.get("mu"))}
+        client = getattr(self.matrix, "client", None)
+        try:
+            if client is not None and not client.asynchronous and client.status == "running":
+                client.log_event(AUTO_TOPIC, msg)
+        except Exception:  # a closing client: the page misses one line
+            logger.debug("could not post an auto re-choice", exc_info=True)
 
     def _rechoose(self, k: int, r: int, calls: int) -> dict:
         """The policy's re-choice from ``(k, r)``: ``{"fresh": CodedMatrix or None,
@@ -165,6 +198,7 @@ class Retuner:
                            box["error"], self.matrix.k)
             return
         self._switch(box, self.matrix.calls)
+        self._announce()
 
     def _switch(self, box: dict, calls: int) -> None:
         fresh = box.get("fresh")
@@ -192,3 +226,4 @@ class Retuner:
                 "calls": calls, "k": now[0], "r": now[1],
                 "chosen": (m.k, m.blocks_per_worker) if self.policy.choose_r else m.k,
                 "why": f"regret: {now} was slower per call than the code before it"})
+            self._announce()

@@ -94,3 +94,35 @@ def test_a_command_line_scheduler_serves_the_page_with_preload(tmp_path):
     finally:
         sched.terminate()
         sched.wait(30)
+
+
+def test_autos_re_choices_reach_the_page():
+    """k="auto" posts each re-choice to the scheduler; the page lists them."""
+    import dask
+    from distributed import LocalCluster
+
+    from dask_coded.dashboard import choices_data
+
+    settings = {"coded.auto-k.background": False, "coded.auto-k.min-calls": 2,
+                "coded.auto-k.every": 2}
+    with dask.config.set(settings), LocalCluster(
+            n_workers=6, threads_per_worker=1, processes=False,
+            dashboard_address=None) as cluster, Client(cluster) as client:
+        A = np.random.default_rng(0).standard_normal((600, 20))
+        CA = dc.encode(A, 6, "auto")
+        for _ in range(6):
+            np.testing.assert_allclose((CA @ np.ones(20)).compute(), A @ np.ones(20))
+        made = [h for h in CA.retuner.history if "chosen" in h]
+        assert made
+        s = cluster.scheduler
+        for _ in range(100):
+            if len(s.plugins[dc.FirstKPlugin.name].observations.choices) >= len(made):
+                break
+            time.sleep(0.05)
+        rows = choices_data(s)
+        assert len(rows["matrix"]) == len(made)
+        assert set(rows["matrix"]) == {str(CA.token)[:24]}
+        assert rows["calls"] == [h["calls"] for h in made]
+        page = _page()(s)
+        page.update()
+        assert page.choices.data["chosen"] == [str(h["chosen"]) for h in made]

@@ -17,6 +17,8 @@ Key = Any  # a dask key
 
 #: the name the scheduler plugin is registered under (``FirstKPlugin.name``)
 PLUGIN_NAME = "dask-coded-first-k"
+#: the event topic ``k="auto"``'s re-choices are posted under (the plugin keeps them)
+AUTO_TOPIC = "dask-coded-auto"
 
 
 @dataclass
