@@ -17,14 +17,16 @@ What it shows, refreshed every half second, from the scheduler plugin's records:
   bytes;
 * ``k="auto"``'s re-choices, as its clients post them: the code it ran, the code chosen,
   the fitted straggling rate, and why;
-* the workers a checking decode (``verify=``) found returning wrong products.
+* the workers a checking decode (``verify=``) found returning wrong products;
+* a ``CodedShuffle``'s bytes per epoch: what the master sent against what uncoded
+  unicasts would, and the bytes between workers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._scheduler.records import PLUGIN_NAME
+from ._scheduler.records import AUTO_TOPIC, PLUGIN_NAME, SHUFFLE_TOPIC
 
 #: how many recent calls the page plots
 CALLS = 30
@@ -93,14 +95,20 @@ def encodings_data(scheduler) -> dict:
     return out
 
 
+def _events(scheduler, topic: str, last: int) -> list[dict]:
+    """The last ``last`` events the scheduler kept under ``topic``, each with its
+    ``time``."""
+    return [{**msg, "time": t} for t, msg in list(scheduler.get_events(topic))[-last:]
+            if isinstance(msg, dict)]
+
+
 def choices_data(scheduler, last: int = 20) -> dict:
-    """Columns of ``k="auto"``'s last re-choices (as its clients posted them): ``when``
+    """Columns of ``k="auto"``'s last re-choices (events its clients posted): ``when``
     (seconds ago), ``matrix``, ``calls``, ``code`` (the code it ran), ``chosen``, ``mu``
     (the fitted straggling rate), ``why``."""
     import time
 
-    plugin = scheduler.plugins.get(PLUGIN_NAME)
-    rows = list(plugin.observations.choices)[-last:] if plugin is not None else []
+    rows = _events(scheduler, AUTO_TOPIC, last)
     now = time.time()
     return {"when": [round(now - r["time"], 1) for r in rows],
             "matrix": [r.get("matrix", "") for r in rows],
@@ -109,6 +117,24 @@ def choices_data(scheduler, last: int = 20) -> dict:
             "chosen": [str(r.get("chosen")) for r in rows],
             "mu": [r.get("mu") for r in rows],
             "why": [r.get("why", "") for r in rows]}
+
+
+def epochs_data(scheduler, last: int = 20) -> dict:
+    """Columns of the last ``CodedShuffle`` epochs (events their clients posted):
+    ``shuffle``, ``strategy``, ``epoch``, ``master`` (bytes the master sends, measured
+    when the shuffle meters them, else planned), ``uncoded`` (one unicast per request),
+    ``ratio`` (master / uncoded), ``peer`` (bytes between workers, when metered)."""
+    rows = _events(scheduler, SHUFFLE_TOPIC, last)
+    master = [r["master_bytes"] if r.get("master_bytes") is not None
+              else r["planned_master_bytes"] for r in rows]
+    return {"shuffle": [r["shuffle"] for r in rows],
+            "strategy": [r["strategy"] for r in rows],
+            "epoch": [r["epoch"] for r in rows],
+            "master": master,
+            "uncoded": [r["unicast_bytes"] for r in rows],
+            "ratio": [round(m / r["unicast_bytes"], 3) if r["unicast_bytes"] else None
+                      for m, r in zip(master, rows)],
+            "peer": [r.get("peer_bytes") for r in rows]}
 
 
 def suspects_data(scheduler) -> dict:
@@ -140,6 +166,7 @@ def _page():
                                               name="coded-encodings")
             self.suspects = ColumnDataSource(suspects_data(scheduler), name="coded-suspects")
             self.choices = ColumnDataSource(choices_data(scheduler), name="coded-choices")
+            self.epochs = ColumnDataSource(epochs_data(scheduler), name="coded-epochs")
             fig = figure(title="Coded products per call: finished (blue), released "
                          "stragglers (red), decode start (black)",
                          x_axis_label="call (most recent right)", y_axis_label="seconds",
@@ -167,12 +194,20 @@ def _page():
                     ("when", "seconds ago"), ("matrix", "encoding"), ("calls", "at call"),
                     ("code", "code run"), ("chosen", "chosen"), ("mu", "fitted mu"),
                     ("why", "why"))])
+            self.epochs_table = DataTable(
+                source=self.epochs, height=140, sizing_mode="stretch_width",
+                columns=[TableColumn(field=f, title=t) for f, t in (
+                    ("shuffle", "shuffle"), ("strategy", "strategy"), ("epoch", "epoch"),
+                    ("master", "master bytes"), ("uncoded", "uncoded would send"),
+                    ("ratio", "master / uncoded"), ("peer", "peer bytes"))])
             self.root = column(fig, Div(text="<b>Encodings resident</b>"),
                                self.encodings_table,
                                Div(text="<b>k=\"auto\": re-choices</b>"),
                                self.choices_table,
                                Div(text="<b>Workers found returning wrong products</b>"),
-                               self.suspects_table, sizing_mode="stretch_width")
+                               self.suspects_table,
+                               Div(text="<b>Coded shuffle: bytes per epoch</b>"),
+                               self.epochs_table, sizing_mode="stretch_width")
 
         @log_errors
         def update(self):
@@ -182,6 +217,7 @@ def _page():
             self.encodings.data = encodings_data(self.scheduler)
             self.suspects.data = suspects_data(self.scheduler)
             self.choices.data = choices_data(self.scheduler)
+            self.epochs.data = epochs_data(self.scheduler)
 
     return CodedPage
 

@@ -116,7 +116,7 @@ def test_autos_re_choices_reach_the_page():
         assert made
         s = cluster.scheduler
         for _ in range(100):
-            if len(s.plugins[dc.FirstKPlugin.name].observations.choices) >= len(made):
+            if len(s.get_events("dask-coded-auto")) >= len(made):
                 break
             time.sleep(0.05)
         rows = choices_data(s)
@@ -126,3 +126,36 @@ def test_autos_re_choices_reach_the_page():
         page = _page()(s)
         page.update()
         assert page.choices.data["chosen"] == [str(h["chosen"]) for h in made]
+
+
+def test_a_shuffles_epochs_reach_the_page():
+    """Each CodedShuffle epoch posts its bytes; the page lists them with the ratio to
+    uncoded unicasts."""
+    from distributed import LocalCluster
+
+    from dask_coded.dashboard import epochs_data
+
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        rng = np.random.default_rng(0)
+        parts = [rng.standard_normal(500) for _ in range(12)]
+        sh = dc.CodedShuffle(client, parts, storage=6, strategy="coded", seed=1)
+        try:
+            for _ in range(3):
+                sh.next_epoch()
+            reports = sh.report()
+        finally:
+            sh.close()
+        s = cluster.scheduler
+        for _ in range(100):
+            if len(s.get_events("dask-coded-shuffle")) >= 3:
+                break
+            time.sleep(0.05)
+        rows = epochs_data(s)
+        assert rows["epoch"] == [r.epoch for r in reports]
+        assert rows["master"] == [r.planned_master_bytes for r in reports]
+        assert rows["uncoded"] == [r.unicast_bytes for r in reports]
+        assert all(0 < ratio < 1 for ratio in rows["ratio"][1:])  # coded sends less
+        page = _page()(s)
+        page.update()
+        assert page.epochs.data["strategy"] == ["coded"] * 3

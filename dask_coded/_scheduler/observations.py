@@ -4,7 +4,7 @@ the rewrite did (it runs in the scheduler's process on distributed)."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .records import CallRecord
@@ -17,8 +17,6 @@ class Observations:
 
     limit: int = 500
     calls: OrderedDict = field(default_factory=OrderedDict)  # name -> CallRecord
-    #: ``k="auto"``'s re-choices as its clients posted them, with the time, newest last
-    choices: deque = field(default_factory=lambda: deque(maxlen=200))
 
     def _call(self, name: str) -> CallRecord:
         record = self.calls.get(name)

@@ -35,7 +35,7 @@ from .groups import Groups, product_spec
 from .observations import REWRITES, Observations
 from .pins import Pins, encode_spec
 from .quarantine import Quarantine
-from .records import AUTO_TOPIC, PLUGIN_NAME
+from .records import PLUGIN_NAME
 from .residency import RESIDENT_CLIENT, Residency
 
 __all__ = ["FirstKPlugin", "RESIDENT_CLIENT"]
@@ -126,8 +126,7 @@ class FirstKPlugin(SchedulerPlugin):
     def log_event(self, topic, msg) -> None:
         if topic == VERIFY_TOPIC and isinstance(msg, dict):
             self.quarantine.record(msg)
-        elif topic == AUTO_TOPIC and isinstance(msg, dict):
-            self.observations.choices.append({**msg, "time": time.time()})
+
 
     # ---- new graphs --------------------------------------------------------------------
 

@@ -17,8 +17,11 @@ Key = Any  # a dask key
 
 #: the name the scheduler plugin is registered under (``FirstKPlugin.name``)
 PLUGIN_NAME = "dask-coded-first-k"
-#: the event topic ``k="auto"``'s re-choices are posted under (the plugin keeps them)
+#: the event topic ``k="auto"``'s re-choices are posted under (the scheduler keeps
+#: events: ``client.get_events(AUTO_TOPIC)``, the coded dashboard page)
 AUTO_TOPIC = "dask-coded-auto"
+#: the event topic a ``CodedShuffle`` posts each epoch's bytes under
+SHUFFLE_TOPIC = "dask-coded-shuffle"
 
 
 @dataclass

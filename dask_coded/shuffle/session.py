@@ -40,6 +40,7 @@ from dask.utils import parse_timedelta
 from distributed import wait
 from distributed.utils import CancelledError
 
+from .._scheduler.records import SHUFFLE_TOPIC
 from ..handles import Handle
 from .. import config
 from ..errors import CodedError, TooFewWorkersError
@@ -234,8 +235,22 @@ class CodedShuffle(Handle):
             unicast_bytes=cost.unicast_bytes, packets=cost.packets,
             coded_packets=cost.coded_packets, seconds=seconds, lost_workers=lost, **measured,
         ))
+        self._announce(self.reports[-1])
         self.assignment = {w: sorted(shares[w]) for w in self.workers}
         return self.assignment
+
+    def _announce(self, report: EpochReport) -> None:
+        """Tell the scheduler what the epoch cost (an event under :data:`SHUFFLE_TOPIC`,
+        which the coded dashboard page lists)."""
+        msg = {"shuffle": self.token, "strategy": self.strategy, "epoch": report.epoch,
+               "planned_master_bytes": int(report.planned_master_bytes),
+               "unicast_bytes": int(report.unicast_bytes),
+               "master_bytes": report.master_bytes, "peer_bytes": report.peer_bytes,
+               "seconds": round(float(report.seconds), 4)}
+        try:
+            self.client.log_event(SHUFFLE_TOPIC, msg)
+        except Exception:  # a closing client: the page misses one epoch
+            pass
 
     def _deliver_epoch(self, shares: dict, planner, lost: list, joined: list,
                        complete: bool, progress: bool) -> tuple:
