@@ -29,6 +29,7 @@ bytes each endpoint really wrote.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import uuid
 import warnings
@@ -48,6 +49,8 @@ from .coordinator import ShuffleCoordinator
 from .delivery import Segments, WholePartitions
 from .placement import Placement
 from .segmented import SegmentedCaches
+
+logger = logging.getLogger(__name__)
 
 STRATEGIES = ("coded", "uncoded", "p2p")
 PLACEMENTS = ("auto", "segments", "partitions")
@@ -250,7 +253,7 @@ class CodedShuffle(Handle):
         try:
             self.client.log_event(SHUFFLE_TOPIC, msg)
         except Exception:  # a closing client: the page misses one epoch
-            pass
+            logger.debug("could not post epoch %d's bytes", report.epoch, exc_info=True)
 
     def _deliver_epoch(self, shares: dict, planner, lost: list, joined: list,
                        complete: bool, progress: bool) -> tuple:
