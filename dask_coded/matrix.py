@@ -40,7 +40,7 @@ from .kernels import check_finite_operand, encode_block, identity, row_scales
 from .policy import AutoK
 from .retuner import Retuner
 from .schemes import Scheme, build
-from .verify import LOCAL as LOCAL_SUSPECTS
+from .suspects import LOCAL as LOCAL_SUSPECTS
 from .workers import default_client, pick_workers
 
 logger = logging.getLogger(__name__)

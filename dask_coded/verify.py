@@ -35,17 +35,25 @@ from __future__ import annotations
 
 import functools
 import itertools
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.linalg
 
-from .codes import MDSCode
 from .errors import CodeParameterError, CorruptResultError
+from .suspects import LOCAL, TOPIC
+
+
+class Code(Protocol):
+    """What a check needs of a code (:class:`~dask_coded.codes.MDSCode` has it): the
+    real generator, its rows per worker, ``k`` and the threshold; hashable."""
+
+    generator: np.ndarray
+    symbols: int
+    k: int
+    threshold: int
 
 MODES = ("detect", "correct")
 
@@ -138,7 +146,7 @@ class Verdict:
 
 
 @functools.lru_cache(maxsize=512)
-def _parity(code: MDSCode, chosen: tuple[int, ...]) -> tuple[np.ndarray, float]:
+def _parity(code: Code, chosen: tuple[int, ...]) -> tuple[np.ndarray, float]:
     """``(H, sqrt(sum g_j^2))`` for the products ``chosen``: ``H`` orthonormal rows
     spanning the left null space of their generator rows, and the root sum of squares
     of those rows' 1-norms."""
@@ -149,7 +157,7 @@ def _parity(code: MDSCode, chosen: tuple[int, ...]) -> tuple[np.ndarray, float]:
     return H, float(np.sqrt((np.abs(G).sum(axis=1) ** 2).sum()))
 
 
-def excess(code: MDSCode, results: Mapping[int, np.ndarray], scale: OperandScale) -> float:
+def excess(code: Code, results: Mapping[int, np.ndarray], scale: OperandScale) -> float:
     """The largest ratio, over the entries of the products ``results``, of their
     syndrome's norm to its rounding bound (see the module doc): at most 1 when they are
     consistent; 0 when they cannot be compared (at most ``k`` of them)."""
@@ -168,7 +176,7 @@ def excess(code: MDSCode, results: Mapping[int, np.ndarray], scale: OperandScale
     return float((norms / np.maximum(bound, tiny)).max())
 
 
-def inspect(code: MDSCode, results: Mapping[int, np.ndarray], scale: OperandScale,
+def inspect(code: Code, results: Mapping[int, np.ndarray], scale: OperandScale,
             errors: int) -> Verdict:
     """Check the products ``results`` (at least ``k + 1``) of ``code`` and set aside up
     to ``errors`` wrong ones: the smallest set whose removal leaves the others
@@ -228,10 +236,6 @@ class Sources:
         return ", ".join(one(j) for j in indices)
 
 
-#: the event topic a worker's decode reports inconsistencies under
-TOPIC = "dask-coded-verify"
-
-
 def event(verdict: Verdict, sources: Sources, mode: str, blocks: Sequence = ()) -> dict:
     """The msgpack-able record of one inconsistent decode: located ``suspects`` and
     unlocated ``candidates`` as ``[address, name]`` pairs (``["product j", "j", block
@@ -248,73 +252,6 @@ def event(verdict: Verdict, sources: Sources, mode: str, blocks: Sequence = ()) 
         return out
     return {"suspects": pairs(verdict.suspects), "candidates": pairs(verdict.candidates),
             "mode": mode, "corrected": bool(verdict.clean) and mode == "correct"}
-
-
-@dataclass
-class Suspect:
-    """A worker whose products a check found wrong: ``located`` decodes named it,
-    ``disagreed`` decodes found a disagreement among products that included its own
-    without locating it; ``first``/``last`` when (seconds since the epoch);
-    ``quarantined`` it gets no more products."""
-
-    worker: str
-    name: str
-    located: int = 0
-    disagreed: int = 0
-    first: float = 0.0
-    last: float = 0.0
-    quarantined: bool = False
-
-    def as_dict(self) -> dict:
-        return {"worker": self.worker, "name": self.name, "located": self.located,
-                "disagreed": self.disagreed, "first": self.first, "last": self.last,
-                "quarantined": self.quarantined}
-
-
-class Suspects:
-    """The :class:`Suspect` table of one scheduler (or of this process's local
-    scheduler), fed by :func:`event` records."""
-
-    def __init__(self) -> None:
-        self.table: dict[str, Suspect] = {}
-        self.events = 0
-        self._lock = threading.Lock()
-
-    def record(self, msg: Mapping, when: float | None = None) -> list[Suspect]:
-        """Count one inconsistent decode; returns the suspects it located."""
-        when = time.time() if when is None else when
-        located = []
-        with self._lock:
-            self.events += 1
-            for kind, pairs in (("located", msg.get("suspects", ())),
-                                ("disagreed", msg.get("candidates", ()))):
-                for address, name, *_ in pairs:
-                    s = self.table.get(address)
-                    if s is None:
-                        s = self.table[address] = Suspect(address, str(name), first=when)
-                    setattr(s, kind, getattr(s, kind) + 1)
-                    s.last = when
-                    if kind == "located":
-                        located.append(s)
-        return located
-
-    def __reduce__(self):
-        return (Suspects, ())  # a table travels empty (a plugin registered from a client)
-
-    def report(self) -> list[dict]:
-        """Every suspect, most often located first."""
-        with self._lock:
-            rows = sorted(self.table.values(), key=lambda s: (-s.located, -s.disagreed))
-            return [s.as_dict() for s in rows]
-
-    def clear(self) -> None:
-        with self._lock:
-            self.table.clear()
-            self.events = 0
-
-
-#: suspects found by decodes raced on this process's local scheduler
-LOCAL = Suspects()
 
 
 def report_inconsistency(verdict: Verdict, sources: Sources, mode: str,

@@ -29,7 +29,7 @@ from dask.utils import parse_timedelta
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .. import config
-from ..verify import TOPIC as VERIFY_TOPIC
+from ..suspects import TOPIC as VERIFY_TOPIC
 from .avoidance import Avoidance
 from .groups import Groups, product_spec
 from .observations import REWRITES, Observations

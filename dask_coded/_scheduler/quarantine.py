@@ -1,7 +1,7 @@
 """Workers found returning wrong products: counted, and quarantined past a limit.
 
 A decode that checks its products (``verify=``, :mod:`dask_coded.verify`) and finds them
-inconsistent reports it as an event under :data:`~dask_coded.verify.TOPIC`; the plugin
+inconsistent reports it as an event under :data:`~dask_coded.suspects.TOPIC`; the plugin
 hands each to :meth:`Quarantine.record`. A worker located as wrong in
 ``coded.verify.quarantine-after`` decodes is *quarantined*: its coded blocks are re-pinned
 to other workers and made again there (from their lineage, never copied from it), no new
@@ -15,7 +15,7 @@ import logging
 import time
 
 from .. import config
-from ..verify import Suspect, Suspects
+from ..suspects import Suspect, Suspects
 
 logger = logging.getLogger("dask_coded._scheduler")
 
