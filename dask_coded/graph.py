@@ -32,7 +32,7 @@ from .keys import (
     BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name, product_name,
 )
 from .kernels import (
-    coded_product, decode_products, encode_chunks, join_scales, encode_pair, encode_pairs_and_race,
+    coded_product, contracted_axis, decode_products, encode_chunks, join_scales, encode_pair, encode_pairs_and_race,
     encode_side, identity, pair_product, race_products, row_scales, take_block, take_rows,
     zero_rows,
 )
@@ -164,7 +164,7 @@ def product_group(
     extra: dict = {}
     if checked:
         eps = float(np.finfo(np.float64).eps) if block_eps is None else float(block_eps)
-        axis = getattr(product, "keywords", {}).get("b_axis") or 0  # the contracted one
+        axis = contracted_axis(product)
         if isinstance(operand, np.ndarray):
             extra["check"] = operand_scale(operand, eps, axis)
         elif isinstance(x, TaskRef):  # a small task beside x, so x does not travel

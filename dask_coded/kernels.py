@@ -146,37 +146,35 @@ def decode_products(scheme: Scheme, scales: np.ndarray | None,
     ``check`` the operand's scale and ``sources`` who computed each product) and decodes
     from the consistent ones; ``report(verdict, sources, mode, blocks)`` hears of every
     inconsistency (``blocks``: the products' coded block keys)."""
-    if getattr(scheme, "verify", None) is not None:
-        products = _verified(scheme, products, check, sources, report, blocks)
+    checking = dict(check=check, sources=sources, report=report, blocks=blocks)
     integer = next((p.dtype for p in products if isinstance(p, IntegerSum)), None)
     if integer is not None:
         products = tuple(p.value if isinstance(p, IntegerSum) else p for p in products)
-        return _exact_integers(decode_products(scheme, scales, *products, dtype=dtype),
+        return _exact_integers(decode_products(scheme, scales, *products, dtype=dtype,
+                                               **checking),
                                integer, _estimated_error(scheme))
     missing = sorted({p.why for p in products if isinstance(p, Missing)})
     if missing:
         products = tuple(None if isinstance(p, Missing) else p for p in products)
         try:
-            return decode_products(scheme, scales, *products, dtype=dtype)
+            return decode_products(scheme, scales, *products, dtype=dtype, **checking)
         except TooFewResultsError as e:
             raise TooFewResultsError(f"{e}: {'; '.join(missing)}") from None
+    if getattr(scheme, "verify", None) is not None:
+        products = _verified(scheme, products, **checking)
     return _as(_decoded(scheme, scales, products), dtype)
 
 
 def _verified(scheme, products: tuple, check, sources, report, blocks=()) -> tuple:
-    """``products`` with every one the check set aside as ``None`` (raises
-    :class:`~dask_coded.errors.CorruptResultError` when no right result can be had)."""
+    """``products`` (``None`` where one did not arrive) with every one the check set
+    aside as ``None`` (raises :class:`~dask_coded.errors.CorruptResultError` when no right
+    result can be had)."""
     if check is None:
         raise CodedError(f"{scheme!r} checks its products against the operand's scale; "
                          f"this decode was built without it")
     named = Sources(dict(sources or {}))
-    plain = [None if isinstance(p, Missing) else p for p in products]
-    plain = [p.coded if isinstance(p, WithRows) else p for p in plain]
-    try:
-        verdict = scheme.inspect(plain, check)
-    except TooFewResultsError as e:
-        missing = sorted({p.why for p in products if isinstance(p, Missing)})
-        raise TooFewResultsError(f"{e}: {'; '.join(missing)}" if missing else str(e)) from None
+    verdict = scheme.inspect([p.coded if isinstance(p, WithRows) else p for p in products],
+                             check)
     if report is not None and not verdict.consistent:
         report(verdict, named, scheme.verify.mode, blocks)
     raise_or_pass(verdict, scheme.verify, named, scheme.code.k)
@@ -383,10 +381,15 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
     check = None
     if getattr(scheme, "verify", None) is not None:
         first = blocks[0].coded if isinstance(blocks[0], WithRows) else blocks[0]
-        axis = getattr(product, "keywords", {}).get("b_axis") or 0  # the contracted one
-        check = operand_scale(x, _eps(np.asarray(first).dtype), axis)
+        check = operand_scale(x, _eps(np.asarray(first).dtype), contracted_axis(product))
     return decode_products(scheme, scales, *[done.get(j) for j in range(len(blocks))],
                            dtype=dtype, check=check, report=report_inconsistency)
+
+
+def contracted_axis(product) -> int:
+    """The axis of the operand a product kernel contracts: ``b_axis`` of a
+    :func:`linear_product` partial, else 0 (``block @ x``)."""
+    return getattr(product, "keywords", {}).get("b_axis") or 0
 
 
 def _eps(dtype: np.dtype) -> float:

@@ -169,9 +169,7 @@ class Groups:
         if ts is None or ts.state not in ("waiting", "released", "no-worker"):
             return
         ws = self.scheduler.workers.get(worker)
-        if ts.key not in self.pruned:  # the spec as submitted comes back when it finishes
-            self.pruned[ts.key] = PrunedDecode(ts.run_spec,
-                                               tuple(d.key for d in ts.dependencies))
+        self._keep_submitted(ts)
         ts.run_spec = _with_source(ts.run_spec, product.index,
                                    (worker, str(ws.name) if ws is not None else worker))
 
@@ -289,9 +287,7 @@ class Groups:
         ``None``, or :class:`Missing` ``why``), start it if it waits for nothing else,
         and release and forget the detached products nobody else wants."""
         s, detached_keys = self.scheduler, {d.key for d in detached}
-        if ts.key not in self.pruned:
-            self.pruned[ts.key] = PrunedDecode(ts.run_spec,
-                                               tuple(d.key for d in ts.dependencies))
+        self._keep_submitted(ts)
         for d in detached:
             ts.waiting_on.discard(d)
             ts.dependencies.discard(d)
@@ -312,6 +308,13 @@ class Groups:
         # the released products stay known (state "released") until the decode finishes
         # and takes them back as dependencies (:meth:`reconnect`)
         s.transitions(recs, stimulus_id=stimulus_id)
+
+    def _keep_submitted(self, ts) -> None:
+        """Keep decode ``ts``'s run spec and dependencies as submitted (the first time
+        the plugin changes them), for :meth:`reconnect` and :meth:`restore`."""
+        if ts.key not in self.pruned:
+            self.pruned[ts.key] = PrunedDecode(ts.run_spec,
+                                               tuple(d.key for d in ts.dependencies))
 
     def reconnect(self, key) -> None:
         """Decode ``key`` finished: give it back the run spec and dependencies its graph

@@ -26,9 +26,14 @@ import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..keys import PRODUCT_PREFIX, key_name
-from .inject import install, uninstall
+from .inject import TaskWrapper, install, uninstall
 
 KINDS = ("scale", "offset", "nan", "zeros", "sign")
+
+
+def _check_kind(how: str) -> None:
+    if how not in KINDS:
+        raise ValueError(f"how must be one of {KINDS}, got {how!r}")
 
 
 def corrupted(product, how: str, amount: float = 1e-3, seed: int = 0):
@@ -51,7 +56,7 @@ def corrupted(product, how: str, amount: float = 1e-3, seed: int = 0):
     elif how == "offset":
         out.flat[where] += amount * max(float(np.abs(out).max()), 1.0)
     else:
-        raise ValueError(f"how must be one of {KINDS}, got {how!r}")
+        _check_kind(how)
     return out
 
 
@@ -67,8 +72,7 @@ class CorruptProducts(WorkerPlugin):
 
     def __init__(self, workers: Iterable, how: str = "scale", amount: float = 1e-3,
                  seed: int = 0):
-        if how not in KINDS:
-            raise ValueError(f"how must be one of {KINDS}, got {how!r}")
+        _check_kind(how)
         self.workers = {str(w) for w in workers}
         self.how, self.amount, self.seed = how, float(amount), int(seed)
 
@@ -85,18 +89,15 @@ class CorruptProducts(WorkerPlugin):
         uninstall(worker, self)
 
 
-class _Corrupted:
+class _Corrupted(TaskWrapper):
     """A task whose result is :func:`corrupted`."""
 
     def __init__(self, task, how: str, amount: float, seed: int):
-        self.task, self.how, self.amount, self.seed = task, how, amount, seed
-        self.key = task.key
+        super().__init__(task)
+        self.how, self.amount, self.seed = how, amount, seed
 
     def __call__(self, data):
         return corrupted(self.task(data), self.how, self.amount, self.seed)
-
-    def __getattr__(self, name):
-        return getattr(self.task, name)
 
 
 @contextlib.contextmanager
@@ -104,8 +105,7 @@ def local_corruption(indices: Iterable[int], how: str = "scale", amount: float =
                      seed: int = 0) -> Iterator[None]:
     """Alter products ``indices`` raced on the local scheduler (product ``j`` stands for
     worker ``j``) as ``how`` says."""
-    if how not in KINDS:
-        raise ValueError(f"how must be one of {KINDS}, got {how!r}")
+    _check_kind(how)
     chosen = {int(j) for j in indices}
 
     def corrupt(j: int, product):

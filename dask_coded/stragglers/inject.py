@@ -176,13 +176,24 @@ def _wrap_runner(original):
     return _run_task_simple
 
 
-class _Delayed:
+class TaskWrapper:
+    """A task run through another callable: everything but the call is the task's own
+    (what :meth:`StragglerPlugin.wrap` and its peers return)."""
+
+    def __init__(self, task):
+        self.task, self.key = task, task.key
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+
+class _Delayed(TaskWrapper):
     """A task that sleeps, then runs: the sleep counts as compute time. With
     ``interruptible``, the sleep ends early once the scheduler has released the task."""
 
     def __init__(self, task, seconds: float, interruptible: bool = False):
-        self.task, self.seconds, self.interruptible = task, seconds, interruptible
-        self.key = task.key
+        super().__init__(task)
+        self.seconds, self.interruptible = seconds, interruptible
 
     def __call__(self, data):
         if not self.interruptible:
@@ -196,9 +207,6 @@ class _Delayed:
             if ts is None or ts.state in ("cancelled", "released", "forgotten"):
                 break
         return self.task(data)
-
-    def __getattr__(self, name):
-        return getattr(self.task, name)
 
 
 # ---- local scheduler ----------------------------------------------------------------------
