@@ -17,6 +17,7 @@ from .bench.numerics import main as numerics
 from .bench.overhead import main as overhead
 from .bench.regression import main as regression
 from .bench.rewrite import main as rewrite
+from .bench.scale import main as scale
 from .bench.shuffle import main as shuffle
 from .bench.stragglers import main as stragglers
 from .bench.verify import main as verify
@@ -26,7 +27,7 @@ from .demo import run_demo
 BENCHES = {"stragglers": stragglers, "shuffle": shuffle, "regression": regression,
            "autok": autok, "auto-cpu": auto_cpu, "blocks": blocks, "gradients": gradients,
            "lagrange": lagrange, "loops": loops, "numerics": numerics,
-           "overhead": overhead, "rewrite": rewrite, "matmul2d": matmul2d, "verify": verify}
+           "overhead": overhead, "rewrite": rewrite, "scale": scale, "matmul2d": matmul2d, "verify": verify}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -361,8 +361,8 @@ def _raced_product(product, index: int, block: np.ndarray, x, delay) -> np.ndarr
 def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_product,
                   scales: np.ndarray | None = None, dtype: str | None = None) -> np.ndarray:
     """Local-scheduler first-threshold-of-n: race ``product(block_j, x)`` in a private
-    thread pool and decode from the first ``scheme.threshold`` to finish; stragglers
-    finish in the background."""
+    thread pool and decode from the first products to finish that decode
+    (:meth:`~dask_coded.schemes.Scheme.decodable`); stragglers finish in the background."""
     delay = config.get("local-race.delay")  # seconds for product j (local_stragglers)
     pool = ThreadPoolExecutor(len(blocks), thread_name_prefix="dask-coded-race")
     try:
@@ -372,7 +372,7 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
         }
         done: dict[int, np.ndarray] = {}
         pending = set(futures)
-        while len(done) < scheme.threshold:
+        while pending and not scheme.decodable(done):
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in finished:
                 done[futures[f]] = f.result()  # re-raises a product's error

@@ -215,9 +215,11 @@ class CodedMatrix(Handle):
         check = getattr(self.scheme, "verify", None)
         check = ("" if check is None else f", verify={check.mode!r}" + (
             f", errors={check.errors}" if check.mode == "correct" else ""))
+        parts = getattr(self.code, "parts", None)
+        groups = f", groups={len(parts)}" if parts is not None else ""
         return (
             f"CodedMatrix(shape={self.shape}, dtype={self.dtype}, n={self.n}, k={self.k}"
-            f"{per}{check}, kind={self.code.kind!r}, {where}{auto})"
+            f"{per}{check}, kind={self.code.kind!r}{groups}, {where}{auto})"
         )
 
     def _repr_html_(self) -> str:

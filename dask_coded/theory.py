@@ -11,6 +11,7 @@ un-straggled time). ``H_m = sum_{i <= m} 1 / i``.
 | ``(n, k)`` MDS | any ``k`` of ``n`` | ``(1 + (H_n - H_{n-k}) / mu) / k`` |
 | gradient code, ``s`` stragglers (each worker ``s + 1`` parts of ``n``) | any ``n - s`` of ``n`` | ``(s + 1)(1 + (H_n - H_s) / mu) / n`` |
 | Lagrange, ``k`` parts, degree ``d`` (each worker one coded part, ``1/k``) | any ``t = (k - 1) d + 1`` of ``n`` | ``(1 + (H_n - H_{n-t}) / mu) / k`` |
+| grouped, ``g`` groups of ``n_h`` workers needing ``k_h`` (``sum k_h = k``) | ``k_h`` of every group | ``(1 + E[max_h Z_h] / mu) / k``, ``Z_h`` the ``k_h``-th of ``n_h`` ``Exp(1)`` |
 
 For models with no closed form, :func:`monte_carlo` simulates any
 :class:`~dask_coded.stragglers.DelayModel`; :func:`blocks_time` several coded blocks per
@@ -25,11 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import integrate, stats
 from scipy.special import digamma, lambertw
+
+from .codes.grouped import group_shapes
 
 from .stragglers.models import ShiftedExponential, SlowWorkers
 
-SCHEMES = ("uncoded", "replication", "mds", "gradient", "lagrange")
+SCHEMES = ("uncoded", "replication", "mds", "gradient", "lagrange", "grouped")
 
 
 def harmonic(m: int) -> float:
@@ -48,7 +52,8 @@ def _check(n: int, mu: float) -> None:
 
 def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
                   r: int | None = None, s: int | None = None,
-                  degree: int | None = None, spare: int = 0) -> float:
+                  degree: int | None = None, spare: int = 0,
+                  groups: int | None = None) -> float:
     """Expected completion time of ``scheme`` on ``n`` workers (module table).
 
     Parameters
@@ -72,6 +77,11 @@ def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
         ``verify="detect"``, ``2 e`` for ``verify="correct"`` with ``errors=e``): the
         call ends at the ``(k + spare)``-th of ``n`` order statistics,
         ``(1 + (H_n - H_{n-k-spare}) / mu) / k``.
+    groups : int
+        For ``"grouped"``: the workers in ``groups`` near-equal groups, ``k`` split
+        among them (:func:`~dask_coded.codes.grouped.group_shapes`); the call ends when
+        the slowest group has its ``k_h``-th product,
+        ``E[max_h Z_h] = int_0^inf (1 - prod_h P(Z_h <= t)) dt``.
 
     Examples
     --------
@@ -98,7 +108,22 @@ def expected_time(scheme: str, n: int, k: int | None = None, mu: float = 1.0,
     if scheme == "lagrange":
         t = _lagrange_threshold(n, k, degree)
         return (1 + (harmonic(n) - harmonic(n - t)) / mu) / k
+    if scheme == "grouped":
+        if k is None or groups is None or not 1 <= groups <= k <= n:
+            raise ValueError(f"grouped needs 1 <= groups <= k <= n={n}, got k={k!r}, "
+                             f"groups={groups!r}")
+        return (1 + slowest_group(group_shapes(n, k, groups)) / mu) / k
     raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+
+
+def slowest_group(shapes) -> float:
+    """``E[max_h Z_h]`` for independent groups ``(n_h, k_h)``, ``Z_h`` the ``k_h``-th
+    smallest of ``n_h`` i.i.d. ``Exp(1)``: ``P(Z_h <= t) = P(Bin(n_h, 1 - e^-t) >= k_h)``."""
+    def tail(t: float) -> float:
+        p = -math.expm1(-t)
+        return 1.0 - math.prod(float(stats.binom.sf(kh - 1, nh, p)) for nh, kh in shapes)
+
+    return float(integrate.quad(tail, 0, np.inf, limit=200)[0])
 
 
 def _lagrange_threshold(n: int, k, degree) -> int:
@@ -184,11 +209,11 @@ def fit_calls(calls, censored, n: int, outlier: float = 3.0) -> tuple[float, flo
 def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None = None,
                 trials: int = 2000, seed: int = 0,
                 workers: list[str] | None = None, s: int | None = None,
-                degree: int | None = None) -> tuple[float, float]:
+                degree: int | None = None, groups: int | None = None) -> tuple[float, float]:
     """``(mean, standard error)`` of the completion time of ``scheme`` under any delay
     model, by simulation: each task's time is ``model``'s delay for its work share
-    (``1/n`` uncoded, ``r/n`` replicated, ``1/k`` MDS and Lagrange, ``(s+1)/n`` gradient) on worker
-    ``workers[j]``."""
+    (``1/n`` uncoded, ``r/n`` replicated, ``1/k`` MDS, Lagrange and grouped, ``(s+1)/n``
+    gradient) on worker ``workers[j]`` (a grouped code's groups: consecutive workers)."""
     workers = [str(j) for j in range(n)] if workers is None else [str(w) for w in workers]
     if len(workers) != n:
         raise ValueError(f"workers must name n={n} workers, got {len(workers)}")
@@ -211,6 +236,15 @@ def monte_carlo(scheme: str, model, n: int, k: int | None = None, r: int | None 
         threshold = _lagrange_threshold(n, k, degree)
         times = model.sample(trials, seed, work=1 / k, workers=workers)
         t = np.sort(times, axis=1)[:, threshold - 1]
+    elif scheme == "grouped":
+        if k is None or groups is None or not 1 <= groups <= k <= n:
+            raise ValueError(f"grouped needs 1 <= groups <= k <= n={n}, got k={k!r}, "
+                             f"groups={groups!r}")
+        times = model.sample(trials, seed, work=1 / k, workers=workers)
+        t, start = np.zeros(trials), 0
+        for nh, kh in group_shapes(n, k, groups):
+            group = np.sort(times[:, start:start + nh], axis=1)[:, kh - 1]
+            t, start = np.maximum(t, group), start + nh
     else:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     return float(t.mean()), float(t.std(ddof=1) / math.sqrt(trials))

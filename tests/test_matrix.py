@@ -530,3 +530,28 @@ def test_a_numpy_A_is_encoded_on_the_client_or_on_the_workers_alike():
         with dask.config.set({"coded.encode.where": "gpu"}), \
                 pytest.raises(dc.errors.CodeParameterError, match="'client' or 'workers'"):
             dc.encode(A, 3, 2, client=client)
+
+
+# ---- grouped codes --------------------------------------------------------------------------
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 8, config=VALIDATE)
+async def test_a_grouped_code_waits_until_every_group_decodes(c, s, *workers):
+    A, x = rand(640, 9), rand(9, seed=1)
+    CA = await dc.encode(A, 8, 6, kind="grouped", client=c)  # 2 x (4, 3) rotation codes
+    assert CA.code.kind == "grouped" and CA.scheme.tolerance == 1
+    group = CA.code.members[0]
+    # two workers of group 0 straggle: six products finish first (k = 6), but group 0
+    # has only two of the three it needs, so the decode waits for a straggler
+    slow = [w for w in workers if w.address in {CA.workers[j] for j in group[:2]}]
+    await _slow(c, s, [w.name for w in slow], 1.0)
+    close(await asyncio.wait_for(c.compute(CA @ x), 30), A @ x)
+    used = set(await CA.last_used())
+    assert len(used & set(group)) >= 3 and used & set(group[:2])
+    # one straggler per group: the first six decode at once, without either straggler
+    await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
+    other = CA.code.members[1][0]
+    late = [w for w in workers if w.address in {CA.workers[group[0]], CA.workers[other]}]
+    await _slow(c, s, [w.name for w in late], 3.0)
+    close(await asyncio.wait_for(c.compute(CA @ (2 * x)), 2.5), A @ (2 * x))
+    assert not set(await CA.last_used()) & {group[0], other}

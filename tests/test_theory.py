@@ -151,3 +151,22 @@ def test_a_verified_decode_waits_for_a_later_order_statistic():
         assert abs(T[:, k + spare - 1].mean() - value) < 0.01 * value
     with pytest.raises(ValueError, match="k \\+ spare <= n=6"):
         theory.expected_time("mds", n, k, mu, spare=3)
+
+
+@pytest.mark.parametrize("n, k, groups", [(12, 9, 2), (24, 18, 3), (10, 7, 3)])
+@pytest.mark.parametrize("mu", [0.5, 2.0])
+def test_grouped_closed_form_agrees_with_simulation(n, k, groups, mu):
+    model = dc.stragglers.ShiftedExponential(mu=mu, scale=1.0)
+    mean, se = theory.monte_carlo("grouped", model, n, k=k, groups=groups, trials=20000,
+                                  seed=1)
+    assert abs(mean - theory.expected_time("grouped", n, k, mu, groups=groups)) < 4 * se
+
+
+def test_one_group_is_the_mds_code_and_more_groups_wait_longer():
+    assert theory.expected_time("grouped", 48, 36, groups=1) == pytest.approx(
+        theory.expected_time("mds", 48, 36), rel=1e-9)
+    times = [theory.expected_time("grouped", 96, 72, groups=g) for g in (1, 2, 3, 6, 24)]
+    assert times == sorted(times)
+    assert times[-1] < theory.expected_time("uncoded", 96)
+    with pytest.raises(ValueError, match="grouped needs"):
+        theory.expected_time("grouped", 12, 9)

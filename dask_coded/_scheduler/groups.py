@@ -191,10 +191,11 @@ class Groups:
 
     def review(self, decodes, stimulus_id: str, why: str = "") -> None:
         """Start each decode whose rule holds, fail each whose rule can no longer hold."""
+        tasks = self.scheduler.tasks
         for key in decodes:
             group = self.groups.get(key)
-            if group is None:
-                continue
+            if group is None or key not in tasks or tasks[key].state in ("memory", "erred"):
+                continue  # a decode that ran has nothing left to start or fail
             if group.decodable():
                 self.start(key, stimulus_id)
             elif not group.started and not self._reachable(group):
@@ -346,8 +347,9 @@ class Groups:
     def _can_finish(self, product) -> bool:
         """Finished, or pinned to a live worker (or not pinned at all)."""
         pins = product.worker_restrictions
+        workers = self.scheduler.workers  # a SortedDict: test membership, never intersect
         return (product.state == "memory" or not pins or product.loose_restrictions
-                or bool(pins & self.scheduler.workers.keys()))
+                or any(w in workers for w in pins))
 
     def _able(self, group: ProductGroup) -> set:
         """Indices of the products of ``group`` that are finished or can still run."""

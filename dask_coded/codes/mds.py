@@ -72,6 +72,7 @@ STRUCTURED = frozenset({"rotation", "vandermonde"})
 _SCREEN_SEEDS = 48
 _SCREEN_SETS = 400
 _INVERSE_CACHE_SIZE = 256
+_EXHAUSTIVE_WORK = 5e8
 
 
 # --------------------------------------------------------------------------------------
@@ -168,16 +169,20 @@ def max_decode_error() -> float:
 @functools.lru_cache(maxsize=None)
 def certified_condition(code: "MDSCode") -> float | None:
     """``max over every survivor set S of cond(G[S])``, when it can be known cheaply:
-    exactly over all ``C(n, k)`` sets when there are at most ``coded.audit.exhaustive-limit``,
-    and over the cyclic runs of ``k`` workers for the :data:`STRUCTURED` families (where
+    exactly over all ``C(n, k)`` sets when they are few and small (:func:`enumerable`),
+    and otherwise over the cyclic runs of ``k`` workers for the :data:`STRUCTURED` families (where
     the worst sets are). ``None`` for a random code too large to enumerate: its worst case
     can only be searched for, never certified."""
+    parts = getattr(code, "parts", None)
+    if parts is not None:  # a grouped code: its worst group's
+        conds = [certified_condition(p) for p in set(parts)]
+        return None if None in conds else max(conds)
     n, k = code.n, code.k
     if n == k:
         return 1.0
     if not certifiable(n, k, code.kind):
         return None
-    if math.comb(n, k) <= int(config.get("audit.exhaustive-limit")):
+    if enumerable(n, k, code.symbols):
         sets, _ = survivor_sets(n, k, systematic=code.systematic, exhaustive_limit=10**9,
                                 samples=0, rng=np.random.default_rng(0))
     else:
@@ -187,15 +192,29 @@ def certified_condition(code: "MDSCode") -> float | None:
 
 def certifiable(n: int, k: int, kind: str) -> bool:
     """Whether :func:`certified_condition` can know the worst case of ``(n, k, kind)``."""
-    return (kind in STRUCTURED or n == k
-            or math.comb(n, k) <= int(config.get("audit.exhaustive-limit")))
+    return kind in STRUCTURED or n == k or enumerable(n, k, 2 if kind == "rotation" else 1)
+
+
+def enumerable(n: int, k: int, symbols: int) -> bool:
+    """Whether every ``k``-set of ``n`` is checked: at most ``coded.audit.exhaustive-limit``
+    sets, and at most ``_EXHAUSTIVE_WORK`` flops of factorisations (``C(n, k) (k s)^3``),
+    so a certificate stays well under a second."""
+    sets = math.comb(n, k)
+    return (sets <= int(config.get("audit.exhaustive-limit"))
+            and sets * (k * symbols) ** 3 <= _EXHAUSTIVE_WORK)
 
 
 def require_accurate(code: "MDSCode") -> None:
     """Refuse a code whose certified worst case misses ``coded.decode.max-error``.
 
     A code that cannot be certified (a random code too large to enumerate) is accepted:
-    every decode then checks its own survivor set (:meth:`MDSCode.decode`)."""
+    every decode then checks its own survivor set (:meth:`MDSCode.decode`). A grouped
+    code is judged group by group."""
+    parts = getattr(code, "parts", None)
+    if parts is not None:
+        for part in set(parts):
+            require_accurate(part)
+        return
     cond = certified_condition(code)
     if cond is None and (code.margin or code.kind == "chebyshev"):
         cond = searched_condition(code)
@@ -569,6 +588,19 @@ def best_kind(n: int, k: int) -> str:
     return min(score, key=lambda kind: (score[kind], order.index(kind)))
 
 
+def check_shape(n: int, k: int) -> tuple[int, int]:
+    """``(n, k)`` as ints, refused unless both are integers with ``1 <= k <= n``."""
+    for name, value in (("n", n), ("k", k)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise CodeParameterError(f"{name} must be an integer, got {value!r}")
+    n, k = int(n), int(k)
+    if k < 1:
+        raise CodeParameterError(f"k must be at least 1, got k={k}")
+    if k > n:
+        raise CodeParameterError(f"k must be at most n, got k={k} > n={n}")
+    return n, k
+
+
 def make_code(n: int, k: int, kind: str | None = None) -> MDSCode:
     """An ``(n, k)`` MDS code: ``n`` coded blocks, any ``k`` of which decode.
 
@@ -587,14 +619,7 @@ def make_code(n: int, k: int, kind: str | None = None) -> MDSCode:
     >>> code
     MDSCode(n=6, k=4, kind='gaussian', systematic=True, seed=...)
     """
-    for name, value in (("n", n), ("k", k)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-            raise CodeParameterError(f"{name} must be an integer, got {value!r}")
-    n, k = int(n), int(k)
-    if k < 1:
-        raise CodeParameterError(f"k must be at least 1, got k={k}")
-    if k > n:
-        raise CodeParameterError(f"k must be at most n, got k={k} > n={n}")
+    n, k = check_shape(n, k)
     kind = kind or config.get("code-kind")
     if not isinstance(kind, str):
         raise CodeParameterError(

@@ -60,6 +60,14 @@ class Scheme(ABC):
     #: over the indices of the finished products saying whether they decode
     rule = None
 
+    def decodable(self, finished) -> bool:
+        """Whether the finished product indices ``finished`` decode: at least
+        ``threshold`` of them, and :attr:`rule` holds (the same test the scheduler
+        plugin makes, :meth:`~dask_coded.tasks.GroupSpec.decodable`)."""
+        finished = frozenset(finished)
+        return len(finished) >= self.threshold and (self.rule is None
+                                                   or bool(self.rule(finished)))
+
     @property
     def n_workers(self) -> int:
         """Workers the coded blocks are spread over (``n_blocks`` unless a worker holds

@@ -22,39 +22,56 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import config
-from ..codes import MDSCode, make_code, require_accurate
+from ..codes import (GroupedCode, MDSCode, check_shape, fewest_groups, make_code,
+                     require_accurate)
 from ..errors import CodeParameterError, NonFiniteError, TooFewResultsError
 from ..verify import OperandScale, Verdict, Verify, inspect
 from .base import RowScheme
 
+#: auto uses the least-squares code with several blocks per worker up to this many blocks
+#: (the search for its worst survivor set grows steeply with the blocks)
+LSTSQ_BLOCKS = 64
 
-def code_for(n: int, k: int, blocks_per_worker: int = 1, kind: str | None = None) -> MDSCode:
-    """The ``(n r, k r)`` code for ``r = blocks_per_worker`` blocks on each of ``n``
-    workers, refused (:class:`~dask_coded.errors.CodeParameterError`) when its worst case misses
-    ``coded.decode.max-error``.
 
-    ``kind`` ``None``/``"auto"``: the best certified square family when it is accurate
-    enough, else (large ``n r``: every square family fails there) ``"lstsq"``, decoded by
-    least squares from ``k r + coded.lstsq.margin`` block products.
+def code_for(n: int, k: int, blocks_per_worker: int = 1,
+             kind: str | None = None) -> MDSCode | GroupedCode:
+    """The code for ``r = blocks_per_worker`` blocks on each of ``n`` workers, ``k`` of
+    them needed, refused (:class:`~dask_coded.errors.CodeParameterError`) when its worst
+    case misses ``coded.decode.max-error``.
+
+    ``kind`` ``None``/``"auto"``, in order:
+
+    1. the best certified square ``(n r, k r)`` family, when accurate (tried up to
+       ``coded.grouped.square-blocks`` coded blocks);
+    2. with several blocks per worker and at most 64 blocks, ``"lstsq"``, decoded by least
+       squares from ``k r + coded.lstsq.margin`` block products;
+    3. ``"grouped"`` (:func:`~dask_coded.codes.fewest_groups`): the workers in groups, a
+       certified rotation code per group, as few groups as accuracy allows.
     """
     r = blocks_per_worker
     if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 1:
         raise CodeParameterError(f"blocks_per_worker must be a positive integer, got {r!r}")
-    for name, value in (("n", n), ("k", k)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-            raise CodeParameterError(f"{name} must be an integer, got {value!r}")
-    if r == 1 or (kind or config.get("code-kind")) != "auto":
+    n, k = check_shape(n, k)
+    r = int(r)
+    kind = kind or config.get("code-kind")
+    if kind == "grouped":
+        return fewest_groups(n, k, r)
+    if kind != "auto":
         code = make_code(n * r, k * r, kind)
         require_accurate(code)
         return code
-    try:
-        code = make_code(n * r, k * r, "auto")
-        require_accurate(code)
-        return code
-    except CodeParameterError:
+    if n * r <= int(config.get("grouped.square-blocks")) or n == k:
+        try:
+            code = make_code(n * r, k * r, "auto")
+            require_accurate(code)
+            return code
+        except CodeParameterError:
+            pass
+    if r > 1 and n * r <= LSTSQ_BLOCKS:
         code = make_code(n * r, k * r, "lstsq")
         require_accurate(code)
         return code
+    return fewest_groups(n, k, r)
 
 
 def check_finite_rows(A: np.ndarray, name: str = "A", offset: int = 0) -> None:
@@ -119,6 +136,9 @@ class MDSScheme(RowScheme):
         self.equilibrate = bool(equilibrate)
         self.blocks_per_worker = int(blocks_per_worker)
         self.n_blocks, self.threshold, self.row_blocks = code.n, code.threshold, code.k
+        #: which sets of finished block products decode: any ``threshold`` (``None``),
+        #: or, for a grouped code, every group's threshold within the group
+        self.rule = getattr(code, "rule", None)
         self.block_rows = max(1, -(-self.rows // code.k))
         self.coded_rows = code.coded_rows(self.block_rows)
         #: how each decode checks its products (``None``: it does not)
@@ -131,6 +151,11 @@ class MDSScheme(RowScheme):
         need = self.code.threshold + verify.spare
         what = (f"verify={verify.mode!r}" if verify.mode == "detect"
                 else f"verify='correct' with errors={verify.errors}")
+        if self.rule is not None:
+            raise CodeParameterError(
+                f"{what} checks a code whose products any k+spare of decode; {self.code!r} "
+                f"decodes group by group: use a smaller n, or kind='rotation' where it is "
+                f"accurate")
         if self.blocks_per_worker > 1:
             raise CodeParameterError(
                 f"{what} checks one coded block per worker; blocks_per_worker="
@@ -156,8 +181,10 @@ class MDSScheme(RowScheme):
     def tolerance(self) -> int:
         """Workers that may be lost with every block product of the others still
         decoding: ``floor((N - threshold) / r)`` (``n - k`` for one block per worker; a
-        least-squares code's margin can cost one more)."""
-        return (self.n_blocks - self.threshold) // self.blocks_per_worker
+        least-squares code's margin can cost one more; a grouped code's weakest group
+        bounds it)."""
+        lost = getattr(self.code, "tolerance", self.n_blocks - self.threshold)
+        return lost // self.blocks_per_worker
 
     def __repr__(self) -> str:
         per = (f", blocks_per_worker={self.blocks_per_worker}"

@@ -120,3 +120,24 @@ def test_bench_auto_cpu_times_every_peer_under_quotas(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "quotas by signals" in out and "auto / best fixed (k=" in out
     assert "the noise, " + start + " run again" in out
+
+
+def test_bench_scale_prints_construction_calls_and_the_simulation(capsys):
+    from dask_coded.bench import scale
+
+    assert scale.main(["--workers", "4,6", "--calls", "1", "--scale", "0.1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    built = {tuple(r.split(" | ")[:2]): r for r in rows if "certified" not in r
+             and r.split(" | ")[0].lstrip("| ").isdigit() and "groups=" in r}
+    # from 96 workers on the codes are grouped, and each is certified below 1e-8
+    assert {("| 96", "1"), ("| 1000", "1"), ("| 250", "8")} <= set(built)
+    assert all(float(r.rstrip(" |").split(" | ")[-1]) <= 1e-8 for r in built.values())
+    for n in (4, 6):
+        assert f"## {n} in-process workers" in out
+    peers = [r.split(" | ")[0] for r in rows if r.startswith(("| plain", "| coded"))]
+    assert peers == ["| plain 1n chunks", "| plain 4n chunks", "| coded rotation k=3"] + [
+        "| plain 1n chunks", "| plain 4n chunks", "| coded rotation k=4"]  # k = 3n/4
+    simulated = [r for r in rows if r.split(" | ")[0] in ("| 96", "| 192", "| 500", "| 1000")
+                 and "group(s)" in r]
+    assert len(simulated) == 4

@@ -307,11 +307,21 @@ def test_a_decode_from_an_ill_conditioned_set_raises_instead_of_returning_garbag
 
 
 @pytest.mark.parametrize("n, k, kind", [(64, 48, "rotation"), (40, 30, "vandermonde"),
-                                        (40, 30, None), (128, 100, None)])
+                                        (40, 30, "rotation"), (128, 100, "rotation")])
 def test_encode_refuses_codes_that_miss_the_bound(n, k, kind):
     A = np.ones((4 * k, 2))
     with pytest.raises(dc.errors.CodeParameterError, match="can lose accuracy: .* condition number"):
         dc.encode(A, n, k, kind=kind, client=None)
+
+
+@pytest.mark.parametrize("n, k", [(40, 30), (128, 100)])
+def test_auto_groups_the_workers_where_every_square_code_misses_the_bound(n, k):
+    A = np.random.default_rng(0).standard_normal((4 * k, 2))
+    CA = dc.encode(A, n, k, client=None)
+    assert CA.code.kind == "grouped" and (CA.n, CA.k) == (n, k)
+    assert f"kind='grouped', groups={len(CA.code.parts)}, local" in repr(CA)
+    assert dc.codes.estimated_error(dc.codes.certified_condition(CA.code), 64) <= 1e-8
+    np.testing.assert_allclose((CA @ np.ones(2)).compute(), A @ np.ones(2), atol=1e-9)
 
 
 @pytest.mark.timeout(60)
