@@ -153,9 +153,9 @@ class MDSScheme(RowScheme):
                 else f"verify='correct' with errors={verify.errors}")
         if self.rule is not None:
             raise CodeParameterError(
-                f"{what} checks a code whose products any k+spare of decode; {self.code!r} "
-                f"decodes group by group: use a smaller n, or kind='rotation' where it is "
-                f"accurate")
+                f"{what} needs a code that any k + spare products decode; {self.code!r} "
+                f"decodes group by group: use fewer workers per code, where a square code "
+                f"(kind='rotation') is accurate")
         if self.blocks_per_worker > 1:
             raise CodeParameterError(
                 f"{what} checks one coded block per worker; blocks_per_worker="
