@@ -30,7 +30,6 @@ from scipy import integrate, stats
 from scipy.special import digamma, lambertw
 
 from .codes.grouped import group_shapes
-
 from .stragglers.models import ShiftedExponential, SlowWorkers
 
 SCHEMES = ("uncoded", "replication", "mds", "gradient", "lagrange", "grouped")
