@@ -9,7 +9,9 @@ and which were released (:meth:`Avoidance.observe`). A worker released in at lea
 the tasks of a new graph that holds coded products, other than the products and the
 encoded data (which stay pinned to their blocks' workers), get loose restrictions to the
 other workers (:meth:`Avoidance.restrict`): they run elsewhere while another worker is
-running, and fetch what the avoided worker holds. A worker whose products were used by
+running, and fetch what the avoided worker holds. Within one call, the tasks downstream of
+a decode that started early are kept off the workers whose products it released, which
+are still running them (:meth:`Avoidance.keep_off_busy`). A worker whose products were used by
 the last ``coded.avoid.recover`` decodes that saw it is taken back. Graphs without coded
 products are never touched, and ``coded.avoid.enabled: false`` turns it off.
 """
@@ -63,12 +65,12 @@ class Avoidance:
         self.seen.pop(worker, None)
         self.avoided.discard(worker)
 
-    def restrict(self, tasks) -> int:
-        """Loose restrictions to the workers neither avoided nor quarantined on ``tasks``
-        (the plain tasks of a coded graph that have none of their own); returns how many
-        were restricted."""
+    def restrict(self, tasks, busy=()) -> int:
+        """Loose restrictions to the workers neither avoided nor quarantined (nor in
+        ``busy``) on ``tasks`` (the plain tasks of a coded graph that have none of their
+        own); returns how many were restricted."""
         s = self.plugin.scheduler
-        banned = self.plugin.quarantine.workers | (
+        banned = self.plugin.quarantine.workers | set(busy) | (
             self.avoided if config.get("avoid.enabled") else set())
         if not banned:
             return 0
@@ -85,3 +87,22 @@ class Avoidance:
             count += 1
         self.plugin.stats["avoid-restricted"] += count
         return count
+
+    def keep_off_busy(self, decode_ts, released_workers) -> int:
+        """A decode started early: its products released on ``released_workers`` keep
+        running there (a worker cannot stop a running task), yet the scheduler counts those
+        workers idle. The tasks downstream of the decode that are not assigned yet get
+        loose restrictions to the other workers, so the rest of the call does not queue
+        behind a released product."""
+        if not released_workers or not config.get("avoid.enabled"):
+            return 0
+        downstream, stack = [], list(decode_ts.dependents)
+        seen = {decode_ts}
+        while stack:
+            ts = stack.pop()
+            if ts in seen:
+                continue
+            seen.add(ts)
+            downstream.append(ts)
+            stack.extend(ts.dependents)
+        return self.restrict(downstream, busy=released_workers)

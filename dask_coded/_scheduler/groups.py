@@ -227,8 +227,11 @@ class Groups:
         if fast and (not ts.worker_restrictions or ts.loose_restrictions):
             s.set_restrictions({key: fast})
             ts.loose_restrictions = True
+        running = {d.processing_on.address for d in unfinished
+                   if d.state == "processing" and d.processing_on is not None}
         self._detach(ts, unfinished, None, stimulus_id)
         self.plugin.stats["pruned"] += 1
+        self.plugin.avoidance.keep_off_busy(ts, running)
 
     def _observe(self, group: ProductGroup, released: list) -> None:
         """Tell the avoidance, once per group, whose products the decode used (the

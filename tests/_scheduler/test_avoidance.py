@@ -92,3 +92,28 @@ async def test_avoiding_can_be_turned_off(c, s, *workers):
         await c.compute((CA @ np.ones(6)) + 1)
     assert plugin(s).avoidance.avoided == {CA.workers[1]}  # still observed
     assert plugin(s).stats["avoid-restricted"] == 0  # but nothing restricted
+
+
+@gen_cluster(client=True, nthreads=FOUR, timeout=60, config=VALIDATE)
+async def test_the_rest_of_a_call_stays_off_a_worker_still_running_a_released_product(
+        c, s, *workers):
+    """A released product keeps running on its worker (a thread cannot be stopped), yet
+    the scheduler counts that worker idle: the decode's downstream tasks are kept off it
+    from the first straggle on, before the worker is a persistent straggler."""
+    A = rand(400, 6)
+    CA = await dc.encode(A, 4, 3, client=c)
+    slow = CA.workers[1]
+    name = next(w.name for w in workers if w.address == slow)
+    Zn = rand(400, seed=3)
+    Z = c.persist(da.from_array(Zn, chunks=50), workers=[slow])  # held by the straggler only
+    await wait(Z)
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers({str(name): 3.0}),
+                                               match=("coded-prod",)))
+    x = np.arange(6.0)
+    y = c.persist((CA @ x).rechunk(50) * Z + 1)
+    await wait(y)
+    ran_on = {ws.address for key in y.__dask_keys__() for ws in s.tasks[key].who_has}
+    assert ran_on and slow not in ran_on
+    np.testing.assert_allclose(await c.compute(y), (A @ x) * Zn + 1, rtol=1e-10)
+    assert plugin(s).avoidance.avoided == set()  # one straggle: not a persistent straggler
+    assert plugin(s).stats["avoid-restricted"] > 0
