@@ -146,9 +146,13 @@ def test_a_synchronous_retune_drops_the_background_re_choice_in_flight():
         (CA @ x).compute()
         CA @ x  # due: the background re-choice waits on the gate
         thread = CA.retuner.running
+        t = time.perf_counter()
         assert CA.retune() == k0 - 2
+        assert time.perf_counter() - t < 20  # it did not wait for the blocked re-choice
+        assert thread.is_alive()
         gate.set()
         thread.join(30)
+        assert not thread.is_alive() and background == [k0]
         for _ in range(3):
             np.testing.assert_allclose((CA @ x).compute(), A @ x)
             assert CA.k == k0 - 2

@@ -15,7 +15,7 @@ import dask_coded as dc
 
 from cluster_helpers import VALIDATE, until
 
-CALLS = 300
+CALLS = 200
 
 
 def processing(s, part: str) -> bool:
