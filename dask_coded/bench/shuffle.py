@@ -46,12 +46,13 @@ def warmup_epochs(q: int, n: int, storage: int) -> int:
     return -(-storage // (q // n))
 
 
-def run(client, parts, storage, strategy, epochs, warmup, mbps=None, seed=0):
+def run(client, parts, storage, strategy, epochs, warmup, mbps=None, seed=0,
+        deal="balanced"):
     """Reports of ``epochs`` epochs after ``warmup`` (the initial load included); the
     master's link throttled to ``mbps`` MB/s during the measured epochs."""
     with bytecount.ByteMeter(client) as meter:
         sh = CodedShuffle(client, parts, storage=storage, strategy=strategy, seed=seed,
-                          meter=meter)
+                          meter=meter, deal=deal)
         try:
             for _ in range(warmup):
                 sh.next_epoch()
@@ -67,25 +68,37 @@ def run(client, parts, storage, strategy, epochs, warmup, mbps=None, seed=0):
 
 
 def planner_table(workers, alphas, per_worker: int, epochs: int = 5) -> None:
-    """``--planner``: the segment planner's load (partitions per epoch) on random deals
-    against :func:`theory.shuffle_load` ``("segments")`` (perfectly even demands) and the
+    """``--planner``: the segment planner's load on the two deals (partitions per epoch,
+    and against uncoded's ``q - storage``) beside :func:`theory.shuffle_load`
+    ``("segments")`` (perfectly even demands), Maddah-Ali and Niesen's load and the
     worst-case floor :func:`theory.shuffle_lower_bound`; no cluster, seconds."""
     from dask_coded.shuffle import Placement, plan_segments
+    from dask_coded.shuffle.deal import deal
 
-    print("| n | alpha | planner | even demands | ratio | lower bound (worst case) |")
-    print("|---|---|---|---|---|---|")
+    print("| n | alpha | random deal | /uncoded | balanced deal | /uncoded | even demands "
+          "| MN /uncoded | balanced / MN | floor (worst case) |")
+    print("|" + "---|" * 10)
     for n in workers:
         for alpha in alphas:
             q = per_worker * n
             storage = q // n + int(round(alpha * q))
-            rng = np.random.default_rng(n)
-            deals = [{int(p): w for w, a in enumerate(np.array_split(rng.permutation(q), n))
-                      for p in a} for _ in range(epochs + 1)]
             pl = Placement.for_storage(n, q, storage)
-            load = np.mean([plan_segments(pl, [6000] * q, a, b).master_bytes / 6000
-                            for a, b in zip(deals, deals[1:])])
-            even = theory.shuffle_load("segments", q, n, storage)
-            print(f"| {n} | {alpha} | {load:.2f} | {even:.2f} | {load / even:.2f} | "
+            uncoded = theory.shuffle_load("uncoded", q, n, storage)
+            mn = theory.shuffle_load("coded-caching", q, n, storage) / uncoded
+            names = list(range(n))
+            load = {}
+            for kind in ("random", "balanced"):
+                rng = np.random.default_rng(n)
+                deals = [deal("random", rng, names, q)]
+                for _ in range(epochs):
+                    deals.append(deal(kind, rng, names, q, deals[-1]))
+                owners = [{p: w for w, ps in d.items() for p in ps} for d in deals]
+                load[kind] = np.mean([plan_segments(pl, [6000] * q, a, b).master_bytes / 6000
+                                      for a, b in zip(owners, owners[1:])])
+            r, b = load["random"], load["balanced"]
+            print(f"| {n} | {alpha} | {r:.2f} | {r / uncoded:.3f} | {b:.2f} | "
+                  f"{b / uncoded:.3f} | {theory.shuffle_load('segments', q, n, storage):.2f} | "
+                  f"{mn:.3f} | {b / uncoded / mn:.2f} | "
                   f"{theory.shuffle_lower_bound(q, n, storage):.2f} |", flush=True)
 
 
@@ -99,6 +112,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--per-worker", type=int, default=12, help="partitions per worker (q / n)")
     p.add_argument("--kib", type=int, default=256, help="partition size")
     p.add_argument("--mbps", type=float, default=5.0, help="master link when throttled")
+    p.add_argument("--deal", default="balanced", choices=("balanced", "random"),
+                   help="how each epoch deals the partitions (the same for every strategy)")
     p.add_argument("--planner", action="store_true",
                    help="only the planner against the theory (no cluster)")
     return p.parse_args(argv)
@@ -165,9 +180,10 @@ def main(argv=None) -> int:
                 warm = warmup_epochs(q, n, storage)
                 res, how = {}, {}
                 for s in STRATEGIES:
-                    res[s], how[s] = run(client, parts, storage, s, args.epochs, warm)
+                    res[s], how[s] = run(client, parts, storage, s, args.epochs, warm,
+                                         deal=args.deal)
                 slow = {s: run(client, parts, storage, s, args.throttled_epochs, warm,
-                               mbps=args.mbps)[0] for s in STRATEGIES}
+                               mbps=args.mbps, deal=args.deal)[0] for s in STRATEGIES}
                 rows_for(n, q, storage, alpha, res, how, slow)
     return 0
 

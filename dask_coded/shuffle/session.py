@@ -46,6 +46,7 @@ from ..handles import Handle
 from .. import config
 from ..errors import CodedError, TooFewWorkersError
 from .coordinator import ShuffleCoordinator
+from .deal import DEALS, deal
 from .delivery import Segments, WholePartitions
 from .placement import Placement
 from .segmented import SegmentedCaches
@@ -123,6 +124,12 @@ class CodedShuffle(Handle):
     seed : int
         Seeds the assignments: the same seed gives the same assignments for every
         strategy.
+    deal : {"balanced", "random"}
+        How each epoch deals the partitions (:mod:`dask_coded.shuffle.deal`):
+        ``"balanced"`` spreads every worker's old batch evenly over the new batches (a
+        stratified reshuffle: each partition still lands on each worker with probability
+        ``1 / n``), which evens the coded packets' demands; ``"random"``: a uniformly
+        random assignment.
     cache_policy : {"recent", "diverse"}
         What a worker keeps beyond its share when it caches whole partitions
         (:func:`next_caches`).
@@ -140,9 +147,11 @@ class CodedShuffle(Handle):
 
     def __init__(self, client, partitions: list, storage: int, strategy: str = "coded",
                  seed: int = 0, cache_policy: str = "recent", placement: str = "auto",
-                 meter: Any = None):
+                 meter: Any = None, deal: str = "balanced"):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if deal not in DEALS:
+            raise ValueError(f"deal must be one of {DEALS}, got {deal!r}")
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         parts = [np.asarray(p) for p in partitions]
@@ -173,7 +182,7 @@ class CodedShuffle(Handle):
                 )
             self.parts, self.storage = parts, int(storage)
             self.strategy, self.policy = strategy, cache_policy
-            self.rng = np.random.default_rng(seed)
+            self.rng, self.deal = np.random.default_rng(seed), deal
             self.sizes = [as_size(p) for p in parts]
             self.epoch = 0
             self.closed = False
@@ -196,7 +205,8 @@ class CodedShuffle(Handle):
     def __repr__(self) -> str:
         how = repr(self.segments.placement) if self.segments else "whole partitions"
         return (f"CodedShuffle({self.strategy!r}, {len(self.parts)} partitions on "
-                f"{len(self.workers)} workers, storage {self.storage}; caches: {how}; "
+                f"{len(self.workers)} workers, storage {self.storage}, deal {self.deal!r}; "
+                f"caches: {how}; "
                 f"epoch {self.epoch})")
 
     # ---- public -------------------------------------------------------------------------
@@ -221,7 +231,7 @@ class CodedShuffle(Handle):
         if prefetched is not None and not lost and not joined and complete:
             shares, planner = prefetched
         else:
-            shares, planner = self._deal(), None
+            shares, planner = self._deal(self.assignment), None
         before = self.meter.totals() if self.meter is not None else None
         t = time.perf_counter()
         shares, new, cost, _ = self._deliver_epoch(shares, planner, lost, joined, complete,
@@ -356,7 +366,7 @@ class CodedShuffle(Handle):
         afresh among the survivors."""
         if self.segments is None:
             return
-        nxt = self._deal()
+        nxt = self._deal(shares)
         old, new = self._index(shares), self._index(nxt)
         key = f"coded-shuffle-{self.token}-e{self.epoch + 1}-ahead"
         idle = min(range(len(self.workers)),
@@ -393,10 +403,10 @@ class CodedShuffle(Handle):
         return SegmentedCaches(self.client, placement, self.workers, self.parts,
                                self.scatter_timeout)
 
-    def _deal(self) -> dict[str, set[int]]:
-        perm = self.rng.permutation(len(self.parts))
-        return {w: set(a.tolist()) for w, a in zip(self.workers,
-                                                   np.array_split(perm, len(self.workers)))}
+    def _deal(self, old: dict) -> dict[str, set[int]]:
+        """The next assignment, dealt from the owners ``old`` (``{worker: partitions}``)."""
+        return deal(self.deal, self.rng, self.workers, len(self.parts),
+                    {w: set(ps) for w, ps in old.items()})
 
     def _wait_or_lost(self, futures: list) -> list[str]:
         """Wait for ``futures``; return the workers lost meanwhile (then stop waiting)."""
