@@ -13,6 +13,9 @@ DOCS = [
 # the coded page of the scheduler's dashboard (distributed's dashboard needs bokeh too)
 DASHBOARD = ["bokeh>=3.1"]
 
+# CodedShuffle.from_dask on dask DataFrames (pandas partitions)
+DATAFRAME = ["dask[dataframe]"]
+
 setup(
     name="dask_coded",
     version="0.1.0",
@@ -34,9 +37,10 @@ setup(
     extras_require={
         # the tests build the docs site and run the notebooks, so they need DOCS too
         "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout", "scikit-learn>=1.4"]
-        + DOCS + DASHBOARD + ["selenium>=4.20"],
+        + DOCS + DASHBOARD + DATAFRAME + ["selenium>=4.20"],
         "docs": DOCS,
         "dashboard": DASHBOARD,
+        "dataframe": DATAFRAME,
         "bench": ["matplotlib>=3.8"],
     },
     entry_points={"console_scripts": ["dask-coded = dask_coded.__main__:main"]},

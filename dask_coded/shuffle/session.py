@@ -45,6 +45,7 @@ from .._scheduler.records import SHUFFLE_TOPIC
 from ..handles import Handle
 from .. import config
 from ..errors import CodedError, TooFewWorkersError
+from .collections import FrameFormat
 from .coordinator import ShuffleCoordinator
 from .deal import DEALS, deal
 from .delivery import Segments, WholePartitions
@@ -183,6 +184,7 @@ class CodedShuffle(Handle):
             self.parts, self.storage = parts, int(storage)
             self.strategy, self.policy = strategy, cache_policy
             self.rng, self.deal = np.random.default_rng(seed), deal
+            self.format = None  # how from_dask's partitions come back (collection())
             self.sizes = [as_size(p) for p in parts]
             self.epoch = 0
             self.closed = False
@@ -208,6 +210,59 @@ class CodedShuffle(Handle):
                 f"{len(self.workers)} workers, storage {self.storage}, deal {self.deal!r}; "
                 f"caches: {how}; "
                 f"epoch {self.epoch})")
+
+    @classmethod
+    def from_dask(cls, collection, storage: int, *, client=None, strategy: str = "coded",
+                  seed: int = 0, deal: str = "balanced", **kwargs: Any) -> CodedShuffle:
+        """A shuffle of the partitions of a dask DataFrame or Array (its blocks along
+        axis 0); each epoch, :meth:`collection` hands back one of the same kind whose
+        partitions are resident where the shuffle put them.
+
+        The partitions are computed and gathered to this client once: the client is the
+        master, which holds the data set and sends what the workers lack (the coded
+        packets are XORs of its partitions). ``storage`` counts partitions, as in the
+        constructor; ``client`` defaults to the current one. Pandas partitions keep
+        their index, column names and dtypes
+        (:class:`~dask_coded.shuffle.collections.FrameFormat`).
+        """
+        from distributed import default_client
+
+        from .collections import format_of
+
+        client = client if client is not None else default_client()
+        fmt = format_of(collection, strategy)
+        parts = fmt.parts(client, collection)
+        sh = cls(client, parts, storage=storage, strategy=strategy, seed=seed, deal=deal,
+                 **kwargs)
+        sh.format = fmt
+        return sh
+
+    def collection(self):
+        """This epoch's data as a dask collection of the kind :meth:`from_dask` took:
+        the partitions worker by worker (in :attr:`assignment` order), each computed on
+        the worker that holds it. Every row is in it exactly once."""
+        if self.format is None:
+            raise CodedError("collection() is for shuffles made with CodedShuffle.from_dask; "
+                             "this one holds numpy partitions: use futures(worker)")
+        if not self.assignment:
+            raise CodedError("no epoch was dealt yet: call next_epoch() first")
+        futures, shapes = [], []
+        for w in self.workers:
+            for p in self.assignment.get(w, ()):
+                held = self.held[w][p]
+                if isinstance(self.format, FrameFormat):
+                    held = self.client.submit(
+                        self.format.to_partition, held, workers=[w], allow_other_workers=False,
+                        key=f"coded-shuffle-{self.token}-frame-e{self.epoch}-p{p}")
+                futures.append(held)
+                shapes.append(self.parts[p].shape)
+        return self.format.collection(futures, shapes)
+
+    def epochs(self, count: int):
+        """Deal and deliver ``count`` epochs, yielding each one's :meth:`collection`."""
+        for _ in range(count):
+            self.next_epoch()
+            yield self.collection()
 
     # ---- public -------------------------------------------------------------------------
 
