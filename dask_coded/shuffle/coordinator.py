@@ -11,12 +11,15 @@ coordinator who is in.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.protocol.pickle import dumps
 
 from .relay import RelayPlugin
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,10 +83,20 @@ class ShuffleCoordinator(SchedulerPlugin):
         return [w for w in self.sessions[token].workers if w in self.scheduler.workers]
 
     def close_session(self, comm=None, token: str = "") -> None:
-        self.sessions.pop(token, None)
+        if self.sessions.pop(token, None) is not None:
+            # its plans ahead go too (the workers keep a few per open shuffle)
+            self.scheduler.loop.add_callback(self._forget_plans, token)
         if not self.sessions and self._amm_was_running and self._amm() is not None:
             self._amm().start()
             self._amm_was_running = False
+
+    async def _forget_plans(self, token: str) -> None:
+        try:
+            await self.scheduler.broadcast(
+                msg={"op": "dask_coded_shuffle_forget", "shuffle": f"coded-shuffle-{token}"},
+                on_error="ignore")
+        except Exception:  # a worker leaving: its plans go with it
+            logger.debug("could not drop shuffle %s's plans", token, exc_info=True)
 
     def remove_worker(self, scheduler, worker: str, **kwargs) -> None:
         for m in self.sessions.values():

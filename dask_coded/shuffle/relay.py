@@ -29,7 +29,7 @@ from distributed.protocol.serialize import to_serialize
 from .placement import routed_only
 from .xor import decode_segments, member_ranges, take_ranges
 
-KEEP_PLANS = 4  # plans a worker keeps (the current and the next epoch's, and spares)
+KEEP_PLANS = 4  # plans a worker keeps per shuffle (the current and the next epoch's, spares)
 
 
 class RelayPlugin(WorkerPlugin):
@@ -39,16 +39,17 @@ class RelayPlugin(WorkerPlugin):
 
     def setup(self, worker) -> None:
         self.worker = worker
-        self.plans: OrderedDict = OrderedDict()
+        self.plans: dict[str, OrderedDict] = {}  # shuffle -> {plan key: its future}
         worker.handlers.update({
             "dask_coded_shuffle_ranges": self.serve_ranges,
             "dask_coded_shuffle_plan": self.start_plan,
             "dask_coded_shuffle_get_plan": self.get_plan,
+            "dask_coded_shuffle_forget": self.forget,
         })
 
     def teardown(self, worker) -> None:
         for name in ("dask_coded_shuffle_ranges", "dask_coded_shuffle_plan",
-                     "dask_coded_shuffle_get_plan"):
+                     "dask_coded_shuffle_get_plan", "dask_coded_shuffle_forget"):
             worker.handlers.pop(name, None)
 
     def serve_ranges(self, key: str, ranges: list) -> dict:
@@ -62,15 +63,28 @@ class RelayPlugin(WorkerPlugin):
     def start_plan(self, key: str, args: tuple) -> dict:
         """Plan ``routed_only(*args)`` in a thread; :meth:`get_plan` waits for it."""
         loop = asyncio.get_running_loop()
-        self.plans[key] = loop.run_in_executor(None, routed_only, *args)
-        while len(self.plans) > KEEP_PLANS:
-            self.plans.popitem(last=False)
+        mine = self.plans.setdefault(shuffle_of(key), OrderedDict())
+        mine[key] = loop.run_in_executor(None, routed_only, *args)
+        while len(mine) > KEEP_PLANS:  # another shuffle's plans are not this one's spares
+            mine.popitem(last=False)
         return {"status": "OK"}
 
     async def get_plan(self, key: str) -> dict:
-        if key not in self.plans:
+        plan = self.plans.get(shuffle_of(key), {}).get(key)
+        if plan is None:
             raise KeyError(f"worker {self.worker.address} has no plan {key!r}")
-        return {"status": "OK", "plan": to_serialize(await self.plans[key])}
+        return {"status": "OK", "plan": to_serialize(await plan)}
+
+    def forget(self, shuffle: str) -> dict:
+        """Drop the plans of a closed shuffle (``coded-shuffle-<token>``)."""
+        self.plans.pop(shuffle, None)
+        return {"status": "OK"}
+
+
+def shuffle_of(key: str) -> str:
+    """The shuffle a plan key belongs to: ``coded-shuffle-<token>`` of
+    ``coded-shuffle-<token>-e<epoch>...``."""
+    return "-".join(key.split("-")[:3])
 
 
 def _call(requests: dict) -> dict:

@@ -185,6 +185,7 @@ class CodedShuffle(Handle):
             self.strategy, self.policy = strategy, cache_policy
             self.rng, self.deal = np.random.default_rng(seed), deal
             self.format = None  # how from_dask's partitions come back (collection())
+            self._frames, self._frames_epoch = {}, None  # collection()'s pandas partitions
             self.sizes = [as_size(p) for p in parts]
             self.epoch = 0
             self.closed = False
@@ -246,15 +247,21 @@ class CodedShuffle(Handle):
                              "this one holds numpy partitions: use futures(worker)")
         if not self.assignment:
             raise CodedError("no epoch was dealt yet: call next_epoch() first")
+        if self._frames_epoch != self.epoch:
+            # the pandas partitions, made on their workers once per epoch and held until
+            # the next (a graph made from the collection names them but does not hold them)
+            self._frames = {
+                p: self.client.submit(
+                    self.format.to_partition, self.held[w][p], workers=[w],
+                    allow_other_workers=False,
+                    key=f"coded-shuffle-{self.token}-frame-e{self.epoch}-p{p}")
+                for w in self.workers for p in self.assignment.get(w, ())
+            } if isinstance(self.format, FrameFormat) else {}
+            self._frames_epoch = self.epoch
         futures, shapes = [], []
         for w in self.workers:
             for p in self.assignment.get(w, ()):
-                held = self.held[w][p]
-                if isinstance(self.format, FrameFormat):
-                    held = self.client.submit(
-                        self.format.to_partition, held, workers=[w], allow_other_workers=False,
-                        key=f"coded-shuffle-{self.token}-frame-e{self.epoch}-p{p}")
-                futures.append(held)
+                futures.append(self._frames.get(p, self.held[w][p]))
                 shapes.append(self.parts[p].shape)
         return self.format.collection(futures, shapes)
 
@@ -282,6 +289,7 @@ class CodedShuffle(Handle):
             self.segments.release()                          # of workers
             self.segments = self._segmented_caches()
         prefetched, self._next = self._next, None
+        self._frames = {}  # the last epoch's pandas partitions (a collection holds its own)
         complete = sum(map(len, self.held.values())) == len(self.parts)  # nothing lost
         if prefetched is not None and not lost and not joined and complete:
             shares, planner = prefetched
@@ -402,7 +410,7 @@ class CodedShuffle(Handle):
                 f.release()
         if self.segments is not None:
             self.segments.release()
-        self._next = None
+        self._next, self._frames = None, {}
         self.held = {w: {} for w in self.workers}
         self.closed = True
         self.client.sync(self.client.scheduler.coded_shuffle_close, token=self.token)

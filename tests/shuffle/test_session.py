@@ -1,5 +1,7 @@
 """CodedShuffle on a cluster: assignments, residency, bit-exact data, bytes, faults."""
 
+import time
+
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster, Worker
@@ -251,3 +253,29 @@ def test_the_memory_manager_stays_off_while_any_shuffle_is_open(client):
     second.next_epoch()
     second.close()
     assert client.run_on_scheduler(_amm_and_sessions) == (amm_was_on, before)
+
+
+def test_two_open_shuffles_keep_their_own_plans(client):
+    """Epochs of one shuffle do not evict the plans another open shuffle made ahead on
+    the same workers, and a closed shuffle's plans are dropped."""
+    first = dc.CodedShuffle(client, data(q=16), storage=8, seed=0)
+    second = dc.CodedShuffle(client, data(q=16, seed=1), storage=8, seed=1)
+    try:
+        check_epoch(client, first, first.next_epoch(), data(q=16))
+        for _ in range(6):  # more than a worker keeps per shuffle
+            second.next_epoch()
+        check_epoch(client, first, first.next_epoch(), data(q=16))
+    finally:
+        second.close()
+
+    def shuffles(dask_worker):
+        return sorted(dask_worker.plugins["dask-coded-shuffle-relay"].plans)
+
+    try:
+        deadline = time.monotonic() + 5
+        while any(f"coded-shuffle-{second.token}" in s for s in client.run(shuffles).values()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert any(f"coded-shuffle-{first.token}" in s for s in client.run(shuffles).values())
+    finally:
+        first.close()
