@@ -14,6 +14,8 @@ from typing import Any
 
 from dask._task_spec import Task
 
+from .codes.survivors import decodable
+
 
 def spec_of(ts, kind: type) -> Any:
     """The run spec of scheduler task ``ts`` when it is a ``kind`` task, else ``None``."""
@@ -79,10 +81,7 @@ class GroupSpec:
 
     def decodable(self, finished) -> bool:
         """Whether a decode can start from the finished product indices ``finished``."""
-        finished = frozenset(finished)
-        if len(finished) < self.threshold:
-            return False
-        return self.rule is None or bool(self.rule(finished))
+        return decodable(finished, self.threshold, self.rule)
 
 
 class ProductTask(Task):

@@ -137,7 +137,8 @@ def on_cluster(n: int, calls: int, scale: float) -> dict:
                     model, seed=7, match=("matmul", "coded-prod"), work=work,
                     interruptible=True))
                 mean = float(np.mean(measure(client, call, calls)))
-                row += [f"{mean:.3f}", f"{base + expected(label, model, n, k, names):.3f}"]
+                theory_s = expected(label, model, n, k, names, groups_of(CA.code))
+                row += [f"{mean:.3f}", f"{base + theory_s:.3f}"]
             out[label] = (tasks, base)
             print("| " + " | ".join(row) + " |", flush=True)
         client.register_plugin(dc.stragglers.StragglerPlugin(
@@ -150,12 +151,16 @@ def on_cluster(n: int, calls: int, scale: float) -> dict:
     return out
 
 
-def expected(label: str, model, n: int, k: int, names) -> float:
-    """The theory's seconds for a peer under ``model``."""
+def groups_of(code) -> int:
+    """The groups of a grouped code (1 for any other)."""
+    return len(getattr(code, "parts", (None,)))
+
+
+def expected(label: str, model, n: int, k: int, names, groups: int) -> float:
+    """The theory's seconds for a peer under ``model`` (``groups``: the coded peer's)."""
     if label.startswith("plain"):
         chunks = int(label.split()[1][:-1] or 1) * n
         return theory.chunks_time(model, n, chunks, trials=500, seed=1, workers=names)[0]
-    groups = len(getattr(code_for(n, k), "parts", (None,)))
     return theory.monte_carlo("grouped", model, n, k=k, groups=groups, trials=2000, seed=1,
                               workers=names)[0]
 
@@ -193,7 +198,7 @@ def simulate(fits: dict, scale: float) -> None:
                 code = code_for(n, k)
             except dc.errors.CodeParameterError:
                 continue  # too little redundancy to group
-            g = len(getattr(code, "parts", (None,)))
+            g = groups_of(code)
             t = over["coded"] + scale * theory.expected_time("grouped", n, k, groups=g)
             if best is None or t < best[0]:
                 best = (t, k, g)

@@ -29,7 +29,9 @@ all, for every strategy: the same assignments are measured).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import time
 
 import numpy as np
 
@@ -71,13 +73,16 @@ def planner_table(workers, alphas, per_worker: int, epochs: int = 5) -> None:
     """``--planner``: the segment planner's load on the two deals (partitions per epoch,
     and against uncoded's ``q - storage``) beside :func:`theory.shuffle_load`
     ``("segments")`` (perfectly even demands), Maddah-Ali and Niesen's load and the
-    worst-case floor :func:`theory.shuffle_lower_bound`; no cluster, seconds."""
+    worst-case floor :func:`theory.shuffle_lower_bound`, with the segments per partition
+    and the planner's time per epoch (balanced deals, partitions of 6000 bytes); no
+    cluster, seconds."""
     from dask_coded.shuffle import Placement, plan_segments
     from dask_coded.shuffle.deal import deal
 
-    print("| n | alpha | random deal | /uncoded | balanced deal | /uncoded | even demands "
-          "| MN /uncoded | balanced / MN | floor (worst case) |")
-    print("|" + "---|" * 10)
+    print("| n | alpha | segments per partition | random deal | /uncoded | balanced deal "
+          "| /uncoded | even demands | MN /uncoded | balanced / MN | floor (worst case) "
+          "| plan ms |")
+    print("|" + "---|" * 12)
     for n in workers:
         for alpha in alphas:
             q = per_worker * n
@@ -93,13 +98,17 @@ def planner_table(workers, alphas, per_worker: int, epochs: int = 5) -> None:
                 for _ in range(epochs):
                     deals.append(deal(kind, rng, names, q, deals[-1]))
                 owners = [{p: w for w, ps in d.items() for p in ps} for d in deals]
+                t = time.perf_counter()
                 load[kind] = np.mean([plan_segments(pl, [6000] * q, a, b).master_bytes / 6000
                                       for a, b in zip(owners, owners[1:])])
+                plan_ms = (time.perf_counter() - t) * 1e3 / epochs
             r, b = load["random"], load["balanced"]
-            print(f"| {n} | {alpha} | {r:.2f} | {r / uncoded:.3f} | {b:.2f} | "
+            segments = sum(math.comb(n, t) for t, _ in pl.levels)
+            print(f"| {n} | {alpha} | {segments} | {r:.2f} | {r / uncoded:.3f} | {b:.2f} | "
                   f"{b / uncoded:.3f} | {theory.shuffle_load('segments', q, n, storage):.2f} | "
                   f"{mn:.3f} | {b / uncoded / mn:.2f} | "
-                  f"{theory.shuffle_lower_bound(q, n, storage):.2f} |", flush=True)
+                  f"{theory.shuffle_lower_bound(q, n, storage):.2f} | {plan_ms:.2f} |",
+                  flush=True)
 
 
 def parse(argv=None) -> argparse.Namespace:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import config
 from ..errors import BlockShapeError, CodeParameterError, TooFewResultsError
-from .mds import MDSCode, certified_condition, estimated_error, make_code, max_decode_error
+from .mds import MDSCode, certified_condition, make_code, within_accuracy
 
 
 @dataclass(frozen=True)
@@ -236,8 +236,7 @@ def grouped_code(n: int, k: int, groups: int, blocks_per_worker: int = 1,
 def accurate(code: MDSCode) -> bool:
     """Whether ``code``'s certified worst case meets ``coded.decode.max-error``."""
     cond = certified_condition(code)
-    return cond is not None and (
-        estimated_error(cond, code.threshold * code.symbols) <= max_decode_error())
+    return cond is not None and within_accuracy(cond, code)
 
 
 def _first_accurate(n: int, k: int, r: int, kind: str, largest: int) -> GroupedCode | None:

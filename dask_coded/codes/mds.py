@@ -204,6 +204,13 @@ def enumerable(n: int, k: int, symbols: int) -> bool:
             and sets * (k * symbols) ** 3 <= _EXHAUSTIVE_WORK)
 
 
+def within_accuracy(cond: float, code: "MDSCode") -> bool:
+    """Whether a worst-case condition number ``cond`` keeps ``code``'s estimated decode
+    error (:func:`estimated_error` over its ``threshold * symbols`` unknowns) within
+    ``coded.decode.max-error``."""
+    return estimated_error(cond, code.threshold * code.symbols) <= max_decode_error()
+
+
 def require_accurate(code: "MDSCode") -> None:
     """Refuse a code whose certified worst case misses ``coded.decode.max-error``.
 
@@ -219,7 +226,7 @@ def require_accurate(code: "MDSCode") -> None:
     if cond is None and (code.margin or code.kind == "chebyshev"):
         cond = searched_condition(code)
     dim = code.threshold * code.symbols
-    if cond is not None and estimated_error(cond, dim) > max_decode_error():
+    if cond is not None and not within_accuracy(cond, code):
         raise CodeParameterError(
             f"{code!r} can lose accuracy: its worst survivor set has condition number "
             f"{cond:.3g} (estimated relative decode error {estimated_error(cond, dim):.1e} > "

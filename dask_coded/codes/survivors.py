@@ -13,6 +13,14 @@ import math
 import numpy as np
 
 
+def decodable(finished, threshold: int, rule=None) -> bool:
+    """Whether the finished result indices ``finished`` decode: at least ``threshold`` of
+    them, and ``rule(finished)`` holds when there is a rule (a grouped code's: every group
+    has its own threshold). The one test the scheduler plugin and the local race make."""
+    finished = frozenset(finished)
+    return len(finished) >= threshold and (rule is None or bool(rule(finished)))
+
+
 def structured_sets(n: int, k: int, systematic: bool) -> np.ndarray:
     """Survivor sets known to be worst for the families here.
 

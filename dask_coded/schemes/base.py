@@ -42,6 +42,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..codes.survivors import decodable
+
 
 class Scheme(ABC):
     """A coding scheme: ``n_blocks`` products, any ``threshold`` of which decode."""
@@ -64,9 +66,7 @@ class Scheme(ABC):
         """Whether the finished product indices ``finished`` decode: at least
         ``threshold`` of them, and :attr:`rule` holds (the same test the scheduler
         plugin makes, :meth:`~dask_coded.tasks.GroupSpec.decodable`)."""
-        finished = frozenset(finished)
-        return len(finished) >= self.threshold and (self.rule is None
-                                                   or bool(self.rule(finished)))
+        return decodable(finished, self.threshold, self.rule)
 
     @property
     def n_workers(self) -> int:

@@ -141,3 +141,18 @@ def test_bench_scale_prints_construction_calls_and_the_simulation(capsys):
     simulated = [r for r in rows if r.split(" | ")[0] in ("| 96", "| 192", "| 500", "| 1000")
                  and "group(s)" in r]
     assert len(simulated) == 4
+
+
+def test_bench_shuffle_planner_prints_both_deals_beside_the_coded_caching_load(capsys):
+    from dask_coded.bench import shuffle
+
+    assert shuffle.main(["--planner", "--workers", "4,12", "--alphas", "0.25",
+                         "--per-worker", "12"]) == 0
+    rows = [r.strip("| ").split(" | ") for r in capsys.readouterr().out.splitlines()
+            if r.startswith("| ") and r[2].isdigit()]
+    assert [r[:2] for r in rows] == [["4", "0.25"], ["12", "0.25"]]
+    for n, _, segments, rand, rand_u, bal, bal_u, even, mn, ratio, floor, ms in rows:
+        assert float(bal) < float(rand)  # the balanced deal evens the demands
+        assert float(ratio) == pytest.approx(float(bal_u) / float(mn), abs=0.01)
+        assert int(segments) > 0 and float(ms) > 0
+    assert float(rows[1][9]) <= 1.10  # n = 12: within 10% of Maddah-Ali and Niesen
