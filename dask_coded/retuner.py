@@ -118,11 +118,12 @@ class Retuner:
                     self._retune(calls)
 
     def retune(self) -> int:
-        """Re-choose now; returns the ``k`` in use. A re-choice in flight is dropped
-        without waiting for it (this one is newer): its thread runs out on its own and its
-        encoding, which nothing holds, is released with it."""
+        """Re-choose now (a re-choice in flight finishes first; its encoding is dropped:
+        this one is newer); returns the ``k`` in use."""
         with self.lock:
-            self._pending = None
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                pending[0].join()
             self._retune(self.matrix.calls)
             return self.matrix.k
 

@@ -69,11 +69,13 @@ def train(client, ddf, X, y, storage, epochs, strategy, reshuffle=True, seed=0, 
             if reshuffle and epoch:
                 sh.next_epoch()
             parts = iter(sh.collection().to_delayed())  # worker by worker
-            # one step per worker on its partitions: dask runs it beside them
-            steps = [dask.delayed(local_gd)(w, LR, LOCAL_STEPS, *[next(parts) for _ in share],
-                                            dask_key_name=f"local-gd-{strategy}-{reshuffle}"
-                                                          f"-{epoch}-{i}")
-                     for i, share in enumerate(sh.assignment.values())]
+            steps = []
+            for i, (worker, share) in enumerate(sh.assignment.items()):
+                # one step per worker, on that worker, over the partitions it was dealt
+                with dask.annotate(workers=[worker], allow_other_workers=False):
+                    steps.append(dask.delayed(local_gd)(
+                        w, LR, LOCAL_STEPS, *[next(parts) for _ in share],
+                        dask_key_name=f"local-gd-{strategy}-{reshuffle}-{epoch}-{i}"))
             futures = client.compute(steps)
             first = []
             for f in as_completed(futures):  # the first n - 1; the straggler is dropped
