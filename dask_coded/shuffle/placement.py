@@ -40,7 +40,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from .. import config
 from ..theory import placement_levels
+from .packing import pack, split
 from .planner import Plan
 
 Piece = tuple[int, int, int]  # (partition id, first byte, end byte)
@@ -187,8 +189,12 @@ def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def plan_segments(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
-                  new_owner: Mapping[int, int]) -> SegmentPlan:
-    """Deliver every new owner's missing segments with XOR packets (see the module doc).
+                  new_owner: Mapping[int, int], lp_variables: int | None = None
+                  ) -> SegmentPlan:
+    """Deliver every new owner's missing segments with XOR packets (see the module doc):
+    the fewer bytes of the greedy walk and the linear program of
+    :mod:`~dask_coded.shuffle.packing` (when it has at most ``lp_variables`` variables,
+    default ``coded.shuffle.lp-variables``; 0: the walk alone).
 
     Parameters
     ----------
@@ -209,7 +215,42 @@ def plan_segments(placement: Placement, sizes: Sequence[int], old_owner: Mapping
             if k not in T:
                 pending[T | {o, k}][k].append((p, a, b))
                 plan.unicast_bytes += b - a
-    for size in range(placement.n, 0, -1):
+    limit = int(config.get("shuffle.lp-variables")) if lp_variables is None else lp_variables
+    packed = pack(pending, limit) if limit > 0 else None
+    greedy = _walk(placement.n, pending, plan)
+    if packed is not None:
+        optimal = SegmentPlan(unicast_bytes=plan.unicast_bytes)
+        for _, streams in packed:
+            optimal.packets.extend(peel(streams))
+        if optimal.master_bytes < greedy.master_bytes:
+            return optimal
+    return greedy
+
+
+def peel(streams: dict[int, list[Piece]]) -> list[SegmentPacket]:
+    """Packets of equally long streams from one member set's streams of any lengths:
+    all members for the shortest length, then the members with bytes left, and so on
+    (a member's bytes are cached by every other member of the set, so by any subset).
+    Costs the longest stream."""
+    rest = {w: list(p) for w, p in sorted(streams.items()) if p}
+    out = []
+    while rest:
+        L = min(sum(b - a for _, a, b in p) for p in rest.values())
+        sent = []
+        for w in sorted(rest):
+            head, rest[w] = split(rest[w], L)
+            sent.append((w, tuple(head)))
+        out.append(SegmentPacket(tuple(sent), L))
+        rest = {w: p for w, p in rest.items() if p}
+    return out
+
+
+def _walk(n: int, pending: dict, plan: SegmentPlan) -> SegmentPlan:
+    """The greedy walk of the module doc over a copy of ``pending``; packets go to
+    ``plan``."""
+    pending = defaultdict(lambda: defaultdict(list), {
+        S: defaultdict(list, {w: list(p) for w, p in by.items()}) for S, by in pending.items()})
+    for size in range(n, 0, -1):
         for S in sorted((S for S in pending if len(S) == size), key=sorted):
             streams = pending.pop(S)
             volume = {w: sum(b - a for _, a, b in streams.get(w, ())) for w in sorted(S)}
@@ -231,24 +272,6 @@ def plan_segments(placement: Placement, sizes: Sequence[int], old_owner: Mapping
             if L:
                 plan.packets.append(SegmentPacket(tuple(sent), L))
     return plan
-
-
-def split(pieces: list[Piece], nbytes: int) -> tuple[list[Piece], list[Piece]]:
-    """The first ``nbytes`` of a stream of pieces, and the rest."""
-    head, tail, left = [], [], nbytes
-    for i, (p, a, b) in enumerate(pieces):
-        if left <= 0:
-            tail.extend(pieces[i:])
-            break
-        if b - a <= left:
-            head.append((p, a, b))
-            left -= b - a
-        else:
-            head.append((p, a, a + left))
-            tail.append((p, a + left, b))
-            tail.extend(pieces[i + 1:])
-            break
-    return head, tail
 
 
 @dataclass(frozen=True)

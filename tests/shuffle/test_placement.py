@@ -155,3 +155,27 @@ def test_planner_tracks_the_balanced_prediction(n, alpha):
     predicted = theory.shuffle_load("segments", q, n, storage)
     assert predicted <= load * 1.05  # moving partitions vary around q (1 - 1/n)
     assert load <= 1.5 * predicted  # measured 1.1-1.45: the cost of uneven demands
+
+
+@pytest.mark.parametrize("n,alpha,kind", [(8, 0.25, "balanced"), (8, 0.1, "random"),
+                                          (4, 0.25, "random")])
+def test_the_linear_program_packs_uneven_demands_tighter_than_the_walk(n, alpha, kind):
+    """Both plans keep the invariant; the program's never costs more, and on uneven
+    demands (n = 8: one or two partitions per pair of workers) it costs less."""
+    from dask_coded.shuffle.deal import deal as deal_kind
+
+    q = 12 * n
+    storage = q // n + round(alpha * q)
+    pl = Placement.for_storage(n, q, storage)
+    rng = np.random.default_rng(7)
+    shares = [deal_kind("random", rng, list(range(n)), q)]
+    shares.append(deal_kind(kind, rng, list(range(n)), q, shares[0]))
+    old, new = ({p: w for w, ps in s.items() for p in ps} for s in shares)
+    sizes = [1000 + 37 * (p % 5) for p in range(q)]  # unequal sizes, odd byte counts
+    walk = plan_segments(pl, sizes, old, new, lp_variables=0)
+    best = plan_segments(pl, sizes, old, new, lp_variables=10**6)
+    for plan in (walk, best):
+        plan.verify(pl, sizes, old, new)
+    assert best.master_bytes <= walk.master_bytes
+    if n == 8:
+        assert best.master_bytes < 0.97 * walk.master_bytes
