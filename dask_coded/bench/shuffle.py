@@ -121,6 +121,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--per-worker", type=int, default=12, help="partitions per worker (q / n)")
     p.add_argument("--kib", type=int, default=256, help="partition size")
     p.add_argument("--mbps", type=float, default=5.0, help="master link when throttled")
+    p.add_argument("--lp-variables", type=int, default=None,
+                   help="coded.shuffle.lp-variables: plan with the linear program too, up "
+                        "to this many variables (0: the greedy walk alone)")
     p.add_argument("--deal", default="balanced", choices=("balanced", "random"),
                    help="how each epoch deals the partitions (the same for every strategy)")
     p.add_argument("--planner", action="store_true",
@@ -162,7 +165,16 @@ def rows_for(n: int, q: int, storage: int, alpha: float, res: dict, how: dict,
 
 
 def main(argv=None) -> int:
+    import dask
+
     args = parse(argv)
+    if args.lp_variables is not None:
+        with dask.config.set({"coded.shuffle.lp-variables": args.lp_variables}):
+            return _main(args)
+    return _main(args)
+
+
+def _main(args) -> int:
     if args.planner:
         planner_table([int(v) for v in args.workers.split(",")],
                       [float(a) for a in args.alphas.split(",")], args.per_worker)

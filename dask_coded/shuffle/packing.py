@@ -58,7 +58,6 @@ def pack(pending: dict, limit: int) -> list[tuple[tuple[int, ...], dict[int, lis
     if nx + ny > limit:
         return None
     ci_of = np.fromiter((c for c, _ in pairs), dtype=np.int64, count=ny)
-    mi_of = np.fromiter((m for _, m in pairs), dtype=np.int64, count=ny)
     worker_of = np.array([w for w, _, _ in classes], dtype=np.int64)
     eq = coo_matrix((np.ones(ny), (ci_of, nx + np.arange(ny))), shape=(len(classes), nx + ny))
     volumes = np.array([_volume(p) for _, _, p in classes], dtype=float)

@@ -320,9 +320,10 @@ class Routed:
 
 
 def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
-          new_owner: Mapping[int, int]) -> tuple[SegmentPlan, Routed]:
+          new_owner: Mapping[int, int], lp_variables: int | None = None
+          ) -> tuple[SegmentPlan, Routed]:
     """:func:`plan_segments` and its :class:`Routed` form."""
-    plan = plan_segments(placement, sizes, old_owner, new_owner)
+    plan = plan_segments(placement, sizes, old_owner, new_owner, lp_variables)
     load: dict[int, int] = defaultdict(int)
     relay = []
     for pk in plan.packets:
@@ -358,6 +359,6 @@ def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, in
 
 
 def routed_only(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
-                new_owner: Mapping[int, int]) -> Routed:
+                new_owner: Mapping[int, int], lp_variables: int | None = None) -> Routed:
     """The workers' copy of :func:`route` (the arrays only)."""
-    return route(placement, sizes, old_owner, new_owner)[1]
+    return route(placement, sizes, old_owner, new_owner, lp_variables)[1]

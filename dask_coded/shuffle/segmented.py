@@ -35,6 +35,7 @@ from dask import delayed
 
 from distributed.protocol.serialize import to_serialize
 
+from .. import config
 from .placement import Placement, Routed
 from .relay import decode_member
 from .xor import as_bytes, bundles, cut_slices, merge_slices
@@ -52,6 +53,8 @@ class SegmentedCaches:
         self.stores: dict = {}
         self.bundles: dict = {}
         self.in_place = False
+        # the master's setting travels with every plan it asks a worker for
+        self.lp_variables = int(config.get("shuffle.lp-variables"))
 
     def __repr__(self) -> str:
         return f"SegmentedCaches({self.placement!r}, in place: {self.in_place})"
@@ -63,7 +66,8 @@ class SegmentedCaches:
         master sends only the owners; it and the decoding workers fetch the plan there."""
         address = self.workers[worker]
         self._call(address, "dask_coded_shuffle_plan", key=key,
-                   args=to_serialize((self.placement, self.sizes, old_owner, new_owner)))
+                   args=to_serialize((self.placement, self.sizes, old_owner, new_owner,
+                                      self.lp_variables)))
         return address, key
 
     def fetch_plan(self, planner: tuple[str, str]) -> Routed:

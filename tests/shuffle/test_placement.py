@@ -1,5 +1,6 @@
 """Structured placement: segments, the delivery plan, bit-exact decoding, the paper's gain."""
 
+import dask
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -49,18 +50,25 @@ def reshuffles(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(reshuffles())
-def test_every_missing_byte_is_sent_once_and_every_member_can_cancel(case):
+@given(reshuffles(), st.sampled_from([0, 10**5]))
+def test_every_missing_byte_is_sent_once_and_every_member_can_cancel(case, lp_variables):
+    """With the greedy walk alone, and with the linear program too."""
     pl, sizes, old, new = case
-    plan = plan_segments(pl, sizes, old, new)
+    plan = plan_segments(pl, sizes, old, new, lp_variables=lp_variables)
     plan.verify(pl, sizes, old, new)
     assert plan.master_bytes <= plan.unicast_bytes
 
 
 @settings(max_examples=30, deadline=None)
-@given(reshuffles(), st.sampled_from([np.float64, np.int16, np.uint8]))
-def test_workers_decode_bit_exact_and_keep_the_placement(case, dtype):
+@given(reshuffles(), st.sampled_from([np.float64, np.int16, np.uint8]),
+       st.sampled_from([0, 10**5]))
+def test_workers_decode_bit_exact_and_keep_the_placement(case, dtype, lp_variables):
     pl, sizes, old, new = case
+    with dask.config.set({"coded.shuffle.lp-variables": lp_variables}):
+        _decode_bit_exact(pl, sizes, old, new, dtype)
+
+
+def _decode_bit_exact(pl, sizes, old, new, dtype):
     rng = np.random.default_rng(sum(sizes))
     parts = [rng.integers(0, 255, size=s, dtype=np.uint8).view(np.uint8).astype(dtype)
              for s in sizes]
