@@ -7,7 +7,7 @@ import pytest
 from dask.base import tokenize
 
 import dask_coded as dc
-from dask_coded.codes import GroupedCode, fewest_groups, grouped_code
+from dask_coded.codes import fewest_groups, grouped_code
 from dask_coded.codes.grouped import group_shapes, worker_members
 from dask_coded.schemes.mds import code_for
 
