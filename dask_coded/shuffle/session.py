@@ -33,8 +33,9 @@ import logging
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from dask.utils import parse_timedelta
@@ -51,6 +52,10 @@ from .deal import DEALS, deal
 from .delivery import Segments, WholePartitions
 from .placement import Placement
 from .segmented import SegmentedCaches
+
+if TYPE_CHECKING:
+    import dask.array as da
+    import dask.dataframe as dd
 
 logger = logging.getLogger(__name__)
 
@@ -212,8 +217,10 @@ class CodedShuffle(Handle):
                 f"caches: {how}; "
                 f"epoch {self.epoch})")
 
+    # ---- public -------------------------------------------------------------------------
+
     @classmethod
-    def from_dask(cls, collection, storage: int, *, client=None, strategy: str = "coded",
+    def from_dask(cls, collection: da.Array | dd.DataFrame, storage: int, *, client=None, strategy: str = "coded",
                   seed: int = 0, deal: str = "balanced", **kwargs: Any) -> CodedShuffle:
         """A shuffle of the partitions of a dask DataFrame or Array (its blocks along
         axis 0); each epoch, :meth:`collection` hands back one of the same kind whose
@@ -238,7 +245,7 @@ class CodedShuffle(Handle):
         sh.format = fmt
         return sh
 
-    def collection(self):
+    def collection(self) -> da.Array | dd.DataFrame:
         """This epoch's data as a dask collection of the kind :meth:`from_dask` took:
         the partitions worker by worker (in :attr:`assignment` order), each computed on
         the worker that holds it. Every row is in it exactly once."""
@@ -265,13 +272,11 @@ class CodedShuffle(Handle):
                 shapes.append(self.parts[p].shape)
         return self.format.collection(futures, shapes)
 
-    def epochs(self, count: int):
+    def epochs(self, count: int) -> Iterator[da.Array | dd.DataFrame]:
         """Deal and deliver ``count`` epochs, yielding each one's :meth:`collection`."""
         for _ in range(count):
             self.next_epoch()
             yield self.collection()
-
-    # ---- public -------------------------------------------------------------------------
 
     def next_epoch(self, progress: bool = False) -> dict[str, list[int]]:
         """Deal a fresh random assignment and deliver it; ``{worker: [partition ids]}``.
