@@ -11,7 +11,9 @@ encoded data (which stay pinned to their blocks' workers), get loose restriction
 other workers (:meth:`Avoidance.restrict`): they run elsewhere while another worker is
 running, and fetch what the avoided worker holds. Within one call, the tasks downstream of
 a decode that started early are kept off the workers whose products it released, which
-are still running them (:meth:`Avoidance.keep_off_busy`). A worker whose products were used by
+are still running them (:meth:`Avoidance.keep_off_busy`); so are the plain tasks of the
+next coded graphs until those workers' heartbeats show the released products done
+(:meth:`Avoidance.busy`). A worker whose products were used by
 the last ``coded.avoid.recover`` decodes that saw it is taken back. Graphs without coded
 products are never touched, and ``coded.avoid.enabled: false`` turns it off.
 """
@@ -19,6 +21,8 @@ products are never touched, and ``coded.avoid.enabled: false`` turns it off.
 from __future__ import annotations
 
 from collections import defaultdict, deque
+
+from distributed.metrics import time as clock
 
 from .. import config
 
@@ -31,10 +35,12 @@ class Avoidance:
         self.plugin = plugin
         self.seen: dict = defaultdict(deque)  # worker -> recent groups: True if released
         self.avoided: set[str] = set()
+        self.released_at: dict[str, float] = {}  # worker -> when a running product was released
 
     def clear(self) -> None:
         self.seen.clear()
         self.avoided.clear()
+        self.released_at.clear()
 
     def observe(self, used_workers, released_workers) -> None:
         """One decode started early: the workers whose products it used, and those whose
@@ -64,14 +70,35 @@ class Avoidance:
     def forget_worker(self, worker: str) -> None:
         self.seen.pop(worker, None)
         self.avoided.discard(worker)
+        self.released_at.pop(worker, None)
+
+    def busy(self) -> set[str]:
+        """Workers still running a released product, as far as the scheduler can tell: a
+        product was released there after the worker's last heartbeat, or that heartbeat
+        counted cancelled tasks (a released task that keeps running is ``cancelled`` on
+        its worker)."""
+        s = self.plugin.scheduler
+        out = set()
+        for worker, when in list(self.released_at.items()):
+            ws = s.workers.get(worker)
+            if ws is None:
+                self.released_at.pop(worker, None)
+                continue
+            counts = (ws.metrics or {}).get("task_counts") or {}
+            if when >= ws.last_seen or counts.get("cancelled", 0):
+                out.add(worker)
+            else:
+                self.released_at.pop(worker, None)  # it reported none running since
+        return out
 
     def restrict(self, tasks, busy=()) -> int:
         """Loose restrictions to the workers neither avoided nor quarantined (nor in
         ``busy``) on ``tasks`` (the plain tasks of a coded graph that have none of their
         own); returns how many were restricted."""
         s = self.plugin.scheduler
-        banned = self.plugin.quarantine.workers | set(busy) | (
-            self.avoided if config.get("avoid.enabled") else set())
+        enabled = config.get("avoid.enabled")
+        banned = self.plugin.quarantine.workers | (
+            set(busy) | self.busy() | self.avoided if enabled else set())
         if not banned:
             return 0
         others = {w for w in s.workers if w not in banned}
@@ -96,6 +123,9 @@ class Avoidance:
         behind a released product."""
         if not released_workers or not config.get("avoid.enabled"):
             return 0
+        now = clock()  # the clock of the workers' last_seen
+        for worker in released_workers:
+            self.released_at[worker] = now
         downstream, stack = [], list(decode_ts.dependents)
         seen = {decode_ts}
         while stack:

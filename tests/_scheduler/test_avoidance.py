@@ -7,6 +7,7 @@ import dask
 import dask.array as da
 import numpy as np
 from distributed import wait
+from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
@@ -117,3 +118,35 @@ async def test_the_rest_of_a_call_stays_off_a_worker_still_running_a_released_pr
     np.testing.assert_allclose(await c.compute(y), (A @ x) * Zn + 1, rtol=1e-10)
     assert plugin(s).avoidance.avoided == set()  # one straggle: not a persistent straggler
     assert plugin(s).stats["avoid-restricted"] > 0
+
+
+@gen_cluster(client=True, nthreads=FOUR, timeout=60, config=VALIDATE)
+async def test_the_next_calls_dask_x_stays_off_a_worker_still_running_a_released_product(
+        c, s, *workers):
+    """A call right after a straggle: the tasks making its dask ``x`` run elsewhere than on
+    the worker still running the product the last call released, until that worker's
+    heartbeat shows it done."""
+    A = rand(400, 6)
+    CA = await dc.encode(A, 4, 3, client=c)
+    slow = CA.workers[1]
+    name = next(w.name for w in workers if w.address == slow)
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers({str(name): 3.0}),
+                                               match=("coded-prod",)))
+    np.testing.assert_allclose(await c.compute(CA @ np.ones(6)), A @ np.ones(6), rtol=1e-10)
+    assert slow in plugin(s).avoidance.busy()
+
+    ran = []
+
+    class Where(SchedulerPlugin):
+        def transition(self, key, start, finish, *args, **kwargs):
+            if finish == "memory" and str(key).startswith("('x-parts"):
+                ran.append(kwargs.get("worker"))
+
+    s.add_plugin(Where(), name="where")
+    xs = rand(6, seed=4)
+    x = (da.from_array(xs, chunks=1, name="x-parts") * 1.0).rechunk(6)
+    got = await c.compute(CA @ x)
+    np.testing.assert_allclose(got, A @ xs, rtol=1e-10)
+    assert ran and slow not in ran
+    # the worker is taken back once a heartbeat shows the released product done
+    await until(lambda: slow not in plugin(s).avoidance.busy(), timeout=15)
