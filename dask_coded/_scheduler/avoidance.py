@@ -91,14 +91,14 @@ class Avoidance:
                 self.released_at.pop(worker, None)  # it reported none running since
         return out
 
-    def restrict(self, tasks, busy=()) -> int:
-        """Loose restrictions to the workers neither avoided nor quarantined (nor in
-        ``busy``) on ``tasks`` (the plain tasks of a coded graph that have none of their
+    def restrict(self, tasks) -> int:
+        """Loose restrictions to the workers neither avoided, busy (:meth:`busy`) nor
+        quarantined on ``tasks`` (the plain tasks of a coded graph that have none of their
         own); returns how many were restricted."""
         s = self.plugin.scheduler
         enabled = config.get("avoid.enabled")
         banned = self.plugin.quarantine.workers | (
-            set(busy) | self.busy() | self.avoided if enabled else set())
+            self.busy() | self.avoided if enabled else set())
         if not banned:
             return 0
         others = {w for w in s.workers if w not in banned}
@@ -135,4 +135,4 @@ class Avoidance:
             seen.add(ts)
             downstream.append(ts)
             stack.extend(ts.dependents)
-        return self.restrict(downstream, busy=released_workers)
+        return self.restrict(downstream)  # busy() holds the workers just recorded

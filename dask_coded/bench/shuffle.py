@@ -168,10 +168,10 @@ def main(argv=None) -> int:
     import dask
 
     args = parse(argv)
-    if args.lp_variables is not None:
-        with dask.config.set({"coded.shuffle.lp-variables": args.lp_variables}):
-            return _main(args)
-    return _main(args)
+    overrides = ({} if args.lp_variables is None
+                 else {"coded.shuffle.lp-variables": args.lp_variables})
+    with dask.config.set(overrides):
+        return _main(args)
 
 
 def _main(args) -> int:

@@ -37,10 +37,9 @@ def _fixed(dtype) -> bool:
 
 @dataclass(frozen=True)
 class ArrayFormat:
-    """A dask Array's blocks along axis 0; ``dtype`` and the ``trailing`` shape."""
+    """A dask Array's blocks along axis 0, of ``dtype``; they travel as they are."""
 
     dtype: np.dtype
-    trailing: tuple[int, ...]
 
     def parts(self, client, x: da.Array) -> list[np.ndarray]:
         """The blocks of ``x`` along axis 0, gathered to the master."""
@@ -51,14 +50,6 @@ class ArrayFormat:
                              "compute_chunk_sizes() first")
         x = x.rechunk({i: -1 for i in range(1, x.ndim)})
         return [np.asarray(b) for b in client.gather(client.compute(list(x.to_delayed().ravel())))]
-
-    @staticmethod
-    def to_array(part: np.ndarray) -> np.ndarray:
-        return part
-
-    @staticmethod
-    def to_partition(arr: np.ndarray) -> np.ndarray:
-        return arr
 
     def collection(self, futures: list, shapes: list[tuple]) -> da.Array:
         """One dask Array of the partitions ``futures`` (of ``shapes``), stacked along
@@ -133,7 +124,7 @@ class FrameFormat:
 def format_of(collection, strategy: str) -> ArrayFormat | FrameFormat:
     """The format of a dask Array or DataFrame, or a ``TypeError`` naming what it got."""
     if isinstance(collection, da.Array):
-        return ArrayFormat(np.dtype(collection.dtype), tuple(collection.shape[1:]))
+        return ArrayFormat(np.dtype(collection.dtype))
     if is_dataframe(collection):
         return FrameFormat.of(collection, strategy)
     raise TypeError(f"from_dask takes a dask Array or DataFrame, got "

@@ -37,8 +37,8 @@ def balanced_deal(rng: np.random.Generator, workers: Sequence[str], q: int,
     """``{worker: partitions}``: every old batch in ``old`` (``{worker: partitions}``; a
     partition in none, or an old owner no longer in ``workers``, counts as the master's)
     spread evenly over ``workers`` (see the module doc)."""
-    n = len(workers)
-    batches = [sorted(ps) for w, ps in sorted((old or {}).items()) if w in set(workers)]
+    n, live = len(workers), set(workers)
+    batches = [sorted(ps) for w, ps in sorted((old or {}).items()) if w in live]
     held = {p for b in batches for p in b}
     batches.append(sorted(set(range(q)) - held))  # the master's: nobody holds them
     order = [rng.permutation(np.asarray(b, dtype=np.int64)) for b in batches]

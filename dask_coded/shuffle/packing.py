@@ -27,7 +27,8 @@ import numpy as np
 Piece = tuple[int, int, int]  # (partition id, first byte, end byte)
 
 
-def _volume(pieces: list[Piece]) -> int:
+def volume(pieces) -> int:
+    """Bytes of a stream of pieces."""
     return sum(b - a for _, a, b in pieces)
 
 
@@ -42,7 +43,7 @@ def pack(pending: dict, limit: int) -> list[tuple[tuple[int, ...], dict[int, lis
     from scipy.sparse import coo_matrix
 
     classes = [(w, S, pieces) for S, by in pending.items() for w, pieces in by.items()
-               if _volume(pieces)]
+               if volume(pieces)]
     if not classes:
         return []
     sets: dict[frozenset, int] = {}
@@ -60,7 +61,7 @@ def pack(pending: dict, limit: int) -> list[tuple[tuple[int, ...], dict[int, lis
     ci_of = np.fromiter((c for c, _ in pairs), dtype=np.int64, count=ny)
     worker_of = np.array([w for w, _, _ in classes], dtype=np.int64)
     eq = coo_matrix((np.ones(ny), (ci_of, nx + np.arange(ny))), shape=(len(classes), nx + ny))
-    volumes = np.array([_volume(p) for _, _, p in classes], dtype=float)
+    volumes = np.array([volume(p) for _, _, p in classes], dtype=float)
     # one row per (member set, member): that member's streams fit in the set's bytes
     row_of: dict[tuple[int, int], int] = {}
     rows = np.array([row_of.setdefault((m, int(worker_of[c])), len(row_of))

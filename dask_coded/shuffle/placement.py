@@ -42,10 +42,8 @@ import numpy as np
 
 from .. import config
 from ..theory import placement_levels
-from .packing import pack, split
+from .packing import Piece, pack, split, volume
 from .planner import Plan
-
-Piece = tuple[int, int, int]  # (partition id, first byte, end byte)
 
 
 @dataclass(frozen=True)
@@ -142,7 +140,7 @@ class SegmentPlan(Plan):
         got: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
         for pk in self.packets:
             for w, pieces in pk.streams:
-                assert sum(b - a for _, a, b in pieces) == pk.nbytes, "streams are equal"
+                assert volume(pieces) == pk.nbytes, "streams are equal"
                 for p, a, b in pieces:
                     got[w, p].append((a, b))
             for w, _ in pk.streams:
@@ -216,7 +214,7 @@ def plan_segments(placement: Placement, sizes: Sequence[int], old_owner: Mapping
                 pending[T | {o, k}][k].append((p, a, b))
                 plan.unicast_bytes += b - a
     limit = int(config.get("shuffle.lp-variables")) if lp_variables is None else lp_variables
-    packed = pack(pending, limit) if limit > 0 else None
+    packed = pack(pending, limit) if limit > 0 else None  # reads pending; the walk eats it
     greedy = _walk(placement.n, pending, plan)
     if packed is not None:
         optimal = SegmentPlan(unicast_bytes=plan.unicast_bytes)
@@ -235,7 +233,7 @@ def peel(streams: dict[int, list[Piece]]) -> list[SegmentPacket]:
     rest = {w: list(p) for w, p in sorted(streams.items()) if p}
     out = []
     while rest:
-        L = min(sum(b - a for _, a, b in p) for p in rest.values())
+        L = min(volume(p) for p in rest.values())
         sent = []
         for w in sorted(rest):
             head, rest[w] = split(rest[w], L)
@@ -246,22 +244,20 @@ def peel(streams: dict[int, list[Piece]]) -> list[SegmentPacket]:
 
 
 def _walk(n: int, pending: dict, plan: SegmentPlan) -> SegmentPlan:
-    """The greedy walk of the module doc over a copy of ``pending``; packets go to
+    """The greedy walk of the module doc, consuming ``pending``; packets go to
     ``plan``."""
-    pending = defaultdict(lambda: defaultdict(list), {
-        S: defaultdict(list, {w: list(p) for w, p in by.items()}) for S, by in pending.items()})
     for size in range(n, 0, -1):
         for S in sorted((S for S in pending if len(S) == size), key=sorted):
             streams = pending.pop(S)
-            volume = {w: sum(b - a for _, a, b in streams.get(w, ())) for w in sorted(S)}
-            if not any(volume.values()):
+            volumes = {w: volume(streams.get(w, ())) for w in sorted(S)}
+            if not any(volumes.values()):
                 continue
             if size == 1:
                 ((w, pieces),) = streams.items()
-                plan.packets.append(SegmentPacket(((w, tuple(pieces)),), volume[w]))
+                plan.packets.append(SegmentPacket(((w, tuple(pieces)),), volumes[w]))
                 continue
-            smallest = min(volume, key=lambda w: (volume[w], w))
-            L = volume[smallest]
+            smallest = min(volumes, key=lambda w: (volumes[w], w))
+            L = volumes[smallest]
             sent = []
             for w in sorted(S):
                 head, tail = split(streams.get(w, []), L)
