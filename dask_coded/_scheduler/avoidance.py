@@ -12,8 +12,8 @@ other workers (:meth:`Avoidance.restrict`): they run elsewhere while another wor
 running, and fetch what the avoided worker holds. Within one call, the tasks downstream of
 a decode that started early are kept off the workers whose products it released, which
 are still running them (:meth:`Avoidance.keep_off_busy`); so are the plain tasks of the
-next coded graphs until those workers' heartbeats show the released products done
-(:meth:`Avoidance.busy`). A worker whose products were used by
+next coded graphs until those workers say the released products returned
+(:meth:`Avoidance.busy`, :mod:`.worker_plugin`). A worker whose products were used by
 the last ``coded.avoid.recover`` decodes that saw it is taken back. Graphs without coded
 products are never touched, and ``coded.avoid.enabled: false`` turns it off.
 """
@@ -25,6 +25,7 @@ from collections import defaultdict, deque
 from distributed.metrics import time as clock
 
 from .. import config
+from .records import WATCH_HANDLER
 
 
 class Avoidance:
@@ -36,11 +37,13 @@ class Avoidance:
         self.seen: dict = defaultdict(deque)  # worker -> recent groups: True if released
         self.avoided: set[str] = set()
         self.released_at: dict[str, float] = {}  # worker -> when a running product was released
+        self.running: dict = defaultdict(set)  # worker -> released products still running there
 
     def clear(self) -> None:
         self.seen.clear()
         self.avoided.clear()
         self.released_at.clear()
+        self.running.clear()
 
     def observe(self, used_workers, released_workers) -> None:
         """One decode started early: the workers whose products it used, and those whose
@@ -71,30 +74,53 @@ class Avoidance:
         self.seen.pop(worker, None)
         self.avoided.discard(worker)
         self.released_at.pop(worker, None)
+        self.running.pop(worker, None)
+
+    def freed(self, worker: str, key) -> None:
+        """A released product ``key`` returned on ``worker`` (its worker plugin said so)."""
+        keys = self.running.get(worker)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                self.running.pop(worker, None)
+                self.released_at.pop(worker, None)
+
+    async def _watch(self, worker: str, keys: list) -> None:
+        """Ask ``worker``'s plugin to watch released products ``keys``: those it says are
+        no longer running are freed now, the others when it posts that they returned.
+        A worker that cannot answer is left to its next heartbeat (:meth:`busy`)."""
+        try:
+            done = await getattr(self.plugin.scheduler.rpc(worker), WATCH_HANDLER)(keys=keys)
+        except Exception:  # gone, or without the plugin: the heartbeat decides
+            return
+        for key in done:
+            self.freed(worker, key)
 
     def busy(self) -> set[str]:
-        """Workers still running a released product, as far as the scheduler can tell: a
-        product was released there after the worker's last heartbeat, or that heartbeat
-        counted cancelled tasks (a released task that keeps running is ``cancelled`` on
-        its worker)."""
+        """Workers still running a released product, as far as the scheduler can tell:
+        one was released there and the worker has neither said it returned
+        (:meth:`freed`) nor sent a heartbeat since that counts no ``cancelled`` task (a
+        released task that keeps running is ``cancelled`` on its worker; the heartbeat
+        covers a product that returned before its release reached the worker)."""
         s = self.plugin.scheduler
         out = set()
-        for worker, when in list(self.released_at.items()):
-            ws = s.workers.get(worker)
-            if ws is None:
+        for worker in list(self.running):
+            ws, when = s.workers.get(worker), self.released_at.get(worker, 0.0)
+            counts = ((ws.metrics or {}).get("task_counts") or {}) if ws is not None else {}
+            if ws is None or (when < ws.last_seen and not counts.get("cancelled", 0)):
+                self.running.pop(worker, None)  # gone, or it reported none running since
                 self.released_at.pop(worker, None)
-                continue
-            counts = (ws.metrics or {}).get("task_counts") or {}
-            if when >= ws.last_seen or counts.get("cancelled", 0):
-                out.add(worker)
             else:
-                self.released_at.pop(worker, None)  # it reported none running since
+                out.add(worker)
         return out
 
     def restrict(self, tasks) -> int:
         """Loose restrictions to the workers neither avoided, busy (:meth:`busy`) nor
-        quarantined on ``tasks`` (the plain tasks of a coded graph that have none of their
-        own); returns how many were restricted."""
+        quarantined on ``tasks`` (the plain tasks of a coded graph): a task without
+        restrictions gets the other workers, a task with loose ones (set by an earlier
+        graph's avoidance, or by the user) loses the banned workers among them, unless
+        none would be left; strict restrictions are never touched. Returns how many
+        tasks were restricted."""
         s = self.plugin.scheduler
         enabled = config.get("avoid.enabled")
         banned = self.plugin.quarantine.workers | (
@@ -106,26 +132,38 @@ class Avoidance:
             return 0
         count = 0
         for ts in tasks:
-            if (ts.worker_restrictions or ts.host_restrictions or ts.resource_restrictions
+            if (ts.host_restrictions or ts.resource_restrictions
                     or ts.state not in ("released", "waiting", "no-worker")):
                 continue
-            s.set_restrictions({ts.key: set(others)})
+            if ts.worker_restrictions:
+                if not ts.loose_restrictions:
+                    continue  # the user's strict restrictions are kept as they are
+                # loose ones (an earlier call's avoidance, or the user's) are narrowed
+                narrowed = ts.worker_restrictions - banned
+                if not narrowed or narrowed == ts.worker_restrictions:
+                    continue
+            else:
+                narrowed = others
+            s.set_restrictions({ts.key: set(narrowed)})
             ts.loose_restrictions = True
             count += 1
         self.plugin.stats["avoid-restricted"] += count
         return count
 
-    def keep_off_busy(self, decode_ts, released_workers) -> int:
-        """A decode started early: its products released on ``released_workers`` keep
-        running there (a worker cannot stop a running task), yet the scheduler counts those
-        workers idle. The tasks downstream of the decode that are not assigned yet get
-        loose restrictions to the other workers, so the rest of the call does not queue
-        behind a released product."""
-        if not released_workers or not config.get("avoid.enabled"):
+    def keep_off_busy(self, decode_ts, running: dict) -> int:
+        """A decode started early: the products it released that are still running
+        (``running``: worker -> product keys) keep their workers busy (a worker cannot
+        stop a running task), yet the scheduler counts those workers idle. The tasks
+        downstream of the decode that are not assigned yet get loose restrictions to the
+        other workers, so the rest of the call does not queue behind a released product;
+        :meth:`busy` holds the workers until they are :meth:`freed`."""
+        if not running or not config.get("avoid.enabled"):
             return 0
         now = clock()  # the clock of the workers' last_seen
-        for worker in released_workers:
+        for worker, keys in running.items():
+            self.running[worker] |= set(keys)
             self.released_at[worker] = now
+            self.plugin.scheduler.loop.add_callback(self._watch, worker, list(keys))
         downstream, stack = [], list(decode_ts.dependents)
         seen = {decode_ts}
         while stack:
@@ -135,4 +173,4 @@ class Avoidance:
             seen.add(ts)
             downstream.append(ts)
             stack.extend(ts.dependents)
-        return self.restrict(downstream)  # busy() holds the workers just recorded
+        return self.restrict(downstream)

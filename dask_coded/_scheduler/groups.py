@@ -227,8 +227,10 @@ class Groups:
         if fast and (not ts.worker_restrictions or ts.loose_restrictions):
             s.set_restrictions({key: fast})
             ts.loose_restrictions = True
-        running = {d.processing_on.address for d in unfinished
-                   if d.state == "processing" and d.processing_on is not None}
+        running: dict = {}  # worker -> the released products it is still running
+        for d in unfinished:
+            if d.state == "processing" and d.processing_on is not None:
+                running.setdefault(d.processing_on.address, set()).add(d.key)
         self._detach(ts, unfinished, None, stimulus_id)
         self.plugin.stats["pruned"] += 1
         self.plugin.avoidance.keep_off_busy(ts, running)

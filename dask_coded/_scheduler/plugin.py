@@ -13,7 +13,10 @@ concern lives in its own module and owns its records:
   made or used them;
 * :mod:`.observations`: straggling per call, for ``k="auto"`` and diagnostics;
 * :mod:`.quarantine`: workers whose products a checking decode found wrong
-  (``verify=``), quarantined past ``coded.verify.quarantine-after``.
+  (``verify=``), quarantined past ``coded.verify.quarantine-after``;
+* :mod:`.avoidance`: the plain tasks of coded graphs kept off persistent stragglers and
+  off workers still running a product a decode released; :mod:`.worker_plugin`, which
+  this plugin installs on every worker, says when such a product returns.
 
 It recognises the package's tasks by their type (:class:`~dask_coded.graph.ProductTask`,
 :class:`~dask_coded.graph.EncodeTask`), never by key names, and never knows which scheme
@@ -27,6 +30,7 @@ from collections import Counter
 
 from dask.utils import parse_timedelta
 from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.protocol.pickle import dumps
 
 from .. import config
 from ..suspects import TOPIC as VERIFY_TOPIC
@@ -35,8 +39,9 @@ from .groups import Groups, product_spec
 from .observations import REWRITES, Observations
 from .pins import Pins, encode_spec
 from .quarantine import Quarantine
-from .records import PLUGIN_NAME
+from .records import FREED_TOPIC, PLUGIN_NAME
 from .residency import RESIDENT_CLIENT, Residency
+from .worker_plugin import FirstKWorkerPlugin
 
 __all__ = ["FirstKPlugin", "RESIDENT_CLIENT"]
 
@@ -94,6 +99,8 @@ class FirstKPlugin(SchedulerPlugin):
         self.scheduler = scheduler
         for name, handler in self._handlers().items():
             scheduler.handlers[name] = handler
+        await scheduler.register_worker_plugin(
+            None, dumps(FirstKWorkerPlugin()), name=FirstKWorkerPlugin.name, idempotent=True)
 
     def _handlers(self) -> dict:
         """Every RPC handler this plugin serves (called as ``client.scheduler.<name>``).
@@ -126,6 +133,8 @@ class FirstKPlugin(SchedulerPlugin):
     def log_event(self, topic, msg) -> None:
         if topic == VERIFY_TOPIC and isinstance(msg, dict):
             self.quarantine.record(msg)
+        elif topic == FREED_TOPIC and isinstance(msg, dict):
+            self.avoidance.freed(msg.get("worker"), msg.get("key"))
 
 
     # ---- new graphs --------------------------------------------------------------------

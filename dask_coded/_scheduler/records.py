@@ -20,6 +20,11 @@ PLUGIN_NAME = "dask-coded-first-k"
 #: the event topic ``k="auto"``'s re-choices are posted under (the scheduler keeps
 #: events: ``client.get_events(AUTO_TOPIC)``, the coded dashboard page)
 AUTO_TOPIC = "dask-coded-auto"
+#: the event topic a worker posts under when a released coded product it was asked to
+#: watch returns, freeing the worker (:mod:`.worker_plugin`)
+FREED_TOPIC = "dask-coded-freed"
+#: the worker's RPC handler that watches released products (:mod:`.worker_plugin`)
+WATCH_HANDLER = "coded_watch"
 #: the event topic a ``CodedShuffle`` posts each epoch's bytes under
 SHUFFLE_TOPIC = "dask-coded-shuffle"
 

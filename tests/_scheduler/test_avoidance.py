@@ -44,6 +44,38 @@ def test_a_worker_released_in_most_calls_is_avoided_and_taken_back():
         assert avoid.avoided == {"b"}
 
 
+def test_restrictions_are_narrowed_when_loose_and_kept_when_strict():
+    """A task an earlier graph's avoidance (or the user) restricted loosely loses the
+    banned workers among them; strict restrictions, and a narrowing that would leave
+    none, are left alone."""
+
+    class Task:
+        def __init__(self, key, workers=(), loose=True):
+            self.key, self.worker_restrictions = key, set(workers)
+            self.loose_restrictions, self.state = loose, "waiting"
+            self.host_restrictions = self.resource_restrictions = None
+
+    class Scheduler:
+        workers = dict.fromkeys("abcd")
+
+        def set_restrictions(self, restrictions):
+            for key, workers in restrictions.items():
+                tasks[key].worker_restrictions = set(workers)
+
+    tasks = {t.key: t for t in [Task("free"), Task("loose", "abc"), Task("strict", "ab", loose=False),
+                                Task("only-banned", "b")]}
+    fake = FakePlugin()
+    fake.scheduler = Scheduler()
+    fake.quarantine = type("Q", (), {"workers": set()})()
+    avoid = Avoidance(fake)
+    avoid.avoided = {"b"}
+    assert avoid.restrict(tasks.values()) == 2
+    assert tasks["free"].worker_restrictions == {"a", "c", "d"}
+    assert tasks["loose"].worker_restrictions == {"a", "c"}
+    assert tasks["strict"].worker_restrictions == {"a", "b"}
+    assert tasks["only-banned"].worker_restrictions == {"b"}
+
+
 @gen_cluster(client=True, nthreads=FOUR, timeout=60, config=VALIDATE)
 async def test_plain_tasks_of_coded_graphs_avoid_the_persistent_straggler(c, s, *workers):
     A = rand(400, 6)
@@ -120,12 +152,13 @@ async def test_the_rest_of_a_call_stays_off_a_worker_still_running_a_released_pr
     assert plugin(s).stats["avoid-restricted"] > 0
 
 
-@gen_cluster(client=True, nthreads=FOUR, timeout=60, config=VALIDATE)
+@gen_cluster(client=True, nthreads=FOUR, timeout=60, config=VALIDATE,
+             worker_kwargs={"heartbeat_interval": "60s"})
 async def test_the_next_calls_dask_x_stays_off_a_worker_still_running_a_released_product(
         c, s, *workers):
     """A call right after a straggle: the tasks making its dask ``x`` run elsewhere than on
-    the worker still running the product the last call released, until that worker's
-    heartbeat shows it done."""
+    the worker still running the product the last call released, until the worker says
+    that product returned (with no heartbeat in between: they come once a minute)."""
     A = rand(400, 6)
     CA = await dc.encode(A, 4, 3, client=c)
     slow = CA.workers[1]
@@ -148,5 +181,32 @@ async def test_the_next_calls_dask_x_stays_off_a_worker_still_running_a_released
     got = await c.compute(CA @ x)
     np.testing.assert_allclose(got, A @ xs, rtol=1e-10)
     assert ran and slow not in ran
-    # the worker is taken back once a heartbeat shows the released product done
+    # the worker is taken back once its released product returns, not at a heartbeat
     await until(lambda: slow not in plugin(s).avoidance.busy(), timeout=15)
+    assert not plugin(s).avoidance.running
+
+
+@gen_cluster(client=True, nthreads=FOUR, timeout=60, config=VALIDATE,
+             worker_kwargs={"heartbeat_interval": "60s"})
+async def test_products_that_returned_before_their_release_leave_no_worker_busy(
+        c, s, *workers):
+    """Without a straggler a decode still starts at the first k products and releases the
+    rest, which mostly return before the release reaches their worker. Asked, the workers
+    answer that they run none of them, so the next graph's plain tasks are not confined
+    to the few workers the scheduler could not ask (no heartbeat comes in between)."""
+    A = rand(40, 6)
+    CA = await dc.encode(A, 4, 2, client=c)
+    avoidance, released = plugin(s).avoidance, []
+    keep_off_busy = avoidance.keep_off_busy
+
+    def counting(decode, running):
+        released.extend(k for keys in running.values() for k in keys)
+        return keep_off_busy(decode, running)
+
+    avoidance.keep_off_busy = counting
+    for seed in range(8):
+        x = rand(6, seed=seed)
+        np.testing.assert_allclose(await c.compute(CA @ x), A @ x, rtol=1e-10)
+    assert released  # the scheduler did count released products as running
+    await until(lambda: not avoidance.busy(), timeout=5)
+    assert all(not w.plugins["dask-coded-first-k"].watched for w in workers)
