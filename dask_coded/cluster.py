@@ -72,6 +72,19 @@ async def put(client, items: list) -> tuple[list, list]:
     return futures, [futures[i] for i in lazy + values]
 
 
+def pinned_workers(client, keys: list) -> dict:
+    """``{key: worker}``: where the scheduler plugin pins the coded blocks ``keys`` now
+    (a block re-pinned after a loss shows its new worker; synchronous ``client``)."""
+    return client.run_on_scheduler(_pinned_workers, keys=list(keys))
+
+
+def _pinned_workers(keys: list, dask_scheduler=None) -> dict:
+    plugin = dask_scheduler.plugins.get(FirstKPlugin.name)
+    blocks = {} if plugin is None else plugin.blocks
+    keys = [tuple(k) if isinstance(k, list) else k for k in keys]
+    return {k: blocks[k].worker for k in keys if k in blocks}
+
+
 async def first_k_used(client, name: str, size: int) -> list[int]:
     """Indices of the products named ``name`` (``size`` of them) that the scheduler's
     decode used: the first to finish, or all of them when none was released."""

@@ -178,8 +178,7 @@ class CodedMatrix(Handle):
         if (placement is None or not self.blocks or self.client is None
                 or self.client.asynchronous or self.client.status != "running"):
             return placement
-        pinned = self.client.run_on_scheduler(_pinned_workers,
-                                              keys=[f.key for f in self.blocks])
+        pinned = cluster.pinned_workers(self.client, [f.key for f in self.blocks])
         return [pinned.get(f.key) or w for f, w in zip(self.blocks, placement)]
 
     @workers.setter
@@ -470,17 +469,6 @@ class CodedMatrix(Handle):
                     f.release()
                 m.encoding = replace(m.encoding, blocks=(), scales=None)
         self._T = None
-
-
-def _pinned_workers(keys: list, dask_scheduler=None) -> dict:
-    """``{key: worker}`` of the coded blocks ``keys`` the scheduler plugin pins."""
-    plugin = dask_scheduler.plugins.get(FirstKPlugin.name)
-    blocks = {} if plugin is None else plugin.blocks
-    return {k: blocks[k].worker for k in map(_as_key, keys) if k in blocks}
-
-
-def _as_key(key):
-    return tuple(key) if isinstance(key, list) else key
 
 
 def _describe(stats: dict | None) -> str:

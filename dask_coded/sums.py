@@ -12,6 +12,13 @@ it with the same partitions places them once.
 
 Memory: each partition is held by ``s + 1`` workers in the assignments, plus where it was
 computed or scattered (kept, so a lost worker's assignment can be rebuilt).
+
+Losses: a lost worker's assignment is made again on a live worker from the partitions
+(the scheduler plugin re-pins it). A partition scattered from this process is lost with
+its worker for good (scattered data has no recipe); before each sum, the assignments that
+needed a lost partition are placed again from the values the caller passed, which are
+kept by reference (:meth:`CodedPartitions.repair`). A partition the caller passed as a
+Future and lost cannot be placed again: the sum says so.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from distributed import Future
 
 from .handles import Handle
 from . import cluster
-from .errors import CodedError, TooFewWorkersError
+from .errors import CodedError, TooFewResultsError, TooFewWorkersError
 from .graph import EncodeTask, product_group
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, product_name
 from .kernels import Assignment, make_assignment, partial_sum
@@ -92,11 +99,12 @@ class CodedPartitions(Handle):
             raise CodedError(f"a coded sum over n={n} workers needs at least n partitions, "
                              f"got {len(items)}; split the data into n or more")
         self.count = len(items)
+        self._items = items  # the caller's partitions, by reference: lost ones placed again
         self.parts = part_indices(len(items), n)
         self.client = client if client is not None else default_client()
         self.token = uuid.uuid4().hex[:16]
         self.assignments: list = []
-        self.workers: list[str] | None = None
+        self._placement: list[str] | None = None
         self.calls = 0
         self._last_products: str | None = None
         self._placing = None
@@ -138,19 +146,93 @@ class CodedPartitions(Handle):
         if len(workers) < self.n:
             raise TooFewWorkersError(f"a coded sum over n={self.n} workers needs n workers; "
                                      f"the cluster has {len(workers)}")
-        self.workers = self.scheme.placement(pick_workers(workers, self.n, False))
+        self._placement = self.scheme.placement(pick_workers(workers, self.n, False))
         futures, self._partitions = await cluster.put(client, items)  # ours: released with us
         self._held = futures  # kept: a lost worker's assignment is rebuilt from them
-        name = f"{BLOCK_PREFIX}{self.token}"
+        # the partition's error is raised here, where the data was placed
+        self.assignments = await self._place_assignments(dict(enumerate(self._placement)))
+
+    @property
+    def workers(self) -> list[str] | None:
+        """The worker each assignment is pinned to now (``None`` on the local scheduler):
+        asked of the scheduler with a synchronous client, so an assignment re-pinned
+        after a worker was lost shows its new worker."""
+        placement = None if self._placement is None else list(self._placement)
+        if (placement is None or not self.assignments or self.client.asynchronous
+                or self.client.status != "running"):
+            return placement
+        pinned = cluster.pinned_workers(self.client, [f.key for f in self.assignments])
+        return [pinned.get(f.key) or w for f, w in zip(self.assignments, placement)]
+
+    async def _place_assignments(self, where: dict) -> list:
+        """Assignments ``j`` (``where``: ``j -> worker``, ``None`` for the plugin's choice)
+        built on the held partitions; returns their futures in the order of ``where``."""
+        self._generation = getattr(self, "_generation", -1) + 1
+        name = f"{BLOCK_PREFIX}{self.token}" + (f"-{self._generation}" if self._generation else "")
         tasks = {}
-        for j, worker in enumerate(self.workers):
+        for j, worker in where.items():
             coefficients, indices = self._support(j)
-            held = [futures[i] for idx in indices for i in idx]
+            held = [self._held[i] for idx in indices for i in idx]
             tasks[(name, j)] = EncodeTask((name, j), make_assignment, coefficients, indices,
                                           *held, matrix=self.token, index=j, worker=worker,
                                           keep=False)
-        # the partition's error is raised here, where the data was placed
-        self.assignments = await cluster.place_encoded(client, tasks)
+        return await cluster.place_encoded(self.client, tasks)
+
+    def _gone(self, i: int) -> bool:
+        """Partition ``i`` is lost for good: forgotten, or scattered and lost with its
+        worker (a computed partition is made again by the scheduler)."""
+        f = self._held[i]
+        return f.status == "cancelled" or (
+            f.status == "lost" and not isinstance(self._items[i], Future)
+            and not is_dask_collection(self._items[i]))
+
+    def _lost(self) -> list[int]:
+        """Assignments the cluster lost for good: forgotten, or lost with their worker
+        while a partition they need is lost for good too (otherwise the scheduler makes
+        them again)."""
+        return [j for j, f in enumerate(self.assignments)
+                if f.status == "cancelled" or (f.status == "lost" and any(
+                    self._gone(i) for idx in self._support(j)[1] for i in idx))]
+
+    def repair(self):
+        """Place again the assignments lost for good (their worker and a partition they
+        need were lost): the lost partitions are scattered or computed again from what
+        the caller passed. ``sum`` does this itself with a synchronous client; with an
+        asynchronous one, ``await CP.repair()``. Returns the indices ``j`` placed again.
+
+        Raises
+        ------
+        TooFewResultsError
+            A partition the caller passed as a Future was lost: nothing can place it again.
+        """
+        if self.local:
+            return []
+        return self.client.sync(self._repair)
+
+    async def _repair(self) -> list[int]:
+        lost = self._lost()
+        if not lost:
+            return []
+        needed = sorted({i for j in lost for idx in self._support(j)[1] for i in idx})
+        gone = [i for i in needed if self._gone(i)]
+        theirs = [i for i in gone if isinstance(self._items[i], Future)]
+        if theirs:
+            raise TooFewResultsError(
+                f"the coded sum's assignments {lost} were lost with their workers, and so "
+                f"were partitions {theirs}, which were passed as Futures: they cannot be "
+                f"placed again; pass the partitions again (CodedPartitions(...))")
+        if gone:
+            again, ours = await cluster.put(self.client, [self._items[i] for i in gone])
+            replaced = {self._held[i].key for i in gone}
+            self._partitions = [f for f in self._partitions if f.key not in replaced] + ours
+            for i, f in zip(gone, again):
+                self._held[i] = f
+        placed = await self._place_assignments(dict.fromkeys(lost))
+        where = await self.client.who_has(placed)
+        for j, f in zip(lost, placed):
+            self.assignments[j] = f
+            self._placement[j] = next(iter(where.get(f.key, ())), self._placement[j])
+        return lost
 
     def __repr__(self) -> str:
         where = "local" if self.local else f"{len(set(self.workers or ()))} workers"
@@ -173,6 +255,12 @@ class CodedPartitions(Handle):
         if not self.assignments:
             raise CodedError("these CodedPartitions were released; place the partitions "
                              "again")
+        if not self.local and self._lost():
+            if self.client.asynchronous:
+                raise CodedError(f"the coded sum's assignments {self._lost()} were lost "
+                                 f"with their workers and a partition they need; `await "
+                                 f"CP.repair()` places them again, then sum")
+            self.repair()
         self.calls += 1
         token = f"{self.token}-{uuid.uuid4().hex[:12]}"
         key = f"{DECODE_PREFIX}{token}"

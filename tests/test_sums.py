@@ -7,12 +7,14 @@ import dask.array as da
 import numpy as np
 import pytest
 from distributed.utils_test import (  # noqa: F401  (fixtures)
+    async_poll_for,
     cleanup,
     client,
     cluster_fixture,
     gen_cluster,
     loop,
     loop_in_thread,
+    poll_for,
 )
 
 import dask_coded as dc
@@ -127,6 +129,52 @@ async def test_distributed_sum_survives_a_lost_worker(c, s, *workers):
         await asyncio.sleep(1.5)
     tracked = await c.scheduler.coded_first_k_tracked()
     assert tracked["groups"] == 0 and tracked["products"] == 0
+
+
+@gen_cluster(client=True, nthreads=SIX, timeout=90)
+async def test_sums_stay_right_after_cumulative_losses(c, s, *workers):
+    """One worker lost at a time, three times: each loss takes its assignment and the
+    partitions scattered there for good. The assignments that needed them are placed
+    again from the caller's values (an asynchronous client says ``repair`` first); the
+    sums stay right."""
+    ps = parts()
+    cp = await CodedPartitions(ps, 6, 1, client=c)
+    close(await c.compute(cp.sum(gram)), plain_sum(ps))
+    repaired = []
+    for _ in range(3):
+        held = {ws.address for ts in s.tasks.values() if ts.run_spec is None
+                for ws in ts.who_has}  # a worker holding scattered partitions
+        lost = next(w for w in workers if w.status.name == "running" and w.address in held)
+        await lost.close()
+        await async_poll_for(lambda: lost.address not in s.workers, timeout=10)
+        await async_poll_for(
+            lambda: cp._lost() or all(f.status == "finished" for f in cp.assignments), 10)
+        if cp._lost():
+            with pytest.raises(dc.CodedError, match=r"await CP.repair\(\)"):
+                cp.sum(gram)
+        repaired += await cp.repair()
+        close(await asyncio.wait_for(c.compute(cp.sum(gram)), 30), plain_sum(ps))
+    assert repaired  # some assignment needed a lost partition
+
+
+def test_a_synchronous_sum_places_lost_assignments_again():
+    from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        ps = parts(8)
+        cp = CodedPartitions(ps, 4, 1, client=client)
+        close(cp.sum(gram).compute(), plain_sum(ps))
+        before = list(cp.assignments)
+        # every worker holding one partition's copies at once: that partition is gone
+        # for good, and so are the assignments of those workers that need it
+        holders = client.who_has(cp._held[0])[cp._held[0].key]
+        assert len(holders) < 4  # the placement keeps some workers without it
+        for worker in [w for w in cluster.workers.values() if w.address in holders]:
+            client.sync(worker.close)
+        poll_for(lambda: not set(holders) & set(cluster.scheduler.workers), timeout=10)
+        close(cp.sum(gram).compute(), plain_sum(ps))
+        assert any(a.key != b.key for a, b in zip(before, cp.assignments))  # placed again
+        assert set(cp.workers) <= set(cluster.scheduler.workers)
 
 
 @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 3)
