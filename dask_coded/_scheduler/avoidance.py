@@ -13,9 +13,11 @@ running, and fetch what the avoided worker holds. Within one call, the tasks dow
 a decode that started early are kept off the workers whose products it released, which
 are still running them (:meth:`Avoidance.keep_off_busy`); so are the plain tasks of the
 next coded graphs until those workers say the released products returned
-(:meth:`Avoidance.busy`, :mod:`.worker_plugin`). A worker whose products were used by
-the last ``coded.avoid.recover`` decodes that saw it is taken back. Graphs without coded
-products are never touched, and ``coded.avoid.enabled: false`` turns it off.
+(:meth:`Avoidance.busy`, :mod:`.worker_plugin`), and the tasks already queued on a
+worker whose every thread runs a released product are moved (:meth:`Avoidance.move_queued`;
+the one case where a task of a graph without coded products is touched). A worker whose
+products were used by the last ``coded.avoid.recover`` decodes that saw it is taken
+back. ``coded.avoid.enabled: false`` turns it all off.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections import defaultdict, deque
 from distributed.metrics import time as clock
 
 from .. import config
+from ..tasks import ProductTask, spec_of
 from .records import WATCH_HANDLER
 
 
@@ -150,13 +153,14 @@ class Avoidance:
         self.plugin.stats["avoid-restricted"] += count
         return count
 
-    def keep_off_busy(self, decode_ts, running: dict) -> int:
+    def keep_off_busy(self, decode_ts, running: dict, stimulus_id: str = "coded-busy") -> int:
         """A decode started early: the products it released that are still running
         (``running``: worker -> product keys) keep their workers busy (a worker cannot
         stop a running task), yet the scheduler counts those workers idle. The tasks
         downstream of the decode that are not assigned yet get loose restrictions to the
         other workers, so the rest of the call does not queue behind a released product;
-        :meth:`busy` holds the workers until they are :meth:`freed`."""
+        :meth:`busy` holds the workers until they are :meth:`freed`. Tasks already
+        queued there are moved (:meth:`move_queued`)."""
         if not running or not config.get("avoid.enabled"):
             return 0
         now = clock()  # the clock of the workers' last_seen
@@ -173,4 +177,36 @@ class Avoidance:
             seen.add(ts)
             downstream.append(ts)
             stack.extend(ts.dependents)
+        for worker in running:
+            self.move_queued(worker, stimulus_id)
         return self.restrict(downstream)
+
+    def move_queued(self, worker: str, stimulus_id: str) -> int:
+        """Tasks already assigned to ``worker`` when every one of its threads runs a
+        released product wait behind those products, which the scheduler has forgotten:
+        they are given back to the scheduler with loose restrictions to the workers
+        neither busy, avoided nor quarantined, and run there. Products and tasks with
+        strict restrictions stay (a task some thread may be running is, at worst,
+        computed twice). Returns how many were moved."""
+        s = self.plugin.scheduler
+        ws = s.workers.get(worker)
+        if (ws is None or not config.get("avoid.enabled")
+                or len(self.running.get(worker, ())) < ws.nthreads):
+            return 0
+        banned = self.plugin.quarantine.workers | self.busy() | self.avoided
+        others = {w for w in s.workers if w not in banned}
+        moved = {}
+        for ts in list(ws.processing):
+            if (spec_of(ts, ProductTask) is not None or ts.host_restrictions
+                    or ts.resource_restrictions
+                    or (ts.worker_restrictions and not ts.loose_restrictions)):
+                continue
+            narrowed = (ts.worker_restrictions or others) - banned
+            if narrowed:
+                s.set_restrictions({ts.key: set(narrowed)})
+                ts.loose_restrictions = True
+                moved[ts.key] = "released"
+        if moved:
+            s.transitions(moved, stimulus_id=stimulus_id)
+            self.plugin.stats["avoid-moved"] += len(moved)
+        return len(moved)

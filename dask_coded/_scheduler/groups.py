@@ -233,7 +233,7 @@ class Groups:
                 running.setdefault(d.processing_on.address, set()).add(d.key)
         self._detach(ts, unfinished, None, stimulus_id)
         self.plugin.stats["pruned"] += 1
-        self.plugin.avoidance.keep_off_busy(ts, running)
+        self.plugin.avoidance.keep_off_busy(ts, running, stimulus_id)
 
     def _observe(self, group: ProductGroup, released: list) -> None:
         """Tell the avoidance, once per group, whose products the decode used (the

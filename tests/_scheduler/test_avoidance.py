@@ -1,6 +1,7 @@
 """Persistent stragglers: a worker whose products are released in most calls stops
 attracting a coded graph's plain work, and is taken back when it recovers."""
 
+import re
 from collections import Counter
 
 import dask
@@ -11,6 +12,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
+from dask_coded.keys import key_name
 from dask_coded._scheduler.avoidance import Avoidance
 
 from cluster_helpers import VALIDATE, plugin, rand, until
@@ -152,6 +154,38 @@ async def test_the_rest_of_a_call_stays_off_a_worker_still_running_a_released_pr
     assert plugin(s).stats["avoid-restricted"] > 0
 
 
+@gen_cluster(client=True, nthreads=FOUR, timeout=60, config=VALIDATE)
+async def test_tasks_queued_behind_a_released_product_are_moved(c, s, *workers):
+    """Tasks assigned to a worker while it ran a product (their data lives there) would
+    wait behind that product after the decode released it: they are moved to the other
+    workers at the release, and fetch their data from the slow worker."""
+    A = rand(400, 6)
+    CA = await dc.encode(A, 4, 3, client=c)
+    slow = CA.workers[1]
+    name = next(w.name for w in workers if w.address == slow)
+    Zn = rand(400, seed=3)
+    Z = c.persist(da.from_array(Zn, chunks=50, name="z-held"), workers=[slow])
+    await wait(Z)
+    await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers({str(name): 3.0}),
+                                               match=("coded-prod",)))
+    ran, released = [], []
+
+    class Where(SchedulerPlugin):
+        def transition(self, key, start, finish, *args, **kwargs):
+            if finish == "memory" and re.fullmatch("sum-[0-9a-f]+", key_name(key)):
+                ran.append(kwargs.get("worker"))  # Z's chunk sums, in order
+            if key_name(key).startswith("coded-dec") and finish == "processing":
+                released.append(len(ran))  # the decode starts: the product is released
+
+    s.add_plugin(Where(), name="where")
+    x = np.arange(6.0)
+    got = await c.compute((CA @ x).sum() + (Z * 2).sum())
+    np.testing.assert_allclose(got, (A @ x).sum() + 2 * Zn.sum(), rtol=1e-10)
+    assert plugin(s).stats["avoid-moved"] > 0
+    assert len(ran) == Z.numblocks[0]  # one chunk sum per block of Z
+    assert slow not in ran[released[0]:]  # none waited for the released product
+
+
 @gen_cluster(client=True, nthreads=FOUR, timeout=60, config=VALIDATE,
              worker_kwargs={"heartbeat_interval": "60s"})
 async def test_the_next_calls_dask_x_stays_off_a_worker_still_running_a_released_product(
@@ -199,9 +233,9 @@ async def test_products_that_returned_before_their_release_leave_no_worker_busy(
     avoidance, released = plugin(s).avoidance, []
     keep_off_busy = avoidance.keep_off_busy
 
-    def counting(decode, running):
+    def counting(decode, running, *args):
         released.extend(k for keys in running.values() for k in keys)
-        return keep_off_busy(decode, running)
+        return keep_off_busy(decode, running, *args)
 
     avoidance.keep_off_busy = counting
     for seed in range(8):
