@@ -133,28 +133,33 @@ async def test_distributed_sum_survives_a_lost_worker(c, s, *workers):
 
 @gen_cluster(client=True, nthreads=SIX, timeout=90)
 async def test_sums_stay_right_after_cumulative_losses(c, s, *workers):
-    """One worker lost at a time, three times: each loss takes its assignment and the
-    partitions scattered there for good. The assignments that needed them are placed
-    again from the caller's values (an asynchronous client says ``repair`` first); the
-    sums stay right."""
+    """One worker lost at a time, three times. Before each loss the partitions keep one
+    copy each (the copies the assignments fetched are dropped), and the worker lost is
+    one holding the only copy of a partition its own assignment needs: that assignment
+    is lost for good, and is placed again from the caller's values (an asynchronous
+    client says ``repair`` first); the sums stay right."""
     ps = parts()
     cp = await CodedPartitions(ps, 6, 1, client=c)
     close(await c.compute(cp.sum(gram)), plain_sum(ps))
-    repaired = []
     for _ in range(3):
-        held = {ws.address for ts in s.tasks.values() if ts.run_spec is None
-                for ws in ts.who_has}  # a worker holding scattered partitions
-        lost = next(w for w in workers if w.status.name == "running" and w.address in held)
+        alive = {i: f for i, f in enumerate(cp._held) if f.status == "finished"}
+        await c.replicate(list(alive.values()), n=1)
+        sole = {i: next(iter(s.tasks[f.key].who_has)).address for i, f in alive.items()}
+        holder = {j: next(iter(s.tasks[f.key].who_has)).address
+                  for j, f in enumerate(cp.assignments)}
+        doomed = {j: w for j, w in holder.items()
+                  if any(sole.get(i) == w for idx in cp._support(j)[1] for i in idx)}
+        assert doomed, "no worker holds the only copy of a partition its assignment needs"
+        j, address = sorted(doomed.items())[0]
+        lost = next(w for w in workers if w.address == address)
         await lost.close()
-        await async_poll_for(lambda: lost.address not in s.workers, timeout=10)
-        await async_poll_for(
-            lambda: cp._lost() or all(f.status == "finished" for f in cp.assignments), 10)
-        if cp._lost():
-            with pytest.raises(dc.CodedError, match=r"await CP.repair\(\)"):
-                cp.sum(gram)
-        repaired += await cp.repair()
+        await async_poll_for(lambda: address not in s.workers, timeout=10)
+        await async_poll_for(lambda: j in cp._lost(), timeout=10)
+        with pytest.raises(dc.CodedError, match=r"await CP.repair\(\)"):
+            cp.sum(gram)
+        assert j in await cp.repair()
+        assert not cp._lost()
         close(await asyncio.wait_for(c.compute(cp.sum(gram)), 30), plain_sum(ps))
-    assert repaired  # some assignment needed a lost partition
 
 
 def test_a_synchronous_sum_places_lost_assignments_again():
