@@ -105,6 +105,7 @@ class CodedPartitions(Handle):
         self.token = uuid.uuid4().hex[:16]
         self.assignments: list = []
         self._placement: list[str] | None = None
+        self._generation = -1  # assignments placed again get new keys: ...-1, -2, ...
         self.calls = 0
         self._last_products: str | None = None
         self._placing = None
@@ -167,7 +168,7 @@ class CodedPartitions(Handle):
     async def _place_assignments(self, where: dict) -> list:
         """Assignments ``j`` (``where``: ``j -> worker``, ``None`` for the plugin's choice)
         built on the held partitions; returns their futures in the order of ``where``."""
-        self._generation = getattr(self, "_generation", -1) + 1
+        self._generation += 1
         name = f"{BLOCK_PREFIX}{self.token}" + (f"-{self._generation}" if self._generation else "")
         tasks = {}
         for j, worker in where.items():

@@ -124,34 +124,44 @@ class Avoidance:
         graph's avoidance, or by the user) loses the banned workers among them, unless
         none would be left; strict restrictions are never touched. Returns how many
         tasks were restricted."""
-        s = self.plugin.scheduler
-        enabled = config.get("avoid.enabled")
-        banned = self.plugin.quarantine.workers | (
-            self.busy() | self.avoided if enabled else set())
+        banned = self._banned()
         if not banned:
             return 0
-        others = {w for w in s.workers if w not in banned}
+        others = {w for w in self.plugin.scheduler.workers if w not in banned}
         if not others:
             return 0
         count = 0
         for ts in tasks:
-            if (ts.host_restrictions or ts.resource_restrictions
-                    or ts.state not in ("released", "waiting", "no-worker")):
+            if ts.state not in ("released", "waiting", "no-worker"):
                 continue
-            if ts.worker_restrictions:
-                if not ts.loose_restrictions:
-                    continue  # the user's strict restrictions are kept as they are
-                # loose ones (an earlier call's avoidance, or the user's) are narrowed
-                narrowed = ts.worker_restrictions - banned
-                if not narrowed or narrowed == ts.worker_restrictions:
-                    continue
-            else:
-                narrowed = others
-            s.set_restrictions({ts.key: set(narrowed)})
-            ts.loose_restrictions = True
+            narrowed = self._narrowed(ts, banned, others)
+            if narrowed is None or narrowed == ts.worker_restrictions:
+                continue
+            self._loosely(ts, narrowed)
             count += 1
         self.plugin.stats["avoid-restricted"] += count
         return count
+
+    def _banned(self) -> set[str]:
+        """The workers a coded graph's plain tasks are kept off: quarantined, and, unless
+        ``coded.avoid.enabled`` is false, busy or avoided."""
+        return self.plugin.quarantine.workers | (
+            self.busy() | self.avoided if config.get("avoid.enabled") else set())
+
+    @staticmethod
+    def _narrowed(ts, banned: set, others: set) -> set | None:
+        """The workers ``ts`` may run on without ``banned``: its loose worker
+        restrictions (or ``others``, without any) less ``banned``; ``None`` when it has
+        restrictions of other kinds or strict ones (kept as they are), or none would be
+        left."""
+        if (ts.host_restrictions or ts.resource_restrictions
+                or (ts.worker_restrictions and not ts.loose_restrictions)):
+            return None
+        return (ts.worker_restrictions or others) - banned or None
+
+    def _loosely(self, ts, workers: set) -> None:
+        self.plugin.scheduler.set_restrictions({ts.key: set(workers)})
+        ts.loose_restrictions = True
 
     def keep_off_busy(self, decode_ts, running: dict, stimulus_id: str = "coded-busy") -> int:
         """A decode started early: the products it released that are still running
@@ -193,18 +203,14 @@ class Avoidance:
         if (ws is None or not config.get("avoid.enabled")
                 or len(self.running.get(worker, ())) < ws.nthreads):
             return 0
-        banned = self.plugin.quarantine.workers | self.busy() | self.avoided
+        banned = self._banned()
         others = {w for w in s.workers if w not in banned}
         moved = {}
         for ts in list(ws.processing):
-            if (spec_of(ts, ProductTask) is not None or ts.host_restrictions
-                    or ts.resource_restrictions
-                    or (ts.worker_restrictions and not ts.loose_restrictions)):
-                continue
-            narrowed = (ts.worker_restrictions or others) - banned
-            if narrowed:
-                s.set_restrictions({ts.key: set(narrowed)})
-                ts.loose_restrictions = True
+            narrowed = (None if spec_of(ts, ProductTask) is not None
+                        else self._narrowed(ts, banned, others))
+            if narrowed is not None:
+                self._loosely(ts, narrowed)
                 moved[ts.key] = "released"
         if moved:
             s.transitions(moved, stimulus_id=stimulus_id)
