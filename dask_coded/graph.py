@@ -32,10 +32,12 @@ from .keys import (
     BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name, product_name,
 )
 from .kernels import (
-    coded_product, contracted_axis, decode_products, encode_chunks, join_scales, encode_pair, encode_pairs_and_race,
+    coded_product, contracted_axis, decode_products, decode_tasks, encode_chunks, join_scales, encode_pair, encode_pairs_and_race,
     encode_side, identity, pair_product, race_products, row_scales, take_block, take_rows,
-    zero_rows,
+    task_product, zero_rows,
 )
+from .codes.survivors import TaskRule
+from .errors import CodeParameterError
 from .schemes import Scheme
 from .schemes.polynomial import PolynomialScheme
 from .schemes.polynomial import coded_product as polynomial_product
@@ -134,6 +136,7 @@ def product_group(
     operands: Sequence | None = None,
     dtype: Any = None,
     block_eps: float | None = None,
+    blocks_per_task: int = 1,
 ) -> dict:
     """Tasks computing ``decode_key = A @ operand`` from coded ``blocks``.
 
@@ -148,7 +151,10 @@ def product_group(
     the result is declared in (the decode casts to it). ``block_eps``: the machine
     epsilon of the coded blocks, for a scheme that verifies its products
     (:mod:`dask_coded.verify`: the decode also gets the operand's scale and, from the
-    scheduler plugin, who computed each product).
+    scheduler plugin, who computed each product). ``blocks_per_task``: each product
+    task multiplies that many coded blocks of one worker
+    (:meth:`~dask_coded.schemes.Scheme.product_tasks`), and the decode waits for
+    ``ceil(threshold / blocks_per_task)`` tasks (its rule over their blocks).
     """
     dtype = None if dtype is None else np.dtype(dtype).str
     x = _ref(operand)
@@ -156,6 +162,9 @@ def product_group(
     if local:
         return {decode_key: Task(decode_key, race_products, scheme, List(*blocks), x, product,
                                  s, dtype)}
+    if blocks_per_task != 1:
+        return _task_group(scheme, token, blocks, x, s, decode_key, index, product,
+                           dtype, blocks_per_task)
     name = product_name(scheme.code_threshold, token)
     checked = getattr(scheme, "verify", None) is not None
     spec = GroupSpec(name, len(blocks), scheme.threshold, getattr(scheme, "rule", None),
@@ -184,6 +193,36 @@ def product_group(
         refs.append(TaskRef(key))
     tasks[decode_key] = Task(decode_key, decode_products, scheme, s, *refs, dtype=dtype,
                              **extra)
+    return tasks
+
+
+def tasks_name(scheme: Scheme, token: str, blocks_per_task: int = 1) -> str:
+    """The name of a product group's tasks when each multiplies ``blocks_per_task``
+    coded blocks: its threshold counted in tasks, so each task is about
+    ``1 / threshold`` of the work and each grouping of one encoding has its own name."""
+    return product_name(scheme.code_threshold // blocks_per_task, token)
+
+
+def _task_group(scheme: Scheme, token: str, blocks: Sequence, x, s, decode_key,
+                index: tuple, product, dtype, blocks_per_task: int) -> dict:
+    """:func:`product_group` with ``blocks_per_task`` coded blocks per product task."""
+    if getattr(scheme, "verify", None) is not None:
+        raise CodeParameterError("a verified decode checks one coded block per product "
+                                 "task; blocks_per_task must be 1")
+    layout = scheme.product_tasks(blocks_per_task)
+    name = tasks_name(scheme, token, blocks_per_task)
+    spec = GroupSpec(name, len(layout), -(-scheme.threshold // blocks_per_task),
+                     TaskRule(layout, scheme.threshold, getattr(scheme, "rule", None)))
+    tasks: dict = {}
+    refs = []
+    for t, members in enumerate(layout):
+        key = (name, *index, t)
+        tasks[key] = ProductTask(key, task_product, product, x,
+                                 *[_ref(blocks[j]) for j in members], spec=spec, index=t,
+                                 block=_key_of(blocks[members[0]]))
+        refs.append(TaskRef(key))
+    tasks[decode_key] = Task(decode_key, decode_tasks, scheme, layout, s, *refs,
+                             dtype=dtype)
     return tasks
 
 

@@ -106,6 +106,23 @@ def coded_product(block: np.ndarray, x: np.ndarray) -> np.ndarray:
     return block @ x
 
 
+def task_product(product: Callable, x, *blocks) -> tuple:
+    """One product task's products: ``product(block, x)`` for each of its coded blocks."""
+    return tuple(product(block, x) for block in blocks)
+
+
+def decode_tasks(scheme: Scheme, tasks: tuple, scales: np.ndarray | None,
+                 *task_products, dtype: str | None = None) -> np.ndarray:
+    """:func:`decode_products` from product tasks that each multiplied several coded
+    blocks (``tasks[t]``: task ``t``'s block indices, :meth:`Scheme.product_tasks`); a
+    task that did not finish (``None``, :class:`Missing`) leaves all its blocks out."""
+    products: list = [None] * scheme.n_blocks
+    for blocks, out in zip(tasks, task_products, strict=True):
+        for i, j in enumerate(blocks):
+            products[j] = out if out is None or isinstance(out, Missing) else out[i]
+    return decode_products(scheme, scales, *products, dtype=dtype)
+
+
 def join_chunks(chunks: list, axis: int) -> np.ndarray:
     """The operand's chunks along the contracted axis, joined into one array."""
     return np.concatenate(chunks, axis=axis)

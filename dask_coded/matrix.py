@@ -34,12 +34,13 @@ from ._scheduler import FirstKPlugin
 from .codes import audit, check_real_dtype
 from .errors import BlockShapeError, CodedError, CodeParameterError
 from .handles import Handle
-from .graph import EncodeTask, product_group
-from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, product_name
+from .graph import EncodeTask, product_group, tasks_name
+from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX
 from .kernels import check_finite_operand, encode_block, identity, row_scales
 from .policy import AutoK
 from .retuner import Retuner
 from .schemes import Scheme, build
+from .schemes.mds import exact_blocks
 from .suspects import LOCAL as LOCAL_SUSPECTS
 from .workers import default_client, pick_workers
 
@@ -50,7 +51,9 @@ logger = logging.getLogger(__name__)
 class Encoding:
     """One encoding of A, swapped whole: the scheme, its coded blocks (Futures, or numpy
     arrays on the local scheduler) and row scales, the workers they were placed on, the
-    token naming its products, and the seconds its encode took."""
+    token naming its products, the seconds its encode took, and the coded blocks each
+    product task multiplies (``blocks_per_task``, a divisor of the scheme's blocks per
+    worker: regrouping the tasks needs no re-encode)."""
 
     scheme: Scheme
     token: str
@@ -58,12 +61,25 @@ class Encoding:
     scales: Any = None
     placement: tuple | None = None
     seconds: float | None = None
+    blocks_per_task: int = 1
+
+    @property
+    def tasks_per_worker(self) -> int:
+        """Product tasks per worker in a call: ``blocks_per_worker / blocks_per_task``."""
+        return self.scheme.blocks_per_worker // self.blocks_per_task
+
+    @property
+    def products_token(self) -> str:
+        """What names this encoding's product tasks (each grouping its own)."""
+        return tasks_name(self.scheme, self.token, self.blocks_per_task)
 
     def __repr__(self) -> str:
         code = self.scheme.code
         took = f", encoded in {self.seconds:.2f} s" if self.seconds is not None else ""
+        tasks = (f", {self.tasks_per_worker} product task(s) per worker"
+                 if self.blocks_per_task > 1 else "")
         return (f"Encoding({code.kind} ({code.n}, {code.k}), token={self.token}, "
-                f"{len(self.blocks)} blocks{took})")
+                f"{len(self.blocks)} blocks{tasks}{took})")
 
 
 class CodedMatrix(Handle):
@@ -105,6 +121,8 @@ class CodedMatrix(Handle):
         self._transposed = transposed
         self._T: CodedMatrix | None = None
         self._last_products: str | None = None
+        #: the coded blocks of each product task of the last call
+        self._last_tasks: tuple = ()
         self._calls_lock = threading.Lock()
         if isinstance(source, da.Array):  # plain `A @ x` under coded_matmul reuses our blocks
             resident.register((source.T if transposed else source).name, self)
@@ -127,6 +145,9 @@ class CodedMatrix(Handle):
     #: ``(n * blocks_per_worker, k * blocks_per_worker)``)
     n = property(lambda self: self.scheme.code.n // self.scheme.blocks_per_worker)
     k = property(lambda self: self.scheme.code.k // self.scheme.blocks_per_worker)
+    #: product tasks per worker in a call (each multiplies ``blocks_per_worker /
+    #: tasks_per_worker`` of its coded blocks)
+    tasks_per_worker = property(lambda self: self.encoding.tasks_per_worker)
 
     @property
     def local(self) -> bool:
@@ -186,23 +207,28 @@ class CodedMatrix(Handle):
         self._set(placement=None if placement is None else tuple(placement))
 
     def _encode_again(self, k: int, transpose: bool, r: int | None = None,
-                      background: bool = False) -> CodedMatrix:
+                      background: bool = False, tasks_per_worker: int | None = None
+                      ) -> CodedMatrix:
         """Encode the same source with ``k`` (and ``r`` blocks per worker, default the
-        same) on the same workers, with this code family when ``r`` is unchanged;
-        ``background``: its tasks below the products in priority
-        (``coded.auto-k.priority``)."""
+        same) on the same workers, with this code family when ``r`` is unchanged, run as
+        ``tasks_per_worker`` product tasks per worker (default: as this one runs, when it
+        divides ``r``; else one per block); ``background``: its tasks below the products
+        in priority (``coded.auto-k.priority``)."""
         r = self.blocks_per_worker if r is None else r
+        t = self.tasks_per_worker if tasks_per_worker is None else tasks_per_worker
         workers = self.workers
         shared = workers is not None and len(set(workers)) < self.n
         kind = self.code.kind if r == self.blocks_per_worker else None
         priority = int(config.get("auto-k.priority")) if background else 0
         check = getattr(self.scheme, "verify", None)
-        return _encode(self._source, self.n, k, kind=kind, client=self.client,
-                       transpose=transpose, blocks_per_worker=r,
-                       workers=workers and sorted(set(workers)),
-                       allow_shared_workers=shared, priority=priority,
-                       verify=None if check is None else check.mode,
-                       errors=check.errors if check is not None and check.errors else None)
+        fresh = _encode(self._source, self.n, k, kind=kind, client=self.client,
+                        transpose=transpose, blocks_per_worker=r,
+                        workers=workers and sorted(set(workers)),
+                        allow_shared_workers=shared, priority=priority,
+                        verify=None if check is None else check.mode,
+                        errors=check.errors if check is not None and check.errors else None)
+        fresh._set(blocks_per_task=r // t if r % t == 0 else 1)
+        return fresh
 
     def __repr__(self) -> str:
         where = "local" if self.local else f"{len(set(self.workers or ()))} workers"
@@ -210,6 +236,8 @@ class CodedMatrix(Handle):
             where = "released"
         per = (f", blocks_per_worker={self.blocks_per_worker}"
                if self.blocks_per_worker > 1 else "")
+        if self.encoding.blocks_per_task > 1:
+            per += f", tasks_per_worker={self.tasks_per_worker}"
         auto = f", {self.retuner.summary()}" if self.retuner is not None else ""
         check = getattr(self.scheme, "verify", None)
         check = ("" if check is None else f", verify={check.mode!r}" + (
@@ -333,7 +361,8 @@ class CodedMatrix(Handle):
             out_dtype = np.dtype(np.float64)
         token = f"{encoding.token}-{uuid.uuid4().hex[:12]}"
         name = f"{DECODE_PREFIX}{token}"
-        self._last_products = product_name(encoding.scheme.code_threshold, token)
+        self._last_products = tasks_name(encoding.scheme, token, encoding.blocks_per_task)
+        self._last_tasks = encoding.scheme.product_tasks(encoding.blocks_per_task)
         if isinstance(x, np.ndarray):  # embedded in the products: only x travels
             operands, dependencies = [x], []
             col_chunks = (x.shape[1],) if x.ndim == 2 else ()
@@ -352,7 +381,8 @@ class CodedMatrix(Handle):
             tasks.update(product_group(encoding.scheme, token, list(encoding.blocks),
                                        operand, out_key, index=(c,), local=self.local,
                                        scales=encoding.scales, dtype=out_dtype,
-                                       block_eps=float(np.finfo(self.dtype).eps)))
+                                       block_eps=float(np.finfo(self.dtype).eps),
+                                       blocks_per_task=encoding.blocks_per_task))
         graph = HighLevelGraph.from_collections(name, tasks, dependencies=dependencies)
         return da.Array(graph, name, chunks, dtype=out_dtype)
 
@@ -390,7 +420,7 @@ class CodedMatrix(Handle):
         ran at least that long)."""
         if self.local:
             raise CodedError("observed delays come from the distributed scheduler")
-        prefix = f"{product_name(self.scheme.code_threshold, self.token)}-"
+        prefix = f"{self.encoding.products_token}-"
         return self.client.sync(self.client.scheduler.coded_first_k_observed, prefix=prefix,
                                 last=last)
 
@@ -426,8 +456,9 @@ class CodedMatrix(Handle):
         return self.client.sync(self._last_used)  # awaitable with an asynchronous client
 
     async def _last_used(self) -> list[int]:
-        return await cluster.first_k_used(self.client, self._last_products,
-                                          self.scheme.n_blocks)
+        tasks = self._last_tasks
+        used = await cluster.first_k_used(self.client, self._last_products, len(tasks))
+        return sorted(j for t in used for j in tasks[t])
 
     def retune(self) -> int:
         """``k="auto"``: let the policy (:class:`~dask_coded.policy.AutoK`) re-choose
@@ -598,7 +629,11 @@ def _encode(A: Any, n: int, k: int | str, kind: str | None = None, *, client: An
             raise CodeParameterError("k='auto' with a fixed blocks_per_worker > 1 is not "
                                      "supported: give k (dc.theory.best_blocks suggests "
                                      "one), or blocks_per_worker='auto'")
-        k, blocks_per_worker = AutoK.initial_k(n), 1
+        k = AutoK.initial_k(n)
+        # blocks_per_worker="auto": encoded finely, run as one product task per worker
+        # (as one block per worker); the policy can regroup the tasks without a re-encode
+        blocks_per_worker = (exact_blocks(n, k, int(config.get("auto-k.encode-blocks")))
+                             if auto_blocks else 1)
     source = A
     if transpose:
         A = A.T
@@ -615,6 +650,8 @@ def _encode(A: Any, n: int, k: int | str, kind: str | None = None, *, client: An
         raise CodedError("k='auto' needs a synchronous client (it re-encodes in calls)")
     matrix = CodedMatrix(scheme, A.shape, dtype, source, transpose, client)
     matrix.a_dtype = np.dtype(A.dtype)
+    if auto_blocks and client is not None:
+        matrix._set(blocks_per_task=scheme.blocks_per_worker)
     if auto:
         matrix.policy = AutoK(n, choose_r=auto_blocks)
     if client is None:

@@ -115,11 +115,12 @@ class AutoK:
         remaining = int(self.horizon) if self.horizon is not None else int(calls)
         return float(np.median(spans)), remaining, self.change_cost * float(encode)
 
-    def _nothing_could_pay(self, record: dict, seen: dict, calls: int) -> bool:
+    def _nothing_could_pay(self, record: dict, seen: dict, calls: int,
+                           free: bool = False) -> bool:
         """Whether even a code taking no time at all would not pay for the change
-        (``now * remaining <= cost``): then the fit and the simulation are skipped (they
-        cost the client CPU the calls need)."""
-        terms = self._costs(seen, calls)
+        (``now * remaining <= cost``), and no change is ``free``: then the fit and the
+        simulation are skipped (they cost the client CPU the calls need)."""
+        terms = None if free else self._costs(seen, calls)
         if terms is None or terms[0] * terms[1] > terms[2]:
             return False
         record.update(now=terms[0], gain=terms[0] * terms[1], cost=terms[2],
@@ -154,13 +155,19 @@ class AutoK:
         record["chosen"] = best
         return best
 
-    def choose_blocks(self, k: int, r: int, seen: dict, calls: int) -> tuple[int, int]:
+    def choose_blocks(self, k: int, r: int, seen: dict, calls: int,
+                      free: frozenset = frozenset()) -> tuple[int, int]:
         """The ``(k, r)`` to use from now on, given the current ``(k, r)`` and what was
-        ``seen`` (the plugin's report, with ``calls_workers``)."""
+        ``seen`` (the plugin's report, with ``calls_workers``); ``r`` counts product
+        tasks per worker (each a block, or several blocks of an encoding regrouped).
+        A code in ``free`` needs no re-encode (a regrouping of the current encoding's
+        blocks): it is chosen whenever the model says it is faster by ``margin``."""
         observed = [c for c in seen["calls"] if len(c)]
         record = {"calls": calls, "k": k, "r": r, "observed": len(observed)}
         self.history.append(record)
-        if len(observed) < self.min_calls or self._nothing_could_pay(record, seen, calls):
+        free = frozenset(free) - {(k, r)}
+        if len(observed) < self.min_calls or self._nothing_could_pay(record, seen, calls,
+                                                                     bool(free)):
             return k, r
         shift, mu_fit = fit_calls(seen["calls"], seen["calls_censored"], self.n * r)
         # a block product takes overhead + w (1 + X / mu): the fit's shift is overhead + w
@@ -186,7 +193,7 @@ class AutoK:
         candidates = [(kk, rr) for rr in self.blocks for kk in range(1, healthy + 1)
                       if (abs(kk - k) <= self.max_step or rr != r)
                       and (kk, rr) not in self.rejected]
-        best = min(candidates, key=lambda c: (regret(c), c[1], -c[0]))
+        best = best_of_all = min(candidates, key=lambda c: (regret(c), c[1], -c[0]))
         now = (k, r) if (k, r) in times[kinds[0]] else None
         # a choice made before the straggling model could be read (at r = 1) guarded
         # against both models; once the model is read, the margin does not defend it
@@ -195,10 +202,20 @@ class AutoK:
             if regret(best) > regret(now) * (1 - margin):
                 best = (k, r)  # not worth a re-encode on this evidence
                 record["why"] = "gain below the margin"
+            elif best in free:
+                record["why"] = "regrouped: no re-encode"
             elif not self.pays(record, max(times[p][best] / times[p][now] for p in kinds),
                                seen, calls):
-                best = (k, r)
-                record["why"] = "would not pay for its re-encode"
+                # the best regrouping, when it clears the margin, costs nothing to make
+                regroups = [c for c in candidates if c in free]
+                alt = min(regroups, key=lambda c: (regret(c), c[1], -c[0]), default=None)
+                if alt is not None and regret(alt) <= regret(now) * (1 - margin):
+                    best = alt
+                    record["why"] = (f"regrouped: no re-encode ({best_of_all} would not "
+                                     f"pay for its re-encode)")
+                else:
+                    best = (k, r)
+                    record["why"] = "would not pay for its re-encode"
         record["chosen"] = best
         return best
 

@@ -17,14 +17,17 @@ probation and the swap; at most one re-choice runs at a time.
 from __future__ import annotations
 
 import logging
+import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from ._scheduler.records import AUTO_TOPIC
+from . import config
 from .policy import AutoK, code_of, worse
+from .schemes.mds import exact_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +41,14 @@ class Retunable(Protocol):
     calls: int
     k: int
     blocks_per_worker: int
+    tasks_per_worker: int
     _transposed: bool
 
     def observed(self, last: int | None = None) -> dict: ...
 
     def _encode_again(self, k: int, transpose: bool, r: int | None = None,
-                      background: bool = False) -> Any: ...
+                      background: bool = False, tasks_per_worker: int | None = None
+                      ) -> Any: ...
 
     def _switch_to(self, fresh: Any) -> None: ...
 
@@ -137,7 +142,7 @@ class Retuner:
     # ---- the steps ---------------------------------------------------------------------
 
     def _retune(self, calls: int) -> None:
-        box = self._rechoose(self.matrix.k, self.matrix.blocks_per_worker, calls)
+        box = self._rechoose(self.matrix.k, self.matrix.tasks_per_worker, calls)
         self._switch(box, calls)
         self._announce()
 
@@ -159,24 +164,37 @@ class Retuner:
             logger.debug("could not post an auto re-choice", exc_info=True)
 
     def _rechoose(self, k: int, r: int, calls: int) -> dict:
-        """The policy's re-choice from ``(k, r)``: ``{"fresh": CodedMatrix or None,
-        "before": the current code's seconds per call}``."""
+        """The policy's re-choice from ``(k, r)`` (``r``: product tasks per worker):
+        ``{"fresh": CodedMatrix or None, "regroup": blocks per task or None, "before":
+        the current code's seconds per call}``. A code with the same ``k`` whose tasks
+        per worker divide the encoding's blocks per worker is a regrouping: no
+        re-encode."""
         m = self.matrix
+        encoding = m.encoding
         seen = dict(m.observed(last=self.policy.window))
-        seen["encode_seconds"] = m.encoding.seconds
+        seen["encode_seconds"] = encoding.seconds
+        blocks = encoding.scheme.blocks_per_worker
         if self.policy.choose_r:
-            k_new, r_new = self.policy.choose_blocks(k, r, seen, calls)
+            free = frozenset((k, t) for t in range(1, blocks + 1) if blocks % t == 0)
+            k_new, r_new = self.policy.choose_blocks(k, r, seen, calls, free)
         else:
             k_new, r_new = self.policy.choose(k, seen, calls), r
-        box = {"before": tuple(seen.get("calls_span") or ()), "fresh": None}
-        if (k_new, r_new) != (k, r):
-            box["fresh"] = m._encode_again(k_new, transpose=m._transposed, r=r_new,
-                                           background=True)
+        box = {"before": tuple(seen.get("calls_span") or ()), "fresh": None, "regroup": None}
+        if (k_new, r_new) == (k, r):
+            return box
+        if k_new == k and blocks % r_new == 0:
+            box["regroup"] = blocks // r_new
+        else:
+            finest = exact_blocks(m.n, k_new, int(config.get("auto-k.encode-blocks")))
+            box["fresh"] = m._encode_again(k_new, transpose=m._transposed,
+                                           r=math.lcm(r_new, finest) if self.policy.choose_r
+                                           else r_new,
+                                           background=True, tasks_per_worker=r_new)
         return box
 
     def _start(self, calls: int) -> None:
         box: dict = {}
-        k, r = self.matrix.k, self.matrix.blocks_per_worker
+        k, r = self.matrix.k, self.matrix.tasks_per_worker
 
         def run() -> None:
             try:
@@ -201,11 +219,14 @@ class Retuner:
         self._announce()
 
     def _switch(self, box: dict, calls: int) -> None:
-        fresh = box.get("fresh")
-        if fresh is None:
+        fresh, regroup = box.get("fresh"), box.get("regroup")
+        if fresh is None and regroup is None:
             return
         previous = self.matrix.encoding
-        self.matrix._switch_to(fresh)
+        if fresh is not None:
+            self.matrix._switch_to(fresh)
+        else:
+            self.matrix._restore(replace(previous, blocks_per_task=regroup))
         self.probation = Probation(previous, box.get("before", ()), calls)
 
     def _judge(self, calls: int) -> None:
@@ -219,11 +240,11 @@ class Retuner:
             return  # the calls have not all run yet
         self.probation = None
         if worse(list(trial.before), after, self.policy.tolerance):
-            now = (m.k, m.blocks_per_worker)
+            now = (m.k, m.tasks_per_worker)
             m._restore(trial.previous)
             self.policy.rejected.add(now)
             self.policy.history.append({
                 "calls": calls, "k": now[0], "r": now[1],
-                "chosen": (m.k, m.blocks_per_worker) if self.policy.choose_r else m.k,
+                "chosen": (m.k, m.tasks_per_worker) if self.policy.choose_r else m.k,
                 "why": f"regret: {now} was slower per call than the code before it"})
             self._announce()

@@ -50,13 +50,14 @@ def test_auto_blocks_per_worker_moves_to_several_blocks_under_per_call_stragglin
             dc.stragglers.ShiftedExponential(mu=1.0, scale=0.4, per="call"), seed=5,
             match=("coded-prod",), interruptible=True))
         CA = dc.encode(A, 8, "auto", blocks_per_worker="auto", client=client)
-        assert (CA.k, CA.blocks_per_worker) == (6, 1)
+        # encoded finely, run as one product task per worker
+        assert (CA.k, CA.blocks_per_worker, CA.tasks_per_worker) == (6, 4, 1)
         for _ in range(7):
             np.testing.assert_allclose((CA @ x).compute(), A @ x)
         first = CA.history[0]
         assert first["per"] == "either" and 0.4 < first["mu"] < 2.5
-        assert (CA.k, CA.blocks_per_worker) == first["chosen"] and CA.blocks_per_worker > 1
-        np.testing.assert_allclose((CA @ x).compute(), A @ x)  # re-encoded, still right
+        assert (CA.k, CA.tasks_per_worker) == first["chosen"] and CA.tasks_per_worker > 1
+        np.testing.assert_allclose((CA @ x).compute(), A @ x)  # still right
 
 
 def _gated(CA, k_new):
@@ -303,3 +304,39 @@ def test_the_repr_says_what_auto_chose_and_why():
                               "why": "would not pay for its re-encode"})
     assert ("auto: 1 re-choice, the last at call 6 kept 4 (would not pay for its "
             "re-encode)") in repr(CA)
+
+
+def test_blocks_auto_runs_one_task_per_worker_and_regroups_without_a_re_encode():
+    """``blocks_per_worker="auto"`` encodes 4 blocks per worker and runs them as one
+    product task per worker: a call decodes from the first k workers' tasks, never
+    waiting for the slow one. A re-choice to 4 tasks per worker keeps the encoding (its
+    token, its coded blocks) and is right too."""
+    A, x = np.random.default_rng(9).standard_normal((240, 6)), np.arange(6.0)
+    with dask.config.set({"coded.auto-k.background": False}), \
+            LocalCluster(n_workers=6, threads_per_worker=1, processes=False,
+                         dashboard_address=None) as cluster, Client(cluster) as client:
+        slow = list(client.scheduler_info()["workers"].values())[2]["name"]
+        client.register_plugin(dc.stragglers.StragglerPlugin(
+            dc.stragglers.SlowWorkers(seconds={str(slow): 30.0}), match=("coded-prod",),
+            interruptible=True))
+        CA = dc.encode(A, 6, "auto", blocks_per_worker="auto", client=client)
+        assert (CA.k, CA.blocks_per_worker, CA.tasks_per_worker) == (4, 4, 1)
+        assert "tasks_per_worker=1" in repr(CA)
+        where = CA.workers
+        slow_address = next(a for a, w in client.scheduler_info()["workers"].items()
+                            if w["name"] == slow)
+        np.testing.assert_allclose((CA @ x).compute(timeout=20), A @ x)
+        used = CA.last_used()  # the tasks that had finished when the decode started
+        holders = [where[j] for j in used]
+        assert slow_address not in holders and 4 <= len(set(holders)) <= 5
+        assert all(holders.count(w) == 4 for w in holders)  # whole workers: 4 blocks each
+        token, blocks = CA.token, _coded_blocks(client)
+        CA.policy.every, CA.policy.min_calls = 2, 1
+        CA.policy.choose_blocks = lambda k, r, seen, calls, free: (4, 4)
+        np.testing.assert_allclose((CA @ x).compute(timeout=20), A @ x)  # due: regroups
+        assert (CA.k, CA.tasks_per_worker) == (4, 4) and CA.token == token
+        assert _coded_blocks(client) == blocks  # nothing encoded again
+        np.testing.assert_allclose((CA @ x).compute(timeout=20), A @ x)
+        used = CA.last_used()  # the blocks that had finished when the decode started
+        assert 16 <= len(used) <= 20 and slow_address not in {where[j] for j in used}
+        CA.release()

@@ -218,3 +218,20 @@ def test_no_fit_is_made_while_no_change_could_pay():
         assert record["why"] == "no change could pay for its re-encode yet"
         assert "mu" not in record  # nothing was fitted
         assert record["gain"] == 20.0 and record["cost"] == 60.0
+
+
+def test_a_regrouping_is_made_where_a_re_encode_would_not_pay():
+    """Per-call straggling seen at one task per worker; 2 s per call, 10 calls so far, an
+    encode of 30 s: no re-encode can pay, so without a free change the code stays. An
+    encoding with 4 blocks per worker can be run as 2 or 4 tasks per worker with no
+    re-encode: the policy takes one of those, and says why."""
+    seen = simulate_blocks("call", 10, 9, 1, seed=5)
+    seen.update(calls_span=[2.0] * 10, encode_seconds=30.0)
+    settings = dict(choose_r=True, min_calls=5, margin=0.0, task_overhead=0.001)
+    assert AutoK(N, **settings).choose_blocks(9, 1, seen, 10) == (9, 1)
+    policy = AutoK(N, **settings)
+    free = frozenset({(9, 1), (9, 2), (9, 4)})
+    chosen = policy.choose_blocks(9, 1, seen, 10, free)
+    assert chosen in free and chosen[1] > 1
+    assert policy.history[-1]["chosen"] == chosen
+    assert policy.history[-1]["why"].startswith("regrouped: no re-encode")

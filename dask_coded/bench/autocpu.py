@@ -149,7 +149,8 @@ def run_peer(args, make, plan: list[dict], xs: list, truth: list) -> tuple[list,
             if isinstance(M, dc.CodedMatrix):
                 extra += f", encoded in {M.encoding.seconds:.1f} s"
                 if M.auto:
-                    extra += f"; ends at (k, r) = ({M.k}, {M.blocks_per_worker}); " + \
+                    extra += (f"; ends at (k, r) = ({M.k}, {M.tasks_per_worker}) (tasks "
+                              f"per worker, of {M.blocks_per_worker} blocks); ") + \
                         "; ".join(_describe(h) for h in M.history if "chosen" in h)
                 dc.release(M)
         return times, extra

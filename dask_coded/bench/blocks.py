@@ -181,13 +181,13 @@ def auto_row(client, mname: str, model, data: tuple, args, keep_running: bool,
         CA = dc.encode(A, args.n, "auto", blocks_per_worker="auto", client=client)
     for i in range(args.warm_up):
         (CA @ xs[i % len(xs)]).compute()
-    k, r = CA.k, CA.blocks_per_worker
+    k, r = CA.k, CA.tasks_per_worker  # each product task is 1 / (k r) of the work
     client.register_plugin(dc.stragglers.StragglerPlugin(
         model, seed=7, match=("coded-prod",), interruptible=not keep_running,
-        work={f"coded-prod-t{CA.scheme.threshold}-{CA.token}": 1 / (k * r)}))
+        work={CA.encoding.products_token: 1 / (k * r)}))
     call = checked(lambda x: (CA @ x).compute(), xs, truth)
     times = measure(client, call, args.calls, back_to_back=keep_running)
-    label = f"auto: k={k}, {r} blocks/worker"
+    label = f"auto: k={k}, {r} tasks/worker"
     row = {"model": mname, "keep_running": keep_running, "scheme": label, "k": k,
            "r": f"auto {r}", "median": float(np.median(times)),
            "p95": float(np.percentile(times, 95)), "mean": float(np.mean(times)),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +21,22 @@ def decodable(finished, threshold: int, rule=None) -> bool:
     has its own threshold). The one test the scheduler plugin and the local race make."""
     finished = frozenset(finished)
     return len(finished) >= threshold and (rule is None or bool(rule(finished)))
+
+
+@dataclass(frozen=True)
+class TaskRule:
+    """Whether finished product tasks decode when each task multiplies several coded
+    blocks: the blocks of the finished tasks (``blocks[t]``: task ``t``'s) decode under
+    the code's ``threshold`` and ``rule``. Picklable: the scheduler plugin evaluates it
+    as products finish."""
+
+    blocks: tuple[tuple[int, ...], ...]
+    threshold: int
+    rule: Any = None
+
+    def __call__(self, finished) -> bool:
+        covered = {j for t in finished for j in self.blocks[t]}
+        return decodable(covered, self.threshold, self.rule)
 
 
 def structured_sets(n: int, k: int, systematic: bool) -> np.ndarray:

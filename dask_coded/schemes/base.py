@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..codes.survivors import decodable
+from ..errors import CodeParameterError
 
 
 class Scheme(ABC):
@@ -80,6 +81,15 @@ class Scheme(ABC):
         products' key names carry (``coded-prod-t<code_threshold>-..``), each product
         being about ``1 / code_threshold`` of the work."""
         return self.threshold
+
+    def product_tasks(self, blocks_per_task: int = 1) -> tuple[tuple[int, ...], ...]:
+        """The coded blocks each product task multiplies, task by task: one block per
+        task here (a scheme with several blocks per worker can bundle a worker's blocks
+        into fewer tasks)."""
+        if blocks_per_task != 1:
+            raise CodeParameterError(f"{self!r} multiplies one coded block per product "
+                                     f"task; got blocks_per_task={blocks_per_task!r}")
+        return tuple((j,) for j in range(self.n_blocks))
 
     @classmethod
     @abstractmethod

@@ -74,6 +74,24 @@ def code_for(n: int, k: int, blocks_per_worker: int = 1,
     return fewest_groups(n, k, r)
 
 
+def exact_blocks(n: int, k: int, most: int) -> int:
+    """The most blocks per worker, ``r <= most`` (halving from ``most``), whose code
+    (:func:`code_for`) decodes from the blocks of any ``k`` of the ``n`` workers: its
+    threshold is ``k r`` and any blocks meeting it decode. Such a code run as one product
+    task per worker straggles as one block per worker does, and can be regrouped into
+    more tasks per worker without a re-encode. 1 when none does."""
+    r = max(1, int(most))
+    while r > 1:
+        try:
+            code = code_for(n, k, r)
+        except CodeParameterError:
+            code = None
+        if code is not None and code.threshold == k * r and getattr(code, "rule", None) is None:
+            return r
+        r //= 2
+    return 1
+
+
 def check_finite_rows(A: np.ndarray, name: str = "A", offset: int = 0) -> None:
     """Raise :class:`NonFiniteError` naming the first row of ``A`` holding NaN or Inf."""
     finite = np.isfinite(A)
@@ -269,6 +287,22 @@ class MDSScheme(RowScheme):
         if scales is None:
             return out
         return out * _column(scales, out.ndim).astype(out.dtype, copy=False)
+
+    def product_tasks(self, blocks_per_task: int = 1) -> tuple[tuple[int, ...], ...]:
+        """The coded blocks of each product task when each multiplies ``g =
+        blocks_per_task`` blocks of one worker (``g`` divides ``blocks_per_worker``):
+        task ``s n + w`` multiplies worker ``w``'s blocks ``w + n (s g + i)``, ``i < g``
+        (its slot ``s`` of ``blocks_per_worker / g``; the layout of :meth:`placement`).
+        ``g = blocks_per_worker`` runs one task per worker: the straggling of one block
+        per worker, at the per-call cost of one task per worker."""
+        g, r, n = blocks_per_task, self.blocks_per_worker, self.n_workers
+        if not isinstance(g, (int, np.integer)) or isinstance(g, bool) or g < 1 or r % g:
+            raise CodeParameterError(
+                f"blocks_per_task must be a positive divisor of blocks_per_worker={r}; "
+                f"got {g!r}")
+        g = int(g)
+        return tuple(tuple(w + n * (s * g + i) for i in range(g))
+                     for s in range(r // g) for w in range(n))
 
     def placement(self, workers: Sequence[str]) -> list[str]:
         """Block ``j`` on ``workers[j mod len(workers)]``: with ``n`` workers and several
