@@ -96,6 +96,10 @@ class CodedMatrix(Handle):
         The scheme's code.
     shape, dtype : tuple, numpy.dtype
         Of A (the dtype of the coded blocks: floating, integers become float64).
+    blocks_per_worker, tasks_per_worker : int
+        Coded blocks each worker holds, and the product tasks each worker runs per call
+        (each multiplies ``blocks_per_worker / tasks_per_worker`` of its blocks;
+        ``blocks_per_worker="auto"`` encodes several and starts at one task per worker).
     workers : list of str or None
         ``workers[j]`` holds coded block ``j`` (``None`` on the local scheduler).
     encoding : Encoding
@@ -581,9 +585,13 @@ def encode(
         first ``k r`` block products to finish (``k r + coded.lstsq.margin`` with the
         least-squares code that large codes get), whichever workers they come from, so a
         slow worker's finished blocks still count. ``1``: the paper's scheme.
-        ``"auto"`` (with ``k="auto"``): starts at 1 and re-chooses ``r`` with ``k`` from
-        the observed straggling, the per-block scheduling cost and whether a slow worker
-        stays slow for a whole call (:meth:`~dask_coded.policy.AutoK.choose_blocks`).
+        ``"auto"`` (with ``k="auto"``): encodes up to ``coded.auto-k.encode-blocks``
+        blocks per worker (:func:`~dask_coded.schemes.mds.exact_blocks`) and runs them
+        as one product task per worker, which straggles as one block per worker does;
+        then re-chooses the tasks per worker with ``k`` from the observed straggling,
+        the per-task scheduling cost and whether a slow worker stays slow for a whole
+        call (:meth:`~dask_coded.policy.AutoK.choose_blocks`). Regrouping the tasks of
+        the same blocks needs no re-encode.
     verify : {None, "detect", "correct"}
         Check every decode against spare products (:mod:`dask_coded.verify`):
         ``"detect"`` waits for ``k + 1`` products and raises
