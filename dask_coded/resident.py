@@ -33,6 +33,8 @@ class Resident:
     blocks: tuple
     scales: Any
     dtype: Any = None  # of the coded blocks
+    #: coded blocks each product task multiplies (the matrix's current grouping)
+    blocks_per_task: int = 1
 
 
 def rewrite_active() -> bool:
@@ -61,7 +63,8 @@ def snapshot(local: bool) -> dict[str, Resident]:
                 out[name] = Resident(m.scheme, m.shape, tuple(m.blocks), m.scales, m.dtype)
             else:
                 out[name] = Resident(m.scheme, m.shape, tuple(f.key for f in m.blocks),
-                                     None if m.scales is None else m.scales.key, m.dtype)
+                                     None if m.scales is None else m.scales.key, m.dtype,
+                                     m.encoding.blocks_per_task)
     return out
 
 

@@ -378,7 +378,8 @@ class CodedOptimizer:
         func, kwargs = layer.task.func, dict(layer.task.kwargs)
         out = layer.output_indices
         contracted = m.a_ind[1]
-        tok = tokenize(name, scheme, res is not None)
+        grouping = 1 if res is None else res.blocks_per_task
+        tok = tokenize(name, scheme, res is not None, grouping)
         dec = f"{DECODE_PREFIX}{tok}"
         offsets = list(itertools.accumulate(m.rows, initial=0))
         tasks: dict = {}
@@ -460,7 +461,8 @@ class CodedOptimizer:
                 tasks.update(product_group(scheme, tok, blocks, operand, dec_key, index=g,
                                            local=self.local, product=product, scales=scales,
                                            dtype=m.dtype,
-                                           block_eps=float(np.finfo(block_dtype).eps)))
+                                           block_eps=float(np.finfo(block_dtype).eps),
+                                           blocks_per_task=grouping))
             for i in range(len(m.rows)):
                 key = (name, i, *g)
                 tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])

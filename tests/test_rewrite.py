@@ -236,6 +236,36 @@ async def test_distributed_rewrite_reuses_resident_blocks(c, s, *workers):
     del CA, CT
 
 
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_the_rewrite_runs_a_resident_matrix_in_its_product_tasks(c, s, *workers):
+    """A resident matrix whose 4 blocks per worker run as one product task per worker (as
+    ``blocks_per_worker="auto"`` starts) is multiplied the same way under the rewrite:
+    6 product tasks per output block, each 1 / 4 of the work, not 24."""
+    An, xn, Bn, A, x, B = operands()
+    CA = await dc.encode(A, 6, 4, blocks_per_worker=4, client=c)
+    CA._set(blocks_per_task=4)
+
+    class Watch(SchedulerPlugin):
+        name = "watch-keys"
+
+        def __init__(self):
+            self.keys = set()
+
+        def transition(self, key, start, finish, *args, **kwargs):
+            if isinstance(key, tuple) and str(key[0]).startswith("coded-prod-"):
+                self.keys.add(key)
+
+    await c.register_plugin(Watch())
+    with dc.coded_matmul(n=6, k=4):
+        np.testing.assert_allclose(await c.compute(A @ x), An @ xn)
+        np.testing.assert_allclose(await c.compute(A @ B), An @ Bn)
+    keys = s.plugins["watch-keys"].keys
+    assert keys and all(str(k[0]).startswith("coded-prod-t4-") for k in keys)
+    assert {k[-1] for k in keys} == set(range(6))
+    assert s.plugins[dc.FirstKPlugin.name].stats["resident-encoded"] == 0
+    del CA
+
+
 # ---- what the code cannot handle falls back to plain dask, never changes the answer -------
 
 
