@@ -73,10 +73,11 @@ def calls_data(scheduler, last: int = CALLS) -> dict:
 
 def encodings_data(scheduler) -> dict:
     """Columns of the encodings resident on the cluster (one row per matrix and column
-    block): ``matrix`` (its token), ``blocks``, ``workers``, ``most`` (blocks on the
-    busiest worker), ``bytes``."""
+    block): ``matrix`` (its token), ``code`` (what encodes it: scheme, n and k),
+    ``blocks``, ``workers``, ``most`` (blocks on the busiest worker), ``bytes``."""
     plugin = scheduler.plugins.get(PLUGIN_NAME)
-    out: dict = {"matrix": [], "blocks": [], "workers": [], "most": [], "bytes": []}
+    out: dict = {"matrix": [], "code": [], "blocks": [], "workers": [], "most": [],
+                 "bytes": []}
     if plugin is None:
         return out
     by_matrix: dict = {}
@@ -88,6 +89,7 @@ def encodings_data(scheduler) -> dict:
             per[b.worker] = per.get(b.worker, 0) + 1
         ts = [scheduler.tasks.get(b.key) for b in blocks]
         out["matrix"].append(str(matrix[0])[:24])
+        out["code"].append(next((b.code for b in blocks if b.code), ""))
         out["blocks"].append(len(blocks))
         out["workers"].append(len(per))
         out["most"].append(max(per.values()))
@@ -182,7 +184,8 @@ def _page():
             self.encodings_table = DataTable(
                 source=self.encodings, height=140, sizing_mode="stretch_width",
                 columns=[TableColumn(field=f, title=t) for f, t in (
-                    ("matrix", "encoding"), ("blocks", "blocks"), ("workers", "workers"),
+                    ("matrix", "encoding"), ("code", "code"), ("blocks", "blocks"),
+                    ("workers", "workers"),
                     ("most", "most on one worker"), ("bytes", "bytes resident"))])
             self.suspects_table = DataTable(
                 source=self.suspects, height=120, sizing_mode="stretch_width",

@@ -85,7 +85,7 @@ def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int =
         key = (name, j, column)
         if row_starts is None:
             tasks[key] = EncodeTask(key, encode_chunks, scheme, j, *refs, dtype=dtype,
-                                    matrix=token, index=j)
+                                    matrix=token, index=j, code=scheme.summary)
             continue
         needed = scheme.blocks_needed(j)
         rows = [(i * scheme.block_rows, min((i + 1) * scheme.block_rows, scheme.rows))
@@ -108,7 +108,8 @@ def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int =
                 cut.append(TaskRef(piece))
             pieces.append(List(*cut) if isinstance(ref, List) else cut[0])
         tasks[key] = EncodeTask(key, encode_chunks, scheme, j, *pieces, dtype=dtype,
-                                first_row=lo, needed=needed, matrix=token, index=j)
+                                first_row=lo, needed=needed, matrix=token, index=j,
+                                code=scheme.summary)
     scales = (f"{SCALES_PREFIX}{token}", column)
     if row_starts is None:
         tasks[scales] = EncodeTask(scales, row_scales, scheme, *refs, matrix=token)

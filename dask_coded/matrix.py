@@ -719,7 +719,7 @@ def _tasks_from_client(matrix: CodedMatrix, A: np.ndarray, placement: list) -> d
     name = f"{BLOCK_PREFIX}{token}"
     coded = scheme.encode(A)
     tasks = {(name, j): EncodeTask((name, j), identity, block, matrix=token, index=j,
-                                   worker=addr, keep=False)
+                                   worker=addr, keep=False, code=scheme.summary)
              for j, (block, addr) in enumerate(zip(coded, placement))}
     scales = (f"{SCALES_PREFIX}{token}", 0)
     tasks[scales] = EncodeTask(scales, identity, scheme.scales(A), matrix=token, keep=False)
@@ -738,7 +738,8 @@ def _tasks_on_workers(matrix: CodedMatrix, A, placement: list, priority: int) ->
         needed = scheme.blocks_needed(j)
         tasks[(name, j)] = EncodeTask(
             (name, j), encode_block, scheme, j, *[row_blocks[i] for i in needed],
-            needed=needed, matrix=token, index=j, worker=addr, keep=False)
+            needed=needed, matrix=token, index=j, worker=addr, keep=False,
+            code=scheme.summary)
     scales = (f"{SCALES_PREFIX}{token}", 0)
     tasks[scales] = EncodeTask(scales, row_scales, scheme, *row_blocks, matrix=token,
                                keep=False)

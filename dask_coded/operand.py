@@ -191,7 +191,7 @@ def encode_with(code: PolynomialScheme, A: Any, client: Any, what: str) -> Encod
     else:
         calls = [(identity, a) for a in encode_here(code, np.asarray(A), "a")]
     tasks = {(key, w): EncodeTask((key, w), *call, matrix=operand.token, index=w,
-                                  worker=addr, keep=False)
+                                  worker=addr, keep=False, code=code.summary)
              for w, (call, addr) in enumerate(zip(calls, operand.workers))}
     with warnings.catch_warnings():
         # a numpy A travels once, as its encoded operands: encoding has to ship it

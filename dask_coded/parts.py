@@ -145,7 +145,8 @@ async def _place(handle: CodedParts, parts: list, allow_shared_workers: bool) ->
     tasks = {
         (name, j): EncodeTask((name, j), encode_part, code, j,
                               *[futures[i] for i in code.parts_needed(j)],
-                              matrix=handle.token, index=j, worker=worker, keep=False)
+                              matrix=handle.token, index=j, worker=worker, keep=False,
+                              code=code.summary)
         for j, worker in enumerate(handle.workers)
     }
     try:

@@ -176,7 +176,7 @@ class CodedPartitions(Handle):
             held = [self._held[i] for idx in indices for i in idx]
             tasks[(name, j)] = EncodeTask((name, j), make_assignment, coefficients, indices,
                                           *held, matrix=self.token, index=j, worker=worker,
-                                          keep=False)
+                                          keep=False, code=self.scheme.summary)
         return await cluster.place_encoded(self.client, tasks)
 
     def _gone(self, i: int) -> bool:

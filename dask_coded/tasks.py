@@ -33,25 +33,29 @@ class EncodeTask(Task):
     worker the block is pinned to (``None``: the scheduler plugin spreads the blocks of
     one matrix and column over distinct workers by ``j``); ``keep``: the plugin keeps it
     resident for later graphs (``False``: its holder keeps it, a handle's futures or one
-    call).
+    call); ``code``: what encodes it, in a few words (``Scheme.summary``), for the
+    dashboard.
     """
 
     matrix: str
     index: Any
     worker: Any
     keep: bool
-    __slots__ = ("matrix", "index", "worker", "keep")
+    code: str
+    __slots__ = ("matrix", "index", "worker", "keep", "code")
 
     def __init__(self, key: Any, func, /, *args: Any, matrix: str, index: int | None = None,
-                 worker: str | None = None, keep: bool = True, **kwargs: Any):
+                 worker: str | None = None, keep: bool = True, code: str = "",
+                 **kwargs: Any):
         self.matrix, self.keep, self.worker = str(matrix), bool(keep), worker
         self.index = None if index is None else int(index)
+        self.code = str(code)
         super().__init__(key, func, *args, **kwargs)
 
     def copy(self):
         return type(self)(self.key, self.func, *self.args, matrix=self.matrix,
                           index=self.index, worker=self.worker, keep=self.keep,
-                          **self.kwargs)
+                          code=self.code, **self.kwargs)
 
     @property
     def block_fusion(self) -> bool:

@@ -62,6 +62,8 @@ async def test_the_page_paints_stragglers_spans_encodings_and_suspects(c, s, *wo
     assert slow_calls == {0, 1, 2}  # keyed by worker name, as SlowWorkers is
     assert len(page.spans.data["span"]) == 4 and min(page.spans.data["span"]) > 0
     assert page.encodings.data["blocks"] == [6, 6] and page.encodings.data["most"] == [1, 1]
+    assert sorted(page.encodings.data["code"]) == sorted(
+        [f"mds (6, 4) {CA.code.kind}", f"mds (6, 4) {CV.code.kind}, verify=correct"])
     assert min(page.encodings.data["bytes"]) > 600 * 20 * 8 / 4
     for _ in range(50):
         if suspects_data(s)["name"]:

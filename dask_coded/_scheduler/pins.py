@@ -83,7 +83,7 @@ class Pins:
             if worker is not None and ts.worker_restrictions != {worker}:
                 pins[ts.key] = worker
             self.blocks[ts.key] = CodedBlock(ts.key, (spec.matrix, *self._column(ts.key)),
-                                             worker)
+                                             worker, spec.code)
         if pins:
             s.set_restrictions(pins)
             for key in pins:

@@ -91,6 +91,8 @@ class CodedBlock:
     key: Key
     matrix: tuple
     worker: str | None
+    #: what encodes it, in a few words (the encode task's ``code``)
+    code: str = ""
 
 
 @dataclass

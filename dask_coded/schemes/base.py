@@ -76,6 +76,11 @@ class Scheme(ABC):
         return self.n_blocks
 
     @property
+    def summary(self) -> str:
+        """The scheme in a few words: its name, the products a decode needs of how many."""
+        return f"{self.name}: {self.threshold} of {self.n_blocks}"
+
+    @property
     def code_threshold(self) -> int:
         """The threshold without the spare products a verified decode waits for: what the
         products' key names carry (``coded-prod-t<code_threshold>-..``), each product

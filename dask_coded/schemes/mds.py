@@ -204,6 +204,14 @@ class MDSScheme(RowScheme):
         lost = getattr(self.code, "tolerance", self.n_blocks - self.threshold)
         return lost // self.blocks_per_worker
 
+    @property
+    def summary(self) -> str:
+        """``mds (n, k) <kind>``, and the blocks per worker when several."""
+        r = self.blocks_per_worker
+        per = f", {r} blocks/worker" if r > 1 else ""
+        return (f"mds ({self.n_workers}, {self.code.k // r}) {self.code.kind}{per}"
+                + ("" if self.verify is None else f", verify={self.verify.mode}"))
+
     def __repr__(self) -> str:
         per = (f", blocks_per_worker={self.blocks_per_worker}"
                if self.blocks_per_worker > 1 else "")
