@@ -28,16 +28,16 @@ from dask.array.chunk import getitem
 from dask.core import flatten
 from dask.highlevelgraph import HighLevelGraph
 
+from .codes.survivors import TaskRule
+from .errors import CodeParameterError
 from .keys import (
     BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name, product_name,
 )
 from .kernels import (
-    coded_product, contracted_axis, decode_products, decode_tasks, encode_chunks, join_scales, encode_pair, encode_pairs_and_race,
-    encode_side, identity, pair_product, race_products, row_scales, take_block, take_rows,
-    task_product, zero_rows,
+    coded_product, contracted_axis, decode_products, decode_tasks, encode_chunks,
+    encode_pair, encode_pairs_and_race, encode_side, identity, join_scales, pair_product,
+    race_products, row_scales, take_block, take_rows, task_product, zero_rows,
 )
-from .codes.survivors import TaskRule
-from .errors import CodeParameterError
 from .schemes import Scheme
 from .schemes.polynomial import PolynomialScheme
 from .schemes.polynomial import coded_product as polynomial_product

@@ -69,7 +69,7 @@ class Encoding:
         return self.scheme.blocks_per_worker // self.blocks_per_task
 
     @property
-    def products_token(self) -> str:
+    def products_name(self) -> str:
         """What names this encoding's product tasks (each grouping its own)."""
         return tasks_name(self.scheme, self.token, self.blocks_per_task)
 
@@ -424,7 +424,7 @@ class CodedMatrix(Handle):
         ran at least that long)."""
         if self.local:
             raise CodedError("observed delays come from the distributed scheduler")
-        prefix = f"{self.encoding.products_token}-"
+        prefix = f"{self.encoding.products_name}-"
         return self.client.sync(self.client.scheduler.coded_first_k_observed, prefix=prefix,
                                 last=last)
 
@@ -463,6 +463,23 @@ class CodedMatrix(Handle):
         tasks = self._last_tasks
         used = await cluster.first_k_used(self.client, self._last_products, len(tasks))
         return sorted(j for t in used for j in tasks[t])
+
+    def regroup(self, tasks_per_worker: int) -> None:
+        """Run the same coded blocks as ``tasks_per_worker`` product tasks per worker from
+        the next ``CA @ x`` on (a divisor of ``blocks_per_worker``); no re-encode. One task
+        per worker straggles, and costs per call, as one block per worker does; one task
+        per block lets a slow worker's finished blocks count."""
+        r = self.blocks_per_worker
+        t = tasks_per_worker
+        if (not isinstance(t, (int, np.integer)) or isinstance(t, bool) or t < 1 or r % t):
+            raise CodeParameterError(
+                f"tasks_per_worker must be a positive divisor of blocks_per_worker={r}; "
+                f"got {t!r}")
+        if self.retuner is None:
+            self.encoding = replace(self.encoding, blocks_per_task=r // int(t))
+            return
+        with self.retuner.lock:  # not between a re-choice's adoption and its probation
+            self.encoding = replace(self.encoding, blocks_per_task=r // int(t))
 
     def retune(self) -> int:
         """``k="auto"``: let the policy (:class:`~dask_coded.policy.AutoK`) re-choose

@@ -17,7 +17,9 @@ measured seconds, ``change_cost`` times). A code the regret guard turned back
 (:func:`worse`, run by :class:`~dask_coded.retuner.Retuner`) is never chosen again.
 
 With ``blocks_per_worker="auto"`` it chooses ``(k, r)`` together
-(:meth:`AutoK.choose_blocks`): the fit gives the job's seconds and ``mu``, each block
+(:meth:`AutoK.choose_blocks`; ``r`` counts product tasks per worker, and a change of
+``r`` alone that regroups the current encoding's blocks needs no re-encode, so it need
+not pay for one): the fit gives the job's seconds and ``mu``, each block
 product also pays ``task_overhead`` seconds, and the expected call time of every
 candidate is simulated (:func:`dask_coded.theory.blocks_time`) under the straggling model
 the data shows: per call (a slow worker is slow for all its blocks of a call) when a

@@ -3,7 +3,8 @@
 A :class:`Retuner` drives one :class:`~dask_coded.matrix.CodedMatrix`. Its policy
 (:class:`~dask_coded.policy.AutoK`) decides *what* code to use from what the scheduler
 observed; the retuner decides *when*, runs the re-encode (one thread at a time, its
-tasks below the products in priority), and swaps the matrix's immutable
+tasks below the products in priority) or regroups the same blocks into more or fewer
+product tasks per worker (no re-encode), and swaps the matrix's immutable
 :class:`~dask_coded.matrix.Encoding` in one assignment, so a product is built from one
 encoding whole. Every change is on probation: the old encoding is kept until the new
 one has run ``policy.probation`` calls; if the new one is slower per call
@@ -24,8 +25,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ._scheduler.records import AUTO_TOPIC
 from . import config
+from ._scheduler.records import AUTO_TOPIC
 from .policy import AutoK, code_of, worse
 from .schemes.mds import exact_blocks
 

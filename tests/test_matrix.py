@@ -8,6 +8,7 @@ import warnings
 import dask.array as da
 import numpy as np
 import pytest
+from distributed import Client, LocalCluster
 from distributed.utils_test import gen_cluster
 
 import dask_coded as dc
@@ -555,3 +556,21 @@ async def test_a_grouped_code_waits_until_every_group_decodes(c, s, *workers):
     await _slow(c, s, [w.name for w in late], 3.0)
     close(await asyncio.wait_for(c.compute(CA @ (2 * x)), 2.5), A @ (2 * x))
     assert not set(await CA.last_used()) & {group[0], other}
+
+
+def test_regroup_runs_the_same_blocks_in_fewer_tasks_and_refuses_a_non_divisor():
+    A, x = np.random.default_rng(11).standard_normal((96, 4)), np.arange(4.0)
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        CA = dc.encode(A, 4, 3, blocks_per_worker=4, client=client)
+        assert CA.tasks_per_worker == 4
+        blocks, token = CA.blocks, CA.token
+        CA.regroup(2)
+        assert CA.tasks_per_worker == 2 and CA.blocks == blocks and CA.token == token
+        assert "tasks_per_worker=2" in repr(CA)
+        np.testing.assert_allclose((CA @ x).compute(), A @ x)
+        assert len(CA._last_tasks) == 8 and all(len(t) == 2 for t in CA._last_tasks)
+        for bad in (3, 0, 8, 1.5):
+            with pytest.raises(dc.errors.CodeParameterError, match="divisor of blocks_per_worker=4"):
+                CA.regroup(bad)
+        CA.release()

@@ -243,7 +243,7 @@ async def test_the_rewrite_runs_a_resident_matrix_in_its_product_tasks(c, s, *wo
     6 product tasks per output block, each 1 / 4 of the work, not 24."""
     An, xn, Bn, A, x, B = operands()
     CA = await dc.encode(A, 6, 4, blocks_per_worker=4, client=c)
-    CA._set(blocks_per_task=4)
+    CA.regroup(1)
 
     class Watch(SchedulerPlugin):
         name = "watch-keys"

@@ -20,8 +20,9 @@ Models (``--models``), the quotas set before each call, the same for every peer:
 Peers, each on a fresh cluster of the same shape (no peer inherits another's memory or
 leftovers): plain dask with A in ``n``, ``4n`` and ``8n`` row chunks
 spread over the workers (work stealing on); the fixed codes of ``--codes`` (``k x r``:
-k blocks needed of n workers, r blocks per worker); ``k="auto"`` with
-``blocks_per_worker="auto"``. Every peer's A is placed (and encoded) before the quotas
+k blocks needed of n workers, r blocks per worker); auto's starting code as auto runs
+it (its blocks per worker in one product task per worker, ``CA.regroup(1)``);
+``k="auto"`` with ``blocks_per_worker="auto"``. Every peer's A is placed (and encoded) before the quotas
 of the model are set; auto's re-encodes run under them, as they would for a user.
 
 Prints per model: each peer's mean seconds per call over every call from the first,
@@ -36,11 +37,13 @@ import argparse
 import os
 import time
 
+import dask
 import numpy as np
 from distributed import Client, LocalCluster
 
 import dask_coded as dc
 from dask_coded.policy import AutoK
+from dask_coded.schemes.mds import exact_blocks
 from .peers import PlainMatrix
 from .quota import CpuQuotas
 from .timing import windows, write_csv
@@ -164,9 +167,19 @@ def _peers(args, codes, A):
     for k, r in codes:
         yield f"k={k} r={r}", lambda c, k=k, r=r: dc.encode(A, n, k, client=c,
                                                             blocks_per_worker=r)
+    k0 = AutoK.initial_k(n)
+    r0 = exact_blocks(n, k0, int(dask.config.get("coded.auto-k.encode-blocks")))
+    if r0 > 1:  # auto's start as auto runs it: its blocks in one task per worker
+        yield f"k={k0} r={r0} as 1 task", lambda c: _regrouped(
+            dc.encode(A, n, k0, client=c, blocks_per_worker=r0), 1)
     yield "auto", lambda c: dc.encode(A, n, "auto", blocks_per_worker="auto", client=c)
     k, r = AutoK.initial_k(n), 1  # the start again, after auto: the run-to-run noise
     yield f"k={k} r={r} again", lambda c: dc.encode(A, n, k, client=c)
+
+
+def _regrouped(M, tasks_per_worker: int):
+    M.regroup(tasks_per_worker)
+    return M
 
 
 def _describe(h: dict) -> str:

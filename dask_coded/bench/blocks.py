@@ -184,7 +184,7 @@ def auto_row(client, mname: str, model, data: tuple, args, keep_running: bool,
     k, r = CA.k, CA.tasks_per_worker  # each product task is 1 / (k r) of the work
     client.register_plugin(dc.stragglers.StragglerPlugin(
         model, seed=7, match=("coded-prod",), interruptible=not keep_running,
-        work={CA.encoding.products_token: 1 / (k * r)}))
+        work={CA.encoding.products_name: 1 / (k * r)}))
     call = checked(lambda x: (CA @ x).compute(), xs, truth)
     times = measure(client, call, args.calls, back_to_back=keep_running)
     label = f"auto: k={k}, {r} tasks/worker"
