@@ -13,8 +13,8 @@ What it shows, refreshed every half second, from the scheduler plugin's records:
 * per coded call (the last :data:`CALLS`), each product's compute seconds by worker name,
   finished or released (a straggler: still running when the decode started, drawn at
   that moment), and the call's span: when its decode could start;
-* the encodings resident on the cluster: blocks, workers, most blocks on one worker,
-  bytes;
+* the encodings resident on the cluster: their code, blocks, workers, most blocks on one
+  worker, bytes;
 * ``k="auto"``'s re-choices, as its clients post them: the code it ran, the code chosen,
   the fitted straggling rate, and why;
 * the workers a checking decode (``verify=``) found returning wrong products;
