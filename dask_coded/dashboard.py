@@ -11,8 +11,10 @@ from the command line gets it with ``dask scheduler --preload dask_coded.dashboa
 What it shows, refreshed every half second, from the scheduler plugin's records:
 
 * per coded call (the last :data:`CALLS`), each product's compute seconds by worker name,
-  finished or released (a straggler: still running when the decode started, drawn at
-  that moment), and the call's span: when its decode could start;
+  finished, released (a straggler: running when the decode started, drawn at that
+  moment) or never started (released before it began executing: with several blocks per
+  worker, most released block products), and the call's span: when its decode could
+  start;
 * the encodings resident on the cluster: their code, blocks, workers, most blocks on one
   worker, bytes;
 * ``k="auto"``'s re-choices, as its clients post them: the code it ran, the code chosen,
@@ -41,9 +43,10 @@ def _name(scheduler, address: str | None) -> str:
 
 def calls_data(scheduler, last: int = CALLS) -> dict:
     """Columns of the products of the ``last`` coded calls the plugin saw: ``call``
-    (0 = oldest shown), ``worker`` (name), ``seconds``, ``status`` (``"finished"`` or
-    ``"released"``), ``color``; and ``span_call``/``span`` (when each call's decode could
-    start)."""
+    (0 = oldest shown), ``worker`` (name), ``seconds``, ``status`` (``"finished"``;
+    ``"released"``: a straggler cut off while it ran; ``"never started"``: released
+    before it began executing), ``color``; and ``span_call``/``span`` (when each call's
+    decode could start)."""
     plugin = scheduler.plugins.get(PLUGIN_NAME)
     out: dict = {"call": [], "worker": [], "seconds": [], "status": [], "color": [],
                  "span_call": [], "span": []}
@@ -58,14 +61,16 @@ def calls_data(scheduler, last: int = CALLS) -> dict:
             out["status"].append("finished")
             out["color"].append("#1f77b4")
         censored = record.censored or [0.0] * len(record.released)
-        for worker, seconds in zip(record.released, censored):
-            # still running when the decode started: drawn there (at least that long)
+        keys = record.released_keys or [None] * len(record.released)
+        for worker, seconds, key in zip(record.released, censored, keys):
+            # unfinished when the decode started: drawn there (at least that long)
             seconds = max(float(seconds), float(record.span))
+            started = key not in record.unstarted
             out["call"].append(i)
             out["worker"].append(_name(scheduler, worker))
             out["seconds"].append(round(float(seconds), 4))
-            out["status"].append("released")
-            out["color"].append("#d62728")
+            out["status"].append("released" if started else "never started")
+            out["color"].append("#d62728" if started else "#ff7f0e")
         out["span_call"].append(i)
         out["span"].append(round(float(record.span), 4))
     return out
@@ -170,7 +175,7 @@ def _page():
             self.choices = ColumnDataSource(choices_data(scheduler), name="coded-choices")
             self.epochs = ColumnDataSource(epochs_data(scheduler), name="coded-epochs")
             fig = figure(title="Coded products per call: finished (blue), released "
-                         "stragglers (red), decode start (black)",
+                         "stragglers (red), never started (orange), decode start (black)",
                          x_axis_label="call (most recent right)", y_axis_label="seconds",
                          height=320, sizing_mode="stretch_width", tools="")
             fig.scatter("call", "seconds", color="color", size=7, alpha=0.7,

@@ -38,6 +38,27 @@ async def test_the_page_is_listed_and_served(c, s, *workers):
     assert "bokeh" in page.lower() and "Dask: CodedPage" in page
 
 
+@gen_cluster(client=True, nthreads=SIX, timeout=60)
+async def test_released_products_that_never_started_are_told_apart(c, s, *workers):
+    """4 blocks per worker, one worker slow by 2 s per product: its first product runs
+    when the decode starts, the 3 behind it in its queue never start. The page marks
+    the first "released" and the others "never started"."""
+    A, x = np.random.default_rng(3).standard_normal((240, 8)), np.ones(8)
+    CA = await dc.encode(A, 6, 4, blocks_per_worker=4, client=c)
+    slow = str(next(w.name for w in workers if w.address == CA.workers[0]))
+    await c.register_plugin(StragglerPlugin(SlowWorkers({slow: 2.0}), match=("coded-prod",),
+                                            interruptible=True))
+    np.testing.assert_allclose(await c.compute(CA @ x), A @ x)
+    for _ in range(100):  # the worker plugin answers, or posts when each one leaves
+        data = calls_data(s)
+        on_slow = sorted(st for w, st in zip(data["worker"], data["status"]) if w == slow)
+        if on_slow == ["never started"] * 3 + ["released"]:
+            break
+        await asyncio.sleep(0.05)
+    assert on_slow == ["never started"] * 3 + ["released"]
+    assert set(data["status"]) <= {"finished", "released", "never started"}
+
+
 @gen_cluster(client=True, nthreads=SIX, timeout=60,
              config={"coded.verify.quarantine-after": None})
 async def test_the_page_paints_stragglers_spans_encodings_and_suspects(c, s, *workers):

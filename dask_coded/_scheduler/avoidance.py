@@ -31,6 +31,11 @@ from ..tasks import ProductTask, spec_of
 from .records import WATCH_HANDLER
 
 
+def _key(key):
+    """A key as the scheduler names it (a tuple that travelled as a list is a tuple)."""
+    return tuple(_key(k) for k in key) if isinstance(key, list) else key
+
+
 class Avoidance:
     """Which workers are avoided, from the decodes' observations, and the restrictions
     that keep a coded graph's plain tasks off them."""
@@ -79,8 +84,11 @@ class Avoidance:
         self.released_at.pop(worker, None)
         self.running.pop(worker, None)
 
-    def freed(self, worker: str, key) -> None:
-        """A released product ``key`` returned on ``worker`` (its worker plugin said so)."""
+    def freed(self, worker: str, key, started: bool = True) -> None:
+        """A released product ``key`` left ``worker`` (its worker plugin said so; ``started``:
+        whether it had begun executing there)."""
+        if not started:
+            self.plugin.observations.record_unstarted(key)
         keys = self.running.get(worker)
         if keys is not None:
             keys.discard(key)
@@ -93,11 +101,12 @@ class Avoidance:
         no longer running are freed now, the others when it posts that they returned.
         A worker that cannot answer is left to its next heartbeat (:meth:`busy`)."""
         try:
-            done = await getattr(self.plugin.scheduler.rpc(worker), WATCH_HANDLER)(keys=keys)
+            answer = await getattr(self.plugin.scheduler.rpc(worker), WATCH_HANDLER)(keys=keys)
         except Exception:  # gone, or without the plugin: the heartbeat decides
             return
-        for key in done:
-            self.freed(worker, key)
+        unstarted = set(map(_key, answer.get("unstarted", ())))
+        for key in map(_key, answer.get("done", ())):
+            self.freed(worker, key, key not in unstarted)
 
     def busy(self) -> set[str]:
         """Workers still running a released product, as far as the scheduler can tell:

@@ -215,9 +215,12 @@ class Groups:
         if not group.started:
             seconds = [self.products[p].seconds for i, p in group.products.items()
                        if i in group.finished and p in self.products]
-            released = [w for d in unfinished for w in (d.worker_restrictions or ())]
+            pairs = [(w, d) for d in unfinished for w in (d.worker_restrictions or ())]
+            released = [w for w, _ in pairs]
             self.plugin.observations.record_decode(
-                group.name, set(group.finished), max(seconds) if seconds else None, released)
+                group.name, set(group.finished), max(seconds) if seconds else None,
+                released, [d.key for _, d in pairs],
+                {d.key for _, d in pairs if d.state != "processing"})
             self._observe(group, released)
         group.started = True
         # run it where a product finished (a worker known not to straggle), not where a

@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from ..keys import key_name
 from .records import CallRecord
 
 
@@ -31,13 +32,24 @@ class Observations:
         self.calls.move_to_end(name)
 
     def record_decode(self, name: str, used: set, censor: float | None,
-                      released_workers: list) -> None:
-        """A decode started early from the products ``used``; the others were detached."""
+                      released_workers: list, keys: list | None = None,
+                      unstarted: set | None = None) -> None:
+        """A decode started early from the products ``used``; the others were detached
+        (``released_workers`` and ``keys``: theirs, one each; ``unstarted``: the keys
+        known never to have started)."""
         record = self._call(name)
         record.used.update(used)
         record.released.extend(released_workers)
+        record.released_keys.extend(keys if keys is not None else [None] * len(released_workers))
+        record.unstarted.update(unstarted or ())
         if censor is not None:
             record.censored.extend([censor] * len(released_workers))
+
+    def record_unstarted(self, key) -> None:
+        """Released product ``key`` never began executing (its worker plugin said so)."""
+        record = self.calls.get(key_name(key))
+        if record is not None:
+            record.unstarted.add(key)
 
     def record_span(self, name: str, seconds: float) -> None:
         """A decode of call ``name`` could start ``seconds`` after its graph arrived."""

@@ -134,7 +134,8 @@ class FirstKPlugin(SchedulerPlugin):
         if topic == VERIFY_TOPIC and isinstance(msg, dict):
             self.quarantine.record(msg)
         elif topic == FREED_TOPIC and isinstance(msg, dict):
-            self.avoidance.freed(msg.get("worker"), msg.get("key"))
+            self.avoidance.freed(msg.get("worker"), msg.get("key"),
+                                 bool(msg.get("started", True)))
 
 
     # ---- new graphs --------------------------------------------------------------------

@@ -112,12 +112,16 @@ class CallRecord:
     """What one call (one product name) showed: per finished product its worker and
     compute seconds; the product indices the decodes used; the workers of the released
     stragglers and their censor times (they ran at least as long as the last product
-    used); ``span``: seconds from when the call's graph arrived until its decodes could
-    start (the slowest of its decodes): what the call cost, queueing included."""
+    used), their keys and which of those never began executing (``unstarted``: still
+    waiting on the scheduler at the release, or in their worker's queue, as its worker
+    plugin said); ``span``: seconds from when the call's graph arrived until its decodes
+    could start (the slowest of its decodes): what the call cost, queueing included."""
 
     finished: list = field(default_factory=list)  # [(worker, seconds)]
     used: set = field(default_factory=set)
     released: list = field(default_factory=list)  # [worker]
+    released_keys: list = field(default_factory=list)  # [key], one per released
+    unstarted: set = field(default_factory=set)  # released keys that never started
     censored: list = field(default_factory=list)  # [seconds]
     span: float = 0.0
 
