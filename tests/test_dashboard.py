@@ -42,7 +42,8 @@ async def test_the_page_is_listed_and_served(c, s, *workers):
 async def test_released_products_that_never_started_are_told_apart(c, s, *workers):
     """4 blocks per worker, one worker slow by 2 s per product: its first product runs
     when the decode starts, the 3 behind it in its queue never start. The page marks
-    the first "released" and the others "never started"."""
+    the first "released" and the others "never started", and the fit of the straggling
+    does not count those 3 as products that ran for the censor time."""
     A, x = np.random.default_rng(3).standard_normal((240, 8)), np.ones(8)
     CA = await dc.encode(A, 6, 4, blocks_per_worker=4, client=c)
     slow = str(next(w.name for w in workers if w.address == CA.workers[0]))
@@ -57,6 +58,11 @@ async def test_released_products_that_never_started_are_told_apart(c, s, *worker
         await asyncio.sleep(0.05)
     assert on_slow == ["never started"] * 3 + ["released"]
     assert set(data["status"]) <= {"finished", "released", "never started"}
+    # the fit of the straggling counts only the products that ran as censored
+    seen = s.plugins[dc.FirstKPlugin.name].observations.report()
+    assert len(seen["calls_censored"][-1]) == data["status"].count("released") >= 1
+    assert len(seen["calls_released"][-1]) == len(data["status"]) - data["status"].count(
+        "finished")
 
 
 @gen_cluster(client=True, nthreads=SIX, timeout=60,

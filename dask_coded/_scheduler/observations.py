@@ -75,17 +75,26 @@ class Observations:
                 per_worker.setdefault(worker, []).append(seconds)
             for worker in r.released:
                 released[worker] = released.get(worker, 0) + 1
+        censored = [_ran(r) for r in records]
         return {
             "observed": [s for r in records for _, s in r.finished],
-            "censored": [c for r in records for c in r.censored],
+            "censored": [c for cs in censored for c in cs],
             "calls": [[s for _, s in r.finished] for r in records],
             "calls_workers": [[w for w, _ in r.finished] for r in records],
             "calls_released": [list(r.released) for r in records],
-            "calls_censored": [list(r.censored) for r in records],
+            "calls_censored": censored,
             "calls_span": [r.span for r in records],
             "per_worker": per_worker,
             "released": released,
         }
+
+
+def _ran(record: CallRecord) -> list:
+    """The censor times of a call's released products that began executing: one that
+    never started says nothing of how long a product takes (it did not run for the
+    censor time), so it is left out of the fit."""
+    keys = record.released_keys or [None] * len(record.censored)
+    return [c for c, key in zip(record.censored, keys) if key not in record.unstarted]
 
 
 @dataclass
