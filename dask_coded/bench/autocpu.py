@@ -37,11 +37,11 @@ import argparse
 import os
 import time
 
-import dask
 import numpy as np
 from distributed import Client, LocalCluster
 
 import dask_coded as dc
+from dask_coded import config
 from dask_coded.policy import AutoK
 from dask_coded.schemes.mds import exact_blocks
 from .peers import PlainMatrix
@@ -168,7 +168,7 @@ def _peers(args, codes, A):
         yield f"k={k} r={r}", lambda c, k=k, r=r: dc.encode(A, n, k, client=c,
                                                             blocks_per_worker=r)
     k0 = AutoK.initial_k(n)
-    r0 = exact_blocks(n, k0, int(dask.config.get("coded.auto-k.encode-blocks")))
+    r0 = exact_blocks(n, k0, int(config.get("auto-k.encode-blocks")))
     if r0 > 1:  # auto's start as auto runs it: its blocks in one task per worker
         yield f"k={k0} r={r0} as 1 task", lambda c: _regrouped(
             dc.encode(A, n, k0, client=c, blocks_per_worker=r0), 1)
