@@ -23,7 +23,8 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask._task_spec import Alias, GraphNode, List, Task, TaskRef, _execute_subgraph
+from dask._task_spec import _execute_subgraph  # no public name: to spot fused cuts
+from dask.task_spec import Alias, GraphNode, List, Task, TaskRef
 from dask.array.chunk import getitem
 from dask.core import flatten
 from dask.highlevelgraph import HighLevelGraph

@@ -51,7 +51,7 @@ from typing import Any
 
 import dask
 import numpy as np
-from dask._task_spec import Alias, DataNode, GraphNode, List, Task, TaskRef
+from dask.task_spec import Alias, DataNode, GraphNode, List, Task, TaskRef
 from dask.utils import parse_bytes
 from dask.array.optimization import optimize as default_array_optimize
 from dask.array.routines import _matmul, _tensordot

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dask._task_spec import Task
+from dask.task_spec import Task
 
 from .codes.survivors import decodable
 

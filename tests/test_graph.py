@@ -3,7 +3,7 @@
 import operator
 
 import numpy as np
-from dask._task_spec import Alias, DataNode, List, Task, TaskRef
+from dask.task_spec import Alias, DataNode, List, Task, TaskRef
 from dask.local import get_sync
 
 from dask_coded.graph import fold_cuts

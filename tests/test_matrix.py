@@ -571,6 +571,7 @@ def test_regroup_runs_the_same_blocks_in_fewer_tasks_and_refuses_a_non_divisor()
         np.testing.assert_allclose((CA @ x).compute(), A @ x)
         assert len(CA._last_tasks) == 8 and all(len(t) == 2 for t in CA._last_tasks)
         for bad in (3, 0, 8, 1.5):
-            with pytest.raises(dc.errors.CodeParameterError, match="divisor of blocks_per_worker=4"):
+            with pytest.raises(dc.errors.CodeParameterError,
+                               match="divisor of blocks_per_worker=4"):
                 CA.regroup(bad)
         CA.release()

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import time
 
-from dask._task_spec import Task, TaskRef, _execute_subgraph
+from dask._task_spec import _execute_subgraph  # no public name: to spot fused decodes
+from dask.task_spec import Task, TaskRef
 from dask.utils import parse_timedelta
 
 from .. import config

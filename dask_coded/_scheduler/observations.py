@@ -40,7 +40,8 @@ class Observations:
         record = self._call(name)
         record.used.update(used)
         record.released.extend(released_workers)
-        record.released_keys.extend(keys if keys is not None else [None] * len(released_workers))
+        record.released_keys.extend(keys if keys is not None
+                                    else [None] * len(released_workers))
         record.unstarted.update(unstarted or ())
         if censor is not None:
             record.censored.extend([censor] * len(released_workers))

@@ -22,8 +22,9 @@ leftovers): plain dask with A in ``n``, ``4n`` and ``8n`` row chunks
 spread over the workers (work stealing on); the fixed codes of ``--codes`` (``k x r``:
 k blocks needed of n workers, r blocks per worker); auto's starting code as auto runs
 it (its blocks per worker in one product task per worker, ``CA.regroup(1)``);
-``k="auto"`` with ``blocks_per_worker="auto"``. Every peer's A is placed (and encoded) before the quotas
-of the model are set; auto's re-encodes run under them, as they would for a user.
+``k="auto"`` with ``blocks_per_worker="auto"``. Every peer's A is placed (and encoded)
+before the quotas of the model are set; auto's re-encodes run under them, as they
+would for a user.
 
 Prints per model: each peer's mean seconds per call over every call from the first,
 the spread (10th and 90th percentile), and the ratios the controller is judged by:

@@ -86,7 +86,8 @@ def exact_blocks(n: int, k: int, most: int) -> int:
             code = code_for(n, k, r)
         except CodeParameterError:
             code = None
-        if code is not None and code.threshold == k * r and getattr(code, "rule", None) is None:
+        exact = code is not None and code.threshold == k * r
+        if exact and getattr(code, "rule", None) is None:
             return r
         r //= 2
     return 1

@@ -194,7 +194,7 @@ async def test_encoded_row_scales_stay_resident_whatever_the_graph_order(c, s, *
     """A graph that encodes A keeps its coded blocks and its row scales in memory for the
     next graph, also when the scheduler lists the scales before the blocks (its order
     follows a walk of the graph that varies from run to run)."""
-    from dask._task_spec import DataNode
+    from dask.task_spec import DataNode
     from dask_coded.graph import encode_tasks
     from dask_coded._scheduler.residency import resident_keys
     from dask_coded.schemes import MDSScheme

@@ -66,7 +66,8 @@ def test_product_tasks_bundle_one_workers_blocks_and_decode_from_any_k_workers()
                            *[outs[t] if t in finished else None for t in range(6)])
         np.testing.assert_allclose(got, A @ x, atol=1e-9)
     for bad in (3, 0, 8):
-        with pytest.raises(dc.errors.CodeParameterError, match="divisor of blocks_per_worker=4"):
+        with pytest.raises(dc.errors.CodeParameterError,
+                           match="divisor of blocks_per_worker=4"):
             scheme.product_tasks(bad)
 
 
