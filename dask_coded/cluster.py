@@ -16,6 +16,7 @@ from dask.base import is_dask_collection
 from distributed import Future, wait
 
 from ._scheduler import FirstKPlugin
+from .keys import as_key
 
 # client -> the scheduler address the plugin was registered with
 _INSTALLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -81,8 +82,7 @@ def pinned_workers(client, keys: list) -> dict:
 def _pinned_workers(keys: list, dask_scheduler=None) -> dict:
     plugin = dask_scheduler.plugins.get(FirstKPlugin.name)
     blocks = {} if plugin is None else plugin.blocks
-    keys = [tuple(k) if isinstance(k, list) else k for k in keys]
-    return {k: blocks[k].worker for k in keys if k in blocks}
+    return {k: blocks[k].worker for k in map(as_key, keys) if k in blocks}
 
 
 async def first_k_used(client, name: str, size: int) -> list[int]:

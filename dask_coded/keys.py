@@ -29,6 +29,12 @@ SCALES_PREFIX = "coded-scales-"
 _THRESHOLD = re.compile(r"^coded-prod-t(\d+)-")
 
 
+def as_key(key):
+    """``key`` as the scheduler names it: a tuple key that travelled as a list (through
+    ``run_on_scheduler``, an event, a decode's arguments) is a tuple again."""
+    return tuple(key) if isinstance(key, list) else key
+
+
 def key_name(key) -> str:
     """The name part of a dask key (``key[0]`` of a tuple key)."""
     return str(key[0] if isinstance(key, tuple) else key)

@@ -13,6 +13,7 @@ product group races its products in threads.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -30,7 +31,6 @@ from distributed import progress as progress_bar
 
 from . import cluster, config, resident
 from .arrays import as_array, as_matrix
-from ._scheduler import FirstKPlugin
 from .codes import audit, check_real_dtype
 from .errors import BlockShapeError, CodedError, CodeParameterError
 from .handles import Handle
@@ -40,7 +40,7 @@ from .kernels import check_finite_operand, encode_block, identity, row_scales
 from .policy import AutoK
 from .retuner import Retuner
 from .schemes import Scheme, build
-from .schemes.mds import exact_blocks
+from .schemes.mds import check_divisor, exact_blocks
 from .suspects import LOCAL as LOCAL_SUSPECTS
 from .workers import default_client, pick_workers
 
@@ -470,16 +470,10 @@ class CodedMatrix(Handle):
         per worker straggles, and costs per call, as one block per worker does; one task
         per block lets a slow worker's finished blocks count."""
         r = self.blocks_per_worker
-        t = tasks_per_worker
-        if (not isinstance(t, (int, np.integer)) or isinstance(t, bool) or t < 1 or r % t):
-            raise CodeParameterError(
-                f"tasks_per_worker must be a positive divisor of blocks_per_worker={r}; "
-                f"got {t!r}")
-        if self.retuner is None:
-            self.encoding = replace(self.encoding, blocks_per_task=r // int(t))
-            return
-        with self.retuner.lock:  # not between a re-choice's adoption and its probation
-            self.encoding = replace(self.encoding, blocks_per_task=r // int(t))
+        t = check_divisor(tasks_per_worker, r, "tasks_per_worker")
+        # with auto, not between a re-choice's adoption and its probation
+        with self.retuner.lock if self.retuner is not None else contextlib.nullcontext():
+            self.encoding = replace(self.encoding, blocks_per_task=r // t)
 
     def retune(self) -> int:
         """``k="auto"``: let the policy (:class:`~dask_coded.policy.AutoK`) re-choose

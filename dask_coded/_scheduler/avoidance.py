@@ -27,13 +27,9 @@ from collections import defaultdict, deque
 from distributed.metrics import time as clock
 
 from .. import config
+from ..keys import as_key
 from ..tasks import ProductTask, spec_of
 from .records import WATCH_HANDLER
-
-
-def _key(key):
-    """A key as the scheduler names it (a tuple that travelled as a list is a tuple)."""
-    return tuple(_key(k) for k in key) if isinstance(key, list) else key
 
 
 class Avoidance:
@@ -104,8 +100,8 @@ class Avoidance:
             answer = await getattr(self.plugin.scheduler.rpc(worker), WATCH_HANDLER)(keys=keys)
         except Exception:  # gone, or without the plugin: the heartbeat decides
             return
-        unstarted = set(map(_key, answer.get("unstarted", ())))
-        for key in map(_key, answer.get("done", ())):
+        unstarted = set(map(as_key, answer.get("unstarted", ())))
+        for key in map(as_key, answer.get("done", ())):
             self.freed(worker, key, key not in unstarted)
 
     def busy(self) -> set[str]:

@@ -15,6 +15,7 @@ import logging
 import time
 
 from .. import config
+from ..keys import as_key
 from ..suspects import Suspect, Suspects
 
 logger = logging.getLogger("dask_coded._scheduler")
@@ -48,9 +49,7 @@ class Quarantine:
         out = []
         for address, name, *block in pairs:
             if block:
-                key = block[0]
-                key = tuple(key) if isinstance(key, list) else key
-                pinned = self.plugin.pins.blocks.get(key)
+                pinned = self.plugin.pins.blocks.get(as_key(block[0]))
                 ws = self.plugin.scheduler.workers.get(pinned.worker) if pinned else None
                 if ws is not None:
                     address, name = ws.address, str(ws.name)

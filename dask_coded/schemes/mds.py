@@ -74,6 +74,16 @@ def code_for(n: int, k: int, blocks_per_worker: int = 1,
     return fewest_groups(n, k, r)
 
 
+def check_divisor(value, r: int, name: str) -> int:
+    """``value`` as an int when it is a positive divisor of ``r`` blocks per worker, else
+    :class:`~dask_coded.errors.CodeParameterError` naming ``name``."""
+    if (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1
+            or r % value):
+        raise CodeParameterError(f"{name} must be a positive divisor of "
+                                 f"blocks_per_worker={r}; got {value!r}")
+    return int(value)
+
+
 def exact_blocks(n: int, k: int, most: int) -> int:
     """The most blocks per worker, ``r <= most`` (halving from ``most``), whose code
     (:func:`code_for`) decodes from the blocks of any ``k`` of the ``n`` workers: its
@@ -304,12 +314,8 @@ class MDSScheme(RowScheme):
         (its slot ``s`` of ``blocks_per_worker / g``; the layout of :meth:`placement`).
         ``g = blocks_per_worker`` runs one task per worker: the straggling of one block
         per worker, at the per-call cost of one task per worker."""
-        g, r, n = blocks_per_task, self.blocks_per_worker, self.n_workers
-        if not isinstance(g, (int, np.integer)) or isinstance(g, bool) or g < 1 or r % g:
-            raise CodeParameterError(
-                f"blocks_per_task must be a positive divisor of blocks_per_worker={r}; "
-                f"got {g!r}")
-        g = int(g)
+        r, n = self.blocks_per_worker, self.n_workers
+        g = check_divisor(blocks_per_task, r, "blocks_per_task")
         return tuple(tuple(w + n * (s * g + i) for i in range(g))
                      for s in range(r // g) for w in range(n))
 
