@@ -37,7 +37,7 @@ from .keys import (
 from .kernels import (
     coded_product, contracted_axis, decode_products, decode_tasks, encode_chunks,
     encode_pair, encode_pairs_and_race, encode_side, identity, join_scales, pair_product,
-    race_products, row_scales, take_block, take_rows, task_product, zero_rows,
+    race_products, row_scales, side_scales, take_block, take_rows, task_product, zero_rows,
 )
 from .schemes import Scheme
 from .schemes.polynomial import PolynomialScheme
@@ -295,40 +295,85 @@ def product_array(name: str, tasks: dict, shape: tuple, dependencies) -> da.Arra
     return da.Array(graph, name, ((shape[0],), (shape[1],)), dtype=np.float64)
 
 
+def pair_scales(a: Any, b: Any) -> List | None:
+    """The decode's ``scales`` argument of a pair scheme: A's row scales ``a`` and B's
+    column scales ``b`` (each a key, a future, an array or ``None``), or ``None`` when
+    neither operand was scaled."""
+    if a is None and b is None:
+        return None
+    return List(_ref(a), _ref(b))
+
+
+def scales_task(code: PolynomialScheme, key: Any, chunks: List, side: str) -> Task:
+    """Task ``key``: the scales the operand of chunk grid ``chunks`` is divided by
+    before it is encoded (:meth:`PolynomialScheme.side_scales`), for the decode."""
+    return Task(key, side_scales, code, chunks, side)
+
+
 def encoded_operand_tasks(code: PolynomialScheme, token: str, a_keys) -> dict:
     """Tasks ``("coded-block-<token>", w)`` encoding A's operand for worker ``w`` from
     A's chunk keys (rows of chunks); the scheduler plugin spreads them over distinct
-    workers and keeps them resident (encoded in a graph, as the 1-D code's blocks)."""
+    workers and keeps them resident (encoded in a graph, as the 1-D code's blocks).
+    With an equilibrating code, also ``("coded-scales-<token>", 0)``, A's row scales,
+    resident beside them (:func:`operand_keys` tells them apart)."""
     name, chunks = f"{BLOCK_PREFIX}{token}", grid(a_keys)
-    return {(name, w): EncodeTask((name, w), encode_side, code, w, chunks, "a",
-                                     matrix=token, index=w)
-            for w in range(code.n_blocks)}
+    tasks = {(name, w): EncodeTask((name, w), encode_side, code, w, chunks, "a",
+                                   matrix=token, index=w, code=code.summary)
+             for w in range(code.n_blocks)}
+    if code.equilibrated:
+        key = (f"{SCALES_PREFIX}{token}", 0)
+        tasks[key] = EncodeTask(key, side_scales, code, chunks, "a", matrix=token)
+    return tasks
+
+
+def operand_keys(tasks: dict) -> tuple[list, Any]:
+    """The encoded operands' keys of :func:`encoded_operand_tasks`, in worker order, and
+    the key of A's row scales (``None`` when the code does not scale)."""
+    blocks = [k for k in tasks if not key_name(k).startswith(SCALES_PREFIX)]
+    scales = next((k for k in tasks if key_name(k).startswith(SCALES_PREFIX)), None)
+    return blocks, scales
 
 
 def operand_products(code: PolynomialScheme, token: str, blocks: list, b_keys,
-                     decode_key) -> dict:
+                     decode_key, a_scales: Any = None) -> dict:
     """The product group of ``decode_key = A @ B`` on A's encoded operands ``blocks``
-    (keys or futures): product ``w`` gathers B's chunks (keys ``b_keys``, rows of chunks)
-    and encodes B's operand for worker ``w`` itself, where A's is pinned."""
+    (keys or futures; ``a_scales``: A's row scales, a key or a future): product ``w``
+    gathers B's chunks (keys ``b_keys``, rows of chunks) and encodes B's operand for
+    worker ``w`` itself, where A's is pinned."""
     chunks = grid(b_keys)
     b_encoded = [Task(None, encode_side, code, w, chunks, "b") for w in range(code.n_blocks)]
-    return product_group(code, token, blocks, None, decode_key, product=polynomial_product,
-                         operands=b_encoded)
+    tasks: dict = {}
+    b_scales = None
+    if code.equilibrated:
+        b_scales = (f"{SCALES_PREFIX}{token}", "b")
+        tasks[b_scales] = scales_task(code, b_scales, chunks, "b")
+    tasks.update(product_group(code, token, blocks, None, decode_key,
+                               product=polynomial_product, operands=b_encoded,
+                               scales=pair_scales(a_scales, b_scales)))
+    return tasks
 
 
 def coded_pair_tasks(code: PolynomialScheme, a_keys, b_keys, token: str, decode_key,
                      local: bool = False) -> dict:
     """``decode_key = A @ B`` from A's and B's chunk keys (nested lists, rows of chunks):
     on a cluster, tasks ``("coded-block-call-<token>", w)`` encode worker ``w``'s pair where
-    the plugin pins it, then the product group; locally, one task that races the
-    products in threads."""
+    the plugin pins it, then the product group (with an equilibrating code, tasks
+    ``("coded-scales-<token>", "a" | "b")`` give the decode the operands' scales);
+    locally, one task that races the products in threads."""
     a, b = grid(a_keys), grid(b_keys)
     if local:
         return {decode_key: Task(decode_key, encode_pairs_and_race, code, a, b)}
     name = f"{CALL_BLOCK_PREFIX}{token}"
     tasks = {(name, w): EncodeTask((name, w), encode_pair, code, w, a, b,
-                                     matrix=token, index=w, keep=False)
+                                   matrix=token, index=w, keep=False, code=code.summary)
              for w in range(code.n_blocks)}
-    tasks.update(product_group(code, token, list(tasks), None, decode_key,
-                               product=pair_product))
+    blocks = list(tasks)
+    scales = None
+    if code.equilibrated:
+        keys = [(f"{SCALES_PREFIX}{token}", side) for side in "ab"]
+        for key, chunks, side in zip(keys, (a, b), "ab"):
+            tasks[key] = scales_task(code, key, chunks, side)
+        scales = pair_scales(*keys)
+    tasks.update(product_group(code, token, blocks, None, decode_key,
+                               product=pair_product, scales=scales))
     return tasks

@@ -376,7 +376,7 @@ def _raced_product(product, index: int, block: np.ndarray, x, delay) -> np.ndarr
 
 
 def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_product,
-                  scales: np.ndarray | None = None, dtype: str | None = None) -> np.ndarray:
+                  scales: Any = None, dtype: str | None = None) -> np.ndarray:
     """Local-scheduler first-threshold-of-n: race ``product(block_j, x)`` in a private
     thread pool and decode from the first products to finish that decode
     (:meth:`~dask_coded.schemes.Scheme.decodable`); stragglers finish in the background."""
@@ -440,10 +440,19 @@ def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarra
 
 def encode_side(code: PolynomialScheme, w: int, chunks: list, side: str) -> np.ndarray:
     """Worker ``w``'s encoded operand of A (``side="a"``) or B (``"b"``) from the
-    operand's chunk grid (a list of rows of chunks): ``sum_i c_wi X_i``."""
+    operand's chunk grid (a list of rows of chunks): ``sum_i c_wi X_i``, the operand
+    divided by its :meth:`~PolynomialScheme.side_scales` first (the same scales
+    :func:`side_scales` gives the decode)."""
     X = np.block(chunks)
     check_finite_operand(X, side.upper())
-    return code.encode_operand(w, code.split_operand(X, side), side)
+    blocks = code.split_operand(X, side, code.side_scales(X, side))
+    return code.encode_operand(w, blocks, side)
+
+
+def side_scales(code: PolynomialScheme, chunks: list, side: str) -> np.ndarray | None:
+    """The scales :func:`encode_side` divides the operand of chunk grid ``chunks`` by
+    (A's row norms, B's column norms; ``None``: encoded as it is), for the decode."""
+    return code.side_scales(np.block(chunks), side)
 
 
 def encode_pair(code: PolynomialScheme, w: int, a_chunks: list, b_chunks: list
@@ -457,4 +466,5 @@ def encode_pairs_and_race(code: PolynomialScheme, a_chunks: list, b_chunks: list
                           ) -> np.ndarray:
     """Local first-threshold-of-n of ``A @ B``: encode every pair, race their products."""
     pairs = [encode_pair(code, w, a_chunks, b_chunks) for w in range(code.n_blocks)]
-    return race_products(code, pairs, None, pair_product)
+    scales = (side_scales(code, a_chunks, "a"), side_scales(code, b_chunks, "b"))
+    return race_products(code, pairs, None, pair_product, scales)

@@ -30,21 +30,26 @@ import numpy as np
 from .handles import Handle
 from . import cluster
 from .errors import CodedError
-from .graph import EncodeTask, grid, operand_products, product_array, product_group
-from .kernels import check_finite_operand, encode_side, identity, pair_product
-from .keys import BLOCK_PREFIX, DECODE_PREFIX
+from .graph import (
+    EncodeTask, grid, operand_products, pair_scales, product_array, product_group,
+)
+from .kernels import check_finite_operand, encode_side, identity, pair_product, side_scales
+from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX
 from .arrays import as_matrix
 from .schemes import lookup
 from .schemes.polynomial import PolynomialScheme, coded_product
 from .workers import default_client, pick_workers, require_workers
 
 
-def encode_here(code: PolynomialScheme, X: np.ndarray, side: str) -> list[np.ndarray]:
+def encode_here(code: PolynomialScheme, X: np.ndarray, side: str
+                ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Every worker's encoded operand of A (``side="a"``) or B (``"b"``), here in this
-    process: ``sum_i c_wi X_i`` for ``w = 0 .. n - 1`` (a NaN or Inf refused first)."""
+    process: ``sum_i c_wi X_i`` for ``w = 0 .. n - 1`` (a NaN or Inf refused first), and
+    the scales ``X`` was divided by first (:meth:`PolynomialScheme.side_scales`)."""
     check_finite_operand(X, side.upper())
-    blocks = code.split_operand(X, side)
-    return [code.encode_operand(w, blocks, side) for w in range(code.n_blocks)]
+    scales = code.side_scales(X, side)
+    blocks = code.split_operand(X, side, scales)
+    return [code.encode_operand(w, blocks, side) for w in range(code.n_blocks)], scales
 
 
 class EncodedOperand(Handle):
@@ -62,6 +67,9 @@ class EncodedOperand(Handle):
         Of A.
     workers : list of str or None
         ``workers[w]`` holds encoded operand ``w`` (``None`` on the local scheduler).
+    scales : Future, numpy array or None
+        A's row norms, which A's rows were divided by before encoding (a polynomial
+        code; ``None`` for MatDot): every decode multiplies them back.
     """
 
     ndim = 2
@@ -72,6 +80,7 @@ class EncodedOperand(Handle):
         self.client = client
         self.blocks: list = []  # Futures (distributed) or numpy arrays (local)
         self.workers: list[str] | None = None
+        self.scales: Any = None
         self.token = uuid.uuid4().hex[:16]
 
     n = property(lambda self: self.code.n_blocks)
@@ -107,15 +116,18 @@ class EncodedOperand(Handle):
                 B = B.compute()
             else:
                 tasks = operand_products(code, token, self.blocks, B.__dask_keys__(),
-                                         decode_key)
+                                         decode_key, self.scales)
                 return product_array(name, tasks, (self.shape[0], B.shape[1]), [B])
-        b_encoded = encode_here(code, np.asarray(B), "b")  # NaN refused where EA @ B is
+        # NaN refused where EA @ B is
+        b_encoded, b_scales = encode_here(code, np.asarray(B), "b")
+        scales = pair_scales(self.scales, b_scales)
         if self.local:
             tasks = product_group(code, token, list(zip(self.blocks, b_encoded)), None,
-                                  decode_key, local=True, product=pair_product)
+                                  decode_key, local=True, product=pair_product,
+                                  scales=scales)
         else:
             tasks = product_group(code, token, self.blocks, None, decode_key,
-                                  product=coded_product, operands=b_encoded)
+                                  product=coded_product, operands=b_encoded, scales=scales)
         return product_array(name, tasks, (self.shape[0], B.shape[1]), ())
 
     def _check_live(self) -> None:
@@ -130,9 +142,10 @@ class EncodedOperand(Handle):
         """Drop A's encoded operands from the cluster: a product built before and
         computed after fails (dask cancels it for lost dependencies)."""
         if not self.local:
-            for f in self.blocks:
-                f.release()
-        self.blocks = []
+            for f in [*self.blocks, self.scales]:
+                if f is not None:
+                    f.release()
+        self.blocks, self.scales = [], None
 
 
 def encode_operand(A: Any, n: int, scheme: str = "polynomial", splits: Any = (2, 2), *,
@@ -174,7 +187,7 @@ def encode_with(code: PolynomialScheme, A: Any, client: Any, what: str) -> Encod
     ``client=None``, here; ``what`` names the caller in errors."""
     operand = EncodedOperand(code, A.shape, client)
     if client is None:
-        operand.blocks = encode_here(
+        operand.blocks, operand.scales = encode_here(
             code, np.asarray(A.compute() if isinstance(A, da.Array) else A), "a")
         return operand
     if client.asynchronous:
@@ -188,13 +201,21 @@ def encode_with(code: PolynomialScheme, A: Any, client: Any, what: str) -> Encod
         A = client.persist(A)  # its futures live until the operands are placed
         chunks = grid(A.__dask_keys__())
         calls = [(encode_side, code, w, chunks, "a") for w in range(code.n_blocks)]
+        scales = (side_scales, code, chunks, "a")
     else:
-        calls = [(identity, a) for a in encode_here(code, np.asarray(A), "a")]
+        encoded, a_scales = encode_here(code, np.asarray(A), "a")
+        calls = [(identity, a) for a in encoded]
+        scales = (identity, a_scales)
     tasks = {(key, w): EncodeTask((key, w), *call, matrix=operand.token, index=w,
                                   worker=addr, keep=False, code=code.summary)
              for w, (call, addr) in enumerate(zip(calls, operand.workers))}
+    if code.equilibrated:  # A's row scales, held beside its encoded operands
+        scales_key = (f"{SCALES_PREFIX}{operand.token}", 0)
+        tasks[scales_key] = EncodeTask(scales_key, *scales, matrix=operand.token, keep=False)
     with warnings.catch_warnings():
         # a numpy A travels once, as its encoded operands: encoding has to ship it
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
-        operand.blocks = client.sync(cluster.place_encoded, client, tasks)
+        futures = client.sync(cluster.place_encoded, client, tasks)
+    operand.blocks = futures[:code.n_blocks]
+    operand.scales = futures[code.n_blocks] if code.equilibrated else None
     return operand

@@ -67,8 +67,8 @@ from ._scheduler.records import RewriteRecord
 from ._scheduler.residency import resident_keys
 from .errors import CodeParameterError, PlainProductWarning, TooFewWorkersError
 from .graph import (
-    coded_pair_tasks, encode_tasks, encoded_operand_tasks, fold_cuts, operand_products,
-    product_group,
+    coded_pair_tasks, encode_tasks, encoded_operand_tasks, fold_cuts, operand_keys,
+    operand_products, product_group,
 )
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name
 from .kernels import (
@@ -361,7 +361,8 @@ class CodedOptimizer:
         encoded = encoded_operand_tasks(code, token, a_keys)
         reused = set(encoded) <= resident_keys(token, self.scheduler)
         tasks = {} if reused else encoded
-        tasks.update(operand_products(code, tok, list(encoded), b_keys, dec_key))
+        blocks, scales = operand_keys(encoded)
+        tasks.update(operand_products(code, tok, blocks, b_keys, dec_key, scales))
         return tasks, dec_key, reused, token
 
     def _coded_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,

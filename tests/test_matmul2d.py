@@ -1,6 +1,7 @@
 """dc.matmul: both operands encoded, on the local scheduler and on a cluster."""
 
 import asyncio
+import time
 
 import dask.array as da
 import numpy as np
@@ -135,3 +136,84 @@ async def test_a_nan_in_a_dask_operand_fails_the_call_naming_it(c, s, *workers):
     C = dc.matmul(da.from_array(An, chunks=40), da.from_array(Bn, chunks=30), 6, client=c)
     with pytest.raises(dc.errors.NonFiniteError, match="B contains NaN or Inf"):
         await c.compute(C)
+
+
+# ---- precision: rows and columns of very different scales -------------------------------
+
+def badly_scaled(seed=7):
+    """A whose two row halves, and B whose two column halves, differ by 14 and 12 orders
+    of magnitude: a polynomial code with ``splits=(2, 2)`` mixes each row of A's upper
+    half with a row of its lower half, and each column of B's left half with one of its
+    right half."""
+    rng = np.random.default_rng(seed)
+    A, B = rng.standard_normal((24, 10)), rng.standard_normal((10, 12))
+    A[:12] *= 1e8
+    A[12:] *= 1e-6
+    B[:, :6] *= 1e-5
+    B[:, 6:] *= 1e7
+    return A, B
+
+
+def entry_errors(C, A, B):
+    """``|C - A B|`` entry by entry, relative to ``||A_r|| ||B_c||``."""
+    scale = np.outer(np.linalg.norm(A, axis=1), np.linalg.norm(B, axis=0))
+    return np.abs(np.asarray(C) - A @ B) / scale
+
+
+CODES_2D = [("polynomial", (2, 2)), ("polynomial", (2, 3)), ("matdot", 2)]
+
+
+@pytest.mark.parametrize("scheme, splits", CODES_2D)
+@pytest.mark.parametrize("points", ["real", "complex"])
+def test_each_entry_is_right_relative_to_its_row_and_column_locally(scheme, splits, points):
+    A, B = badly_scaled()
+    Ad, Bd = da.from_array(A, chunks=(8, 5)), da.from_array(B, chunks=(5, 4))
+    results = {
+        "numpy": dc.matmul(A, B, 6, scheme, splits, points=points, client=None),
+        "encoded operand, dask B": dc.encode_operand(A, 6, scheme, splits, points=points,
+                                                     client=None) @ Bd,
+    }
+    with dc.coded_matmul(6, scheme=scheme, splits=splits, points=points):
+        results["rewrite"] = (Ad @ Bd).compute(scheduler="threads")
+    for path, C in results.items():
+        C = C.compute() if isinstance(C, da.Array) else C
+        assert entry_errors(C, A, B).max() < 1e-10, path
+
+
+@pytest.mark.parametrize("scheme, splits", CODES_2D)
+def test_each_entry_is_right_relative_to_its_row_and_column_on_a_cluster(scheme, splits):
+    """Every path of a 2-D code on distributed: numpy operands, an encoded operand of a
+    numpy or a dask A times numpy or dask B, dask operands encoded in the graph, and the
+    rewrite (A's encoded operands resident, reused by a second call)."""
+    A, B = badly_scaled()
+    Ad, Bd = da.from_array(A, chunks=(8, 5)), da.from_array(B, chunks=(5, 4))
+    with LocalCluster(n_workers=6, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        EA, EAd = (dc.encode_operand(X, 6, scheme, splits) for X in (A, Ad))
+        results = {
+            "numpy": dc.matmul(A, B, 6, scheme, splits),
+            "encoded numpy A, numpy B": EA @ B,
+            "encoded numpy A, dask B": EA @ Bd,
+            "encoded dask A, numpy B": EAd @ B,
+            "encoded dask A, dask B": EAd @ Bd,
+            "dask operands": dc.matmul(Ad, Bd, 6, scheme, splits),
+        }
+        results = dict(zip(results, client.compute(list(results.values()), sync=True)))
+        with dc.coded_matmul(6, scheme=scheme, splits=splits) as opt:
+            for call in ("rewrite", "rewrite, resident A"):
+                results[call] = (Ad @ Bd).compute()
+        assert [r.reused for r in opt.rewrites] == [False, True]
+        EA.release()
+        EAd.release()
+        # A's row scales are released with its encoded operands
+        names = {prefix + E.token for E in (EA, EAd)
+                 for prefix in (dc.keys.SCALES_PREFIX, dc.keys.BLOCK_PREFIX)}
+        for _ in range(100):
+            left = client.run_on_scheduler(lambda dask_scheduler: [
+                k for k in dask_scheduler.tasks if dc.keys.key_name(k) in names])
+            if not left:
+                break
+            time.sleep(0.05)
+        assert not left
+    for path, C in results.items():
+        assert entry_errors(C, A, B).max() < 1e-10, path

@@ -551,7 +551,8 @@ async def test_distributed_two_sided_rewrite_encodes_A_once_and_leaves_the_slow_
     assert plugin.stats["released"] >= 3, plugin.stats  # the slow worker's, each call
     assert plugin.stats["resident-encoded"] == 6  # A's operands, in the first call only
     (token, report), = plugin.residency.report().items()
-    assert report["source"] == A.name and report["keys"] == 6
+    # the six encoded operands and A's row scales
+    assert report["source"] == A.name and report["keys"] == 7
     holders = {next(iter(s.tasks[k].who_has)).address for k in plugin.resident[token].keys}
     assert len(holders) == 6
     assert await c.scheduler.coded_release(client=c.id, source=A.name) == 1

@@ -33,6 +33,15 @@ exponentially ill-conditioned; two stable choices (``points``):
 
 With complex points a worker returns ``[Re; Im]`` of its product stacked by rows, which
 is exactly what the rotation code decodes.
+
+**Equilibration.** A polynomial code's product mixes row ``r`` of every block ``A_i`` and
+column ``c`` of every block ``B_j``, so a row of A (or a column of B) far smaller than
+the rows it is mixed with would be lost to rounding in the decode. A's rows and B's
+columns are divided by their 2-norms before encoding (:meth:`PolynomialScheme.side_scales`)
+and the decode multiplies them back, so each entry is right up to the decode's error
+times ``||A_r|| ||B_c||``. MatDot mixes the inner dimension only: entry ``(r, c)`` of every
+product is a sum of products of row ``r`` of A and column ``c`` of B, so it keeps that
+bound unscaled and its operands are encoded as they are.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from ..codes import MDSCode, make_code, require_accurate
 from ..codes.mds import chebyshev_nodes
 from ..errors import BlockShapeError, CodeParameterError, TooFewResultsError
 from .base import Scheme
+from .mds import row_norms
 
 KINDS = ("polynomial", "matdot")
 POINTS = ("auto", "real", "complex")
@@ -191,10 +201,29 @@ class PolynomialScheme(Scheme):
         weights = np.where(degrees > 0, np.sqrt(2.0), 1.0) if self.kind == "matdot" else 1.0
         return T[degrees] * weights
 
-    def split_operand(self, X: np.ndarray, side: str) -> list[np.ndarray]:
+    @property
+    def equilibrated(self) -> bool:
+        """Whether A's rows and B's columns are scaled to unit norm before encoding (the
+        polynomial kind: module doc)."""
+        return self.kind == "polynomial"
+
+    def side_scales(self, X: np.ndarray, side: str) -> np.ndarray | None:
+        """What ``X`` is divided by before it is split: A's row norms (``side="a"``) or
+        B's column norms (``"b"``), 1 for a zero row or column; ``None`` when the code
+        encodes its operands as they are (MatDot)."""
+        if not self.equilibrated:
+            return None
+        return row_norms(X if side == "a" else np.asarray(X).T)
+
+    def split_operand(self, X: np.ndarray, side: str,
+                      scales: np.ndarray | None = None) -> list[np.ndarray]:
         """A's (``side="a"``) or B's (``"b"``) blocks, in the order of :meth:`_exponents`:
         polynomial, A by rows into ``m`` and B by columns into ``p``; MatDot, the inner
-        dimension into ``m`` (zero-padded at the end)."""
+        dimension into ``m`` (zero-padded at the end). ``scales``
+        (:meth:`side_scales`): A's rows or B's columns are divided by them first."""
+        if scales is not None:
+            X = np.asarray(X, dtype=np.float64)
+            X = X / scales[:, None] if side == "a" else X / scales[None, :]
         if self.kind == "polynomial":
             return _split(X, self.m, 0) if side == "a" else _split(X, self.p, 1)
         return _split(X, self.m, 1 if side == "a" else 0)
@@ -223,8 +252,19 @@ class PolynomialScheme(Scheme):
 
     # ---- decode ------------------------------------------------------------------------
 
-    def decode(self, products: Sequence, scales=None) -> np.ndarray:
-        """``A @ B`` from the products that arrived (each ``[Re; Im]`` of ``A~ B~``)."""
+    def decode(self, products: Sequence, scales: Sequence | None = None) -> np.ndarray:
+        """``A @ B`` from the products that arrived (each ``[Re; Im]`` of ``A~ B~``);
+        ``scales``: ``(a, b)``, A's row and B's column scales the operands were divided
+        by (:meth:`side_scales`), multiplied back: ``C = diag(a) C~ diag(b)``."""
+        C = self._decoded(products)
+        a, b = (None, None) if scales is None else scales
+        if a is not None:
+            C = C * np.asarray(a)[:, None]
+        if b is not None:
+            C = C * np.asarray(b)[None, :]
+        return C
+
+    def _decoded(self, products: Sequence) -> np.ndarray:
         results = {w: p for w, p in enumerate(products) if p is not None}
         if len(results) < self.threshold:
             raise TooFewResultsError(
