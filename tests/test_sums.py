@@ -162,6 +162,66 @@ async def test_sums_stay_right_after_cumulative_losses(c, s, *workers):
         close(await asyncio.wait_for(c.compute(cp.sum(gram)), 30), plain_sum(ps))
 
 
+async def sole_holder(c, s, cp, j, taken=()):
+    """Make assignment ``j``'s worker the only holder of one partition ``j`` needs (not in
+    ``taken``); returns the partition's index."""
+    i = next(i for idx in cp._support(j)[1] for i in idx if i not in taken)
+    f, address = cp._held[i], cp.workers[j]
+    await c.replicate([f], workers=[address], n=1)  # a copy there, at least
+    for ws in list(s.tasks[f.key].who_has):
+        if ws.address != address:
+            s.request_remove_replicas(ws.address, [f.key], stimulus_id="test-sole-holder")
+    await async_poll_for(lambda: {ws.address for ws in s.tasks[f.key].who_has} == {address},
+                         timeout=10)
+    return i
+
+
+@pytest.mark.parametrize("losses", [1, 2])
+@gen_cluster(client=True, nthreads=SIX, timeout=60)
+async def test_losing_scattered_data_mid_sum_decodes_or_says_too_few(c, s, *workers, losses):
+    """A worker lost during a sum together with the only copy of a partition its own
+    assignment needs: that product can never be made again (scattered data has no
+    recipe), and distributed forgets whatever needs it. Within the code's tolerance the
+    sum decodes from the other products; one loss more raises TooFewResultsError naming
+    the lost worker, at once, instead of a cancelled future."""
+    ps = parts()
+    cp = await CodedPartitions(ps, 6, 1, client=c)
+    doomed = [0, 1][:losses]
+    taken: list = []
+    for j in doomed:
+        taken.append(await sole_holder(c, s, cp, j, taken))
+    names = {w.address: str(w.name) for w in workers}
+    slow = {names[cp.workers[j]]: 30.0 for j in doomed}
+    if losses == 1:  # a second straggler, so that the sum still waits when the loss comes
+        slow[names[cp.workers[2]]] = 2.0
+    await c.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds=slow), match=("coded-prod",), interruptible=True))
+    total = c.compute(cp.sum(gram))
+    await async_poll_for(lambda: all(
+        any(ts.state == "processing" and ts.processing_on.address == cp.workers[j]
+            for ts in s.tasks.values() if dc.keys.key_name(ts.key).startswith("coded-prod"))
+        for j in doomed), timeout=10)
+    lost = [cp.workers[j] for j in doomed]
+    for address in lost:  # as a machine dies: its running product is not waited for
+        await next(w for w in workers if w.address == address).close(executor_wait=False)
+    if losses == 1:
+        close(await asyncio.wait_for(total, 20), plain_sum(ps))
+        assert await cp.repair() == doomed  # placed again from the caller's values
+        close(await asyncio.wait_for(c.compute(cp.sum(gram)), 20), plain_sum(ps))
+    else:
+        try:
+            await asyncio.wait_for(total, 20)
+        except dc.errors.TooFewResultsError as e:
+            message = str(e)
+        else:
+            pytest.fail("the sum decoded without enough products")
+        assert f"lost worker {lost[-1]}" in message and "needs 5" in message
+    total.release()  # the error's traceback may hold the future a while
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    await async_poll_for(lambda: plugin.tracked()["groups"] == 0, timeout=10)
+    await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
+
+
 def test_a_synchronous_sum_places_lost_assignments_again():
     from distributed import Client, LocalCluster
     with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,

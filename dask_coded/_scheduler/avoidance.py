@@ -100,6 +100,8 @@ class Avoidance:
             answer = await getattr(self.plugin.scheduler.rpc(worker), WATCH_HANDLER)(keys=keys)
         except Exception:  # gone, or without the plugin: the heartbeat decides
             return
+        if not isinstance(answer, dict):  # the worker closed while it answered
+            return
         unstarted = set(map(as_key, answer.get("unstarted", ())))
         for key in map(as_key, answer.get("done", ())):
             self.freed(worker, key, key not in unstarted)

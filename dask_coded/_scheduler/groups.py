@@ -292,11 +292,58 @@ class Groups:
         self._detach(ts, waiting, why, f"coded-deadline-{time.time()}")
         self.plugin.stats["expired"] += 1
 
-    def _detach(self, ts, detached: set, why: str | None, stimulus_id: str) -> None:
-        """Drop decode ``ts``'s edges to the products ``detached`` (their arguments become
-        ``None``, or :class:`Missing` ``why``), start it if it waits for nothing else,
-        and release and forget the detached products nobody else wants."""
-        s, detached_keys = self.scheduler, {d.key for d in detached}
+    def lost_data(self, lost: set, worker: str, stimulus_id: str) -> None:
+        """Scattered data ``lost`` went with ``worker`` for good (it has no recipe), and
+        distributed is about to forget every task that needs it, decodes included (their
+        futures would be cancelled for lost dependencies). Called just before: cut the
+        products that need it from their decodes first, as :class:`Missing`; a decode
+        whose rule still holds without them decodes from the rest, one whose rule cannot
+        hold any more is cut from its unfinished products too and raises
+        :class:`~dask_coded.errors.TooFewResultsError` at once."""
+        tasks = self.scheduler.tasks
+        doomed: set = set()
+        stack = [tasks[k] for k in lost if k in tasks]
+        while stack:  # what distributed will forget: dependents not safely in memory
+            for d in stack.pop().dependents:
+                if d not in doomed and d.state != "erred" and not (
+                        d.state == "memory" and d.who_has):
+                    doomed.add(d)
+                    stack.append(d)
+        cuts: dict = {}
+        for d in doomed:
+            product = self.products.get(d.key)
+            if product is not None:
+                cuts.setdefault(product.decode, set()).add(d)
+        why = f"lost worker {worker} with scattered data its products needed"
+        for key, cut in cuts.items():
+            ts, group = tasks.get(key), self.groups.get(key)
+            if ts is None or group is None or ts.state not in (
+                    "waiting", "no-worker", "processing"):
+                continue  # done, or gone already
+            if any(d in doomed and d not in cut for d in ts.dependencies):
+                continue  # it needs lost data by another path: nothing to save
+            indices = {self.products[d.key].index for d in cut}
+            group.finished -= indices
+            group.started = True
+            self._cut(ts, cut, why)
+            if ts.state == "processing":  # its worker was sent the spec with them
+                self.scheduler.transitions({key: "released"}, stimulus_id=stimulus_id)
+            if not group.spec.decodable(self._able(group) - indices | group.finished):
+                mine = set(group.products.values())
+                self._cut(ts, {d for d in ts.dependencies if d.key in mine
+                               and d.state != "memory"}, None)
+                self.plugin.stats["failed-early"] += 1
+            self.scheduler.loop.add_callback(self._run_if_ready, key, stimulus_id)
+
+    def _run_if_ready(self, key, stimulus_id: str) -> None:
+        ts = self.scheduler.tasks.get(key)
+        if ts is not None and ts.state == "waiting" and not ts.waiting_on:
+            self.scheduler.transitions({key: "processing"}, stimulus_id=stimulus_id)
+
+    def _cut(self, ts, detached: set, why: str | None) -> None:
+        """Drop decode ``ts``'s edges to the products ``detached``: their arguments become
+        ``None``, or :class:`Missing` ``why``."""
+        detached_keys = {d.key for d in detached}
         self._keep_submitted(ts)
         for d in detached:
             ts.waiting_on.discard(d)
@@ -311,6 +358,13 @@ class Groups:
             *[gone if isinstance(a, TaskRef) and a.key in detached_keys else a for a in spec.args],
             **spec.kwargs,
         )
+
+    def _detach(self, ts, detached: set, why: str | None, stimulus_id: str) -> None:
+        """:meth:`_cut` the products ``detached`` from decode ``ts``, start it if it
+        waits for nothing else, and release and forget the detached products nobody else
+        wants."""
+        s = self.scheduler
+        self._cut(ts, detached, why)
         recs = {} if ts.waiting_on else {ts.key: "processing"}
         orphans = [d for d in detached if not d.dependents and not d.who_wants]
         recs.update({d.key: "released" for d in orphans})

@@ -131,7 +131,12 @@ class FirstKPlugin(SchedulerPlugin):
         self.quarantine.clear()
 
     def log_event(self, topic, msg) -> None:
-        if topic == VERIFY_TOPIC and isinstance(msg, dict):
+        if (topic == "all" and isinstance(msg, dict) and msg.get("action") == "remove-worker"
+                and msg.get("lost-scattered-tasks")):
+            # logged by remove_worker before it forgets what needed the data
+            self.group_table.lost_data(set(msg["lost-scattered-tasks"]), msg.get("worker"),
+                                       msg.get("stimulus_id", ""))
+        elif topic == VERIFY_TOPIC and isinstance(msg, dict):
             self.quarantine.record(msg)
         elif topic == FREED_TOPIC and isinstance(msg, dict):
             self.avoidance.freed(msg.get("worker"), msg.get("key"),

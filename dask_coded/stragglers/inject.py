@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import dask.config
 import distributed.worker as dw
+from distributed.core import Status
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..keys import key_name, threshold_of
@@ -187,9 +188,13 @@ class TaskWrapper:
         return getattr(self.task, name)
 
 
+_CLOSING = (Status.closing, Status.closed, Status.failed)
+
+
 class _Delayed(TaskWrapper):
     """A task that sleeps, then runs: the sleep counts as compute time. With
-    ``interruptible``, the sleep ends early once the scheduler has released the task."""
+    ``interruptible``, the sleep ends early once the scheduler has released the task or
+    the worker is closing."""
 
     def __init__(self, task, seconds: float, interruptible: bool = False):
         super().__init__(task)
@@ -199,12 +204,13 @@ class _Delayed(TaskWrapper):
         if not self.interruptible:
             time.sleep(self.seconds)
             return self.task(data)
-        state = dw.get_worker().state
+        worker = dw.get_worker()
         end = time.monotonic() + self.seconds
         while (left := end - time.monotonic()) > 0:
             time.sleep(min(left, 0.01))
-            ts = state.tasks.get(self.key)
-            if ts is None or ts.state in ("cancelled", "released", "forgotten"):
+            ts = worker.state.tasks.get(self.key)
+            if (ts is None or ts.state in ("cancelled", "released", "forgotten")
+                    or worker.status in _CLOSING):
                 break
         return self.task(data)
 
