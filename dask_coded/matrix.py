@@ -502,7 +502,9 @@ class CodedMatrix(Handle):
     # ---- lifetime ----------------------------------------------------------------------
 
     def release(self) -> None:
-        """Drop the coded blocks (and those of ``.T``) from the cluster."""
+        """Drop the coded blocks (and those of ``.T``) from the cluster. A product built
+        before and computed after is cancelled by distributed ("lost dependencies"):
+        compute it first, or encode A again."""
         # a re-encode in flight is dropped: its blocks go with its thread (nothing else
         # holds their futures), and so is an encoding kept for probation
         for m in (self, self._T):

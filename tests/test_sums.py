@@ -1,6 +1,7 @@
 """Coded sums (gradient coding) on the local scheduler and on distributed."""
 
 import asyncio
+from collections import Counter
 
 import dask
 import dask.array as da
@@ -162,11 +163,11 @@ async def test_sums_stay_right_after_cumulative_losses(c, s, *workers):
         close(await asyncio.wait_for(c.compute(cp.sum(gram)), 30), plain_sum(ps))
 
 
-async def sole_holder(c, s, cp, j, taken=()):
-    """Make assignment ``j``'s worker the only holder of one partition ``j`` needs (not in
-    ``taken``); returns the partition's index."""
+async def sole_holder(c, s, cp, j, taken=(), address=None):
+    """Make ``address`` (default: assignment ``j``'s worker) the only holder of one
+    partition ``j`` needs (not in ``taken``); returns the partition's index."""
     i = next(i for idx in cp._support(j)[1] for i in idx if i not in taken)
-    f, address = cp._held[i], cp.workers[j]
+    f, address = cp._held[i], address or cp.workers[j]
     await c.replicate([f], workers=[address], n=1)  # a copy there, at least
     for ws in list(s.tasks[f.key].who_has):
         if ws.address != address:
@@ -219,6 +220,44 @@ async def test_losing_scattered_data_mid_sum_decodes_or_says_too_few(c, s, *work
     total.release()  # the error's traceback may hold the future a while
     plugin = s.plugins[dc.FirstKPlugin.name]
     await async_poll_for(lambda: plugin.tracked()["groups"] == 0, timeout=10)
+    await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
+
+
+@gen_cluster(client=True, nthreads=SIX, timeout=60)
+async def test_an_assignment_whose_inputs_were_lost_earlier_is_cut_when_its_worker_dies(
+        c, s, *workers):
+    """A partition's only copy lost between sums leaves the assignments built from it in
+    memory but impossible to make again; when one of their workers dies mid-sum,
+    distributed forgets its product: the sum decodes from the others."""
+    ps = parts()
+    cp = await CodedPartitions(ps, 6, 1, client=c)
+    i = 0
+    needers = [j for j in range(6) if any(i in idx for idx in cp._support(j)[1])]
+    h = next(j for j in range(6) if j not in needers)  # its loss is made good by itself
+    holder = cp.workers[h]
+    await sole_holder(c, s, cp, needers[0], address=holder)
+    await next(w for w in workers if w.address == holder).close()
+    keys = [f.key for f in cp.assignments]
+
+    def where():
+        return [next(iter(s.tasks[k].who_has or ()), None) for k in keys]
+
+    await async_poll_for(lambda: None not in where(), timeout=10)  # h made again
+    load = Counter(ws.address for ws in where())
+    victim = next(cp.workers[j] for j in needers if load[cp.workers[j]] == 1)
+    assert s.tasks[keys[cp.workers.index(victim)]].has_lost_dependencies
+    names = {w.address: str(w.name) for w in workers}
+    other = next(a for a in load if a != victim)
+    slow = {names[victim]: 30.0, names[other]: 2.0}
+    await c.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds=slow), match=("coded-prod",), interruptible=True))
+    total = c.compute(cp.sum(gram))
+    await async_poll_for(lambda: any(
+        ts.state == "processing" and ts.processing_on.address == victim
+        for ts in s.tasks.values() if dc.keys.key_name(ts.key).startswith("coded-prod")),
+        timeout=10)
+    await next(w for w in workers if w.address == victim).close(executor_wait=False)
+    close(await asyncio.wait_for(total, 20), plain_sum(ps))
     await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
 
 

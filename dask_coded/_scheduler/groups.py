@@ -293,16 +293,17 @@ class Groups:
         self.plugin.stats["expired"] += 1
 
     def lost_data(self, lost: set, worker: str, stimulus_id: str) -> None:
-        """Scattered data ``lost`` went with ``worker`` for good (it has no recipe), and
-        distributed is about to forget every task that needs it, decodes included (their
-        futures would be cancelled for lost dependencies). Called just before: cut the
-        products that need it from their decodes first, as :class:`Missing`; a decode
-        whose rule still holds without them decodes from the rest, one whose rule cannot
-        hold any more is cut from its unfinished products too and raises
+        """Tasks ``lost`` with ``worker`` cannot be made again (scattered data, which has
+        no recipe, or tasks whose own inputs were lost that way earlier), and
+        distributed is about to forget every task that needs them, decodes included
+        (their futures would be cancelled). Called just before: cut the products that
+        need them from their decodes first, as :class:`Missing`; a decode whose rule
+        still holds without them decodes from the rest, one whose rule cannot hold any
+        more is cut from its unfinished products too and raises
         :class:`~dask_coded.errors.TooFewResultsError` at once."""
         tasks = self.scheduler.tasks
-        doomed: set = set()
         stack = [tasks[k] for k in lost if k in tasks]
+        doomed: set = {ts for ts in stack if ts.run_spec is not None}
         while stack:  # what distributed will forget: dependents not safely in memory
             for d in stack.pop().dependents:
                 if d not in doomed and d.state != "erred" and not (
@@ -314,7 +315,7 @@ class Groups:
             product = self.products.get(d.key)
             if product is not None:
                 cuts.setdefault(product.decode, set()).add(d)
-        why = f"lost worker {worker} with scattered data its products needed"
+        why = f"lost worker {worker} with data its products needed and nothing can make again"
         for key, cut in cuts.items():
             ts, group = tasks.get(key), self.groups.get(key)
             if ts is None or group is None or ts.state not in (

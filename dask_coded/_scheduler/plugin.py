@@ -131,11 +131,14 @@ class FirstKPlugin(SchedulerPlugin):
         self.quarantine.clear()
 
     def log_event(self, topic, msg) -> None:
-        if (topic == "all" and isinstance(msg, dict) and msg.get("action") == "remove-worker"
-                and msg.get("lost-scattered-tasks")):
-            # logged by remove_worker before it forgets what needed the data
-            self.group_table.lost_data(set(msg["lost-scattered-tasks"]), msg.get("worker"),
-                                       msg.get("stimulus_id", ""))
+        if topic == "all" and isinstance(msg, dict) and msg.get("action") == "remove-worker":
+            # logged by remove_worker before it forgets what needed data it cannot remake
+            tasks = self.scheduler.tasks
+            lost = set(msg.get("lost-scattered-tasks") or ()) | {
+                k for k in msg.get("lost-computed-tasks") or ()
+                if k in tasks and tasks[k].has_lost_dependencies}
+            if lost:
+                self.group_table.lost_data(lost, msg.get("worker"), msg.get("stimulus_id", ""))
         elif topic == VERIFY_TOPIC and isinstance(msg, dict):
             self.quarantine.record(msg)
         elif topic == FREED_TOPIC and isinstance(msg, dict):

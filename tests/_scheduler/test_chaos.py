@@ -1,6 +1,7 @@
 """Seeded chaos: workers lost before a call, mid-products and mid-decode, fresh ones
-joining; every call is right or fails with TooFewResultsError within its bound, and the
-plugin's state and the scheduler's tasks return to their baseline."""
+joining; every call (``CA @ x``, ``A.T @ r``, two blocks per worker, the rewrite, a
+coded sum) is right or fails with TooFewResultsError within its bound, and the plugin's
+state and the scheduler's tasks return to their baseline."""
 
 import asyncio
 from collections import Counter
@@ -18,6 +19,10 @@ from cluster_helpers import VALIDATE, until
 CALLS = 200
 
 
+def gram(p):
+    return p.T @ p
+
+
 def processing(s, part: str) -> bool:
     return any(part in str(ts.key) and ts.state == "processing" for ts in s.tasks.values())
 
@@ -32,8 +37,10 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
     rng = np.random.default_rng(2026)
     A = rng.standard_normal((240, 6))
     CA = await dc.encode(A, 6, 4, client=c)
+    CT = await dc.encode(A, 6, 4, transpose=True, client=c)  # CA.T of an async client
     CB = await dc.encode(A, 6, 4, blocks_per_worker=2, client=c)
     Ad = da.from_array(A, chunks=(40, 6))
+    CP = await dc.CodedPartitions(np.split(A, 12), 6, 1, client=c)
     await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(scale=0.05), seed=1,
                                                match=("coded-prod", "coded-dec"),
                                                interruptible=True))
@@ -47,10 +54,17 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
         doomed = [alive.pop(int(rng.integers(len(alive)))) for _ in range(victims)]
         if moment == "before":
             await asyncio.gather(*(w.close() for w in doomed))
-        which = i % 3
+        which = i % 5
+        r = rng.standard_normal(240)
+        want = (A @ x, A @ x, A @ x, A.T @ r, A.T @ A)[which]
         if which == 2:
             with dc.coded_matmul(n=6, k=4):
                 fut = c.compute(Ad @ x)
+        elif which == 3:
+            fut = c.compute(CT @ r)
+        elif which == 4:
+            await CP.repair()  # assignments lost with scattered partitions: placed again
+            fut = c.compute(CP.sum(gram))
         else:
             fut = c.compute((CA, CB)[which] @ x)
         if moment in ("mid-products", "mid-decode"):
@@ -64,8 +78,10 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
             got = await asyncio.wait_for(fut, 30)
         except dc.errors.TooFewResultsError:
             outcomes["too few"] += 1
+        except Exception as e:
+            raise AssertionError(f"call {i} ({moment}, {victims} lost, kind {which})") from e
         else:
-            np.testing.assert_allclose(got, A @ x, rtol=1e-8, atol=1e-8,
+            np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8,
                                        err_msg=f"call {i} ({moment}, {victims} lost)")
             outcomes["right"] += 1
         fut.release()
@@ -76,8 +92,8 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
     await until(lambda: not plugin.group_table.groups and not plugin.group_table.products,
                 timeout=20)
     assert plugin.tracked()["pruned"] == 0
-    # what is left: the blocks and row scales of the three matrices, and A's chunks
-    # they are re-encoded from
+    # what is left: the blocks and row scales of the four matrices, A's chunks they are
+    # re-encoded from, and the sum's assignments and partitions
     await until(lambda: all(ts.state in ("memory", "released") for ts in s.tasks.values()))
     assert not [k for k in s.tasks if "coded-prod" in str(k) or "coded-dec" in str(k)]
     await asyncio.gather(*(w.close() for w in alive if w not in workers))
