@@ -1,6 +1,6 @@
 """Seeded chaos: workers lost before a call, mid-products and mid-decode, fresh ones
 joining; every call (``CA @ x``, ``A.T @ r``, two blocks per worker, the rewrite, a
-coded sum) is right or fails with TooFewResultsError within its bound, and the plugin's
+coded sum, ``A @ B`` with a polynomial code) is right or fails with TooFewResultsError within its bound, and the plugin's
 state and the scheduler's tasks return to their baseline."""
 
 import asyncio
@@ -16,7 +16,7 @@ import dask_coded as dc
 
 from cluster_helpers import VALIDATE, until
 
-CALLS = 200
+CALLS = 300
 
 
 def gram(p):
@@ -54,9 +54,9 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
         doomed = [alive.pop(int(rng.integers(len(alive)))) for _ in range(victims)]
         if moment == "before":
             await asyncio.gather(*(w.close() for w in doomed))
-        which = i % 5
-        r = rng.standard_normal(240)
-        want = (A @ x, A @ x, A @ x, A.T @ r, A.T @ A)[which]
+        which = i % 6
+        r, B = rng.standard_normal(240), rng.standard_normal((6, 4))
+        want = (A @ x, A @ x, A @ x, A.T @ r, A.T @ A, A @ B)[which]
         if which == 2:
             with dc.coded_matmul(n=6, k=4):
                 fut = c.compute(Ad @ x)
@@ -65,6 +65,9 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
         elif which == 4:
             await CP.repair()  # assignments lost with scattered partitions: placed again
             fut = c.compute(CP.sum(gram))
+        elif which == 5:
+            fut = c.compute(dc.matmul(Ad, da.from_array(B, chunks=(3, 2)), 6, "polynomial",
+                                      (2, 2), client=c))
         else:
             fut = c.compute((CA, CB)[which] @ x)
         if moment in ("mid-products", "mid-decode"):
