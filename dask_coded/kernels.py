@@ -133,7 +133,7 @@ def linear_product(func, kwargs: dict, block, b, b_axis: int | None = None):
     ``_matmul``/``_tensordot``); a list ``b`` is first concatenated along ``b_axis``."""
     if isinstance(b, (list, tuple)):
         b = np.concatenate(b, axis=b_axis)
-    check_finite_operand(b)
+    check_finite_operand(b, "the operand the coded matrix multiplies")
     if isinstance(block, WithRows):
         return WithRows(func(block.coded, b, **kwargs), block.index,
                         func(block.rows, b, **kwargs))

@@ -736,3 +736,15 @@ def test_scheme_auto_without_k_codes_with_the_theorys_k_and_says_which_scheme():
     np.testing.assert_allclose(got, An.sum(axis=1), rtol=1e-10)
     [record] = opt.rewrites
     assert record.scheme == "mds" and record.threshold == theory.optimal_k(6, 1.0) == 4
+
+
+def test_a_nan_in_the_operand_is_refused_naming_it():
+    """A NaN would spread through the decode to every entry: the rewrite refuses it,
+    saying which operand holds it (the user's name for it is not known to the graph)."""
+    A = da.from_array(np.ones((60, 4)), chunks=(10, 4))
+    B = np.ones((4, 3))
+    B[1, 2] = np.nan
+    with dc.coded_matmul(6, 4):
+        with pytest.raises(dc.errors.NonFiniteError,
+                           match="the operand the coded matrix multiplies contains NaN"):
+            (A @ da.from_array(B)).compute()
