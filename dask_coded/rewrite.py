@@ -43,8 +43,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import threading
 import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +68,7 @@ from ._scheduler.observations import REWRITES
 from ._scheduler.records import RewriteRecord
 from ._scheduler.residency import resident_keys
 from .errors import CodeParameterError, PlainProductWarning, TooFewWorkersError
+from .tasks import BesideTask
 from .graph import (
     coded_pair_tasks, encode_tasks, encoded_operand_tasks, fold_cuts, operand_keys,
     operand_products, product_group,
@@ -124,7 +127,7 @@ class CodedOptimizer:
                  blocks_per_worker: int = 1, inline_bytes: int | None = None,
                  scheme: str = "mds", splits: Any = None, points: str = "auto",
                  scheduler: str | None = None, verify: str | None = None,
-                 errors: int | None = None):
+                 errors: int | None = None, first_call: str | None = None):
         # refuse bad parameters now, at the `with`
         if scheme != "auto" and lookup(scheme).data not in ("rows", "pair"):
             raise CodeParameterError(
@@ -150,6 +153,10 @@ class CodedOptimizer:
         # read where the `with` runs, so the client's dask.config decides on the scheduler
         self.inline_bytes = (parse_bytes(config.get("rewrite.inline-bytes"))
                              if inline_bytes is None else inline_bytes)
+        self.first_call = config.get("rewrite.first-call") if first_call is None else first_call
+        if self.first_call not in ("plain", "coded"):
+            raise CodeParameterError(f"coded.rewrite.first-call must be 'plain' or 'coded', "
+                                     f"got {self.first_call!r}")
         self.uid = uid or uuid.uuid4().hex
         # the scheduler the graphs go to: only its resident blocks may be left out of them
         self.scheduler = scheduler
@@ -162,7 +169,7 @@ class CodedOptimizer:
         return (CodedOptimizer,
                 (self.n, self.k, self.kind, False, self.resident(local=False), self.uid, None,
                  self.blocks_per_worker, self.inline_bytes, self.scheme, self.splits,
-                 self.points, self.scheduler, self.verify, self.errors))
+                 self.points, self.scheduler, self.verify, self.errors, self.first_call))
 
     @property
     def rewrites(self) -> list[RewriteRecord]:
@@ -256,6 +263,25 @@ class CodedOptimizer:
                      if res is None else None)
             tasks, reused, dec, whole = self._coded_tasks(hlg, name, layer, match, scheme,
                                                           res, token, coded)
+            # a layer that ran plainly keeps that form: a later graph naming the same keys
+            # (a line search recomputing a product) must name the same tasks
+            ran_plain = not self.local and (self.scheduler, name) in PLAIN_LAYERS
+            plain = None
+            if ran_plain or (not reused and not self.local and self.first_call == "plain"
+                             and _persisted(hlg, match.a)):
+                plain = _plain_beside(
+                    layer, tasks, token,
+                    lambda k: (_inlined(hlg, k, self.inline_bytes, coded)
+                               if key_name(k) == match.b else None),
+                    beside=not ran_plain)
+            if plain is not None:
+                PLAIN_LAYERS.add((self.scheduler, name))
+                # A is not encoded yet: this graph runs the layer plainly, and A's coded
+                # blocks are made beside it, in the background, for the next graph
+                layers[name] = MaterializedLayer(plain)
+                self._record(RewriteRecord(name, scheme.code.n, scheme.code.k, False, token,
+                                           scheme.name, _operation(hlg, match), beside=True))
+                continue
             layers[name] = MaterializedLayer(tasks)
             total = _sum_after(hlg, name) if whole else None
             if total is not None:  # the decode holds the whole sum: its rows replace the tree
@@ -656,6 +682,66 @@ def _heavy_operand(hlg: HighLevelGraph, m: _Match, blocks: int, budget: int) -> 
     return (f"its right operand ({b / 2**20:.1f} MiB) would travel whole to every worker of "
             f"the code, where plain dask multiplies each chunk beside its data (X.T @ X: "
             f"compute the Gram matrix plainly, or dc.encode X and multiply by vectors)")
+
+
+
+def _persisted(hlg: HighLevelGraph, name: str) -> bool:
+    """Whether layer ``name`` is a persisted array: its chunks are futures, so whether
+    other tasks read them changes nothing in how dask's optimizer fuses the graph."""
+    layer = hlg.layers.get(name)
+    return (isinstance(layer, MaterializedLayer) and len(layer) > 0
+            and all(isinstance(v, TaskRef) for v in layer.values()))
+
+
+class _PlainLayers:
+    """``(scheduler, layer name)`` of the layers the rewrite ran plainly, the most recent
+    ``limit`` kept (a lock: the rewrite runs in the scheduler's offload thread)."""
+
+    def __init__(self, limit: int = 100_000):
+        self._names: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.limit = limit
+
+    def add(self, item: tuple) -> None:
+        with self._lock:
+            self._names[item] = None
+            self._names.move_to_end(item)
+            while len(self._names) > self.limit:
+                self._names.popitem(last=False)
+
+    def __contains__(self, item) -> bool:
+        with self._lock:
+            return item in self._names
+
+
+PLAIN_LAYERS = _PlainLayers()
+
+
+def _plain_beside(layer, tasks: dict, token: str, inline, beside: bool = True
+                  ) -> dict | None:
+    """Layer ``layer``'s own (plain) tasks, with the tasks among ``tasks`` that encode A
+    (coded blocks, row scales and their steps, all named by ``token``) beside them: one
+    output task names the blocks and scales as a :class:`~dask_coded.tasks.BesideTask`,
+    so they reach the scheduler, whose plugin has them made without the output waiting
+    for them (``None`` when no output task can carry them; with ``beside=False`` it names
+    none, as the same layer did when its encodings were already on their way). A right
+    operand's chunk ``inline(key)``
+    gives a node for is nested in the tasks, as in the coded products, so the graph
+    names the same tasks whichever form it takes."""
+    names = {f"{prefix}{token}" for prefix in (BLOCK_PREFIX, SCALES_PREFIX, "coded-rows-",
+                                               "coded-norms-")}
+    encoding = {k: t for k, t in tasks.items() if key_name(k) in names} if beside else {}
+    made = [k for k in encoding if key_name(k).startswith((BLOCK_PREFIX, SCALES_PREFIX))]
+    plain = {}
+    for key, task in dict(layer).items():
+        nested = {d: node for d in task.dependencies if (node := inline(d)) is not None}
+        plain[key] = task.substitute(nested) if nested else task
+    first = next((k for k in sorted(plain) if type(plain[k]) is Task), None)
+    if first is None:
+        return None
+    plain[first] = BesideTask(plain[first], made)
+    plain.update(encoding)
+    return plain
 
 
 def _operation(hlg: HighLevelGraph, m: _Match) -> str:

@@ -2,7 +2,9 @@
 
 A product is a :class:`ProductTask` carrying its group's :class:`GroupSpec` (as
 ``distributed.shuffle``'s barrier task carries its spec); encoded data is an
-:class:`EncodeTask`; a product its decode will not get is replaced by :class:`Missing`.
+:class:`EncodeTask`; a product its decode will not get is replaced by :class:`Missing`;
+a plain task that names encodings to be made beside it, without waiting for them, is a
+:class:`BesideTask`.
 Plain data and dask's task classes only: the scheduler side imports this module and
 nothing of the kernels or the schemes.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dask.task_spec import Task
+from dask.task_spec import List, Task, TaskRef
 
 from .codes.survivors import decodable
 
@@ -106,6 +108,34 @@ class ProductTask(Task):
     def copy(self):
         return type(self)(self.key, self.func, *self.args, spec=self.spec, index=self.index,
                           block=self.block, **self.kwargs)
+
+    @property
+    def block_fusion(self) -> bool:
+        return True
+
+
+def _first(value: Any, _beside: Any = None) -> Any:
+    return value
+
+
+class BesideTask(Task):
+    """The plain task ``plain``, naming the keys ``beside`` (coded blocks and their row
+    scales) so that they reach the scheduler in its graph: the scheduler plugin drops
+    those dependencies as the graph arrives (the task runs as ``plain``, without waiting)
+    and has the encodings made in the background. Without the plugin it simply waits for
+    them. Never fused, so the plugin finds it."""
+
+    plain: Task
+    beside: tuple
+    __slots__ = ("plain", "beside")
+
+    def __init__(self, plain: Task, beside):
+        self.plain, self.beside = plain, tuple(beside)
+        inner = Task(None, plain.func, *plain.args, **plain.kwargs)
+        super().__init__(plain.key, _first, inner, List(*[TaskRef(k) for k in self.beside]))
+
+    def copy(self):
+        return type(self)(self.plain, self.beside)
 
     @property
     def block_fusion(self) -> bool:

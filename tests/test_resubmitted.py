@@ -16,12 +16,15 @@ import dask_coded as dc
 VALIDATE = {"distributed.scheduler.validate": True, "distributed.worker.validate": True}
 
 
-async def line_search(c, seed: int, iterations: int) -> None:
+async def line_search(c, seed: int, iterations: int, persist: bool = False) -> None:
     """Gradient descent with a backtracking line search on dask arrays, as a plain dask
-    solver writes it: ``X @ beta`` persisted and reused, ``X.T @ r`` recomputed."""
+    solver writes it: ``X @ beta`` persisted and reused, ``X.T @ r`` recomputed (``X``
+    itself persisted first with ``persist``)."""
     rng = np.random.default_rng(seed)
     Xn, yn = rng.standard_normal((600, 5)), rng.standard_normal(600)
     X = da.from_array(Xn, chunks=(100, 5))
+    if persist:
+        X = c.persist(X)
     y = da.from_array(yn, chunks=100)
     beta = np.zeros(5)
     with dc.coded_matmul(n=6, k=4):

@@ -12,7 +12,7 @@ from dask.array.optimization import optimize as default_optimize
 from dask.blockwise import Blockwise
 from dask.array.routines import _matmul, _tensordot
 from distributed.diagnostics.plugin import SchedulerPlugin
-from distributed.utils_test import gen_cluster
+from distributed.utils_test import async_poll_for, gen_cluster
 
 import dask_coded as dc
 from dask_coded.keys import is_block, key_name, threshold_of
@@ -748,3 +748,64 @@ def test_a_nan_in_the_operand_is_refused_naming_it():
         with pytest.raises(dc.errors.NonFiniteError,
                            match="the operand the coded matrix multiplies contains NaN"):
             (A @ da.from_array(B)).compute()
+
+
+PLAIN_FIRST = {**VALIDATE, "coded.rewrite.first-call": "plain"}
+
+
+@gen_cluster(client=True, nthreads=SIX, config=PLAIN_FIRST)
+async def test_first_call_plain_runs_plain_dask_and_encodes_beside(c, s, *workers):
+    """With ``first-call: plain`` and a persisted A the first graph's products are plain
+    dask tasks (no product, no decode) while A's coded blocks are made beside them, only
+    once the call's result is done; the first graph that finds them in memory runs
+    coded, and they are made once. ``A.T`` (not persisted) is encoded in its graph."""
+    await c.register_plugin(dc.FirstKPlugin())
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    rng = np.random.default_rng(3)
+    An = rng.standard_normal((60, 8))
+    A = c.persist(da.from_array(An, chunks=(15, 8)))
+    seen = []
+
+    class Watch(SchedulerPlugin):
+        def transition(self, key, start, finish, *args, **kwargs):
+            if finish == "processing":
+                seen.append(("product" if threshold_of(key) is not None else
+                             "block" if is_block(key) else "plain", time.monotonic()))
+            elif finish == "memory" and key_name(key).startswith("finalize"):
+                seen.append(("result", time.monotonic()))
+
+    s.add_plugin(Watch(), name="watch")
+    records = []
+    for call in range(3):
+        w = rng.standard_normal(8)
+        with dc.coded_matmul(6, 4) as opt:
+            got = await c.compute(A @ w)
+            records.append([(r.operation, r.beside, r.reused) for r in opt.rewrites])
+        np.testing.assert_allclose(got, An @ w, rtol=1e-9)
+        if call == 0:
+            assert not any(kind == "product" for kind, _ in seen)  # plain dask ran
+            (done,) = [t for kind, t in seen if kind == "result"]
+            assert all(t >= done for kind, t in seen if kind == "block")
+            await async_poll_for(lambda: plugin.resident and all(
+                k in s.tasks and s.tasks[k].state == "memory"
+                for m in plugin.resident.values() for k in m.keys), timeout=10)
+    assert records == [[("A @ x", True, False)], [("A @ x", False, True)],
+                       [("A @ x", False, True)]]
+    assert any(kind == "product" for kind, _ in seen)  # later calls ran coded
+    assert plugin.stats["resident-encoded"] == 6  # made once
+    assert plugin.stats["encoded-beside"] == 7  # the 6 blocks and the row scales
+    with dc.coded_matmul(6, 4) as opt:  # not persisted: encoded in the graph, as "coded"
+        np.testing.assert_allclose(await c.compute(A.T @ np.ones(60)), An.T @ np.ones(60))
+    assert [r.beside for r in opt.rewrites] == [False]
+
+
+@gen_cluster(client=True, nthreads=SIX, config=PLAIN_FIRST, timeout=120)
+async def test_first_call_plain_keeps_resubmitted_layers_consistent(c, s, *workers):
+    """A line search recomputes products of the first call while the coded blocks come
+    into memory: a layer that ran plainly keeps its form, so distributed never sees a
+    key with other dependencies (the conftest fixture fails the test if it does)."""
+    from test_resubmitted import line_search
+
+    await c.register_plugin(dc.FirstKPlugin())
+    await line_search(c, 1, 3, persist=True)
+    assert s.plugins[dc.FirstKPlugin.name].stats["encoded-beside"] > 0

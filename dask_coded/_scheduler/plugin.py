@@ -34,6 +34,7 @@ from distributed.protocol.pickle import dumps
 
 from .. import config
 from ..suspects import TOPIC as VERIFY_TOPIC
+from ..tasks import BesideTask, spec_of
 from .avoidance import Avoidance
 from .groups import Groups, product_spec
 from .observations import REWRITES, Observations
@@ -150,11 +151,13 @@ class FirstKPlugin(SchedulerPlugin):
 
     def update_graph(self, scheduler, *, tasks=(), client=None, stimulus_id: str = "",
                      **kwargs) -> None:
-        blocks, products, resident = [], [], []
+        blocks, products, resident, beside = [], [], [], []
         for key in tasks:
             ts = scheduler.tasks.get(key)
             if ts is None:
                 continue
+            if spec_of(ts, BesideTask) is not None:
+                beside.append(ts)
             spec = encode_spec(ts)
             if spec is not None:
                 if spec.index is not None:
@@ -173,6 +176,8 @@ class FirstKPlugin(SchedulerPlugin):
             self.pins.repin_lost(stimulus_id)
         known = self.residency.keys()
         self.residency.keep([ts for ts in resident if ts.key not in known], tasks, client)
+        if beside:
+            self.residency.encode_beside(beside, kwargs.get("keys"), stimulus_id)
         decodes = set()
         graph = set(tasks) if products else set()
         for ts in products:
@@ -192,6 +197,9 @@ class FirstKPlugin(SchedulerPlugin):
     # ---- tasks -------------------------------------------------------------------------
 
     def transition(self, key, start, finish, *args, stimulus_id: str = "", **kwargs) -> None:
+        if finish in ("memory", "erred", "released", "forgotten") and self.residency.calls:
+            if key in self.residency.calls:
+                self.scheduler.loop.add_callback(self.residency.call_done, key)
         if finish == "forgotten":
             self.group_table.forget(key)
             self.pins.forget(key)

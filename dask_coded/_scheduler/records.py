@@ -135,7 +135,9 @@ class RewriteRecord(NamedTuple):
     encoding's token (``None`` when not kept); ``scheme``: ``"mds"``, ``"polynomial"``,
     ``"matdot"``, or ``None`` when the layer stayed plain dask; ``operation``: what the
     layer computes (``"A @ x"``, ``"A.T @ x"``, ``"A @ B"``); ``reason``: why it stayed
-    plain (``None`` when coded).
+    plain (``None`` when coded); ``beside``: the layer ran as plain dask while the coded
+    blocks the code names (``n``, ``threshold``, ``token``) were encoded beside it, in
+    the background, for the next graph (``coded.rewrite.first-call: plain``).
     """
 
     layer: str
@@ -146,3 +148,4 @@ class RewriteRecord(NamedTuple):
     scheme: str | None = None
     operation: str = "A @ x"
     reason: str | None = None
+    beside: bool = False

@@ -15,6 +15,7 @@ tables the loop changes.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from dask.utils import parse_bytes
 
@@ -34,15 +35,22 @@ class Residency:
         self.matrices: OrderedDict[str, ResidentMatrix] = OrderedDict()
         self.snapshot: dict[str, frozenset] = {}  # token -> keys in memory (read-only copy)
         self._keys: frozenset = frozenset()
+        self._calls: dict = {}  # requested key -> BesideCall waiting for it
 
     @property
     def scheduler(self):
         return self.plugin.scheduler
 
     def clear(self) -> None:
+        self._calls.clear()
         self.matrices.clear()
         self.snapshot = {}
         self._keys = frozenset()
+
+    @property
+    def calls(self) -> dict:
+        """Requested keys of graphs whose encodings wait for them to be done."""
+        return self._calls
 
     def keys(self) -> frozenset:
         """Every resident key."""
@@ -139,6 +147,73 @@ class Residency:
             self.scheduler.client_releases_keys(keys, RESIDENT_CLIENT,
                                                 stimulus_id=f"coded-release-{token}")
         self.plugin.stats["resident-released"] += 1
+
+
+    def encode_beside(self, dependents: list, keys, stimulus_id: str) -> None:
+        """Plain tasks ``dependents`` (:class:`~dask_coded.tasks.BesideTask`) run without
+        waiting for the encodings they name: their edges to them are dropped (before the
+        graph's first transitions) and each runs as its plain task. The encodings, wanted
+        by the pseudo-client (:meth:`keep`), start once the graph's requested ``keys``
+        are done, so that they never hold up its tasks on a worker's thread, and then
+        below any other task in priority."""
+        s = self.scheduler
+        encodings: set = set()
+        for ts in dependents:
+            spec = ts.run_spec
+            for key in spec.beside:
+                dts = s.tasks.get(key)
+                if dts is None:
+                    continue
+                ts.dependencies.discard(dts)
+                dts.dependents.discard(ts)
+                if dts.waiters:
+                    dts.waiters.discard(ts)
+                encodings.add(dts)
+            ts.run_spec = spec.plain
+        # the encodings and the steps only they need (rows cut from A's chunks, norms)
+        low = set(encodings) | {d for e in encodings for d in e.dependencies
+                                if d.dependents and d.dependents <= encodings}
+        for ts in low:
+            ts.priority = (ts.priority[0] + 1, *ts.priority[1:])
+        self.plugin.stats["encoded-beside"] += len(encodings)
+        waiting = BesideCall({k for k in keys or () if k in s.tasks},
+                             [ts.key for ts in encodings], stimulus_id)
+        for k in waiting.keys:
+            self._calls.setdefault(k, []).append(waiting)
+        # on the next loop turn: the graph's tasks are not scheduled yet
+        s.loop.add_callback(self.call_done, None)
+
+    def call_done(self, key) -> None:
+        """Requested key ``key`` of a graph with encodings beside it is done (or ``None``:
+        check them all): start the encodings of every such graph that has nothing left
+        to run."""
+        s = self.scheduler
+        calls = self._calls.pop(key, []) if key is not None else [
+            c for cs in self._calls.values() for c in cs]
+        for call in calls:
+            call.keys = {k for k in call.keys if k in s.tasks
+                         and s.tasks[k].state not in ("memory", "erred", "released")}
+            if call.keys or call.started:
+                continue
+            call.started = True
+            for k in list(self._calls):
+                self._calls[k] = [c for c in self._calls[k] if c is not call]
+                if not self._calls[k]:
+                    del self._calls[k]
+            recs = {k: "waiting" for k in call.encodings if k in s.tasks
+                    and s.tasks[k].state == "released" and s.tasks[k].who_wants}
+            if recs:
+                s.transitions(recs, stimulus_id=call.stimulus_id)
+
+
+@dataclass
+class BesideCall:
+    """A graph whose encodings wait for its requested ``keys`` to be done."""
+
+    keys: set
+    encodings: list
+    stimulus_id: str
+    started: bool = False
 
 
 def resident_keys(token: str, scheduler: str | None) -> frozenset:
