@@ -267,13 +267,14 @@ class CodedOptimizer:
             # (a line search recomputing a product) must name the same tasks
             ran_plain = not self.local and (self.scheduler, name) in PLAIN_LAYERS
             plain = None
+            source = _persisted_source(hlg, match.a)
             if ran_plain or (not reused and not self.local and self.first_call == "plain"
-                             and _persisted(hlg, match.a)):
+                             and source is not None):
                 plain = _plain_beside(
                     layer, tasks, token,
                     lambda k: (_inlined(hlg, k, self.inline_bytes, coded)
                                if key_name(k) == match.b else None),
-                    beside=not ran_plain)
+                    beside=not ran_plain, reads=source)
             if plain is not None:
                 PLAIN_LAYERS.add((self.scheduler, name))
                 # A is not encoded yet: this graph runs the layer plainly, and A's coded
@@ -685,12 +686,27 @@ def _heavy_operand(hlg: HighLevelGraph, m: _Match, blocks: int, budget: int) -> 
 
 
 
-def _persisted(hlg: HighLevelGraph, name: str) -> bool:
-    """Whether layer ``name`` is a persisted array: its chunks are futures, so whether
-    other tasks read them changes nothing in how dask's optimizer fuses the graph."""
+def _persisted_source(hlg: HighLevelGraph, name: str):
+    """How the encodings of layer ``name`` read a persisted array, so that no task of the
+    graph gets another reader (which would change how dask's optimizer fuses it, and so
+    the graph's keys): ``(name, None)`` when ``name`` is persisted (its chunks are
+    futures), ``(source, "T")`` when it is the transpose of a persisted ``source`` (read
+    its chunks and transpose them), else ``None``."""
+    def persisted(n):
+        layer = hlg.layers.get(n)
+        return (isinstance(layer, MaterializedLayer) and len(layer) > 0
+                and all(isinstance(v, TaskRef) for v in layer.values()))
+
+    if persisted(name):
+        return name, None
     layer = hlg.layers.get(name)
-    return (isinstance(layer, MaterializedLayer) and len(layer) > 0
-            and all(isinstance(v, TaskRef) for v in layer.values()))
+    if (isinstance(layer, Blockwise) and len(layer.indices) == 1
+            and getattr(layer.task, "func", None) is np.transpose):
+        (source, ind), = layer.indices
+        if (ind is not None and len(ind) == 2 and tuple(layer.output_indices) == ind[::-1]
+                and persisted(source)):
+            return source, "T"
+    return None
 
 
 class _PlainLayers:
@@ -717,20 +733,27 @@ class _PlainLayers:
 PLAIN_LAYERS = _PlainLayers()
 
 
-def _plain_beside(layer, tasks: dict, token: str, inline, beside: bool = True
-                  ) -> dict | None:
+def _plain_beside(layer, tasks: dict, token: str, inline, beside: bool = True,
+                  reads: tuple | None = None) -> dict | None:
     """Layer ``layer``'s own (plain) tasks, with the tasks among ``tasks`` that encode A
     (coded blocks, row scales and their steps, all named by ``token``) beside them: one
     output task names the blocks and scales as a :class:`~dask_coded.tasks.BesideTask`,
     so they reach the scheduler, whose plugin has them made without the output waiting
     for them (``None`` when no output task can carry them; with ``beside=False`` it names
-    none, as the same layer did when its encodings were already on their way). A right
-    operand's chunk ``inline(key)``
+    none, as the same layer did when its encodings were already on their way;
+    ``reads``: how they read A, :func:`_persisted_source`). A right operand's chunk
+    ``inline(key)``
     gives a node for is nested in the tasks, as in the coded products, so the graph
     names the same tasks whichever form it takes."""
     names = {f"{prefix}{token}" for prefix in (BLOCK_PREFIX, SCALES_PREFIX, "coded-rows-",
                                                "coded-norms-")}
     encoding = {k: t for k, t in tasks.items() if key_name(k) in names} if beside else {}
+    if reads is not None and reads[1] == "T":  # read the persisted chunks, transposed
+        source = reads[0]
+        encoding = {k: t.substitute({
+            d: Task(None, np.transpose, TaskRef((source, d[2], d[1])))
+            for d in t.dependencies if key_name(d) == layer.output})
+            for k, t in encoding.items()}
     made = [k for k in encoding if key_name(k).startswith((BLOCK_PREFIX, SCALES_PREFIX))]
     plain = {}
     for key, task in dict(layer).items():

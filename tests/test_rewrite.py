@@ -758,7 +758,8 @@ async def test_first_call_plain_runs_plain_dask_and_encodes_beside(c, s, *worker
     """With ``first-call: plain`` and a persisted A the first graph's products are plain
     dask tasks (no product, no decode) while A's coded blocks are made beside them, only
     once the call's result is done; the first graph that finds them in memory runs
-    coded, and they are made once. ``A.T`` (not persisted) is encoded in its graph."""
+    coded, and they are made once; so are ``A.T``'s, from A's chunks. An array that is
+    not persisted is encoded in its graph."""
     await c.register_plugin(dc.FirstKPlugin())
     plugin = s.plugins[dc.FirstKPlugin.name]
     rng = np.random.default_rng(3)
@@ -794,8 +795,19 @@ async def test_first_call_plain_runs_plain_dask_and_encodes_beside(c, s, *worker
     assert any(kind == "product" for kind, _ in seen)  # later calls ran coded
     assert plugin.stats["resident-encoded"] == 6  # made once
     assert plugin.stats["encoded-beside"] == 7  # the 6 blocks and the row scales
+    # A.T, the transpose of a persisted array: its blocks are made from A's chunks
+    r = rng.standard_normal(60)
+    with dc.coded_matmul(6, 4) as opt:
+        np.testing.assert_allclose(await c.compute(A.T @ r), An.T @ r, rtol=1e-9)
+        await async_poll_for(lambda: plugin.stats["resident-encoded"] == 12, timeout=10)
+        await async_poll_for(lambda: all(
+            k in s.tasks and s.tasks[k].state == "memory"
+            for m in plugin.resident.values() for k in m.keys), timeout=10)
+        np.testing.assert_allclose(await c.compute(A.T @ (2 * r)), An.T @ (2 * r), rtol=1e-9)
+    assert [(r.beside, r.reused) for r in opt.rewrites] == [(True, False), (False, True)]
     with dc.coded_matmul(6, 4) as opt:  # not persisted: encoded in the graph, as "coded"
-        np.testing.assert_allclose(await c.compute(A.T @ np.ones(60)), An.T @ np.ones(60))
+        B = da.from_array(An, chunks=(15, 8))
+        np.testing.assert_allclose(await c.compute(B @ w), An @ w, rtol=1e-9)
     assert [r.beside for r in opt.rewrites] == [False]
 
 
