@@ -102,6 +102,10 @@ def test_bench_loops_codes_every_product_and_agrees_with_plain_dask(capsys):
     # both products of every iteration coded (the records say so), every peer's w equal
     assert "| coded_matmul |" in out and "6 of 6: A @ x, A.T @ x" in out
     assert "plain / coded_matmul:" in out
+    # the first iteration plain dask, the encoding beside it
+    plain_first = next(line for line in out.splitlines()
+                       if line.startswith("| coded_matmul, first call plain |"))
+    assert "plain, encoding beside)" in plain_first and "first call plain" in out
 
 
 def test_bench_auto_cpu_times_every_peer_under_quotas(tmp_path, capsys):
