@@ -16,7 +16,7 @@ import dask_coded as dc
 
 from cluster_helpers import VALIDATE, until
 
-CALLS = 300
+CALLS = 150
 
 
 def gram(p):
