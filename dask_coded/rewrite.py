@@ -741,10 +741,9 @@ def _plain_beside(layer, tasks: dict, token: str, inline, beside: bool = True,
     so they reach the scheduler, whose plugin has them made without the output waiting
     for them (``None`` when no output task can carry them; with ``beside=False`` it names
     none, as the same layer did when its encodings were already on their way;
-    ``reads``: how they read A, :func:`_persisted_source`). A right operand's chunk
-    ``inline(key)``
-    gives a node for is nested in the tasks, as in the coded products, so the graph
-    names the same tasks whichever form it takes."""
+    ``reads``: how they read A, :func:`_persisted_source`). A chunk of the right operand
+    that ``inline(key)`` gives a node for is nested in the tasks, as in the coded
+    products, so the graph names the same tasks whichever form it takes."""
     names = {f"{prefix}{token}" for prefix in (BLOCK_PREFIX, SCALES_PREFIX, "coded-rows-",
                                                "coded-norms-")}
     encoding = {k: t for k, t in tasks.items() if key_name(k) in names} if beside else {}

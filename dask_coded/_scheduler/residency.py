@@ -148,7 +148,6 @@ class Residency:
                                                 stimulus_id=f"coded-release-{token}")
         self.plugin.stats["resident-released"] += 1
 
-
     def encode_beside(self, dependents: list, keys, stimulus_id: str) -> None:
         """Plain tasks ``dependents`` (:class:`~dask_coded.tasks.BesideTask`) run without
         waiting for the encodings they name: their edges to them are dropped (before the
@@ -170,6 +169,8 @@ class Residency:
                     dts.waiters.discard(ts)
                 encodings.add(dts)
             ts.run_spec = spec.plain
+        if not encodings:  # a layer that ran plainly before: its encodings are on their way
+            return
         # the encodings and the steps only they need (rows cut from A's chunks, norms)
         low = set(encodings) | {d for e in encodings for d in e.dependencies
                                 if d.dependents and d.dependents <= encodings}
