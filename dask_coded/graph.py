@@ -32,7 +32,8 @@ from dask.highlevelgraph import HighLevelGraph
 from .codes.survivors import TaskRule
 from .errors import CodeParameterError
 from .keys import (
-    BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name, product_name,
+    BLOCK_PREFIX, CALL_BLOCK_PREFIX, DECODE_PREFIX, NORMS_PREFIX, ROWS_PREFIX, SCALES_PREFIX,
+    key_name, product_name,
 )
 from .kernels import (
     coded_product, contracted_axis, decode_products, decode_tasks, encode_chunks,
@@ -103,7 +104,7 @@ def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int =
             # only those rows of the chunk travel: cut where the chunk is
             cut = []
             for q, part in enumerate(ref.args if isinstance(ref, List) else [ref]):
-                piece = (f"coded-rows-{token}", j, c, q, column)
+                piece = (f"{ROWS_PREFIX}{token}", j, c, q, column)
                 tasks[piece] = Task(piece, take_rows, part, start - row_starts[c],
                                     stop - row_starts[c])
                 cut.append(TaskRef(piece))
@@ -115,7 +116,7 @@ def encode_tasks(scheme: Scheme, token: str, row_chunks: Sequence, column: int =
     if row_starts is None:
         tasks[scales] = EncodeTask(scales, row_scales, scheme, *refs, matrix=token)
         return tasks
-    norms = f"coded-norms-{token}"
+    norms = f"{NORMS_PREFIX}{token}"
     for c, ref in enumerate(refs):
         tasks[(norms, c, column)] = Task((norms, c, column), row_scales, scheme, ref)
     tasks[scales] = EncodeTask(scales, join_scales, *[TaskRef((norms, c, column))

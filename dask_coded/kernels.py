@@ -438,15 +438,22 @@ def pair_product(pair: tuple[np.ndarray, np.ndarray], _unused=None) -> np.ndarra
     return polynomial_product(*pair)
 
 
+def split_scaled(code: PolynomialScheme, X: np.ndarray, side: str
+                 ) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """A's (``side="a"``) or B's (``"b"``) blocks, the operand divided by its
+    :meth:`~PolynomialScheme.side_scales` first (a NaN or Inf refused), and those
+    scales: what every worker's encoded operand combines, and what the decode multiplies
+    back."""
+    check_finite_operand(X, side.upper())
+    scales = code.side_scales(X, side)
+    return code.split_operand(X, side, scales), scales
+
+
 def encode_side(code: PolynomialScheme, w: int, chunks: list, side: str) -> np.ndarray:
     """Worker ``w``'s encoded operand of A (``side="a"``) or B (``"b"``) from the
-    operand's chunk grid (a list of rows of chunks): ``sum_i c_wi X_i``, the operand
-    divided by its :meth:`~PolynomialScheme.side_scales` first (the same scales
-    :func:`side_scales` gives the decode)."""
-    X = np.block(chunks)
-    check_finite_operand(X, side.upper())
-    blocks = code.split_operand(X, side, code.side_scales(X, side))
-    return code.encode_operand(w, blocks, side)
+    operand's chunk grid (a list of rows of chunks): ``sum_i c_wi X_i`` over the blocks
+    of :func:`split_scaled` (the same scales :func:`side_scales` gives the decode)."""
+    return code.encode_operand(w, split_scaled(code, np.block(chunks), side)[0], side)
 
 
 def side_scales(code: PolynomialScheme, chunks: list, side: str) -> np.ndarray | None:
@@ -465,6 +472,8 @@ def encode_pair(code: PolynomialScheme, w: int, a_chunks: list, b_chunks: list
 def encode_pairs_and_race(code: PolynomialScheme, a_chunks: list, b_chunks: list
                           ) -> np.ndarray:
     """Local first-threshold-of-n of ``A @ B``: encode every pair, race their products."""
-    pairs = [encode_pair(code, w, a_chunks, b_chunks) for w in range(code.n_blocks)]
-    scales = (side_scales(code, a_chunks, "a"), side_scales(code, b_chunks, "b"))
-    return race_products(code, pairs, None, pair_product, scales)
+    a, a_scales = split_scaled(code, np.block(a_chunks), "a")  # once, not per worker
+    b, b_scales = split_scaled(code, np.block(b_chunks), "b")
+    pairs = [(code.encode_operand(w, a, "a"), code.encode_operand(w, b, "b"))
+             for w in range(code.n_blocks)]
+    return race_products(code, pairs, None, pair_product, (a_scales, b_scales))

@@ -26,6 +26,9 @@ CALL_BLOCK_PREFIX = "coded-block-call-"
 PRODUCT_PREFIX = "coded-prod-"
 DECODE_PREFIX = "coded-dec-"
 SCALES_PREFIX = "coded-scales-"
+#: the steps of an encoding in a graph: rows cut from A's chunks, and per-chunk row norms
+ROWS_PREFIX = "coded-rows-"
+NORMS_PREFIX = "coded-norms-"
 _THRESHOLD = re.compile(r"^coded-prod-t(\d+)-")
 
 

@@ -73,7 +73,9 @@ from .graph import (
     coded_pair_tasks, encode_tasks, encoded_operand_tasks, fold_cuts, operand_keys,
     operand_products, product_group,
 )
-from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX, key_name
+from .keys import (
+    BLOCK_PREFIX, DECODE_PREFIX, NORMS_PREFIX, ROWS_PREFIX, SCALES_PREFIX, key_name,
+)
 from .kernels import (
     encode_and_race, identity, join_chunks, linear_product, take_block, take_rows, zero_rows,
 )
@@ -744,8 +746,8 @@ def _plain_beside(layer, tasks: dict, token: str, inline, beside: bool = True,
     ``reads``: how they read A, :func:`_persisted_source`). A chunk of the right operand
     that ``inline(key)`` gives a node for is nested in the tasks, as in the coded
     products, so the graph names the same tasks whichever form it takes."""
-    names = {f"{prefix}{token}" for prefix in (BLOCK_PREFIX, SCALES_PREFIX, "coded-rows-",
-                                               "coded-norms-")}
+    names = {f"{prefix}{token}"
+             for prefix in (BLOCK_PREFIX, SCALES_PREFIX, ROWS_PREFIX, NORMS_PREFIX)}
     encoding = {k: t for k, t in tasks.items() if key_name(k) in names} if beside else {}
     if reads is not None and reads[1] == "T":  # read the persisted chunks, transposed
         source = reads[0]

@@ -51,6 +51,16 @@ def _with_source(spec: Task, index: int, source: tuple) -> Task:
     return spec
 
 
+def drop_dependency(ts, dts) -> None:
+    """Scheduler task ``ts`` no longer depends on ``dts`` (every edge between them)."""
+    if ts.waiting_on:
+        ts.waiting_on.discard(dts)
+    ts.dependencies.discard(dts)
+    dts.dependents.discard(ts)
+    if dts.waiters:
+        dts.waiters.discard(ts)
+
+
 class Groups:
     """The product groups (by decode key) and their products (by product key)."""
 
@@ -347,11 +357,7 @@ class Groups:
         detached_keys = {d.key for d in detached}
         self._keep_submitted(ts)
         for d in detached:
-            ts.waiting_on.discard(d)
-            ts.dependencies.discard(d)
-            d.dependents.discard(ts)
-            if d.waiters:
-                d.waiters.discard(ts)
+            drop_dependency(ts, d)
         spec = ts.run_spec
         gone = None if why is None else Missing(why)
         ts.run_spec = Task(

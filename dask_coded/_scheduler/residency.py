@@ -21,6 +21,7 @@ from dask.utils import parse_bytes
 
 from .. import config
 from ..keys import key_name
+from .groups import drop_dependency
 from .pins import encode_spec
 from .records import PLUGIN_NAME, ResidentMatrix
 
@@ -163,10 +164,7 @@ class Residency:
                 dts = s.tasks.get(key)
                 if dts is None:
                     continue
-                ts.dependencies.discard(dts)
-                dts.dependents.discard(ts)
-                if dts.waiters:
-                    dts.waiters.discard(ts)
+                drop_dependency(ts, dts)
                 encodings.add(dts)
             ts.run_spec = spec.plain
         if not encodings:  # a layer that ran plainly before: its encodings are on their way
