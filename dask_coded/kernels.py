@@ -340,6 +340,14 @@ def take_rows(decoded: np.ndarray, start: int, stop: int, dtype: str | None = No
     return _as(rows if drop is None else np.squeeze(rows, axis=drop), dtype)
 
 
+def transposed_back(block: np.ndarray, vector: bool = False) -> np.ndarray:
+    """A block of ``x @ A`` from the block ``(A.T @ x.T)`` of axes (A's columns,
+    contracted, x's rows) that stands for it: its axes reversed (``x``'s row axis
+    dropped when ``x`` is a vector)."""
+    out = np.transpose(block, (2, 1, 0))
+    return out[0] if vector else out
+
+
 def zero_rows(decoded: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Zeros shaped like ``decoded[start:stop]``: the partial sums over contracted blocks
     other than the first, when the first already holds the full contraction."""

@@ -49,9 +49,10 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask
+import dask.array as da
 import numpy as np
 from dask.task_spec import Alias, DataNode, GraphNode, List, Task, TaskRef
 from dask.utils import parse_bytes
@@ -77,7 +78,8 @@ from .keys import (
     BLOCK_PREFIX, DECODE_PREFIX, NORMS_PREFIX, ROWS_PREFIX, SCALES_PREFIX, key_name,
 )
 from .kernels import (
-    encode_and_race, identity, join_chunks, linear_product, take_block, take_rows, zero_rows,
+    encode_and_race, identity, join_chunks, linear_product, take_block, take_rows,
+    transposed_back, zero_rows,
 )
 from .resident import Resident
 from .schemes import SCHEMES, Scheme, build, lookup
@@ -157,8 +159,8 @@ class CodedOptimizer:
                              if inline_bytes is None else inline_bytes)
         self.first_call = config.get("rewrite.first-call") if first_call is None else first_call
         if self.first_call not in ("plain", "coded"):
-            raise CodeParameterError(f"coded.rewrite.first-call must be 'plain' or 'coded', "
-                                     f"got {self.first_call!r}")
+            raise CodeParameterError(f"first_call (coded.rewrite.first-call) must be 'plain' or "
+                                     f"'coded', got {self.first_call!r}")
         self.uid = uid or uuid.uuid4().hex
         # the scheduler the graphs go to: only its resident blocks may be left out of them
         self.scheduler = scheduler
@@ -209,6 +211,8 @@ class CodedOptimizer:
         """Return ``hlg`` with coded layers in place of codable ones (``hlg`` itself when
         there are none)."""
         resident = self.resident(self.local)
+        original = hlg
+        hlg, flipped = flip_left_products(hlg)
         layers, dependencies = dict(hlg.layers), dict(hlg.dependencies)
         matches = {name: _codable(hlg, layer) for name, layer in hlg.layers.items()}
         coded = frozenset(name for name, (m, _) in matches.items() if m is not None)
@@ -218,6 +222,7 @@ class CodedOptimizer:
                 if reason is not None:
                     self._record(RewriteRecord(name, None, None, False, None, reason=reason))
                 continue
+            operation = _operation(hlg, match, name in flipped)
             res = resident.get(match.a)
             if res is not None and res.shape != (sum(match.rows), res.shape[1]):
                 res = None
@@ -234,10 +239,10 @@ class CodedOptimizer:
                     dependencies[total] = {name}
                 layers[name] = MaterializedLayer(tasks)
                 self._record(RewriteRecord(name, self.n, code2d.threshold, reused, token,
-                                           code2d.name, _operation(hlg, match)))
+                                           code2d.name, operation))
                 continue
             if self.k is None and res is None:
-                self._record_plain(hlg, name, match,
+                self._record_plain(name, operation,
                                    f"no k given for a 1-D code, and scheme={self.scheme!r} "
                                    f"codes only A @ B with B a matrix of known chunks whose "
                                    f"rows are A's columns")
@@ -245,13 +250,13 @@ class CodedOptimizer:
             heavy = _heavy_operand(hlg, match, self.k * self.blocks_per_worker,
                                    self.inline_bytes)
             if heavy is not None:
-                self._record_plain(hlg, name, match, heavy)
+                self._record_plain(name, operation, heavy)
                 continue
             if res is None and sum(match.rows) < self.k * self.blocks_per_worker:
-                self._record_plain(hlg, name, match,
+                self._record_plain(name, operation,
                                    f"its left operand has {sum(match.rows)} rows, fewer than "
                                    f"the {self.k * self.blocks_per_worker} row blocks of the "
-                                   f"code (x @ A: write (A.T @ x.T).T, which codes A.T)")
+                                   f"code (lower k, or blocks_per_worker)")
                 continue
             if res is not None:
                 scheme = res.scheme
@@ -263,14 +268,14 @@ class CodedOptimizer:
                               _content(hlg, match.a) if self.local else None,
                               layer.dims[match.a_ind[1]] if not self.local else None)
                      if res is None else None)
-            tasks, reused, dec, whole = self._coded_tasks(hlg, name, layer, match, scheme,
-                                                          res, token, coded)
+            tasks, reused, ready, dec, whole = self._coded_tasks(
+                hlg, name, layer, match, scheme, res, token, coded)
             # a layer that ran plainly keeps that form: a later graph naming the same keys
             # (a line search recomputing a product) must name the same tasks
             ran_plain = not self.local and (self.scheduler, name) in PLAIN_LAYERS
             plain = None
             source = _persisted_source(hlg, match.a)
-            if ran_plain or (not reused and not self.local and self.first_call == "plain"
+            if ran_plain or (not ready and not self.local and self.first_call == "plain"
                              and source is not None):
                 plain = _plain_beside(
                     layer, tasks, token,
@@ -283,7 +288,7 @@ class CodedOptimizer:
                 # blocks are made beside it, in the background, for the next graph
                 layers[name] = MaterializedLayer(plain)
                 self._record(RewriteRecord(name, scheme.code.n, scheme.code.k, False, token,
-                                           scheme.name, _operation(hlg, match), beside=True))
+                                           scheme.name, operation, beside=True))
                 continue
             layers[name] = MaterializedLayer(tasks)
             total = _sum_after(hlg, name) if whole else None
@@ -291,9 +296,12 @@ class CodedOptimizer:
                 layers[total] = MaterializedLayer(_rows_of_sum(hlg, total, layer, match, dec))
                 dependencies[total] = {name}
             self._record(RewriteRecord(name, scheme.code.n, scheme.code.k, reused, token,
-                                       scheme.name, _operation(hlg, match)))
-        if all(layers[n] is hlg.layers[n] for n in layers):
-            return hlg
+                                       scheme.name, operation))
+        for product, name in flipped.items():
+            if layers[product] is hlg.layers[product]:  # left plain: as it was written
+                layers[name], dependencies[name] = original.layers[name], original.dependencies[name]
+        if all(layers[n] is layer for n, layer in original.layers.items()):
+            return original
         return HighLevelGraph(layers, dependencies)
 
     def _record(self, record: RewriteRecord) -> None:
@@ -303,11 +311,11 @@ class CodedOptimizer:
         if record.reason is not None and self.local:
             self._warn(record)
 
-    def _record_plain(self, hlg: HighLevelGraph, name: str, match: _Match,
-                      reason: str) -> None:
-        """Log that matched layer ``name`` stays plain dask, and why."""
-        self._record(RewriteRecord(name, None, None, False, None,
-                                   operation=_operation(hlg, match), reason=reason))
+    def _record_plain(self, name: str, operation: str, reason: str) -> None:
+        """Log that matched layer ``name`` (computing ``operation``) stays plain dask, and
+        why."""
+        self._record(RewriteRecord(name, None, None, False, None, operation=operation,
+                                   reason=reason))
 
     def _warn(self, record: RewriteRecord) -> None:
         if record.reason in self._warned:
@@ -333,18 +341,26 @@ class CodedOptimizer:
         return build("mds", self.n, kind=self.kind, **params)
 
     def _encoded(self, scheme: Scheme, token: str, row_chunks: list, column: int,
-                 m: _Match, offsets: list) -> tuple[list, Any, dict]:
-        """The keys of A's coded blocks and row scales for one column, and the tasks that
+                 m: _Match, offsets: list) -> tuple[list, Any, dict, bool]:
+        """The keys of A's coded blocks and row scales for one column, the tasks that
         make them (none when they are all resident on the scheduler already: the graph
-        then leaves A's chunks out). The keys depend only on A and the code, so the next
-        graph finds them; each block is made from the row chunks it mixes only."""
+        then leaves A's chunks out), and whether a coded graph can start on them: the
+        blocks in memory decode already (the scales and any ``threshold`` blocks: the
+        others, still being made, are waited for as stragglers are), or every block and
+        the scales are being made (none held back for a call still running, none lost).
+        The keys depend only on A and the code, so the next graph finds them; each block
+        is made from the row chunks it mixes only."""
         encoded = encode_tasks(scheme, token, row_chunks, column=column,
                                dtype=m.encode_dtype, row_starts=offsets)
         blocks = [k for k in encoded if key_name(k).startswith(BLOCK_PREFIX)]
         scales = next(k for k in encoded if key_name(k).startswith(SCALES_PREFIX))
-        if {*blocks, scales} <= resident_keys(token, self.scheduler):
-            return blocks, scales, {}
-        return blocks, scales, encoded
+        in_memory = resident_keys(token, self.scheduler)
+        if {*blocks, scales} <= in_memory:
+            return blocks, scales, {}, True
+        decodable = scales in in_memory and scheme.decodable(
+            j for j, block in enumerate(blocks) if block in in_memory)
+        started = {*blocks, scales} <= resident_keys(token, self.scheduler, under_way=True)
+        return blocks, scales, encoded, decodable or started
 
     def _two_sided(self, hlg: HighLevelGraph, m: _Match) -> PolynomialScheme | None:
         """The 2-D code for layer ``m`` when one was asked for and its right operand is a
@@ -396,14 +412,11 @@ class CodedOptimizer:
 
     def _coded_tasks(self, hlg: HighLevelGraph, name: str, layer: Blockwise, m: _Match,
                      scheme: Scheme, res: Resident | None, token: str | None,
-                     coded: frozenset = frozenset()) -> tuple[dict, bool, str, bool]:
+                     coded: frozenset = frozenset()) -> _CodedLayer:
         """The layer's output keys, computed from coded tasks: per output block ``g``, a
         product group (its coded blocks resident, or encoded in this graph), then the
-        decoded rows cut back into the layer's row chunks. Also whether it reused coded
-        blocks (of :func:`dask_coded.encode`, or of an earlier graph: resident on the
-        scheduler, or kept in this process on the local scheduler), the decodes' key name,
-        and whether each decode holds the whole contraction (the layer's other contracted
-        blocks are zeros). ``coded``: the layers this rewrite codes (never inlined into an
+        decoded rows cut back into the layer's row chunks (:class:`_CodedLayer` says what
+        else). ``coded``: the layers this rewrite codes (never inlined into an
         operand)."""
         func, kwargs = layer.task.func, dict(layer.task.kwargs)
         out = layer.output_indices
@@ -414,6 +427,7 @@ class CodedOptimizer:
         offsets = list(itertools.accumulate(m.rows, initial=0))
         tasks: dict = {}
         reused = res is not None
+        ready = True  # every column's blocks in memory decode
 
         def block_key(arr, ind, coord, row=None):
             nb = layer.numblocks[arr]
@@ -457,7 +471,9 @@ class CodedOptimizer:
             elif spanning:
                 a_rows = [[block_key(m.a, m.a_ind, {**coord, contracted: c}, i)
                            for c in range(layer.dims[contracted])] for i in range(len(m.rows))]
-                blocks, scales, encoded = self._encoded(scheme, token, a_rows, 0, m, offsets)
+                blocks, scales, encoded, decodable = self._encoded(scheme, token, a_rows, 0,
+                                                                   m, offsets)
+                ready = ready and decodable
                 if encoded:
                     tasks.update(encoded)
                 else:
@@ -470,7 +486,7 @@ class CodedOptimizer:
                 if kept is not None:
                     (blocks, scales), reused = kept, True
                 elif self.local:
-                    blocks = None
+                    blocks, ready = None, False
                     tasks[dec_key] = Task(dec_key, encode_and_race, scheme, product,
                                           List(*[TaskRef(a) for a in a_keys]), operand,
                                           functools.partial(residents.LOCAL.remember,
@@ -479,8 +495,9 @@ class CodedOptimizer:
                 else:
                     # keys depend only on A and the code: the next graph reuses them, and
                     # leaves their encode tasks out once they are all in memory
-                    blocks, scales, encoded = self._encoded(scheme, token, a_keys,
-                                                            coord[contracted], m, offsets)
+                    blocks, scales, encoded, decodable = self._encoded(
+                        scheme, token, a_keys, coord[contracted], m, offsets)
+                    ready = ready and decodable
                     if encoded:
                         tasks.update(encoded)
                     else:
@@ -497,7 +514,22 @@ class CodedOptimizer:
                 key = (name, i, *g)
                 tasks[key] = Task(key, take_rows, TaskRef(dec_key), offsets[i], offsets[i + 1])
         whole = (res is not None or spanning) and layer.dims[contracted] > 1
-        return tasks, reused, dec, whole
+        return _CodedLayer(tasks, reused, ready, dec, whole)
+
+
+class _CodedLayer(NamedTuple):
+    """A rewritten layer's tasks; whether they reuse coded blocks (of
+    :func:`dask_coded.encode`, or of an earlier graph: resident on the scheduler, or kept in
+    this process on the local scheduler); whether a coded graph can start on them (every
+    block and the scales in memory or being made on the scheduler, or the blocks in
+    memory decode already); the decodes' key name; whether each decode holds the whole contraction (the layer's other
+    contracted blocks are zeros)."""
+
+    tasks: dict
+    reused: bool
+    ready: bool
+    decode: str
+    whole: bool
 
 
 def _content(hlg: HighLevelGraph, name: str) -> str | None:
@@ -639,8 +671,7 @@ def _codable(hlg: HighLevelGraph, layer) -> tuple[_Match | None, str | None]:
         return None, "a product of more than two operands"
     (a, a_ind), (b, b_ind) = layer.indices
     if a_ind is None or b_ind is None or len(a_ind) != 2 or a_ind[0] != layer.output_indices[0]:
-        return None, ("its left operand is not a matrix whose rows are the result's rows "
-                      "(x @ A: write (A.T @ x.T).T, which codes A.T)")
+        return None, "its left operand is not a matrix whose rows are the result's rows"
     if a_ind[0] in b_ind or a_ind[1] not in b_ind or a_ind[1] not in layer.output_indices:
         return None, "it contracts other axes than the left operand's columns"
     if layer.task.func is _tensordot and (
@@ -768,13 +799,68 @@ def _plain_beside(layer, tasks: dict, token: str, inline, beside: bool = True,
     return plain
 
 
-def _operation(hlg: HighLevelGraph, m: _Match) -> str:
+def _operation(hlg: HighLevelGraph, m: _Match, flipped: bool = False) -> str:
     """What a matched layer computes, for its record: ``A`` or ``A.T`` (a transpose on
-    the left) times ``x`` (a vector, or one column) or ``B`` (a matrix)."""
+    the left) times ``x`` (a vector, or one column) or ``B`` (a matrix); ``flipped``
+    (:func:`flip_left_products`): ``x @ A`` or ``B @ A``."""
     left = "A.T" if m.a.startswith("transpose-") else "A"
     chunks = (hlg.layers[m.b].collection_annotations or {}).get("chunks") or ()
     vector = len(m.b_ind) == 1 or len(chunks) < 2 or sum(chunks[1]) <= 1
+    if flipped:
+        return f"{'x' if vector else 'B'} @ A"
     return f"{left} @ {'x' if vector else 'B'}"
+
+
+def flip_left_products(hlg: HighLevelGraph) -> tuple[HighLevelGraph, dict]:
+    """``hlg`` with each product ``x @ A`` (``matmul``, ``x.dot(A)``, ``tensordot`` over
+    x's last axis and A's rows) whose left operand has fewer rows than ``A`` has columns
+    (a vector, or a few rows, times a matrix) written as ``(A.T @ x.T).T``, block by
+    block: the layer keeps its name and keys, each block now the transpose of a block of
+    a new product layer whose left operand is ``A.T`` (dask's own transpose of A, so it
+    shares A.T's coded blocks), which the rewrite then codes. Also ``{new product layer:
+    the layer it stands for}``."""
+    layers, dependencies, flipped = dict(hlg.layers), dict(hlg.dependencies), {}
+    for name, layer in hlg.layers.items():
+        func = getattr(getattr(layer, "task", None), "func", None)
+        if not (isinstance(layer, Blockwise) and func in LINEAR_IN_A
+                and len(layer.indices) == 2 and not layer.new_axes):
+            continue
+        (x, x_ind), (a, a_ind) = layer.indices
+        if (x_ind is None or a_ind is None or len(x_ind) not in (1, 2) or len(a_ind) != 2
+                or x_ind[-1] != a_ind[0] or tuple(layer.output_indices) != (*x_ind, a_ind[1])
+                or x not in hlg.layers or a not in hlg.layers):
+            continue
+        if func is _tensordot and (layer.task.kwargs.get("is_sparse") or tuple(
+                map(tuple, layer.task.kwargs.get("axes", ()))) != ((len(x_ind) - 1,), (0,))):
+            continue
+        x_ann = hlg.layers[x].collection_annotations or {}
+        a_ann = hlg.layers[a].collection_annotations or {}
+        if any(ann.get(f) is None for ann in (x_ann, a_ann) for f in ("chunks", "dtype")):
+            continue
+        rows = sum(x_ann["chunks"][0]) if len(x_ind) == 2 else 1
+        if (rows >= sum(a_ann["chunks"][1]) or np.dtype(a_ann["dtype"]).kind not in "biuf"
+                or "numpy" not in str(a_ann.get("chunk_type", "numpy"))):
+            continue
+        xs = da.Array(hlg, x, chunks=x_ann["chunks"], dtype=x_ann["dtype"])
+        A = da.Array(hlg, a, chunks=a_ann["chunks"], dtype=a_ann["dtype"])
+        vector = xs.ndim == 1
+        if vector:
+            xs = xs[None, :]
+        c, j = a_ind
+        i = x_ind[0] if not vector else f"{name}-row"  # x's rows (one, for a vector)
+        dtype = np.result_type(xs.dtype, A.dtype)
+        product = da.blockwise(_matmul, (j, c, i), A.T, (j, c), xs.T, (c, i),
+                               adjust_chunks={c: 1}, dtype=dtype, concatenate=False)
+        back = da.blockwise(transposed_back, tuple(layer.output_indices), product, (j, c, i),
+                            vector=vector, name=name, dtype=dtype, concatenate=True)
+        graph = back.__dask_graph__()
+        for n, new in graph.layers.items():
+            if n not in hlg.layers or n == name:
+                layers[n], dependencies[n] = new, set(graph.dependencies[n])
+        flipped[product.name] = name
+    if not flipped:
+        return hlg, flipped
+    return HighLevelGraph(layers, dependencies), flipped
 
 
 @contextlib.contextmanager
@@ -782,7 +868,8 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
                  keep: bool = True, blocks_per_worker: int = 1, *, scheme: str = "mds",
                  splits: Any = None, points: str = "auto",
                  allow_shared_workers: bool = False, verify: str | None = None,
-                 errors: int | None = None) -> Iterator[CodedOptimizer]:
+                 errors: int | None = None,
+                 first_call: str | None = None) -> Iterator[CodedOptimizer]:
     """Run plain dask matrix products coded, inside a ``with`` block.
 
     Parameters
@@ -823,6 +910,12 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
         Check every decode of arrays encoded in the graph against spare products, as
         :func:`dask_coded.encode` does (``"mds"`` only); an array encoded with
         :func:`dask_coded.encode` keeps its own ``verify``.
+    first_call : {"plain", "coded"}, optional
+        On distributed, the first graph that multiplies a *persisted* array not yet
+        encoded: ``"plain"`` runs that product as plain dask and makes the coded blocks
+        beside it, in the background; the first graph that finds the row scales and any
+        ``k`` blocks in memory runs coded. ``"coded"`` encodes in the first graph and waits
+        for the encoding. Default ``coded.rewrite.first-call`` (``"plain"``).
 
     Yields
     ------
@@ -843,7 +936,8 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
                                scheduler=getattr(getattr(client, "scheduler", None),
                                                  "address", None),
                                blocks_per_worker=blocks_per_worker, scheme=scheme,
-                               splits=splits, points=points, verify=verify, errors=errors)
+                               splits=splits, points=points, verify=verify, errors=errors,
+                               first_call=first_call)
     if sync:
         workers = live_workers(client)
         if not allow_shared_workers and len(workers) < n:

@@ -35,6 +35,9 @@ def operands(dtype=np.float64):
 
 def cases(dtype=np.float64):
     An, xn, Bn, A, x, B = operands(dtype)
+    rng = np.random.default_rng(1)
+    yn, Yn = rng.standard_normal(10).astype(dtype), rng.standard_normal((2, 10)).astype(dtype)
+    y, Y = da.from_array(yn, chunks=4), da.from_array(Yn, chunks=(2, 4))
     return [
         ("A @ x", A @ x, An @ xn),
         ("(A @ x).sum()", (A @ x).sum(), (An @ xn).sum()),
@@ -42,6 +45,11 @@ def cases(dtype=np.float64):
         ("dot(A, x)", da.dot(A, x), An.dot(xn)),
         ("tensordot(A, B, 1)", da.tensordot(A, B, 1), np.tensordot(An, Bn, 1)),
         ("A.T @ (A @ x)", A.T @ (A @ x), An.T @ (An @ xn)),
+        # a vector, or a few rows, on the left: coded as (A.T @ y.T).T
+        ("y @ A", y @ A, yn @ An),
+        ("dot(y, A)", da.dot(y, A), yn @ An),
+        ("Y @ A", Y @ A, Yn @ An),
+        ("tensordot(Y, A, 1)", da.tensordot(Y, A, 1), np.tensordot(Yn, An, 1)),
     ]
 
 
@@ -113,7 +121,8 @@ def test_local_rewrite_races_past_a_straggler():
 def test_graphs_without_codable_products_are_untouched():
     An, xn, _, A, x, _ = operands()
     objects = da.from_array(An.astype(object), chunks=(4, 3))
-    exprs = [(A + 1).sum(), x @ A.T, objects @ x.astype(object), da.outer(x, x)]
+    short = da.from_array(An[:2], chunks=(1, 3))
+    exprs = [(A + 1).sum(), short @ x, objects @ x.astype(object), da.outer(x, x)]
     opt = CodedOptimizer(5, 3)
     for expr in exprs:
         hlg = expr.__dask_graph__()
@@ -126,7 +135,7 @@ def test_graphs_without_codable_products_are_untouched():
     # what stayed plain says why, in typed records
     assert all(r.scheme is None and r.n is None for r in opt.rewrites)
     reasons = " | ".join(r.reason for r in opt.rewrites)
-    assert "fewer than the 3 row blocks" in reasons and "(A.T @ x.T).T" in reasons
+    assert "its left operand has 2 rows, fewer than the 3 row blocks" in reasons
     assert "only real products are coded" in reasons
     plain = (objects @ x.astype(object)).compute()
     with dc.coded_matmul(5, 3):
@@ -159,6 +168,10 @@ def test_a_numpy_operand_is_embedded_in_the_products(budget, embedded):
 def test_bad_parameters_fail_at_the_with():
     with pytest.raises(dc.errors.CodeParameterError, match="k must be at most n"):
         with dc.coded_matmul(n=3, k=5):
+            pass
+    with pytest.raises(dc.errors.CodeParameterError,
+                       match="first_call .* must be 'plain' or 'coded', got 'lazy'"):
+        with dc.coded_matmul(n=6, k=4, first_call="lazy"):
             pass
 
 
@@ -475,7 +488,7 @@ def test_local_two_sided_rewrite_matches_numpy(scheme, splits):
     # matrix-matrix layers coded by the 2-D scheme; matrix-vector ones left plain (no k)
     coded = [r for r in opt.rewrites if r.reason is None]
     assert coded and {r[1:3] for r in coded} == {(6, threshold)}
-    assert all(r.operation == "A @ B" and r.scheme == scheme for r in coded)
+    assert all(r.operation in ("A @ B", "B @ A") and r.scheme == scheme for r in coded)
     assert all("no k given" in r.reason for r in opt.rewrites if r.reason is not None)
 
 
@@ -700,7 +713,8 @@ async def test_the_first_call_encodes_each_block_from_its_own_rows_where_they_ar
                                                                                  *workers):
     """An A encoded in the graph gets a systematic code: block j < k is A's row block j,
     made on the worker that holds those rows, from them alone; only the n - k parities
-    need all of A, and the first call's decode does not wait for them."""
+    need all of A, and the first call's decode does not wait for them. With
+    ``first_call="coded"`` a persisted A is encoded in the first graph too."""
     from distributed import wait
 
     rng = np.random.default_rng(8)
@@ -710,8 +724,9 @@ async def test_the_first_call_encodes_each_block_from_its_own_rows_where_they_ar
     holder = {key: next(iter(s.tasks[key].who_has)).address
               for key in [(A.name, i, 0) for i in range(5)]}
     await c.register_plugin(dc.FirstKPlugin())
-    with dc.coded_matmul(6, 5) as opt:
+    with dc.coded_matmul(6, 5, first_call="coded") as opt:
         np.testing.assert_allclose(await c.compute(A @ xn), An @ xn, rtol=1e-10)
+    assert [(r.beside, r.reused) for r in opt.rewrites] == [(False, False)]
     token = opt.rewrites[0].token
     blocks = {key[1]: b for key, b in s.plugins[dc.FirstKPlugin.name].blocks.items()
               if token in str(key[0])}
@@ -809,6 +824,103 @@ async def test_first_call_plain_runs_plain_dask_and_encodes_beside(c, s, *worker
         B = da.from_array(An, chunks=(15, 8))
         np.testing.assert_allclose(await c.compute(B @ w), An @ w, rtol=1e-9)
     assert [r.beside for r in opt.rewrites] == [False]
+
+
+@gen_cluster(client=True, nthreads=SIX, config=PLAIN_FIRST, timeout=60)
+async def test_first_call_plain_goes_coded_once_any_k_blocks_are_in_memory(c, s, *workers):
+    """A block made slowly (its worker slow) does not keep the calls plain: the first
+    graph that finds the row scales and any ``k`` blocks in memory runs coded, and its
+    decode does not wait for the slow block, and each block is made once."""
+    from dask_coded.stragglers import SlowWorkers, StragglerPlugin
+
+    await c.register_plugin(dc.FirstKPlugin())
+    await c.register_plugin(StragglerPlugin(SlowWorkers(seconds={"0": 30.0}),
+                                            match=["coded-block-"], interruptible=True))
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    rng = np.random.default_rng(4)
+    An = rng.standard_normal((60, 8))
+    A = c.persist(da.from_array(An, chunks=(15, 8)))
+    records = []
+
+    async def call():
+        w = rng.standard_normal(8)
+        with dc.coded_matmul(6, 4) as opt:
+            got = await c.compute(A @ w)
+        np.testing.assert_allclose(got, An @ w, rtol=1e-9)
+        records.append([(r.beside, r.reused) for r in opt.rewrites])
+
+    def in_memory():
+        return [k for m in plugin.resident.values() for k in m.keys
+                if k in s.tasks and s.tasks[k].state == "memory"]
+
+    await call()
+    await async_poll_for(lambda: len(in_memory()) == 6, timeout=10)  # 5 blocks, scales
+    slow = [k for m in plugin.resident.values() for k in m.keys if k not in in_memory()]
+    assert len(slow) == 1 and s.tasks[slow[0]].processing_on.name == 0
+    await call()
+    await call()
+    assert s.tasks[slow[0]].state == "processing"  # the calls did not wait for it
+    assert records == [[(True, False)], [(False, False)], [(False, False)]]
+    assert plugin.stats["resident-encoded"] == 6  # each block made once
+
+
+@gen_cluster(client=True, nthreads=SIX, config=PLAIN_FIRST, timeout=60)
+async def test_first_call_plain_goes_coded_once_its_encodings_are_under_way(c, s, *workers):
+    """Once every block and the row scales are being made (the call that held them back
+    is done), the next graph runs coded and waits for them as a coded first call would,
+    rather than running plainly again beside them."""
+    from dask_coded._scheduler.residency import resident_keys
+    from dask_coded.stragglers import SlowWorkers, StragglerPlugin
+
+    await c.register_plugin(dc.FirstKPlugin())
+    slow = {str(i): 2.0 for i in range(3)}  # three of six blocks: k = 4 wait for one
+    await c.register_plugin(StragglerPlugin(SlowWorkers(seconds=slow),
+                                            match=["coded-block-"], interruptible=True))
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    rng = np.random.default_rng(5)
+    An = rng.standard_normal((60, 8))
+    A = c.persist(da.from_array(An, chunks=(15, 8)))
+    records = []
+    for call in range(2):
+        w = rng.standard_normal(8)
+        with dc.coded_matmul(6, 4) as opt:
+            np.testing.assert_allclose(await c.compute(A @ w), An @ w, rtol=1e-9)
+        records.append([(r.beside, r.reused) for r in opt.rewrites])
+        token = opt.rewrites[0].token
+        await async_poll_for(
+            lambda: len(resident_keys(token, s.address, under_way=True)) == 7, timeout=10)
+        in_memory = resident_keys(token, s.address)
+        assert sum(map(is_block, in_memory)) < 4 or call == 1  # not decodable yet
+    assert records == [[(True, False)], [(False, False)]]
+    assert plugin.stats["resident-encoded"] == 6
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_a_vector_times_a_persisted_matrix_is_coded_on_the_transposes_blocks(c, s,
+                                                                                  *workers):
+    """``r @ A`` in a loop, as a gradient is often written: the first call runs plain
+    beside A.T's encoding, the next ones are coded on A.T's resident blocks, and
+    ``A.T @ r`` multiplies the same blocks (nothing encoded again)."""
+    await c.register_plugin(dc.FirstKPlugin())
+    plugin = s.plugins[dc.FirstKPlugin.name]
+    rng = np.random.default_rng(6)
+    An = rng.standard_normal((60, 8))
+    A = c.persist(da.from_array(An, chunks=(15, 8)))
+    records = []
+    for call in range(3):
+        rn = rng.standard_normal(60)
+        r = da.from_array(rn, chunks=15)
+        with dc.coded_matmul(6, 4) as opt:
+            np.testing.assert_allclose(await c.compute(r @ A), rn @ An, rtol=1e-10)
+        records += [(r.operation, r.beside, r.reason) for r in opt.rewrites]
+        if call == 0:
+            await async_poll_for(lambda: plugin.stats["resident-encoded"] == 6, timeout=10)
+    assert records == [("x @ A", True, None), ("x @ A", False, None), ("x @ A", False, None)]
+    rn = rng.standard_normal(60)
+    with dc.coded_matmul(6, 4) as opt:
+        np.testing.assert_allclose(await c.compute(A.T @ rn), An.T @ rn, rtol=1e-10)
+    assert [(r.operation, r.reused) for r in opt.rewrites] == [("A.T @ x", True)]
+    assert plugin.stats["resident-encoded"] == 6
 
 
 @gen_cluster(client=True, nthreads=SIX, config=PLAIN_FIRST, timeout=120)

@@ -41,7 +41,7 @@ from .observations import REWRITES, Observations
 from .pins import Pins, encode_spec
 from .quarantine import Quarantine
 from .records import FREED_TOPIC, PLUGIN_NAME
-from .residency import RESIDENT_CLIENT, Residency
+from .residency import RESIDENT_CLIENT, UNDER_WAY, Residency
 from .worker_plugin import FirstKWorkerPlugin
 
 __all__ = ["FirstKPlugin", "RESIDENT_CLIENT"]
@@ -204,7 +204,7 @@ class FirstKPlugin(SchedulerPlugin):
             self.group_table.forget(key)
             self.pins.forget(key)
             return
-        if (finish == "memory" or start == "memory") and key in self.residency.keys():
+        if (start in UNDER_WAY or finish in UNDER_WAY) and key in self.residency.keys():
             self.scheduler.loop.add_callback(self.residency.refresh)
         if finish in ("memory", "erred") and key in self.group_table.pruned:
             self.scheduler.loop.add_callback(self.group_table.reconnect, key)

@@ -26,6 +26,8 @@ from .pins import encode_spec
 from .records import PLUGIN_NAME, ResidentMatrix
 
 RESIDENT_CLIENT = "dask-coded-resident"  # the pseudo-client that keeps rewritten blocks
+#: states of a resident key that is in memory or being made (not held back, not lost)
+UNDER_WAY = frozenset({"waiting", "queued", "processing", "no-worker", "memory"})
 
 
 class Residency:
@@ -35,6 +37,7 @@ class Residency:
         self.plugin = plugin
         self.matrices: OrderedDict[str, ResidentMatrix] = OrderedDict()
         self.snapshot: dict[str, frozenset] = {}  # token -> keys in memory (read-only copy)
+        self.under_way: dict[str, frozenset] = {}  # token -> keys in memory or being made
         self._keys: frozenset = frozenset()
         self._calls: dict = {}  # requested key -> BesideCall waiting for it
 
@@ -45,7 +48,7 @@ class Residency:
     def clear(self) -> None:
         self._calls.clear()
         self.matrices.clear()
-        self.snapshot = {}
+        self.snapshot, self.under_way = {}, {}
         self._keys = frozenset()
 
     @property
@@ -58,11 +61,15 @@ class Residency:
         return self._keys
 
     def refresh(self) -> None:
-        """Rebuild :attr:`snapshot` (on the event loop, after any change)."""
+        """Rebuild :attr:`snapshot` and :attr:`under_way` (on the event loop, after any
+        change)."""
         tasks = self.scheduler.tasks
         self._keys = frozenset(k for m in self.matrices.values() for k in m.keys)
         self.snapshot = {
             t: frozenset(k for k in m.keys if k in tasks and tasks[k].state == "memory")
+            for t, m in self.matrices.items()}
+        self.under_way = {
+            t: frozenset(k for k in m.keys if k in tasks and tasks[k].state in UNDER_WAY)
             for t, m in self.matrices.items()}
 
     def keep(self, new: list, tasks, client: str | None) -> None:
@@ -215,11 +222,12 @@ class BesideCall:
     started: bool = False
 
 
-def resident_keys(token: str, scheduler: str | None) -> frozenset:
+def resident_keys(token: str, scheduler: str | None, under_way: bool = False) -> frozenset:
     """The keys of ``token``'s coded blocks and row scales that the running scheduler at
     address ``scheduler``, in this process, holds in memory (the rewrite, running there,
-    then leaves their encode tasks out of the next graph). Safe from any thread: it reads
-    the plugin's snapshot, which the event loop replaces whole."""
+    then leaves their encode tasks out of the next graph); with ``under_way``, also those
+    it is making (not held back for a call, not lost). Safe from any thread: it reads
+    the plugin's snapshots, which the event loop replaces whole."""
     from distributed import Scheduler
 
     for s in list(Scheduler._instances):
@@ -228,7 +236,8 @@ def resident_keys(token: str, scheduler: str | None) -> frozenset:
         plugin = s.plugins.get(PLUGIN_NAME)
         residency = getattr(plugin, "residency", None)
         if residency is not None:
-            return residency.snapshot.get(token, frozenset())
+            table = residency.under_way if under_way else residency.snapshot
+            return table.get(token, frozenset())
     return frozenset()
 
 
