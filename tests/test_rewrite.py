@@ -768,6 +768,15 @@ def test_a_nan_in_the_operand_is_refused_naming_it():
 PLAIN_FIRST = {**VALIDATE, "coded.rewrite.first-call": "plain"}
 
 
+async def persisted_operand(c, s, seed: int):
+    """The plugin registered; a seeded generator, and a 60x8 matrix in numpy and persisted
+    in four row chunks."""
+    await c.register_plugin(dc.FirstKPlugin())
+    rng = np.random.default_rng(seed)
+    An = rng.standard_normal((60, 8))
+    return s.plugins[dc.FirstKPlugin.name], rng, An, c.persist(da.from_array(An, chunks=(15, 8)))
+
+
 @gen_cluster(client=True, nthreads=SIX, config=PLAIN_FIRST)
 async def test_first_call_plain_runs_plain_dask_and_encodes_beside(c, s, *workers):
     """With ``first-call: plain`` and a persisted A the first graph's products are plain
@@ -775,11 +784,7 @@ async def test_first_call_plain_runs_plain_dask_and_encodes_beside(c, s, *worker
     once the call's result is done; the first graph that finds them in memory runs
     coded, and they are made once; so are ``A.T``'s, from A's chunks. An array that is
     not persisted is encoded in its graph."""
-    await c.register_plugin(dc.FirstKPlugin())
-    plugin = s.plugins[dc.FirstKPlugin.name]
-    rng = np.random.default_rng(3)
-    An = rng.standard_normal((60, 8))
-    A = c.persist(da.from_array(An, chunks=(15, 8)))
+    plugin, rng, An, A = await persisted_operand(c, s, seed=3)
     seen = []
 
     class Watch(SchedulerPlugin):
@@ -833,13 +838,9 @@ async def test_first_call_plain_goes_coded_once_any_k_blocks_are_in_memory(c, s,
     decode does not wait for the slow block, and each block is made once."""
     from dask_coded.stragglers import SlowWorkers, StragglerPlugin
 
-    await c.register_plugin(dc.FirstKPlugin())
     await c.register_plugin(StragglerPlugin(SlowWorkers(seconds={"0": 30.0}),
                                             match=["coded-block-"], interruptible=True))
-    plugin = s.plugins[dc.FirstKPlugin.name]
-    rng = np.random.default_rng(4)
-    An = rng.standard_normal((60, 8))
-    A = c.persist(da.from_array(An, chunks=(15, 8)))
+    plugin, rng, An, A = await persisted_operand(c, s, seed=4)
     records = []
 
     async def call():
@@ -872,14 +873,10 @@ async def test_first_call_plain_goes_coded_once_its_encodings_are_under_way(c, s
     from dask_coded._scheduler.residency import resident_keys
     from dask_coded.stragglers import SlowWorkers, StragglerPlugin
 
-    await c.register_plugin(dc.FirstKPlugin())
     slow = {str(i): 2.0 for i in range(3)}  # three of six blocks: k = 4 wait for one
     await c.register_plugin(StragglerPlugin(SlowWorkers(seconds=slow),
                                             match=["coded-block-"], interruptible=True))
-    plugin = s.plugins[dc.FirstKPlugin.name]
-    rng = np.random.default_rng(5)
-    An = rng.standard_normal((60, 8))
-    A = c.persist(da.from_array(An, chunks=(15, 8)))
+    plugin, rng, An, A = await persisted_operand(c, s, seed=5)
     records = []
     for call in range(2):
         w = rng.standard_normal(8)
@@ -901,11 +898,7 @@ async def test_a_vector_times_a_persisted_matrix_is_coded_on_the_transposes_bloc
     """``r @ A`` in a loop, as a gradient is often written: the first call runs plain
     beside A.T's encoding, the next ones are coded on A.T's resident blocks, and
     ``A.T @ r`` multiplies the same blocks (nothing encoded again)."""
-    await c.register_plugin(dc.FirstKPlugin())
-    plugin = s.plugins[dc.FirstKPlugin.name]
-    rng = np.random.default_rng(6)
-    An = rng.standard_normal((60, 8))
-    A = c.persist(da.from_array(An, chunks=(15, 8)))
+    plugin, rng, An, A = await persisted_operand(c, s, seed=6)
     records = []
     for call in range(3):
         rn = rng.standard_normal(60)
