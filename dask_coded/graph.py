@@ -171,7 +171,7 @@ def product_group(
     name = product_name(scheme.code_threshold, token)
     checked = getattr(scheme, "verify", None) is not None
     spec = GroupSpec(name, len(blocks), scheme.threshold, getattr(scheme, "rule", None),
-                     named=checked)
+                     named=checked, spare=scheme.verify.spare if checked else 0)
     tasks: dict = {}
     extra: dict = {}
     if checked:

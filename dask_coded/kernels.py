@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from . import _logging, config
-from .errors import CodedError, DtypeError, NonFiniteError, TooFewResultsError
+from .errors import (CodedError, CorruptResultError, DtypeError, NonFiniteError,
+                     TooFewResultsError)
 from .schemes import Scheme
 from .tasks import Missing
 from .verify import OperandScale, Sources, operand_scale, raise_or_pass, report_inconsistency
@@ -389,6 +390,11 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
     thread pool and decode from the first products to finish that decode
     (:meth:`~dask_coded.schemes.Scheme.decodable`); stragglers finish in the background."""
     delay = config.get("local-race.delay")  # seconds for product j (local_stragglers)
+    verify = getattr(scheme, "verify", None)
+    check = None
+    if verify is not None:
+        first = blocks[0].coded if isinstance(blocks[0], WithRows) else blocks[0]
+        check = operand_scale(x, _eps(np.asarray(first).dtype), contracted_axis(product))
     pool = ThreadPoolExecutor(len(blocks), thread_name_prefix="dask-coded-race")
     try:
         futures = {
@@ -397,18 +403,30 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
         }
         done: dict[int, np.ndarray] = {}
         pending = set(futures)
-        while pending and not scheme.decodable(done):
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in finished:
-                done[futures[f]] = f.result()  # re-raises a product's error
+        while True:
+            while pending and not scheme.decodable(done):
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    done[futures[f]] = f.result()  # re-raises a product's error
+            heard: list = []
+            try:
+                return decode_products(scheme, scales,
+                                       *[done.get(j) for j in range(len(blocks))],
+                                       dtype=dtype, check=check,
+                                       report=lambda *event: heard.append(event))
+            except CorruptResultError as e:
+                # one spare detects a wrong product; the next one to finish locates it
+                if not (verify.spare == 1 and pending and e.candidates and not e.suspects):
+                    raise
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    done[futures[f]] = f.result()
+                heard.clear()
+            finally:
+                for event in heard:
+                    report_inconsistency(*event)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    check = None
-    if getattr(scheme, "verify", None) is not None:
-        first = blocks[0].coded if isinstance(blocks[0], WithRows) else blocks[0]
-        check = operand_scale(x, _eps(np.asarray(first).dtype), contracted_axis(product))
-    return decode_products(scheme, scales, *[done.get(j) for j in range(len(blocks))],
-                           dtype=dtype, check=check, report=report_inconsistency)
 
 
 def contracted_axis(product) -> int:

@@ -79,6 +79,9 @@ class GroupSpec:
     #: the decode checks its products and names who computed them: the plugin gives it
     #: ``sources={index: (address, name)}`` as the products finish
     named: bool = False
+    #: products the decode waits for beyond the code's threshold (1 detects a wrong
+    #: product; ``2e`` locate and correct ``e``)
+    spare: int = 0
 
     def __post_init__(self):
         if not 1 <= self.threshold <= self.size:

@@ -289,8 +289,9 @@ def raise_or_pass(verdict: Verdict, verify: Verify, sources: Sources, k: int) ->
             f"{len(verdict.clean)} others (verify={verify.mode!r}); the result was not "
             f"returned", suspects=[sources(j) for j in verdict.suspects])
     culprits = verdict.suspects + verdict.candidates
-    more = ("at least k + 2 products are needed to say which (verify='correct' waits "
-            "for them)" if verify.mode == "detect"
+    more = ("at least k + 2 products are needed to say which: on distributed, the next "
+            "decodes these workers contribute to wait for them (verify='correct' always "
+            "does)" if verify.mode == "detect"
             else f"more than errors={verify.errors} of them are wrong")
     raise CorruptResultError(
         f"the coded products of {sources.of(culprits)} disagree (k={k}): one or more "

@@ -151,6 +151,25 @@ def test_local_scheduler_detect_never_returns_a_wrong_answer(data, how):
                 np.testing.assert_allclose(y, truth, rtol=0, atol=1e-10)
 
 
+def test_local_scheduler_detect_waits_for_one_more_product_to_locate(data):
+    """On the local scheduler a disagreement the first ``k + 1`` products cannot locate
+    waits for the next product (here the slow one): the error names the wrong product
+    alone, and only that located disagreement is recorded."""
+    from dask_coded.stragglers import SlowWorkers
+
+    A, x = data
+    LOCAL.clear()
+    CA = dc.encode(A, 6, 4, verify="detect", client=None)
+    with local_stragglers(SlowWorkers({"5": 0.3})), local_corruption([2], how="scale"):
+        with pytest.raises(CorruptResultError) as info:
+            (CA @ x).compute()
+    assert info.value.suspects == ["product 2"] and not info.value.candidates
+    (suspect,) = CA.suspects()
+    assert suspect["worker"] == "product 2" and suspect["located"] == 1
+    assert suspect["disagreed"] == 0
+    LOCAL.clear()
+
+
 def test_local_scheduler_correct_returns_the_right_answer_and_records_the_suspect(data):
     A, x = data
     LOCAL.clear()

@@ -168,9 +168,25 @@ class Groups:
             product.seconds = seconds
             self.plugin.observations.record_finished(group.name, worker, seconds)
         group.finished.add(product.index)
+        if worker is not None:
+            group.ran_on[product.index] = worker
         if group.spec.named and worker is not None:
             self._name_source(product, worker)
-        return product.decode if not group.started and group.decodable() else None
+        return product.decode if not group.started and self.ready(group) else None
+
+    def ready(self, group: ProductGroup) -> bool:
+        """Whether ``group``'s decode may start: its finished products decode, and a
+        decode with one spare product (``verify="detect"``), one of whose products a
+        worker under suspicion computed (:attr:`Quarantine.unlocated`), has one more
+        (two spares locate a wrong product), unless no other product can finish."""
+        if not group.decodable():
+            return False
+        suspected = self.plugin.quarantine.unlocated
+        if group.spec.spare != 1 or not suspected or not (
+                suspected & set(group.ran_on.values())):
+            return True
+        return (len(group.finished) > group.threshold
+                or self._viable(group) <= len(group.finished))
 
     def _name_source(self, product: Product, worker: str) -> None:
         """Tell a checking decode that has not started who computed ``product`` (its
@@ -192,6 +208,7 @@ class Groups:
         if group is None or product.index not in group.finished:
             return None
         group.finished.discard(product.index)
+        group.ran_on.pop(product.index, None)
         return product.decode
 
     def on_worker(self, worker: str) -> set:
@@ -207,7 +224,7 @@ class Groups:
             group = self.groups.get(key)
             if group is None or key not in tasks or tasks[key].state in ("memory", "erred"):
                 continue  # a decode that ran has nothing left to start or fail
-            if group.decodable():
+            if self.ready(group):
                 self.start(key, stimulus_id)
             elif not group.started and not self._reachable(group):
                 self.fail(group, stimulus_id, why or "its products' workers are gone")

@@ -28,16 +28,23 @@ class Quarantine:
         self.plugin = plugin
         self.suspects = Suspects()
         self.workers: set[str] = set()
+        #: workers among the candidates of a disagreement no decode has located yet: a
+        #: decode with one spare product that one of them computed waits for one more
+        #: product, so that a wrong one is located (named), not only detected
+        self.unlocated: set[str] = set()
 
     def clear(self) -> None:
         self.suspects.clear()
         self.workers.clear()
+        self.unlocated.clear()
 
     def record(self, msg: dict) -> None:
         """Count one inconsistent decode (an event's ``msg``); quarantine a worker that
         reached the limit."""
         msg = {**msg, "suspects": self._named(msg.get("suspects", ())),
                "candidates": self._named(msg.get("candidates", ()))}
+        if msg["candidates"] and not msg["suspects"]:
+            self.unlocated.update(address for address, _ in msg["candidates"])
         limit = config.get("verify.quarantine-after")
         for suspect in self.suspects.record(msg):
             if limit is not None and suspect.located >= int(limit) and not suspect.quarantined:
@@ -69,6 +76,7 @@ class Quarantine:
             return
         suspect.quarantined = True
         self.workers.add(worker)
+        self.unlocated.clear()  # the wrong worker is found: its fellow candidates are not
         logger.warning("dask_coded: worker %s (name %s) returned wrong products in %d "
                        "decodes: quarantined (its coded blocks are made again elsewhere)",
                        worker, suspect.name, suspect.located)

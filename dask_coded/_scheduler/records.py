@@ -43,6 +43,7 @@ class ProductGroup:
     since: float
     products: dict = field(default_factory=dict)  # index -> product key
     finished: set = field(default_factory=set)  # indices in memory
+    ran_on: dict = field(default_factory=dict)  # index -> the worker that computed it
     started: bool = False
     observed: bool = False
 

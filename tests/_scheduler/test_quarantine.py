@@ -47,6 +47,32 @@ async def test_detect_never_returns_a_wrong_answer_and_names_the_worker(c, s, *w
     assert [e for _, e in await c.get_events(dc.verify.TOPIC)]  # users can read them too
 
 
+@gen_cluster(client=True, nthreads=SIX, timeout=60, config=NO_QUARANTINE)
+async def test_detect_locates_the_worker_after_a_disagreement_it_could_not_locate(
+        c, s, *workers):
+    """With one spare product a disagreement is detected, not located: its error names
+    five candidates. From then on a decode that one of them contributed to waits for a
+    second spare (here the slow worker's product), so each later error names the wrong
+    worker alone."""
+    A, x = rand(600, 40), rand(40, 3, seed=1)
+    CA = await dc.encode(A, 6, 4, verify="detect", client=c)
+    bad, slow = CA.workers[2], CA.workers[4]
+    await c.register_plugin(CorruptProducts([name_of(workers, bad)], how="scale"))
+    await c.register_plugin(StragglerPlugin(SlowWorkers({name_of(workers, slow): 0.5}),
+                                            match=("coded-prod",), interruptible=True))
+    errors = []
+    for _ in range(4):
+        with pytest.raises(CorruptResultError) as info:
+            await c.compute(CA @ x)
+        errors.append(info.value)
+    first, *later = errors
+    assert not first.suspects and any(bad in who for who in first.candidates)
+    assert plugin(s).quarantine.unlocated >= {bad}
+    for e in later:
+        assert [bad in who for who in e.suspects] == [True] and not e.candidates, str(e)
+        assert f"name {name_of(workers, bad)}" in str(e)
+
+
 @pytest.mark.parametrize("how", KINDS)
 @gen_cluster(client=True, nthreads=SIX, timeout=60, config=NO_QUARANTINE)
 async def test_correct_returns_the_right_result_on_every_call(c, s, *workers, how):
