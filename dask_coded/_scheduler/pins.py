@@ -38,6 +38,9 @@ class Pins:
     def __init__(self, plugin) -> None:
         self.plugin = plugin
         self.blocks: dict[Key, CodedBlock] = {}
+        #: block key -> (block, source, target): moves waiting for the block's products
+        #: in flight to finish (:meth:`quiet` starts them)
+        self.waiting: dict[Key, tuple[CodedBlock, str, str]] = {}
 
     @property
     def scheduler(self):
@@ -45,9 +48,11 @@ class Pins:
 
     def clear(self) -> None:
         self.blocks.clear()
+        self.waiting.clear()
 
     def forget(self, key) -> None:
         self.blocks.pop(key, None)
+        self.waiting.pop(key, None)
 
     # ---- new graphs ------------------------------------------------------------------
 
@@ -226,21 +231,34 @@ class Pins:
                 load[worker] += 1
         return moves
 
-    async def move(self, block: CodedBlock, source: str, target: str,
-                   attempts: int = 40) -> None:
+    def quiet(self, ts) -> None:
+        """Task ``ts`` left the work in flight: start the moves waiting for it (a block
+        made) or for the blocks it reads (on the next loop turn; each checks again that
+        no product is in flight)."""
+        for key in (ts.key, *(dep.key for dep in ts.dependencies)):
+            waiting = self.waiting.get(key)
+            if waiting is not None:
+                self.scheduler.loop.add_callback(self.move, *waiting)
+
+    async def move(self, block: CodedBlock, source: str, target: str) -> None:
         """Copy ``block`` from ``source`` to ``target`` peer to peer, pin it there and
         ask ``source`` to drop its copy. Never while a product of the block is in flight
-        (its call keeps the block where it is): the move waits for a quiet moment, and the
-        copy on ``source`` stays while a product there may still read it."""
+        (its call keeps the block where it is): the move waits for a quiet moment (a
+        product of it finishing or released, :meth:`quiet`, however many calls that
+        takes), and the copy on ``source`` stays while a product there may still read
+        it."""
         s = self.scheduler
         ts = s.tasks.get(block.key)
-        if ts is None or target not in s.workers or block.worker != source:
+        if (ts is None or target not in s.workers or block.worker != source
+                or s.status != Status.running):
+            self.waiting.pop(block.key, None)
             return
-        if any(d.state not in ("memory", "released", "erred") for d in ts.dependents):
-            if attempts > 0:
-                s.loop.call_later(0.25, lambda: s.loop.add_callback(
-                    self.move, block, source, target, attempts - 1))
+        if ts.state == "processing" or any(d.state not in ("memory", "released", "erred")
+                                           for d in ts.dependents):
+            # a block being made on source (re-encoded there) is moved once it is made
+            self.waiting[block.key] = (block, source, target)
             return
+        self.waiting.pop(block.key, None)
         stimulus_id = f"coded-move-block-{target}"
         if ts.state == "memory" and any(ws.address == source for ws in ts.who_has or ()):
             failed = await s.gather_on_worker(target, {block.key: [source]})

@@ -200,6 +200,10 @@ class FirstKPlugin(SchedulerPlugin):
         if finish in ("memory", "erred", "released", "forgotten") and self.residency.calls:
             if key in self.residency.calls:
                 self.scheduler.loop.add_callback(self.residency.call_done, key)
+        if self.pins.waiting and finish in ("memory", "erred", "released"):
+            ts = self.scheduler.tasks.get(key)
+            if ts is not None:
+                self.pins.quiet(ts)
         if finish == "forgotten":
             self.group_table.forget(key)
             self.pins.forget(key)
