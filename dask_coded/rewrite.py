@@ -299,7 +299,8 @@ class CodedOptimizer:
                                        scheme.name, operation))
         for product, name in flipped.items():
             if layers[product] is hlg.layers[product]:  # left plain: as it was written
-                layers[name], dependencies[name] = original.layers[name], original.dependencies[name]
+                layers[name] = original.layers[name]
+                dependencies[name] = original.dependencies[name]
         if all(layers[n] is layer for n, layer in original.layers.items()):
             return original
         return HighLevelGraph(layers, dependencies)
@@ -427,7 +428,7 @@ class CodedOptimizer:
         offsets = list(itertools.accumulate(m.rows, initial=0))
         tasks: dict = {}
         reused = res is not None
-        ready = True  # every column's blocks in memory decode
+        ready = True  # a coded graph can start on every column's blocks
 
         def block_key(arr, ind, coord, row=None):
             nb = layer.numblocks[arr]
@@ -522,8 +523,8 @@ class _CodedLayer(NamedTuple):
     :func:`dask_coded.encode`, or of an earlier graph: resident on the scheduler, or kept in
     this process on the local scheduler); whether a coded graph can start on them (every
     block and the scales in memory or being made on the scheduler, or the blocks in
-    memory decode already); the decodes' key name; whether each decode holds the whole contraction (the layer's other
-    contracted blocks are zeros)."""
+    memory decode already); the decodes' key name; whether each decode holds the whole
+    contraction (the layer's other contracted blocks are zeros)."""
 
     tasks: dict
     reused: bool
@@ -913,9 +914,10 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
     first_call : {"plain", "coded"}, optional
         On distributed, the first graph that multiplies a *persisted* array not yet
         encoded: ``"plain"`` runs that product as plain dask and makes the coded blocks
-        beside it, in the background; the first graph that finds the row scales and any
-        ``k`` blocks in memory runs coded. ``"coded"`` encodes in the first graph and waits
-        for the encoding. Default ``coded.rewrite.first-call`` (``"plain"``).
+        beside it, in the background; the next graph runs coded once every block and the
+        row scales are being made or in memory (or the scales and any ``k`` blocks are in
+        memory). ``"coded"`` encodes in the first graph and waits for the encoding.
+        Default ``coded.rewrite.first-call`` (``"plain"``).
 
     Yields
     ------
