@@ -275,13 +275,14 @@ class CodedOptimizer:
             ran_plain = not self.local and (self.scheduler, name) in PLAIN_LAYERS
             plain = None
             source = _persisted_source(hlg, match.a)
+            tasks = _read_transposed(tasks, source, match.a)
             if ran_plain or (not ready and not self.local and self.first_call == "plain"
                              and source is not None):
                 plain = _plain_beside(
                     layer, tasks, token,
                     lambda k: (_inlined(hlg, k, self.inline_bytes, coded)
                                if key_name(k) == match.b else None),
-                    beside=not ran_plain, reads=source)
+                    beside=not ran_plain, reads=source, left=match.a)
             if plain is not None:
                 PLAIN_LAYERS.add((self.scheduler, name))
                 # A is not encoded yet: this graph runs the layer plainly, and A's coded
@@ -768,36 +769,50 @@ PLAIN_LAYERS = _PlainLayers()
 
 
 def _plain_beside(layer, tasks: dict, token: str, inline, beside: bool = True,
-                  reads: tuple | None = None) -> dict | None:
+                  reads: tuple | None = None, left: str | None = None) -> dict | None:
     """Layer ``layer``'s own (plain) tasks, with the tasks among ``tasks`` that encode A
     (coded blocks, row scales and their steps, all named by ``token``) beside them: one
     output task names the blocks and scales as a :class:`~dask_coded.tasks.BesideTask`,
     so they reach the scheduler, whose plugin has them made without the output waiting
     for them (``None`` when no output task can carry them; with ``beside=False`` it names
     none, as the same layer did when its encodings were already on their way;
-    ``reads``: how they read A, :func:`_persisted_source`). A chunk of the right operand
+    ``reads``, ``left``: how the plain tasks read A's layer ``left``,
+    :func:`_read_transposed`; the encodings in ``tasks`` already read it so). A chunk of
+    the right operand
     that ``inline(key)`` gives a node for is nested in the tasks, as in the coded
     products, so the graph names the same tasks whichever form it takes."""
     names = {f"{prefix}{token}"
              for prefix in (BLOCK_PREFIX, SCALES_PREFIX, ROWS_PREFIX, NORMS_PREFIX)}
     encoding = {k: t for k, t in tasks.items() if key_name(k) in names} if beside else {}
-    if reads is not None and reads[1] == "T":  # read the persisted chunks, transposed
-        source = reads[0]
-        encoding = {k: t.substitute({
-            d: Task(None, np.transpose, TaskRef((source, d[2], d[1])))
-            for d in t.dependencies if key_name(d) == layer.output})
-            for k, t in encoding.items()}
     made = [k for k in encoding if key_name(k).startswith((BLOCK_PREFIX, SCALES_PREFIX))]
     plain = {}
     for key, task in dict(layer).items():
         nested = {d: node for d in task.dependencies if (node := inline(d)) is not None}
         plain[key] = task.substitute(nested) if nested else task
+    plain = _read_transposed(plain, reads, left)
     first = next((k for k in sorted(plain) if type(plain[k]) is Task), None)
     if first is None:
         return None
     plain[first] = BesideTask(plain[first], made)
     plain.update(encoding)
     return plain
+
+
+def _read_transposed(tasks: dict, reads: tuple | None, left: str) -> dict:
+    """``tasks`` reading the chunks of ``left``, the transpose of a persisted array
+    (``reads == (source, "T")``, :func:`_persisted_source`), from the persisted chunks,
+    transposed inside them, as plain dask's fused tasks do: no separate transpose task,
+    and every graph naming an encoding's keys gives them the same inputs."""
+    if reads is None or reads[1] != "T":
+        return tasks
+    source = reads[0]
+
+    def read(task):
+        subs = {d: Task(None, np.transpose, TaskRef((source, d[2], d[1])))
+                for d in getattr(task, "dependencies", ()) if key_name(d) == left}
+        return task.substitute(subs) if subs else task
+
+    return {k: read(t) for k, t in tasks.items()}
 
 
 def _operation(hlg: HighLevelGraph, m: _Match, flipped: bool = False) -> str:

@@ -831,6 +831,27 @@ async def test_first_call_plain_runs_plain_dask_and_encodes_beside(c, s, *worker
     assert [r.beside for r in opt.rewrites] == [False]
 
 
+@gen_cluster(client=True, nthreads=SIX, config=PLAIN_FIRST)
+async def test_a_plain_first_call_of_a_transpose_reads_the_persisted_chunks(c, s, *workers):
+    """``A.T @ r`` of a persisted A run plainly: its tasks and the encodings beside them
+    read A's chunks, transposed inside them, as plain dask's fused tasks do; no separate
+    transpose task reaches the scheduler (on a slow machine each would cost a task)."""
+    plugin, rng, An, A = await persisted_operand(c, s, seed=7)
+    names = []
+
+    class Watch(SchedulerPlugin):
+        def update_graph(self, scheduler, *, tasks=None, **kwargs):
+            names.extend(key_name(k) for k in tasks or ())
+
+    s.add_plugin(Watch(), name="watch")
+    rn = rng.standard_normal(60)
+    with dc.coded_matmul(6, 4) as opt:
+        np.testing.assert_allclose(await c.compute(A.T @ rn), An.T @ rn, rtol=1e-10)
+    assert [(r.operation, r.beside) for r in opt.rewrites] == [("A.T @ x", True)]
+    assert any(n.startswith("coded-block") for n in names)
+    assert not [n for n in names if n.startswith("transpose")]
+
+
 @gen_cluster(client=True, nthreads=SIX, config=PLAIN_FIRST, timeout=60)
 async def test_first_call_plain_goes_coded_once_any_k_blocks_are_in_memory(c, s, *workers):
     """A block made slowly (its worker slow) does not keep the calls plain: the first
