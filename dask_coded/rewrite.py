@@ -778,9 +778,8 @@ def _plain_beside(layer, tasks: dict, token: str, inline, beside: bool = True,
     none, as the same layer did when its encodings were already on their way;
     ``reads``, ``left``: how the plain tasks read A's layer ``left``,
     :func:`_read_transposed`; the encodings in ``tasks`` already read it so). A chunk of
-    the right operand
-    that ``inline(key)`` gives a node for is nested in the tasks, as in the coded
-    products, so the graph names the same tasks whichever form it takes."""
+    the right operand that ``inline(key)`` gives a node for is nested in the tasks, as in
+    the coded products, so the graph names the same tasks whichever form it takes."""
     names = {f"{prefix}{token}"
              for prefix in (BLOCK_PREFIX, SCALES_PREFIX, ROWS_PREFIX, NORMS_PREFIX)}
     encoding = {k: t for k, t in tasks.items() if key_name(k) in names} if beside else {}
