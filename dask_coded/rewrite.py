@@ -201,8 +201,10 @@ class CodedOptimizer:
     def __call__(self, dsk, keys, **kwargs):
         if not isinstance(dsk, HighLevelGraph):
             return default_array_optimize(dsk, keys, **kwargs)
-        coded = self.rewrite(dsk)
+        coded, beside = self.rewrite_beside(dsk)
         optimized = default_array_optimize(coded, keys, **kwargs)
+        if beside:
+            optimized = _hang_beside(optimized, beside)
         return optimized if coded is dsk else fold_cuts(optimized, keys)
 
     # ---- the rewrite -------------------------------------------------------------------
@@ -210,7 +212,14 @@ class CodedOptimizer:
     def rewrite(self, hlg: HighLevelGraph) -> HighLevelGraph:
         """Return ``hlg`` with coded layers in place of codable ones (``hlg`` itself when
         there are none)."""
+        return self.rewrite_beside(hlg)[0]
+
+    def rewrite_beside(self, hlg: HighLevelGraph) -> tuple[HighLevelGraph, dict]:
+        """:meth:`rewrite`, and the encodings to make beside the layers left as dask built
+        them (``coded.rewrite.first-call: plain``), which :func:`_hang_beside` adds to
+        the graph once dask has optimized it."""
         resident = self.resident(self.local)
+        beside: dict = {}
         original = hlg
         hlg, flipped = flip_left_products(hlg)
         layers, dependencies = dict(hlg.layers), dict(hlg.dependencies)
@@ -270,24 +279,18 @@ class CodedOptimizer:
                      if res is None else None)
             tasks, reused, ready, dec, whole = self._coded_tasks(
                 hlg, name, layer, match, scheme, res, token, coded)
-            # a layer that ran plainly keeps that form: a later graph naming the same keys
-            # (a line search recomputing a product) must name the same tasks
             ran_plain = not self.local and (self.scheduler, name) in PLAIN_LAYERS
-            plain = None
             source = _persisted_source(hlg, match.a)
             tasks = _read_transposed(tasks, source, match.a)
             if ran_plain or (not ready and not self.local and self.first_call == "plain"
                              and source is not None):
-                plain = _plain_beside(
-                    layer, tasks, token,
-                    lambda k: (_inlined(hlg, k, self.inline_bytes, coded)
-                               if key_name(k) == match.b else None),
-                    beside=not ran_plain, reads=source, left=match.a)
-            if plain is not None:
+                # A is not encoded yet: this graph runs the layer as dask built it (dask
+                # fuses it as in plain dask), and A's coded blocks are made beside it, in
+                # the background, for the next graph; a layer that ran plainly keeps that
+                # form in any later graph naming the same keys (a line search)
                 PLAIN_LAYERS.add((self.scheduler, name))
-                # A is not encoded yet: this graph runs the layer plainly, and A's coded
-                # blocks are made beside it, in the background, for the next graph
-                layers[name] = MaterializedLayer(plain)
+                if not ran_plain:
+                    beside.update(_encodings(tasks, token))
                 self._record(RewriteRecord(name, scheme.code.n, scheme.code.k, False, token,
                                            scheme.name, operation, beside=True))
                 continue
@@ -303,8 +306,8 @@ class CodedOptimizer:
                 layers[name] = original.layers[name]
                 dependencies[name] = original.dependencies[name]
         if all(layers[n] is layer for n, layer in original.layers.items()):
-            return original
-        return HighLevelGraph(layers, dependencies)
+            return original, beside
+        return HighLevelGraph(layers, dependencies), beside
 
     def _record(self, record: RewriteRecord) -> None:
         """Log what the rewrite did with a layer; on the local scheduler (this process), a
@@ -768,33 +771,26 @@ class _PlainLayers:
 PLAIN_LAYERS = _PlainLayers()
 
 
-def _plain_beside(layer, tasks: dict, token: str, inline, beside: bool = True,
-                  reads: tuple | None = None, left: str | None = None) -> dict | None:
-    """Layer ``layer``'s own (plain) tasks, with the tasks among ``tasks`` that encode A
-    (coded blocks, row scales and their steps, all named by ``token``) beside them: one
-    output task names the blocks and scales as a :class:`~dask_coded.tasks.BesideTask`,
-    so they reach the scheduler, whose plugin has them made without the output waiting
-    for them (``None`` when no output task can carry them; with ``beside=False`` it names
-    none, as the same layer did when its encodings were already on their way;
-    ``reads``, ``left``: how the plain tasks read A's layer ``left``,
-    :func:`_read_transposed`; the encodings in ``tasks`` already read it so). A chunk of
-    the right operand that ``inline(key)`` gives a node for is nested in the tasks, as in
-    the coded products, so the graph names the same tasks whichever form it takes."""
+def _encodings(tasks: dict, token: str) -> dict:
+    """The tasks among ``tasks`` that encode A (coded blocks, row scales and their steps,
+    all named by ``token``)."""
     names = {f"{prefix}{token}"
              for prefix in (BLOCK_PREFIX, SCALES_PREFIX, ROWS_PREFIX, NORMS_PREFIX)}
-    encoding = {k: t for k, t in tasks.items() if key_name(k) in names} if beside else {}
-    made = [k for k in encoding if key_name(k).startswith((BLOCK_PREFIX, SCALES_PREFIX))]
-    plain = {}
-    for key, task in dict(layer).items():
-        nested = {d: node for d in task.dependencies if (node := inline(d)) is not None}
-        plain[key] = task.substitute(nested) if nested else task
-    plain = _read_transposed(plain, reads, left)
-    first = next((k for k in sorted(plain) if type(plain[k]) is Task), None)
-    if first is None:
-        return None
-    plain[first] = BesideTask(plain[first], made)
-    plain.update(encoding)
-    return plain
+    return {k: t for k, t in tasks.items() if key_name(k) in names}
+
+
+def _hang_beside(dsk: dict, encodings: dict) -> dict:
+    """The optimized graph ``dsk`` with ``encodings`` beside it: one of its tasks names
+    the coded blocks and row scales as a :class:`~dask_coded.tasks.BesideTask`, so they
+    reach the scheduler, whose plugin has them made without that task waiting for them.
+    ``dsk`` itself when none of its tasks can carry them."""
+    host = next((k for k in sorted(dsk, key=str) if type(dsk[k]) is Task), None)
+    if host is None:
+        return dsk
+    made = [k for k in encodings if key_name(k).startswith((BLOCK_PREFIX, SCALES_PREFIX))]
+    out = {**dsk, **encodings}
+    out[host] = BesideTask(dsk[host], made)
+    return out
 
 
 def _read_transposed(tasks: dict, reads: tuple | None, left: str) -> dict:
