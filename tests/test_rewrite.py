@@ -833,9 +833,10 @@ async def test_first_call_plain_runs_plain_dask_and_encodes_beside(c, s, *worker
 
 @gen_cluster(client=True, nthreads=SIX, config=PLAIN_FIRST)
 async def test_a_plain_first_call_of_a_transpose_reads_the_persisted_chunks(c, s, *workers):
-    """``A.T @ r`` of a persisted A run plainly: its tasks and the encodings beside them
-    read A's chunks, transposed inside them, as plain dask's fused tasks do; no separate
-    transpose task reaches the scheduler (on a slow machine each would cost a task)."""
+    """``A.T @ r`` of a persisted A run plainly: dask optimizes and fuses its tasks as
+    for plain dask, and the encodings beside them read A's chunks, transposed inside
+    them; no separate transpose task reaches the scheduler (on a slow machine each would
+    cost a task)."""
     plugin, rng, An, A = await persisted_operand(c, s, seed=7)
     names = []
 
