@@ -403,11 +403,16 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
         }
         done: dict[int, np.ndarray] = {}
         pending = set(futures)
+
+        def arrive() -> None:  # the next products to finish
+            nonlocal pending
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                done[futures[f]] = f.result()  # re-raises a product's error
+
         while True:
             while pending and not scheme.decodable(done):
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    done[futures[f]] = f.result()  # re-raises a product's error
+                arrive()
             heard: list = []
             try:
                 return decode_products(scheme, scales,
@@ -418,9 +423,7 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
                 # one spare detects a wrong product; the next one to finish locates it
                 if not (verify.spare == 1 and pending and e.candidates and not e.suspects):
                     raise
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    done[futures[f]] = f.result()
+                arrive()
                 heard.clear()
             finally:
                 for event in heard:
