@@ -19,10 +19,11 @@ measured seconds, ``change_cost`` times). A code the regret guard turned back
 With ``blocks_per_worker="auto"`` it chooses ``(k, r)`` together
 (:meth:`AutoK.choose_blocks`; ``r`` counts product tasks per worker, and a change of
 ``r`` alone that regroups the current encoding's blocks needs no re-encode, so it need
-not pay for one): the fit gives the job's seconds and ``mu``, each block
-product also pays ``task_overhead`` seconds, and the expected call time of every
-candidate is simulated (:func:`dask_coded.theory.blocks_time`) under the straggling model
-the data shows: per call (a slow worker is slow for all its blocks of a call) when a
+not pay for one): the fit of compute seconds gives the job's seconds and ``mu``, each
+product task also pays its overhead (:meth:`AutoK.overhead`: measured between a worker's
+consecutive product tasks, else the ``task_overhead`` setting), and the expected call
+time of every candidate is simulated (:func:`dask_coded.theory.blocks_time`) under the
+straggling model the data shows: per call (a slow worker is slow for all its blocks of a call) when a
 worker's block products of one call vary much less than the call's products overall,
 per task otherwise; at ``r = 1`` the two cannot be told apart, and the candidate whose
 worse ratio to the best of either model is smallest is taken (the next re-choice, which
@@ -52,7 +53,8 @@ class AutoK:
 
     ``history`` records each decision: calls so far, observations used, fitted ``mu``,
     the ``k`` chosen; with ``choose_r`` also ``r``, the job's seconds, the straggling
-    model read (``per``) and the workers counted ``healthy``.
+    model read (``per``), the workers counted ``healthy`` and each product task's
+    ``overhead`` with where it came from (``overhead_from``).
     """
 
     n: int
@@ -67,6 +69,7 @@ class AutoK:
         default_factory=lambda: tuple(int(r) for r in config.get("auto-k.blocks")))
     task_overhead: float = field(
         default_factory=lambda: float(config.get("auto-k.task-overhead")))
+    gap_samples: int = field(default_factory=lambda: int(config.get("auto-k.gap-samples")))
     margin_products: int = field(default_factory=lambda: int(config.get("lstsq.margin")))
     leftovers: bool = field(default_factory=lambda: bool(config.get("auto-k.leftovers")))
     background: bool = field(default_factory=lambda: bool(config.get("auto-k.background")))
@@ -172,19 +175,21 @@ class AutoK:
                                                                      bool(free)):
             return k, r
         shift, mu_fit = fit_calls(seen["calls"], seen["calls_censored"], self.n * r)
-        # a block product takes overhead + w (1 + X / mu): the fit's shift is overhead + w
-        # and its excess has mean w / mu
-        w = max(shift - self.task_overhead, shift / 10)
-        mu = mu_fit * w / shift if np.isfinite(mu_fit) else 1e6
+        # a product task takes overhead + w (1 + X / mu): the fit is of compute seconds
+        # (shift w, excess of mean w / mu); the overhead is measured apart, where it can be
+        overhead, source = self.overhead(seen)
+        w = shift
+        mu = mu_fit if np.isfinite(mu_fit) else 1e6
         job = w * k * r
         per = per_call_or_task(seen.get("calls_workers"), seen["calls"]) if r > 1 else None
         # workers released in most calls are slow for good: the fit sees only the others
         # (a released product's censor time hides how slow it is), so k leaves them out
         healthy = self.n - len(persistent_stragglers(seen.get("calls_workers"),
                                                      seen.get("calls_released")))
-        record.update(mu=mu, job=job, per=per or "either", healthy=healthy)
+        record.update(mu=mu, job=job, per=per or "either", healthy=healthy,
+                      overhead=overhead, overhead_from=source)
         kinds = (per,) if per else ("task", "call")
-        times = {p: {(kk, rr): self._time(p, mu, job, kk, rr, healthy)
+        times = {p: {(kk, rr): self._time(p, mu, job, kk, rr, healthy, overhead)
                      for rr in self.blocks for kk in range(1, healthy + 1)}
                  for p in kinds}
         best_of = {p: min(t.values()) for p, t in times.items()}
@@ -226,18 +231,32 @@ class AutoK:
         made = [h for h in self.history[:-1] if "chosen" in h]
         return bool(made) and made[-1]["chosen"] == (k, r) and made[-1].get("per") == "either"
 
-    def _time(self, per: str, mu: float, job: float, k: int, r: int, workers: int) -> float:
+    def overhead(self, seen: dict) -> tuple[float, str]:
+        """``(seconds, source)``: what one more product task costs besides its compute.
+        Measured (``"measured"``) as the median of the gaps the plugin saw
+        (``seen["calls_gaps"]``: between two products of one call on one worker, the
+        seconds between their results less the second's compute) once there are
+        ``gap_samples`` of them, never below zero; until then the ``task_overhead``
+        setting (``"setting"``). Calls with one product task per worker show no gaps:
+        the setting stands until a regrouping runs several."""
+        gaps = [g for call in seen.get("calls_gaps") or () for g in call]
+        if len(gaps) < self.gap_samples:
+            return self.task_overhead, "setting"
+        return max(float(np.median(gaps)), 0.0), "measured"
+
+    def _time(self, per: str, mu: float, job: float, k: int, r: int, workers: int,
+              overhead: float) -> float:
         """Expected call time of ``(k, r)`` on the ``workers`` that are not slow for good
-        (a decode never waits for the others)."""
+        (a decode never waits for the others), each product task paying ``overhead``."""
         model = ShiftedExponential(mu=mu, scale=job, per=per)
         margin = self.margin_products if r > 1 else 0
         if not self.leftovers:
             return blocks_time(model, workers, k, r, margin, self.trials,
-                               overhead=self.task_overhead)[0]
+                               overhead=overhead)[0]
         # chains of LEFTOVER_CALLS calls: as many simulated calls as without leftovers,
         # at the same cost (a re-choice runs inside a user's call)
         return blocks_time(model, workers, k, r, margin,
-                           max(50, self.trials // LEFTOVER_CALLS), overhead=self.task_overhead,
+                           max(50, self.trials // LEFTOVER_CALLS), overhead=overhead,
                            leftovers=True, calls=LEFTOVER_CALLS)[0]
 
 

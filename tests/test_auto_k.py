@@ -11,6 +11,7 @@ from distributed import Client, LocalCluster
 
 import dask_coded as dc
 from dask_coded import theory
+from dask_coded.policy import AutoK
 
 
 def test_auto_k_moves_to_the_optimum_for_the_observed_mu():
@@ -339,4 +340,34 @@ def test_blocks_auto_runs_one_task_per_worker_and_regroups_without_a_re_encode()
         np.testing.assert_allclose((CA @ x).compute(timeout=20), A @ x)
         used = CA.last_used()  # the blocks that had finished when the decode started
         assert 16 <= len(used) <= 20 and slow_address not in {where[j] for j in used}
+        CA.release()
+
+
+def test_the_policy_measures_what_a_product_task_costs_besides_its_compute():
+    """Several product tasks per worker: the plugin reports, per call, the gaps between a
+    worker's consecutive results less the compute, and the policy reads their median as
+    the overhead of a task; one task per worker shows no gap and keeps the setting."""
+    A, x = np.random.default_rng(12).standard_normal((96, 4)), np.arange(4.0)
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.register_plugin(dc.stragglers.StragglerPlugin(
+            dc.stragglers.SlowWorkers(seconds={str(i): 0.05 for i in range(4)}),
+            match=("coded-prod",)))
+        CA = dc.encode(A, 4, 3, blocks_per_worker=4, client=client)
+        policy = AutoK(4, choose_r=True, task_overhead=7.0, gap_samples=8)
+        CA.regroup(1)
+        for _ in range(3):
+            np.testing.assert_allclose((CA @ x).compute(), A @ x)
+        one = CA.observed(last=3)
+        assert not any(one["calls_gaps"]) and policy.overhead(one) == (7.0, "setting")
+        CA.regroup(4)
+        for _ in range(3):
+            np.testing.assert_allclose((CA @ x).compute(), A @ x)
+        seen = CA.observed(last=3)
+        gaps = [g for call in seen["calls_gaps"] for g in call]
+        # each worker's tasks that finished before the decode: 12 of 16 needed per call
+        assert len(gaps) >= 3 * 8
+        assert all(s >= 0.045 for call in seen["calls"] for s in call)  # compute: the delay
+        overhead, source = policy.overhead(seen)
+        assert source == "measured" and 0.0 <= overhead < 0.045
         CA.release()

@@ -76,9 +76,10 @@ def test_k_moves_only_on_evidence():
 # ---- blocks_per_worker="auto": (k, r) together -------------------------------------------
 
 
-def simulate_blocks(per, calls, k, r, seed, job=2.0, mu=1.0, overhead=0.0):
+def simulate_blocks(per, calls, k, r, seed, job=2.0, mu=1.0, overhead=0.0, gaps=True):
     """The plugin's report for ``calls`` calls of an (N r, k r) code: every block
-    product's duration and worker (released ones left out are not needed here)."""
+    product's compute seconds and worker (released ones left out are not needed here)
+    and, with ``gaps``, the ``overhead`` between a worker's consecutive products."""
     rng = np.random.default_rng(seed)
     done, workers = [], []
     for _ in range(calls):
@@ -87,11 +88,13 @@ def simulate_blocks(per, calls, k, r, seed, job=2.0, mu=1.0, overhead=0.0):
         for j in range(N):
             for _ in range(r):
                 x = slow[j] if per == "call" else rng.exponential()
-                ts.append(overhead + job / (k * r) * (1 + x / mu))
+                ts.append(job / (k * r) * (1 + x / mu))
                 ws.append(f"w{j}")
         done.append(ts)
         workers.append(ws)
-    return {"calls": done, "calls_censored": [[] for _ in done], "calls_workers": workers}
+    gap = [[overhead] * (N * (r - 1)) if gaps else [] for _ in done]
+    return {"calls": done, "calls_censored": [[] for _ in done], "calls_workers": workers,
+            "calls_gaps": gap}
 
 
 def test_the_model_is_read_from_a_workers_blocks_within_a_call():
@@ -111,8 +114,27 @@ def test_blocks_follow_the_scheduling_cost():
     assert r > 1 and cheap.history[-1]["per"] == "call"
     assert 1.6 < cheap.history[-1]["job"] < 2.4 and 0.6 < cheap.history[-1]["mu"] < 1.6
     costly = AutoK(N, choose_r=True, min_calls=5, margin=0.0, task_overhead=0.5)
-    seen = simulate_blocks("call", 8, 9, 2, seed=5, overhead=0.5)
+    seen = simulate_blocks("call", 8, 9, 2, seed=5, overhead=0.5, gaps=False)
     assert costly.choose_blocks(9, 2, seen, 10)[1] == 1
+
+
+def test_the_overhead_of_a_task_is_measured_once_the_calls_show_it():
+    """The setting stands until ``gap_samples`` gaps were seen; then their median decides,
+    whatever the setting says: the same straggling with costly gaps keeps one task per
+    worker, with cheap ones several."""
+    policy = AutoK(N, choose_r=True, task_overhead=0.01, gap_samples=8)
+    assert policy.overhead({"calls_gaps": [[0.3] * 7]}) == (0.01, "setting")
+    assert policy.overhead({"calls_gaps": [[0.3] * 5, [0.2, -0.5, 0.4]]}) == (0.3, "measured")
+    assert policy.overhead({"calls_gaps": [[-0.1] * 8]}) == (0.0, "measured")
+    chosen = {}
+    for gap in (0.5, 0.001):
+        trusting = AutoK(N, choose_r=True, min_calls=5, margin=0.0, task_overhead=0.001 if
+                         gap == 0.5 else 0.5)
+        seen = simulate_blocks("call", 8, 9, 2, seed=5, overhead=gap)
+        chosen[gap] = trusting.choose_blocks(9, 2, seen, 10)[1]
+        assert trusting.history[-1]["overhead"] == gap
+        assert trusting.history[-1]["overhead_from"] == "measured"
+    assert chosen[0.5] == 1 and chosen[0.001] > 1
 
 
 def test_blocks_wait_for_evidence_and_a_margin():

@@ -166,7 +166,8 @@ class Groups:
             return None
         if seconds > 0:
             product.seconds = seconds
-            self.plugin.observations.record_finished(group.name, worker, seconds)
+            self.plugin.observations.record_finished(group.name, worker, seconds,
+                                                     at=time.time() - group.since)
         group.finished.add(product.index)
         if worker is not None:
             group.ran_on[product.index] = worker

@@ -27,8 +27,18 @@ class Observations:
                 self.calls.popitem(last=False)
         return record
 
-    def record_finished(self, name: str, worker: str | None, seconds: float) -> None:
-        self._call(name).finished.append((worker, seconds))
+    def record_finished(self, name: str, worker: str | None, seconds: float,
+                        at: float | None = None) -> None:
+        """A product of call ``name`` computed ``seconds`` on ``worker`` and reached memory
+        ``at`` seconds after its graph arrived: a product that followed another of the
+        call on the same worker adds a gap, ``at - previous at - seconds``."""
+        record = self._call(name)
+        record.finished.append((worker, seconds))
+        if at is not None and worker is not None:
+            previous = record.last.get(worker)
+            if previous is not None:
+                record.gaps.append(at - previous - seconds)
+            record.last[worker] = at
         self.calls.move_to_end(name)
 
     def record_decode(self, name: str, used: set, censor: float | None,
@@ -85,6 +95,7 @@ class Observations:
             "calls_released": [list(r.released) for r in records],
             "calls_censored": censored,
             "calls_span": [r.span for r in records],
+            "calls_gaps": [list(r.gaps) for r in records],
             "per_worker": per_worker,
             "released": released,
         }

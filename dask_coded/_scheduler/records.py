@@ -116,7 +116,11 @@ class CallRecord:
     used), their keys and which of those never began executing (``unstarted``: still
     waiting on the scheduler at the release, or in their worker's queue, as its worker
     plugin said); ``span``: seconds from when the call's graph arrived until its decodes
-    could start (the slowest of its decodes): what the call cost, queueing included."""
+    could start (the slowest of its decodes): what the call cost, queueing included;
+    ``gaps``: per product that followed another of the same call on its worker, the
+    seconds between the two reaching memory less its own compute (the cost of one more
+    product task, scheduling and transfer of its result included); ``last``: per worker,
+    when its latest product reached memory (seconds after the graph arrived)."""
 
     finished: list = field(default_factory=list)  # [(worker, seconds)]
     used: set = field(default_factory=set)
@@ -125,6 +129,8 @@ class CallRecord:
     unstarted: set = field(default_factory=set)  # released keys that never started
     censored: list = field(default_factory=list)  # [seconds]
     span: float = 0.0
+    gaps: list = field(default_factory=list)  # [seconds]
+    last: dict = field(default_factory=dict)  # worker -> seconds after arrival
 
 
 class RewriteRecord(NamedTuple):

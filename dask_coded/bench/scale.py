@@ -13,8 +13,11 @@
    shifted exponential (mu = 1) injected into every product and chunk in proportion to
    its work (``--scale`` seconds for the whole job), drawn per task and per worker per
    call, beside the theory (``theory.monte_carlo``/``chunks_time``, plus the measured
-   overhead); and the time the package's own code takes in the scheduler's event loop per
-   coded call (``cProfile``).
+   overhead); the same with ``blocks_per_worker=4`` run as 4 and as 1 product task per
+   worker (``CA.regroup``), with what one more product task costs besides its compute
+   (the median gap the scheduler plugin measures, as ``k="auto"``'s policy reads it); and
+   the time the package's own code takes in the scheduler's event loop per coded call
+   (``cProfile``).
 3. **Simulation of 1,000 workers**: the per-call overhead of each peer fitted as
    ``a * tasks^p`` on part 2's measurements (an extrapolation: the scheduler's cost per
    task grows with the workers it tracks), plus ``--scale`` times the theory's
@@ -41,6 +44,7 @@ from dask_coded.bench.timing import checked, measure
 from dask_coded.codes import mds as mds_codes
 from dask_coded.schemes.mds import code_for
 
+BLOCKS = 4  # coded blocks per worker of the several-blocks peers
 CONSTRUCTION = [(12, 1), (48, 1), (96, 1), (96, 4), (192, 1), (500, 1), (1000, 1),
                 (250, 8), (500, 4)]
 
@@ -112,7 +116,7 @@ def on_cluster(n: int, calls: int, scale: float) -> dict:
         t = time.perf_counter()
         CA = dc.encode(A, n, k, client=client)
         encode_s = time.perf_counter() - t
-        peers = {}
+        peers, gaps = {}, {}
         for c in (1, 4):
             plain = PlainMatrix(A, c * n, client)
             peers[f"plain {c}n chunks"] = (c * n, {"matmul": 1 / (c * n)},
@@ -121,6 +125,11 @@ def on_cluster(n: int, calls: int, scale: float) -> dict:
         t_ = CA.scheme.threshold
         peers[f"coded {CA.code.kind} k={k}"] = (
             n, {f"coded-prod-t{t_}-": 1 / k}, checked(lambda x: (CA @ x).compute(), xs, truth))
+        C4 = dc.encode(A, n, k, blocks_per_worker=BLOCKS, client=client)
+        for tasks in (BLOCKS, 1):
+            peers[f"blocks r={BLOCKS} as {tasks} task(s) per worker"] = (
+                n * tasks, {f"coded-prod-t{k * tasks}-": 1 / (k * tasks)},
+                checked(lambda x, t=tasks: (regrouped(C4, t) @ x).compute(), xs, truth))
         print(f"\n## {n} in-process workers: dc.encode(A {A.shape[0]}x{A.shape[1]}, n={n}, "
               f"k={k}) {encode_s:.2f} s: {CA.code!r}\n")
         print("| peer | tasks | overhead median s (no delay) | per-task mu=1 mean s "
@@ -131,16 +140,25 @@ def on_cluster(n: int, calls: int, scale: float) -> dict:
                 dc.stragglers.SlowWorkers(), seed=0))
             base = float(np.median(measure(client, call, calls)))
             row = [label, str(tasks), f"{base:.3f}"]
+            if label.startswith("blocks") and np.isfinite(_median_gap(C4)):
+                gaps[label] = _median_gap(C4)
             for per in ("task", "call"):
                 model = dc.stragglers.ShiftedExponential(mu=1.0, scale=scale, per=per)
                 client.register_plugin(dc.stragglers.StragglerPlugin(
                     model, seed=7, match=("matmul", "coded-prod"), work=work,
                     interruptible=True))
                 mean = float(np.mean(measure(client, call, calls)))
-                theory_s = expected(label, model, n, k, names, groups_of(CA.code))
-                row += [f"{mean:.3f}", f"{base + theory_s:.3f}"]
-            out[label] = (tasks, base)
+                theory_s = (expected(label, model, n, k, names, groups_of(CA.code))
+                            if not label.startswith("blocks") else None)
+                row += [f"{mean:.3f}",
+                        "-" if theory_s is None else f"{base + theory_s:.3f}"]
+            if not label.startswith("blocks"):
+                out[label] = (tasks, base)
             print("| " + " | ".join(row) + " |", flush=True)
+        for label, gap in gaps.items():
+            print(f"\n{label}: one more product task on a worker cost {gap * 1e3:.1f} ms "
+                  f"besides its compute (median gap the scheduler plugin measured, "
+                  f"no delay)", flush=True)
         client.register_plugin(dc.stragglers.StragglerPlugin(
             dc.stragglers.SlowWorkers(), seed=0))
         own, each = package_seconds(client, peers[f"coded {CA.code.kind} k={k}"][2], calls)
@@ -148,7 +166,22 @@ def on_cluster(n: int, calls: int, scale: float) -> dict:
               f"{own * 1e3:.1f} ms per coded call of {each * 1e3:.0f} ms (profiled)",
               flush=True)
         CA.release()
+        C4.release()
     return out
+
+
+def regrouped(CA, tasks: int):
+    """``CA`` run as ``tasks`` product tasks per worker (no re-encode)."""
+    CA.regroup(tasks)
+    return CA
+
+
+def _median_gap(CA) -> float:
+    """The median of the gaps (a worker's consecutive product tasks of one call: the
+    seconds between their results less the second's compute) over ``CA``'s recent calls;
+    nan with one task per worker (no gaps)."""
+    gaps = [g for call in CA.observed(last=8)["calls_gaps"] for g in call]
+    return float(np.median(gaps)) if gaps else float("nan")
 
 
 def groups_of(code) -> int:
