@@ -174,7 +174,7 @@ def product_group(
                      named=checked, spare=scheme.verify.spare if checked else 0)
     tasks: dict = {}
     extra: dict = {}
-    if checked:
+    if checked and scheme.checks_with_operand:
         eps = float(np.finfo(np.float64).eps) if block_eps is None else float(block_eps)
         axis = contracted_axis(product)
         if isinstance(operand, np.ndarray):
@@ -185,6 +185,7 @@ def product_group(
             extra["check"] = TaskRef(scale_key)
         else:
             extra["check"] = Task(None, operand_scale, x, eps, axis)
+    if checked:
         extra.update(sources={}, report=report_inconsistency,
                      blocks=tuple(_key_of(b) for b in blocks))
     refs = []

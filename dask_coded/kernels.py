@@ -187,7 +187,7 @@ def _verified(scheme, products: tuple, check, sources, report, blocks=()) -> tup
     """``products`` (``None`` where one did not arrive) with every one the check set
     aside as ``None`` (raises :class:`~dask_coded.errors.CorruptResultError` when no right
     result can be had)."""
-    if check is None:
+    if check is None and scheme.checks_with_operand:
         raise CodedError(f"{scheme!r} checks its products against the operand's scale; "
                          f"this decode was built without it")
     named = Sources(dict(sources or {}))
@@ -392,7 +392,7 @@ def race_products(scheme: Scheme, blocks: list[np.ndarray], x, product=coded_pro
     delay = config.get("local-race.delay")  # seconds for product j (local_stragglers)
     verify = getattr(scheme, "verify", None)
     check = None
-    if verify is not None:
+    if verify is not None and scheme.checks_with_operand:
         first = blocks[0].coded if isinstance(blocks[0], WithRows) else blocks[0]
         check = operand_scale(x, _eps(np.asarray(first).dtype), contracted_axis(product))
     pool = ThreadPoolExecutor(len(blocks), thread_name_prefix="dask-coded-race")

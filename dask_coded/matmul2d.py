@@ -51,7 +51,8 @@ def _operand(X: Any, name: str) -> np.ndarray:
 
 
 def matmul(A: Any, B: Any, n: int | None = None, scheme: str = "polynomial",
-           splits: Any = (2, 2), *, points: str = "auto", client: Any = None) -> da.Array:
+           splits: Any = (2, 2), *, points: str = "auto", verify: str | None = None,
+           errors: int | None = None, client: Any = None) -> da.Array:
     """``A @ B`` coded on ``n`` workers, both operands encoded.
 
     Parameters
@@ -73,6 +74,14 @@ def matmul(A: Any, B: Any, n: int | None = None, scheme: str = "polynomial",
     points : {"auto", "real", "complex"}
         Evaluation points: Chebyshev (real operands and products) where accurate enough,
         else roots of unity (complex: twice the bytes, four real products per product).
+    verify : {None, "detect", "correct"}
+        Check every decode's products against each other (the polynomial kind, and a
+        1-D code that ``"auto"`` picks; :mod:`dask_coded.verify`): ``"detect"`` waits
+        for one spare product and raises :class:`~dask_coded.errors.CorruptResultError`
+        on a wrong one, ``"correct"`` waits for ``2 * errors`` spares and decodes around
+        up to ``errors`` wrong ones.
+    errors : int, optional
+        With ``verify="correct"``: how many wrong products to correct (default 1).
     client : distributed.Client, optional
         Default: the current client; without one the products race in threads here.
         Numpy operands are encoded here and sent to the workers (a synchronous client);
@@ -87,39 +96,44 @@ def matmul(A: Any, B: Any, n: int | None = None, scheme: str = "polynomial",
     if isinstance(A, EncodedOperand):
         if n is not None and n != A.n:
             raise CodeParameterError(f"A is encoded for n={A.n} workers; got n={n}")
+        if verify is not None or errors is not None:
+            raise CodeParameterError("A is an EncodedOperand: its check is the one it was "
+                                     "encoded with (encode_operand(..., verify=...))")
         return A.dot(B)
     if n is None:
         raise CodeParameterError("dc.matmul needs n, the number of workers (one product "
                                  "each), unless A is an EncodedOperand")
     client = client if client is not None else default_client()
+    check = dict(verify=verify, errors=errors)
     if client is not None and (isinstance(A, da.Array) or isinstance(B, da.Array)):
-        return _matmul_on_workers(A, B, n, scheme, splits, points, client)
+        return _matmul_on_workers(A, B, n, scheme, splits, points, client, check)
     A, B = _operand(A, "A"), _operand(B, "B")
-    code = _code_or_product(A, B, n, scheme, splits, points, client)
+    code = _code_or_product(A, B, n, scheme, splits, points, client, check)
     if isinstance(code, da.Array):
         return code
     return encode_with(code, A, client, "dc.matmul of numpy operands").dot(B)
 
 
-def _code_or_product(A, B, n: int, scheme: str, splits: Any, points: str, client):
-    """The 2-D code for ``A @ B``; with ``scheme="auto"`` choosing 1-D MDS, the coded
-    product ``encode(A) @ B`` itself."""
+def _code_or_product(A, B, n: int, scheme: str, splits: Any, points: str, client,
+                     check: dict):
+    """The 2-D code for ``A @ B`` (``check``: its ``verify=`` and ``errors=``); with
+    ``scheme="auto"`` choosing 1-D MDS, the coded product ``encode(A) @ B`` itself."""
     if scheme == "auto":
         plan = plan_matmul(A.shape, B.shape, n)
         logger.info("dask_coded.matmul: %r", plan)
         if plan.scheme == "mds":
-            return encode(A, n, plan.threshold, client=client) @ B
+            return encode(A, n, plan.threshold, client=client, **check) @ B
         scheme, splits = plan.scheme, plan.splits
     return lookup(scheme, "pair").from_params(n, splits=splits, shape_a=A.shape,
-                                              shape_b=B.shape, points=points)
+                                              shape_b=B.shape, points=points, **check)
 
 
 def _matmul_on_workers(A: Any, B: Any, n: int, scheme: str, splits: Any, points: str,
-                       client) -> da.Array:
+                       client, check: dict) -> da.Array:
     """``dc.matmul`` of dask operands: encoded on the workers, in the graph."""
     A, B = as_matrix(A, "A"), as_matrix(B, "B")
     A, B = (X if isinstance(X, da.Array) else da.from_array(X) for X in (A, B))
-    code = _code_or_product(A, B, n, scheme, splits, points, client)
+    code = _code_or_product(A, B, n, scheme, splits, points, client, check)
     if isinstance(code, da.Array):
         return code
     if not client.asynchronous:  # an asynchronous caller registers FirstKPlugin itself

@@ -93,8 +93,9 @@ class EncodedOperand(Handle):
         splits = (self.code.m, self.code.p) if self.code.kind == "polynomial" else self.code.m
         where = ("released" if not self.blocks else "local" if self.local
                  else f"on {len(set(self.workers))} workers")
+        check = "" if self.code.verify is None else f", {self.code.verify!r}"
         return (f"EncodedOperand({self.code.kind!r}, n={self.n}, splits={splits}, "
-                f"threshold={self.threshold}, points={self.code.points!r}, "
+                f"threshold={self.threshold}, points={self.code.points!r}{check}, "
                 f"A {self.shape}, {where})")
 
     def __matmul__(self, B: Any) -> da.Array:
@@ -147,7 +148,8 @@ class EncodedOperand(Handle):
 
 
 def encode_operand(A: Any, n: int, scheme: str = "polynomial", splits: Any = (2, 2), *,
-                   points: str = "auto", client: Any = None) -> EncodedOperand:
+                   points: str = "auto", verify: str | None = None,
+                   errors: int | None = None, client: Any = None) -> EncodedOperand:
     """Encode A once as the left operand of a 2-D code and keep its encoded operands.
 
     Parameters
@@ -163,6 +165,11 @@ def encode_operand(A: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
     splits : (m, p) or m
     points : {"auto", "real", "complex"}
         Evaluation points (see :func:`dask_coded.matmul`).
+    verify : {None, "detect", "correct"}
+        Check every ``EA @ B``'s products (the polynomial kind; see
+        :func:`dask_coded.matmul`).
+    errors : int, optional
+        With ``verify="correct"``: how many wrong products to correct (default 1).
     client : distributed.Client, optional
         Default: the current client (synchronous); without one the encoded operands stay
         in this process and products race in threads.
@@ -175,7 +182,8 @@ def encode_operand(A: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
     """
     A = as_matrix(A, "A")
     code = lookup(scheme, "pair").from_params(n, splits=splits, shape_a=A.shape,
-                                              shape_b=(A.shape[1], 1), points=points)
+                                              shape_b=(A.shape[1], 1), points=points,
+                                              verify=verify, errors=errors)
     client = client if client is not None else default_client()
     return encode_with(code, A, client, "encode_operand")
 

@@ -59,6 +59,38 @@ MODES = ("detect", "correct")
 
 
 @dataclass(frozen=True)
+class BoundedCode:
+    """A code whose products are not coded rows of equilibrated ``A`` times ``x`` but
+    carry their own rounding bound: product ``j`` rounds within ``bounds[j]`` times the
+    inner dimension's rounding and ``x``'s column norms, in place of its generator rows'
+    1-norms (a polynomial code's evaluation of two equilibrated operands:
+    :meth:`~dask_coded.schemes.polynomial.PolynomialScheme.inspect`)."""
+
+    code: Code
+    bounds: tuple[float, ...]
+
+    @property
+    def generator(self) -> np.ndarray:
+        return self.code.generator
+
+    @property
+    def symbols(self) -> int:
+        return self.code.symbols
+
+    @property
+    def k(self) -> int:
+        return self.code.k
+
+    @property
+    def threshold(self) -> int:
+        return self.code.threshold
+
+    def row_bounds(self, chosen: tuple[int, ...]) -> np.ndarray:
+        """The bound of each generator row of the products ``chosen``."""
+        return np.repeat(np.asarray(self.bounds)[list(chosen)], self.symbols)
+
+
+@dataclass(frozen=True)
 class Verify:
     """How a decode checks its products: ``mode`` ``"detect"`` (one spare product: an
     inconsistency raises) or ``"correct"`` (``2 * errors`` spare products: up to
@@ -149,12 +181,14 @@ class Verdict:
 def _parity(code: Code, chosen: tuple[int, ...]) -> tuple[np.ndarray, float]:
     """``(H, sqrt(sum g_j^2))`` for the products ``chosen``: ``H`` orthonormal rows
     spanning the left null space of their generator rows, and the root sum of squares
-    of those rows' 1-norms."""
+    of those rows' 1-norms (or of their bounds, for a :class:`BoundedCode`)."""
     s = code.symbols
     rows = (np.asarray(chosen)[:, None] * s + np.arange(s)).ravel()
     G = code.generator[rows]
     H = scipy.linalg.null_space(G.T).T
-    return H, float(np.sqrt((np.abs(G).sum(axis=1) ** 2).sum()))
+    bounds = (code.row_bounds(chosen) if hasattr(code, "row_bounds")
+              else np.abs(G).sum(axis=1))
+    return H, float(np.sqrt((bounds ** 2).sum()))
 
 
 def excess(code: Code, results: Mapping[int, np.ndarray], scale: OperandScale) -> float:
@@ -181,7 +215,15 @@ def inspect(code: Code, results: Mapping[int, np.ndarray], scale: OperandScale,
     """Check the products ``results`` (at least ``k + 1``) of ``code`` and set aside up
     to ``errors`` wrong ones: the smallest set whose removal leaves the others
     consistent, searched while at least ``k + 2t`` products remain to locate ``t`` of
-    them. A product with NaN or Inf is set aside first. ``errors=0`` only checks."""
+    them. A product with NaN or Inf is set aside first. ``errors=0`` only checks.
+
+    A block-diagonal code (``parts`` over ``members``, a grouped code) is checked group
+    by group, each group's products against its own code, up to ``errors`` wrong ones
+    per group; the result is right only when every group's is (:func:`combined`)."""
+    parts = getattr(code, "parts", None)
+    if parts is not None:
+        return combined([_inspect_group(part, members, results, scale, errors)
+                         for part, members in zip(parts, code.members)])
     checked = tuple(sorted(results))
     bad = tuple(j for j in checked if not np.isfinite(np.asarray(results[j])).all())
     rest = {j: results[j] for j in checked if j not in bad}
@@ -207,6 +249,30 @@ def inspect(code: Code, results: Mapping[int, np.ndarray], scale: OperandScale,
         if found:
             break  # ambiguous: beyond what these products can locate
     return Verdict(checked, (), bad, tuple(rest), worst)
+
+
+def _inspect_group(part: Code, members: Sequence[int], results: Mapping[int, np.ndarray],
+                   scale: OperandScale, errors: int) -> Verdict:
+    """:func:`inspect` of one group: its products renumbered ``0 .. n_h - 1`` for
+    ``part``, and the verdict's indices mapped back to the whole code's."""
+    local = {i: results[j] for i, j in enumerate(members) if j in results}
+    v = inspect(part, local, scale, errors)
+
+    def back(indices):
+        return tuple(members[i] for i in indices)
+    return Verdict(back(v.checked), back(v.clean), back(v.suspects), back(v.candidates),
+                   v.excess)
+
+
+def combined(verdicts: Sequence[Verdict]) -> Verdict:
+    """One verdict of independent groups: every product checked, set aside or suspected
+    by any group; ``clean`` only when every group kept products to decode from (one group
+    without a right result leaves no right result)."""
+    def union(field_):
+        return tuple(sorted(j for v in verdicts for j in getattr(v, field_)))
+    clean = union("clean") if all(v.clean for v in verdicts) else ()
+    return Verdict(union("checked"), clean, union("suspects"), union("candidates"),
+                   max(v.excess for v in verdicts))
 
 
 @dataclass

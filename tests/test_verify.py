@@ -248,3 +248,122 @@ def test_correct_returns_when_the_products_kept_were_checked(data):
     raise_or_pass(verdict, scheme.verify, Sources(), 4)  # does not raise
     y = decoded(scheme, bad, scheme.scales(A), verdict.clean)
     np.testing.assert_allclose(y, A @ x, rtol=0, atol=1e-8)
+
+
+def test_a_grouped_code_is_checked_group_by_group(data):
+    """Each group of a grouped code keeps its own spares: one wrong product per group is
+    corrected wherever it is (one in each group at once too), a group with too few
+    products is refused by name, and a group whose spare is missing is refused."""
+    A, x = data
+    scheme = build("mds", 12, k=8, rows=len(A), kind="grouped", verify="correct")
+    assert scheme.rule.needs == (6, 6) and scheme.threshold == 12 and scheme.tolerance == 0
+    P, scale = products(scheme, A, x)
+    scales = scheme.scales(A)
+    groups = scheme.code.members
+    for bad_set in [(j,) for j in range(12)] + [(groups[0][1], groups[1][4])]:
+        bad = [corrupted(p, "offset", 1e-3, seed=j) if j in bad_set else p
+               for j, p in enumerate(P)]
+        verdict = scheme.inspect(bad, scale)
+        assert verdict.suspects == tuple(sorted(bad_set)), bad_set
+        np.testing.assert_allclose(decoded(scheme, bad, scales, verdict.clean), A @ x,
+                                   rtol=0, atol=1e-8)
+    # two wrong in one group are more than errors=1 corrects there: no result
+    two = [corrupted(p, "scale", 1e-2) if j in groups[1][:2] else p for j, p in enumerate(P)]
+    verdict = scheme.inspect(two, scale)
+    assert not verdict.clean and set(groups[1][:2]) <= set(verdict.candidates)
+    missing = [None if j == groups[0][0] else p for j, p in enumerate(P)]
+    with pytest.raises(TooFewResultsError, match="each group's k plus 2 spare"):
+        scheme.inspect(missing, scale)
+    with pytest.raises(CodeParameterError, match=r"waits for 7 products of group 0's 6"):
+        build("mds", 12, k=9, rows=len(A), kind="grouped", verify="correct")
+
+
+def test_detect_on_a_grouped_code_flags_a_wrong_product_in_any_group(data):
+    A, x = data
+    scheme = build("mds", 12, k=8, rows=len(A), kind="grouped", verify="detect")
+    assert scheme.rule.needs == (5, 5)
+    P, scale = products(scheme, A, x)
+    first, second = scheme.code.members
+    for F in itertools.product(itertools.combinations(first, 5),
+                               itertools.combinations(second, 5)):
+        chosen = F[0] + F[1]
+        assert inspect(scheme.code, {j: P[j] for j in chosen}, scale, 0).consistent
+        for j in chosen[::3]:
+            bad = {i: corrupted(P[i], "sign") if i == j else P[i] for i in chosen}
+            verdict = inspect(scheme.code, bad, scale, errors=0)
+            assert not verdict.clean and j in verdict.candidates, (chosen, j)
+
+
+def pair_products(scheme, A, B):
+    """Every worker's product of a 2-D code, and the scales the decode multiplies back."""
+    from dask_coded.kernels import split_scaled
+    from dask_coded.schemes.polynomial import coded_product
+
+    a, a_scales = split_scaled(scheme, A, "a")
+    b, b_scales = split_scaled(scheme, B, "b")
+    return ([coded_product(scheme.encode_operand(w, a, "a"), scheme.encode_operand(w, b, "b"))
+             for w in range(scheme.n_blocks)], (a_scales, b_scales))
+
+
+def pair_scheme(points, verify, n=6, splits=(2, 2), errors=None):
+    return build("polynomial", n, splits=splits, shape_a=(24, 10), shape_b=(10, 12),
+                 points=points, verify=verify, errors=errors)
+
+
+@pytest.mark.parametrize("points", ["real", "complex"])
+def test_a_polynomial_code_checks_its_evaluations(points):
+    """A 2-D polynomial code's products are evaluations of one polynomial: rounding never
+    flags (operands scaled 26 orders of magnitude apart), every wrong product of every
+    survivor set is flagged, and "correct" decodes around any one, each entry within
+    1e-10 of its row's and column's norms."""
+    from test_matmul2d import badly_scaled, entry_errors
+
+    A, B = badly_scaled()
+    detect, correct = pair_scheme(points, "detect"), pair_scheme(points, "correct")
+    assert detect.threshold == 5 and correct.threshold == 6 and detect.code_threshold == 4
+    P, scales = pair_products(detect, A, B)
+    for F in itertools.combinations(range(6), 5):
+        assert detect.inspect([P[j] if j in F else None for j in range(6)]).consistent
+        for j in F:
+            bad = [corrupted(P[i], "scale", 1e-6, seed=i) if i == j else
+                   P[i] if i in F else None for i in range(6)]
+            verdict = detect.inspect(bad)
+            assert not verdict.clean and j in verdict.suspects + verdict.candidates, (F, j)
+    for j in range(6):
+        bad = [corrupted(p, "offset", 1e-3, seed=i) if i == j else p for i, p in enumerate(P)]
+        verdict = correct.inspect(bad)
+        assert verdict.suspects == (j,)
+        kept = [p if i in verdict.clean else None for i, p in enumerate(bad)]
+        assert entry_errors(correct.decode(kept, scales), A, B).max() < 1e-10
+
+
+def test_a_2d_check_is_refused_where_it_cannot_hold():
+    with pytest.raises(CodeParameterError, match="matdot encodes A and B as they are"):
+        build("matdot", 6, splits=2, shape_a=(4, 4), shape_b=(4, 4), verify="detect")
+    with pytest.raises(CodeParameterError, match=r"waits for 8 products .* more than n=6"):
+        pair_scheme("complex", "correct", splits=(2, 3))
+    with pytest.raises(TooFewResultsError, match=r"checks with 5 \(4 plus 1 spare\)"):
+        pair_scheme("real", "detect").inspect([np.ones((12, 6))] * 4 + [None, None])
+
+
+def test_dc_matmul_with_a_check_on_the_local_scheduler():
+    """dc.matmul(verify=...) and encode_operand(verify=...): "correct" returns the right
+    product with a wrong worker, "detect" never returns a wrong one."""
+    from test_matmul2d import badly_scaled, entry_errors
+
+    A, B = badly_scaled()
+    LOCAL.clear()
+    EA = dc.encode_operand(A, 7, splits=(2, 2), verify="detect", client=None)
+    assert "Verify('detect')" in repr(EA)
+    for j in range(7):
+        with local_corruption([j], how="sign"):
+            C = dc.matmul(A, B, 7, splits=(2, 2), verify="correct", client=None).compute()
+            assert entry_errors(C, A, B).max() < 1e-10
+            try:
+                C = (EA @ B).compute()
+            except CorruptResultError as e:
+                assert e.suspects == [f"product {j}"]  # the next product located it
+            else:  # its product was not among those used
+                assert entry_errors(C, A, B).max() < 1e-10
+    assert LOCAL.events >= 7
+    LOCAL.clear()

@@ -23,7 +23,9 @@ and ``(k+2)``-th of ``n`` order statistics, :func:`dask_coded.theory.expected_ti
 task stream, with nothing injected) and its detection limit on this ``A`` and ``X``: the
 smallest corruption of one product (a relative scale, one entry offset relative to the
 product's largest entry) that a decode of ``k + 1`` products flags, and how far the
-largest corruption it misses moves the decoded result.
+largest corruption it misses moves the decoded result; the same for a polynomial code
+of ``A @ X`` (``splits=(2, 2)``, real and complex points) on ``n`` workers.
+``--limits-only`` prints only those (no cluster).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from distributed import Client, LocalCluster, get_task_stream
 
 import dask_coded as dc
 from dask_coded import theory
+from dask_coded.kernels import split_scaled
 from dask_coded.schemes import build
+from dask_coded.schemes.polynomial import coded_product
 from dask_coded.stragglers import ShiftedExponential, StragglerPlugin
 from dask_coded.stragglers.corrupt import corrupted
 from dask_coded.verify import excess, operand_scale
@@ -63,6 +67,8 @@ def parse(argv=None) -> argparse.Namespace:
                    help="cpu: the slow worker's share of one core (default 0.05)")
     p.add_argument("--mechanism", default="auto", choices=["auto", "cgroup", "signals"],
                    help="cpu: how the quota is set (default: a cgroup if possible)")
+    p.add_argument("--limits-only", action="store_true",
+                   help="print only the detection limits (no cluster)")
     return p.parse_args(argv)
 
 
@@ -99,25 +105,46 @@ def decode_seconds(client, handles: dict, xs: list) -> dict:
 
 def detection_limit(A: np.ndarray, x: np.ndarray, n: int, k: int) -> list[str]:
     """Lines: the smallest corruption of product 0 that a ``k + 1``-product check
-    flags, per kind, and what the largest missed one does to the result."""
+    flags, per kind, and what the largest missed one does to the result; for the 1-D
+    code ``(n, k)`` and for a polynomial code of ``A @ x`` with ``splits=(2, 2)`` on
+    ``n`` workers, real and complex points."""
     scheme = build("mds", n, k=k, rows=len(A), verify="detect")
     blocks = scheme.encode(A)
-    P = [b @ x for b in blocks]
     scale = operand_scale(x, np.finfo(blocks[0].dtype).eps)
-    truth = A @ x
+    lines = _limits(f"mds ({n}, {k})", [b @ x for b in blocks], k + 1,
+                    lambda P: excess(scheme.code, {j: p for j, p in enumerate(P)
+                                                   if p is not None}, scale),
+                    lambda P: scheme.decode(P, scheme.scales(A)), A @ x)
+    for points in ("real", "complex"):
+        pair = build("polynomial", n, splits=(2, 2), shape_a=A.shape, shape_b=x.shape,
+                     points=points, verify="detect")
+        a, a_scales = split_scaled(pair, A, "a")
+        b, b_scales = split_scaled(pair, x, "b")
+        P = [coded_product(pair.encode_operand(w, a, "a"), pair.encode_operand(w, b, "b"))
+             for w in range(n)]
+        lines += _limits(f"polynomial (2, 2), {points} points", P, pair.threshold,
+                         lambda Q, pair=pair: pair.inspect(Q).excess,
+                         lambda Q, pair=pair, s=(a_scales, b_scales): pair.decode(Q, s),
+                         A @ x)
+    return lines
+
+
+def _limits(code: str, P: list, count: int, check, decode, truth: np.ndarray) -> list[str]:
+    """Lines of :func:`detection_limit` for one code: ``P`` its products, the first
+    ``count`` present; ``check`` the largest syndrome over its bound of a list of
+    products (``None``: absent), ``decode`` the result from such a list."""
     lines = []
     for how in ("scale", "offset"):
-        amounts = 10.0 ** np.arange(-2, -17, -0.5)
-        seen, missed = None, None
-        for amount in amounts:
-            bad = {j: corrupted(P[j], how, amount) if j == 0 else P[j] for j in range(k + 1)}
-            if excess(scheme.code, bad, scale) > 1.0:
+        seen, missed, moved = None, None, float("nan")
+        for amount in 10.0 ** np.arange(-2, -17, -0.5):
+            bad = [corrupted(p, how, amount) if j == 0 else p if j < count else None
+                   for j, p in enumerate(P)]
+            if check(bad) > 1.0:
                 seen = amount
             elif missed is None:
                 missed = amount
-                y = scheme.decode([bad.get(j) for j in range(n)], scheme.scales(A))
-                moved = np.abs(y - truth).max() / np.abs(truth).max()
-        lines.append(f"| {how} | {seen:.0e} | {missed:.0e} | {moved:.1e} |")
+                moved = np.abs(decode(bad) - truth).max() / np.abs(truth).max()
+        lines.append(f"| {code} | {how} | {seen:.0e} | {missed:.0e} | {moved:.1e} |")
     return lines
 
 
@@ -126,6 +153,9 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     A = rng.standard_normal((args.rows, args.cols))
     xs = [rng.standard_normal((args.cols, 16)) for _ in range(4)]
+    if args.limits_only:
+        limits(A, xs[0], args.n, args.k)
+        return 0
     conditions = [c for c in args.conditions.split(",") if c]
     n, k = args.n, args.k
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
@@ -179,9 +209,15 @@ def main(argv=None) -> int:
             print(f"| {label(mode)} | {dec[mode] * 1e3:.1f} | {dec[mode] / dec[None]:.2f} |")
         for CA in handles.values():
             CA.release()
-    print(f"\nDetection limit, one product of {k + 1} corrupted (this A and X[0]):")
-    print("\n| corruption | smallest flagged | largest missed | result moved by (relative) |")
-    print("|---|---|---|---|")
-    for line in detection_limit(A, xs[0], n, k):
-        print(line)
+    limits(A, xs[0], n, k)
     return 0
+
+
+def limits(A: np.ndarray, x: np.ndarray, n: int, k: int) -> None:
+    print("\nDetection limit, one product of the threshold's plus one corrupted (this A "
+          "and X[0]):")
+    print("\n| code | corruption | smallest flagged | largest missed | result moved by "
+          "(relative) |")
+    print("|---|---|---|---|---|")
+    for line in detection_limit(A, x, n, k):
+        print(line, flush=True)

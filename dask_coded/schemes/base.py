@@ -62,6 +62,13 @@ class Scheme(ABC):
     #: ``None`` (any ``threshold`` finished products decode), or a picklable predicate
     #: over the indices of the finished products saying whether they decode
     rule = None
+    #: how each decode checks its products (:class:`~dask_coded.verify.Verify`), or
+    #: ``None``: it does not
+    verify = None
+    #: whether a checked decode's rounding bound needs the operand's scale (the norms of
+    #: ``x``'s columns, :class:`~dask_coded.verify.OperandScale`, from a task beside
+    #: ``x``); a scheme that equilibrates both operands bounds it from its shapes alone
+    checks_with_operand = True
 
     def decodable(self, finished) -> bool:
         """Whether the finished product indices ``finished`` decode: at least

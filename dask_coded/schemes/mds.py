@@ -18,6 +18,7 @@ scales: a resident encoding keeps them in memory beside its blocks.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -174,17 +175,25 @@ class MDSScheme(RowScheme):
         self.verify = verify
         if verify is not None:
             self._check_verifiable(verify)
-            self.threshold = code.threshold + verify.spare
+            if self.rule is None:
+                self.threshold = code.threshold + verify.spare
+            else:  # a grouped code is checked group by group: spares in every group
+                self.rule = replace(self.rule, needs=tuple(
+                    need + verify.spare for need in self.rule.needs))
+                self.threshold = sum(self.rule.needs)
 
     def _check_verifiable(self, verify: Verify) -> None:
         need = self.code.threshold + verify.spare
         what = (f"verify={verify.mode!r}" if verify.mode == "detect"
                 else f"verify='correct' with errors={verify.errors}")
-        if self.rule is not None:
+        short = [(h, part) for h, part in enumerate(getattr(self.code, "parts", ()))
+                 if part.threshold + verify.spare > part.n]
+        if short:
+            h, part = short[0]
             raise CodeParameterError(
-                f"{what} needs a code that any k + spare products decode; {self.code!r} "
-                f"decodes group by group: use fewer workers per code, where a square code "
-                f"(kind='rotation') is accurate")
+                f"{what} checks {self.code!r} group by group and waits for "
+                f"{part.threshold + verify.spare} products of group {h}'s {part.n} "
+                f"(its k={part.threshold} plus {verify.spare} spare): use a smaller k")
         if self.blocks_per_worker > 1:
             raise CodeParameterError(
                 f"{what} checks one coded block per worker; blocks_per_worker="
@@ -212,7 +221,11 @@ class MDSScheme(RowScheme):
         decoding: ``floor((N - threshold) / r)`` (``n - k`` for one block per worker; a
         least-squares code's margin can cost one more; a grouped code's weakest group
         bounds it)."""
-        lost = getattr(self.code, "tolerance", self.n_blocks - self.threshold)
+        lost = getattr(self.code, "tolerance", None)
+        if lost is None:
+            lost = self.n_blocks - self.threshold
+        elif self.verify is not None:  # a grouped code: the spares come out of each group
+            lost -= self.verify.spare
         return lost // self.blocks_per_worker
 
     @property
@@ -239,11 +252,14 @@ class MDSScheme(RowScheme):
         :func:`dask_coded.verify.inspect`); too few of them for the check raise
         :class:`~dask_coded.errors.TooFewResultsError`."""
         results = {j: p for j, p in enumerate(products) if p is not None}
-        if len(results) < self.threshold:
+        if not self.decodable(frozenset(results)):
+            needs = (f"{self.threshold} (k={self.code.threshold} plus "
+                     f"{self.verify.spare} spare)" if self.rule is None else
+                     f"each group's k plus {self.verify.spare} spare of that group's "
+                     f"products ({self.threshold} in all, {self.code!r})")
             raise TooFewResultsError(
                 f"only {len(results)} of n={self.code.n} coded products arrived; "
-                f"verify={self.verify.mode!r} checks with {self.threshold} (k="
-                f"{self.code.threshold} plus {self.verify.spare} spare)")
+                f"verify={self.verify.mode!r} checks with {needs}")
         errors = self.verify.errors if self.verify.mode == "correct" else len(results)
         return inspect(self.code, results, scale, errors)
 

@@ -53,6 +53,7 @@ import numpy as np
 from ..codes import MDSCode, make_code, require_accurate
 from ..codes.mds import chebyshev_nodes
 from ..errors import BlockShapeError, CodeParameterError, TooFewResultsError
+from ..verify import BoundedCode, OperandScale, Verdict, Verify, inspect
 from .base import Scheme
 from .mds import row_norms
 
@@ -110,13 +111,17 @@ class PolynomialScheme(Scheme):
 
     @classmethod
     def from_params(cls, n: int, *, shape_a: tuple, shape_b: tuple, splits=None,
-                    points: str = "auto") -> PolynomialScheme:
+                    points: str = "auto", verify: str | None = None,
+                    errors: int | None = None) -> PolynomialScheme:
         """The ``cls.name`` code (``"polynomial"`` or ``"matdot"``) of ``A @ B`` for A of
-        ``shape_a`` and B of ``shape_b`` on ``n`` workers, split by ``splits``."""
-        return PolynomialScheme(n, cls.name, splits, shape_a, shape_b, points)
+        ``shape_a`` and B of ``shape_b`` on ``n`` workers, split by ``splits``;
+        ``verify`` (``"detect"``, ``"correct"`` with ``errors``) checks each decode's
+        products (the polynomial kind: :meth:`inspect`)."""
+        return PolynomialScheme(n, cls.name, splits, shape_a, shape_b, points,
+                                Verify.of(verify, errors))
 
     def __init__(self, n: int, kind: str, splits, shape_a: tuple, shape_b: tuple,
-                 points: str = "auto"):
+                 points: str = "auto", verify: Verify | None = None):
         if kind not in KINDS:
             raise CodeParameterError(f"kind must be one of {KINDS}, got {kind!r}")
         if len(shape_a) != 2 or len(shape_b) != 2 or shape_a[1] != shape_b[0]:
@@ -140,6 +145,67 @@ class PolynomialScheme(Scheme):
         self._z = np.exp(2j * np.pi * np.arange(n) / n)
         if self.real and kind == "polynomial":
             self._unmix = np.linalg.inv(self._mixing())
+        self.verify = verify
+        if verify is not None:
+            self._check_verifiable(verify)
+            self.threshold += verify.spare
+
+    def _check_verifiable(self, verify: Verify) -> None:
+        what = (f"verify={verify.mode!r}" if verify.mode == "detect"
+                else f"verify='correct' with errors={verify.errors}")
+        if self.kind != "polynomial":
+            raise CodeParameterError(
+                f"{what} bounds rounding on equilibrated operands; {self.kind} encodes A "
+                f"and B as they are: use scheme='polynomial'")
+        need = self.threshold + verify.spare
+        if need > self.n_blocks:
+            raise CodeParameterError(
+                f"{what} waits for {need} products (the {self.threshold} polynomial with "
+                f"splits {(self.m, self.p)} needs, plus {verify.spare} spare), more than "
+                f"n={self.n_blocks} workers: use a larger n or smaller splits")
+
+    @property
+    def code_threshold(self) -> int:
+        """The products the interpolation needs (without a check's spares)."""
+        return self.code.threshold
+
+    @property
+    def checks_with_operand(self) -> bool:
+        """False: both operands are equilibrated, so :meth:`inspect` bounds rounding from
+        the shapes alone."""
+        return False
+
+    def inspect(self, products: Sequence, scale: OperandScale | None = None) -> Verdict:
+        """Check the finished ``products`` with :attr:`verify`: they are evaluations of one
+        polynomial, so the interpolation code's syndrome must be rounding
+        (:func:`dask_coded.verify.inspect`). A's rows and B's columns have unit norm, so
+        worker ``w``'s product rounds within its bound ``b_w = (sum_i |a_wi|)
+        (sum_j |b_wj|)`` (its coefficients' 1-norms) times the inner dimension's
+        rounding; ``scale`` is not needed. Too few products raise
+        :class:`~dask_coded.errors.TooFewResultsError`."""
+        results = {w: p for w, p in enumerate(products) if p is not None}
+        if len(results) < self.threshold:
+            raise TooFewResultsError(
+                f"only {len(results)} of n={self.n_blocks} products arrived; "
+                f"verify={self.verify.mode!r} checks with {self.threshold} ("
+                f"{self.code.threshold} plus {self.verify.spare} spare)")
+        first = np.asarray(next(iter(results.values())))
+        errors = self.verify.errors if self.verify.mode == "correct" else len(results)
+        return inspect(self._checked_code(), results, self._scale(first.shape[-1]), errors)
+
+    def _checked_code(self) -> BoundedCode:
+        """The interpolation code with each worker's rounding bound (:meth:`inspect`)."""
+        a_deg, b_deg = self._exponents()
+        bounds = tuple(float(np.abs(self._coefficients(w, a_deg)).sum()
+                             * np.abs(self._coefficients(w, b_deg)).sum())
+                       for w in range(self.n_blocks))
+        return BoundedCode(self.code, bounds)
+
+    def _scale(self, columns: int) -> OperandScale:
+        """Unit columns of B (equilibrated) over the inner dimension; a complex product
+        sums twice as many real products."""
+        inner = self.shape_a[1] * (1 if self.real else 2)
+        return OperandScale(inner, np.ones(columns), float(np.finfo(np.float64).eps))
 
     def _code(self, n: int, points: str) -> MDSCode:
         """The interpolation code: ``"chebyshev"`` (real) or ``"rotation"`` (complex)."""
@@ -176,12 +242,18 @@ class PolynomialScheme(Scheme):
 
     def __repr__(self) -> str:
         splits = (self.m, self.p) if self.kind == "polynomial" else self.m
+        check = f", {self.verify!r}" if self.verify is not None else ""
         return (f"PolynomialScheme({self.kind!r}, n={self.n_blocks}, splits={splits}, "
-                f"threshold={self.threshold}, points={self.points!r})")
+                f"threshold={self.threshold}, points={self.points!r}{check})")
+
+    @property
+    def summary(self) -> str:
+        return (f"{self.name}: {self.threshold} of {self.n_blocks}"
+                + ("" if self.verify is None else f", verify={self.verify.mode}"))
 
     def __dask_tokenize__(self) -> tuple:
         return ("PolynomialScheme", self.kind, self.m, self.p, self.n_blocks, self.shape_a,
-                self.shape_b, self.points)
+                self.shape_b, self.points, repr(self.verify))
 
     # ---- encode ------------------------------------------------------------------------
 
@@ -237,7 +309,7 @@ class PolynomialScheme(Scheme):
         encoded operands do not depend on B's shape, so they serve every such B."""
         splits = (self.m, self.p) if self.kind == "polynomial" else self.m
         return PolynomialScheme(self.n_blocks, self.kind, splits, self.shape_a, shape_b,
-                                self.points)
+                                self.points, self.verify)
 
     def encode_operand(self, w: int, blocks: Sequence[np.ndarray], side: str) -> np.ndarray:
         """Worker ``w``'s encoded operand: ``sum_i c_i X_i`` with ``c_i`` the block's
@@ -266,11 +338,12 @@ class PolynomialScheme(Scheme):
 
     def _decoded(self, products: Sequence) -> np.ndarray:
         results = {w: p for w, p in enumerate(products) if p is not None}
-        if len(results) < self.threshold:
+        need = self.code.threshold
+        if len(results) < need:
             raise TooFewResultsError(
                 f"only {len(results)} of n={self.n_blocks} products survived; {self.kind} "
-                f"needs {self.threshold}")
-        chosen = dict(sorted(results.items())[: self.threshold])
+                f"needs {need}")
+        chosen = dict(sorted(results.items())[:need])
         Y = np.asarray(self.code.decode_stacked(chosen))  # coefficients of A~ B~
         if not self.real:
             Y = Y[:, : Y.shape[1] // 2]  # [Re; Im]: C is real

@@ -2,6 +2,7 @@
 around, and quarantined (its blocks made again elsewhere, no more products)."""
 
 import dask
+import dask.array as da
 import numpy as np
 import pytest
 from distributed.utils_test import gen_cluster
@@ -196,3 +197,36 @@ async def test_a_quarantined_worker_is_retired_when_asked(c, s, *workers):
     assert len(s.workers) == 5
     # its block was made again on the others: the code still corrects, from 6 products
     np.testing.assert_allclose(await c.compute(CA @ x), A @ x, rtol=0, atol=1e-8)
+
+
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 12, timeout=60, config=NO_QUARANTINE)
+async def test_a_grouped_code_corrects_a_corrupt_worker_in_each_group(c, s, *workers):
+    A, x = rand(480, 30), rand(30, 2, seed=1)
+    CA = await dc.encode(A, 12, 8, kind="grouped", verify="correct", client=c)
+    assert "verify='correct'" in repr(CA) and CA.code.kind == "grouped"
+    first, second = CA.code.members
+    bad = [CA.workers[first[2]], CA.workers[second[5]]]
+    await c.register_plugin(CorruptProducts([name_of(workers, w) for w in bad], how="sign"))
+    for _ in range(3):
+        np.testing.assert_allclose(await c.compute(CA @ x), A @ x, rtol=0, atol=1e-8)
+    await until(lambda: plugin(s).quarantine.suspects.events == 3)
+    table = await c.scheduler.coded_suspects()
+    assert {row["worker"] for row in table} == set(bad)
+    assert all(row["located"] == 3 for row in table)
+
+
+@gen_cluster(client=True, nthreads=SIX, timeout=60, config=NO_QUARANTINE)
+async def test_a_polynomial_code_of_dask_operands_corrects_a_corrupt_worker(c, s, *workers):
+    """dc.matmul(verify="correct") of dask operands encoded in the graph: each call is
+    right, and the worker whose products were wrong is located in every call."""
+    An, Bn = rand(40, 12), rand(12, 30, seed=1)
+    A, B = da.from_array(An, chunks=(20, 6)), da.from_array(Bn, chunks=(6, 15))
+    await c.register_plugin(dc.FirstKPlugin())
+    bad = workers[2]
+    await c.register_plugin(CorruptProducts([str(bad.name)], how="offset"))
+    for _ in range(3):
+        C = dc.matmul(A, B, 6, "polynomial", (2, 2), verify="correct", client=c)
+        np.testing.assert_allclose(await c.compute(C), An @ Bn, rtol=0, atol=1e-8)
+    await until(lambda: plugin(s).quarantine.suspects.events == 3)
+    (top,) = await c.scheduler.coded_suspects()
+    assert top["worker"] == bad.address and top["located"] == 3
