@@ -154,6 +154,26 @@ def test_bench_scale_prints_construction_calls_and_the_simulation(capsys):
     simulated = [r for r in rows if r.split(" | ")[0] in ("| 96", "| 192", "| 500", "| 1000")
                  and "group(s)" in r]
     assert len(simulated) == 4
+    # 4 blocks per worker as 4 and as 1 product task, and the gap the plugin measured
+    several = [r.split(" | ")[:2] for r in rows if r.startswith("| blocks")]
+    assert several == [["| blocks r=4 as 4 task(s) per worker", str(4 * n)] if t == 4 else
+                       ["| blocks r=4 as 1 task(s) per worker", str(n)]
+                       for n in (4, 6) for t in (4, 1)]
+    gaps = [float(line.split(" cost ")[1].split(" ms")[0]) for line in out.splitlines()
+            if line.startswith("blocks r=4 as 4 task(s) per worker: one more product task")]
+    assert len(gaps) == 2 and all(g >= 0 for g in gaps)
+
+
+def test_bench_verify_prints_the_detection_limits_of_both_codes(capsys):
+    from dask_coded.bench import verify
+
+    assert verify.main(["--limits-only", "--rows", "600", "--cols", "40"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| mds") or line.startswith("| polynomial")]
+    assert [r[0] for r in rows] == ["| mds (6, 4)"] * 2 + [
+        "| polynomial (2, 2), real points"] * 2 + ["| polynomial (2, 2), complex points"] * 2
+    for r in rows:  # flagged above what is missed, and a miss moves the result by little
+        assert float(r[2]) > float(r[3]) and float(r[4].rstrip(" |")) < 1e-8
 
 
 def test_bench_shuffle_planner_prints_both_deals_beside_the_coded_caching_load(capsys):
