@@ -142,15 +142,16 @@ class CodedOptimizer:
             # left out: the theory's best k before anything is observed (what k="auto"
             # starts from), recorded with every product it codes
             k = optimal_k(int(n), float(config.get("auto-k.initial-mu")))
-        if verify is not None and scheme != "mds":
-            raise CodeParameterError(f"verify={verify!r} checks the 'mds' scheme's products; "
-                                     f"scheme={scheme!r} does not take it")
+        if verify is not None and scheme not in ("mds", "polynomial"):
+            raise CodeParameterError(f"verify={verify!r} checks the 'mds' and 'polynomial' "
+                                     f"schemes' products; scheme={scheme!r} does not take it")
         if k is not None:
             build("mds", n, k=k, rows=1, blocks_per_worker=blocks_per_worker, kind=kind,
                   verify=verify, errors=errors)
         self.verify, self.errors = verify, errors
         if scheme != "auto" and lookup(scheme).data == "pair":
-            build(scheme, n, splits=splits, shape_a=(1, 1), shape_b=(1, 1), points=points)
+            build(scheme, n, splits=splits, shape_a=(1, 1), shape_b=(1, 1), points=points,
+                  verify=verify, errors=errors)
         self.scheme, self.splits, self.points = scheme, splits, points
         self.n, self.k, self.kind, self.local = n, k, kind, local
         self.blocks_per_worker = blocks_per_worker
@@ -385,8 +386,9 @@ class CodedOptimizer:
             if plan.scheme == "mds":
                 return None
             scheme, splits = plan.scheme, plan.splits
+        check = dict(verify=self.verify, errors=self.errors) if scheme == "polynomial" else {}
         return build(scheme, self.n, splits=splits, shape_a=shape_a, shape_b=shape_b,
-                     points=self.points)
+                     points=self.points, **check)
 
     def _pair_tasks(self, name: str, layer: Blockwise, m: _Match, code: PolynomialScheme
                     ) -> tuple[dict, tuple, bool, str | None]:
@@ -919,8 +921,8 @@ def coded_matmul(n: int, k: int | None = None, kind: str | None = None,
         blocks); ``True`` spreads the blocks round-robin instead.
     verify, errors
         Check every decode of arrays encoded in the graph against spare products, as
-        :func:`dask_coded.encode` does (``"mds"`` only); an array encoded with
-        :func:`dask_coded.encode` keeps its own ``verify``.
+        :func:`dask_coded.encode` does (``"mds"``, and ``"polynomial"`` for ``A @ B``);
+        an array encoded with :func:`dask_coded.encode` keeps its own ``verify``.
     first_call : {"plain", "coded"}, optional
         On distributed, the first graph that multiplies a *persisted* array not yet
         encoded: ``"plain"`` runs that product as plain dask and makes the coded blocks

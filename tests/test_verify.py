@@ -3,7 +3,9 @@ never looks like corruption, a wrong product never gives a wrong result, and up 
 ``errors`` wrong products are corrected, on every survivor set of small codes."""
 
 import itertools
+import time
 
+import dask
 import numpy as np
 import pytest
 
@@ -213,7 +215,7 @@ def test_coded_matmul_checks_the_products_it_codes(data):
         np.testing.assert_allclose((Ad @ x).compute(), A @ x, rtol=0, atol=1e-8)
     assert [r.threshold for r in opt.rewrites] == [4]
     with pytest.raises(CodeParameterError, match="does not take it"):
-        with dc.coded_matmul(n=6, k=2, scheme="polynomial", verify="detect"):
+        with dc.coded_matmul(n=6, scheme="matdot", splits=2, verify="detect"):
             pass
     Bd = da.from_array(A * 2, chunks=(60, 30))
     CB = dc.encode(Bd, 6, 4, verify="detect", client=None)  # kept: the rewrite uses it
@@ -367,3 +369,48 @@ def test_dc_matmul_with_a_check_on_the_local_scheduler():
                 assert entry_errors(C, A, B).max() < 1e-10
     assert LOCAL.events >= 7
     LOCAL.clear()
+
+
+def test_coded_matmul_checks_a_polynomial_code_of_a_b():
+    """A @ B under coded_matmul(scheme="polynomial", verify="correct"), local scheduler:
+    a wrong product is decoded around on every call."""
+    import dask.array as da
+    from test_matmul2d import badly_scaled, entry_errors
+
+    A, B = badly_scaled()
+    Ad, Bd = da.from_array(A, chunks=(8, 5)), da.from_array(B, chunks=(5, 4))
+    LOCAL.clear()
+    for j in (0, 3, 5):
+        with local_corruption([j], how="offset"), dc.coded_matmul(
+                6, scheme="polynomial", splits=(2, 2), verify="correct") as opt:
+            C = (Ad @ Bd).compute(scheduler="threads")
+        assert entry_errors(C, A, B).max() < 1e-10
+        assert [r.scheme for r in opt.rewrites] == ["polynomial"]
+    assert LOCAL.events == 3
+    LOCAL.clear()
+
+
+def test_coded_matmul_checks_a_polynomial_code_on_a_cluster():
+    """The same on distributed: A's encoded operands resident after the first call, a
+    worker returning wrong products decoded around and named in the suspects table."""
+    import dask.array as da
+    from distributed import Client, LocalCluster
+    from test_matmul2d import badly_scaled, entry_errors
+
+    A, B = badly_scaled()
+    Ad, Bd = da.from_array(A, chunks=(8, 5)), da.from_array(B, chunks=(5, 4))
+    with dask.config.set({"coded.verify.quarantine-after": None}), \
+            LocalCluster(n_workers=6, threads_per_worker=1, processes=False,
+                         dashboard_address=None) as cluster, Client(cluster) as client:
+        bad = sorted(cluster.workers.values(), key=lambda w: w.address)[1]
+        client.register_plugin(dc.stragglers.CorruptProducts([str(bad.name)], how="sign"))
+        for _ in range(2):
+            with dc.coded_matmul(6, scheme="polynomial", splits=(2, 2), verify="correct"):
+                C = (Ad @ Bd).compute()
+            assert entry_errors(C, A, B).max() < 1e-10
+        for _ in range(100):  # the decodes' events reach the scheduler on their own
+            table = client.sync(client.scheduler.coded_suspects)
+            if table and table[0]["located"] == 2:
+                break
+            time.sleep(0.05)
+        assert [(row["worker"], row["located"]) for row in table] == [(bad.address, 2)]
