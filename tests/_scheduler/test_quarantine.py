@@ -92,14 +92,20 @@ async def test_correct_returns_the_right_result_on_every_call(c, s, *workers, ho
 async def test_two_corrupt_workers_with_errors_two(c, s, *workers):
     A, x = rand(400, 30), rand(30, 2, seed=1)
     CA = await dc.encode(A, 8, 4, verify="correct", errors=2, client=c)
-    bad = [CA.workers[1], CA.workers[6]]
-    await c.register_plugin(CorruptProducts([name_of(workers, w) for w in bad], how="offset"))
-    for _ in range(3):
+    await corrected_every_call(c, s, workers, CA, A, x, [CA.workers[1], CA.workers[6]],
+                               "offset")
+
+
+async def corrected_every_call(c, s, workers, CA, A, x, bad, how, calls=3):
+    """The workers ``bad`` return wrong products (``how``): every call is right and each
+    of them is located in every call."""
+    await c.register_plugin(CorruptProducts([name_of(workers, w) for w in bad], how=how))
+    for _ in range(calls):
         np.testing.assert_allclose(await c.compute(CA @ x), A @ x, rtol=0, atol=1e-8)
-    await until(lambda: plugin(s).quarantine.suspects.events == 3)
+    await until(lambda: plugin(s).quarantine.suspects.events == calls)
     table = await c.scheduler.coded_suspects()
     assert {row["worker"] for row in table} == set(bad)
-    assert all(row["located"] == 3 for row in table)
+    assert all(row["located"] == calls for row in table)
 
 
 @gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 7, timeout=60, config=NO_QUARANTINE)
@@ -205,14 +211,8 @@ async def test_a_grouped_code_corrects_a_corrupt_worker_in_each_group(c, s, *wor
     CA = await dc.encode(A, 12, 8, kind="grouped", verify="correct", client=c)
     assert "verify='correct'" in repr(CA) and CA.code.kind == "grouped"
     first, second = CA.code.members
-    bad = [CA.workers[first[2]], CA.workers[second[5]]]
-    await c.register_plugin(CorruptProducts([name_of(workers, w) for w in bad], how="sign"))
-    for _ in range(3):
-        np.testing.assert_allclose(await c.compute(CA @ x), A @ x, rtol=0, atol=1e-8)
-    await until(lambda: plugin(s).quarantine.suspects.events == 3)
-    table = await c.scheduler.coded_suspects()
-    assert {row["worker"] for row in table} == set(bad)
-    assert all(row["located"] == 3 for row in table)
+    await corrected_every_call(c, s, workers, CA, A, x,
+                               [CA.workers[first[2]], CA.workers[second[5]]], "sign")
 
 
 @gen_cluster(client=True, nthreads=SIX, timeout=60, config=NO_QUARANTINE)
