@@ -28,7 +28,7 @@ import dask.array as da
 import numpy as np
 
 from . import cluster
-from .errors import CodeParameterError
+from .errors import CodedError, CodeParameterError
 from .arrays import as_matrix
 from .graph import coded_pair_tasks, product_array
 from .kernels import check_finite_operand
@@ -111,6 +111,10 @@ def matmul(A: Any, B: Any, n: int | None = None, scheme: str = "polynomial",
     code = _code_or_product(A, B, n, scheme, splits, points, client, check)
     if isinstance(code, da.Array):
         return code
+    if client is not None and client.asynchronous:
+        raise CodedError("dc.matmul of numpy operands encodes A here and waits for it to be "
+                         "placed; with an asynchronous client, pass dask arrays, or "
+                         "EA = await dc.encode_operand(A, ...) and compute EA @ B")
     return encode_with(code, A, client, "dc.matmul of numpy operands").dot(B)
 
 

@@ -38,7 +38,7 @@ from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX
 from .arrays import as_matrix
 from .schemes import lookup
 from .schemes.polynomial import PolynomialScheme, coded_product
-from .workers import default_client, pick_workers, require_workers
+from .workers import default_client, enough, pick_workers
 
 
 def encode_here(code: PolynomialScheme, X: np.ndarray, side: str
@@ -171,8 +171,9 @@ def encode_operand(A: Any, n: int, scheme: str = "polynomial", splits: Any = (2,
     errors : int, optional
         With ``verify="correct"``: how many wrong products to correct (default 1).
     client : distributed.Client, optional
-        Default: the current client (synchronous); without one the encoded operands stay
-        in this process and products race in threads.
+        Default: the current client; without one the encoded operands stay in this
+        process and products race in threads. With an asynchronous client the call
+        returns an awaitable: ``EA = await dc.encode_operand(A, ..., client=c)``.
 
     Returns
     -------
@@ -196,15 +197,23 @@ def encode_with(code: PolynomialScheme, A: Any, client: Any, what: str) -> Encod
         operand.blocks, operand.scales = encode_here(
             code, np.asarray(A.compute() if isinstance(A, da.Array) else A), "a")
         return operand
-    if client.asynchronous:
-        raise CodedError(f"{what} waits for A's encoded operands to be placed; use a "
-                         f"synchronous client")
-    cluster.install(client)
-    workers = require_workers(client, code.n_blocks, what)
+    if isinstance(A, da.Array):
+        A = client.persist(A)  # its futures live until the operands are placed
+    # awaitable with an asynchronous client
+    return client.sync(_place_operand, operand, A, what)
+
+
+async def _place_operand(operand: EncodedOperand, A: Any, what: str) -> EncodedOperand:
+    """The cluster half of :func:`encode_with` (run on the client's loop): A's encoded
+    operands made where the plugin pins them (a dask A, persisted: on the workers, from
+    its chunks; a numpy A: here, each encoded operand sent to its worker)."""
+    client, code = operand.client, operand.code
+    await cluster.ainstall(client)
+    workers = enough((await client.scheduler.identity(n_workers=-1))["workers"],
+                     code.n_blocks, what)
     operand.workers = code.placement(pick_workers(workers, code.n_blocks, False))
     key = f"{BLOCK_PREFIX}{operand.token}"
     if isinstance(A, da.Array):  # encoded on the workers, from A's chunks
-        A = client.persist(A)  # its futures live until the operands are placed
         chunks = grid(A.__dask_keys__())
         calls = [(encode_side, code, w, chunks, "a") for w in range(code.n_blocks)]
         scales = (side_scales, code, chunks, "a")
@@ -221,7 +230,7 @@ def encode_with(code: PolynomialScheme, A: Any, client: Any, what: str) -> Encod
     with warnings.catch_warnings():
         # a numpy A travels once, as its encoded operands: encoding has to ship it
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
-        futures = client.sync(cluster.place_encoded, client, tasks)
+        futures = await cluster.place_encoded(client, tasks)
     operand.blocks = futures[:code.n_blocks]
     operand.scales = futures[code.n_blocks] if code.equilibrated else None
     return operand

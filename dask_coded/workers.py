@@ -40,11 +40,16 @@ def live_workers(client) -> list[str]:
 def require_workers(client, n: int, what: str) -> list[str]:
     """The sorted addresses of the workers the scheduler knows now, at least ``n`` of
     them, else :class:`~dask_coded.errors.TooFewWorkersError` naming ``what`` (sync client)."""
-    workers = live_workers(client)
+    return enough(live_workers(client), n, what)
+
+
+def enough(workers, n: int, what: str) -> list[str]:
+    """``workers`` sorted when there are at least ``n``, else
+    :class:`~dask_coded.errors.TooFewWorkersError` naming ``what``."""
     if len(workers) < n:
         raise TooFewWorkersError(f"{what} on n={n} workers needs n workers; the cluster "
                                  f"has {len(workers)}")
-    return workers
+    return sorted(workers)
 
 
 def pick_workers(workers, n: int, allow_shared_workers: bool) -> list[str]:

@@ -217,3 +217,18 @@ def test_each_entry_is_right_relative_to_its_row_and_column_on_a_cluster(scheme,
         assert not left
     for path, C in results.items():
         assert entry_errors(C, A, B).max() < 1e-10, path
+
+
+@gen_cluster(client=True, nthreads=SIX, config=VALIDATE)
+async def test_an_asynchronous_client_awaits_the_encoded_operand(c, s, *workers):
+    """encode_operand with an asynchronous client is awaited (numpy and dask A); dc.matmul
+    of numpy operands, which would wait inside, says what to do instead."""
+    An, Bn = operands(5)
+    await c.register_plugin(dc.FirstKPlugin())
+    for A in (An, da.from_array(An, chunks=(60, 25))):
+        EA = await dc.encode_operand(A, 6, "polynomial", (2, 2), client=c)
+        assert len(set(EA.workers)) == 6 and "on 6 workers" in repr(EA)
+        np.testing.assert_allclose(await c.compute(EA @ Bn), An @ Bn, atol=1e-10)
+        EA.release()
+    with pytest.raises(dc.errors.CodedError, match="await dc.encode_operand"):
+        dc.matmul(An, Bn, 6, client=c)

@@ -1,7 +1,9 @@
 """Seeded chaos: workers lost before a call, mid-products and mid-decode, fresh ones
-joining; every call (``CA @ x``, ``A.T @ r``, two blocks per worker, the rewrite, a
-coded sum, ``A @ B`` with a polynomial code) is right or fails with TooFewResultsError within its bound, and the plugin's
-state and the scheduler's tasks return to their baseline."""
+joining (some under a lost worker's name, as a nanny restarts one); every call
+(``CA @ x``, ``A.T @ r``, two blocks per worker, the rewrite, a coded sum, ``A @ B``
+with a polynomial code of dask operands and with A's encoded operands resident) is
+right or fails with TooFewResultsError within its bound, and the plugin's state and the
+scheduler's tasks return to their baseline."""
 
 import asyncio
 from collections import Counter
@@ -41,6 +43,7 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
     CB = await dc.encode(A, 6, 4, blocks_per_worker=2, client=c)
     Ad = da.from_array(A, chunks=(40, 6))
     CP = await dc.CodedPartitions(np.split(A, 12), 6, 1, client=c)
+    EA = await dc.encode_operand(Ad, 6, "polynomial", (2, 2), client=c)
     await c.register_plugin(dc.stragglers.StragglerPlugin(dc.stragglers.SlowWorkers(scale=0.05), seed=1,
                                                match=("coded-prod", "coded-dec"),
                                                interruptible=True))
@@ -54,9 +57,9 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
         doomed = [alive.pop(int(rng.integers(len(alive)))) for _ in range(victims)]
         if moment == "before":
             await asyncio.gather(*(w.close() for w in doomed))
-        which = i % 6
+        which = i % 7
         r, B = rng.standard_normal(240), rng.standard_normal((6, 4))
-        want = (A @ x, A @ x, A @ x, A.T @ r, A.T @ A, A @ B)[which]
+        want = (A @ x, A @ x, A @ x, A.T @ r, A.T @ A, A @ B, A @ B)[which]
         if which == 2:
             with dc.coded_matmul(n=6, k=4):
                 fut = c.compute(Ad @ x)
@@ -68,6 +71,8 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
         elif which == 5:
             fut = c.compute(dc.matmul(Ad, da.from_array(B, chunks=(3, 2)), 6, "polynomial",
                                       (2, 2), client=c))
+        elif which == 6:
+            fut = c.compute(EA @ B)
         else:
             fut = c.compute((CA, CB)[which] @ x)
         if moment in ("mid-products", "mid-decode"):
@@ -89,14 +94,16 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
             outcomes["right"] += 1
         fut.release()
         fut = None
-        while len(alive) < 6:  # fresh workers join
-            alive.append(await Worker(s.address, nthreads=1))
+        while len(alive) < 6:  # fresh workers join, some as a nanny restarts a lost one
+            name = str(doomed.pop().name) if doomed and rng.random() < 0.5 else None
+            alive.append(await Worker(s.address, nthreads=1, name=name))
     assert outcomes["right"] >= CALLS // 2, outcomes
     await until(lambda: not plugin.group_table.groups and not plugin.group_table.products,
                 timeout=20)
     assert plugin.tracked()["pruned"] == 0
-    # what is left: the blocks and row scales of the four matrices, A's chunks they are
-    # re-encoded from, and the sum's assignments and partitions
+    # what is left: the blocks and row scales of the four matrices and of A's encoded
+    # operands, A's chunks they are re-encoded from, and the sum's assignments and
+    # partitions
     await until(lambda: all(ts.state in ("memory", "released") for ts in s.tasks.values()))
     assert not [k for k in s.tasks if "coded-prod" in str(k) or "coded-dec" in str(k)]
     await asyncio.gather(*(w.close() for w in alive if w not in workers))
