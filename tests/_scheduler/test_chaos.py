@@ -6,8 +6,10 @@ right or fails with TooFewResultsError within its bound, and the plugin's state 
 scheduler's tasks return to their baseline."""
 
 import asyncio
+import time
 from collections import Counter
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -107,3 +109,57 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
     await until(lambda: all(ts.state in ("memory", "released") for ts in s.tasks.values()))
     assert not [k for k in s.tasks if "coded-prod" in str(k) or "coded-dec" in str(k)]
     await asyncio.gather(*(w.close() for w in alive if w not in workers))
+
+
+def _restarting_calls(seed: int, calls: int) -> Counter:
+    """``calls`` calls of ``CA @ x`` and of ``A @ B`` with A's encoded operands resident on
+    six worker processes, restarting one or two of them through their nannies before
+    some calls and while the products of others run."""
+    from distributed import Client, LocalCluster
+
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((240, 6))
+    outcomes = Counter()
+    # LocalCluster closes the nanny of a worker removed and not back under its name
+    # within lost-worker-timeout, even when the nanny restarted it twice meanwhile and
+    # the second restart is under way: not what a deployment that restarts workers does
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "10 minutes"}), \
+            LocalCluster(n_workers=6, threads_per_worker=1, processes=True,
+                         dashboard_address=None) as cluster, Client(cluster) as client:
+        CA = dc.encode(A, 6, 4)
+        EA = dc.encode_operand(A, 6, "polynomial", (2, 2))
+        client.register_plugin(dc.stragglers.StragglerPlugin(
+            dc.stragglers.SlowWorkers(scale=0.2), seed=1, match=("coded-prod",),
+            interruptible=True))
+        for i in range(calls):
+            x, B = rng.standard_normal(6), rng.standard_normal((6, 3))
+            moment = ("none", "before", "mid-products")[i % 3]
+            holders = sorted(set(CA.workers))
+            doomed = list(rng.choice(holders, size=int(rng.integers(1, 3)), replace=False))
+            if moment == "before":
+                client.restart_workers(doomed, timeout=60)
+            fut = client.compute((CA @ x, EA @ B)[i % 2])
+            if moment == "mid-products":
+                time.sleep(0.1)
+                client.restart_workers(doomed, timeout=60)
+            try:
+                got = fut.result(timeout=30)
+            except dc.errors.TooFewResultsError:
+                outcomes["too few"] += 1
+            else:
+                np.testing.assert_allclose(got, (A @ x, A @ B)[i % 2], rtol=1e-8, atol=1e-8,
+                                           err_msg=f"call {i} ({moment}, {doomed})")
+                outcomes["right"] += 1
+            client.wait_for_workers(6, timeout=60)
+        for _ in range(200):  # the restarted workers take blocks back
+            if len(set(CA.workers)) == 6:
+                break
+            time.sleep(0.1)
+        assert len(set(CA.workers)) == 6, CA.workers
+    return outcomes
+
+
+@pytest.mark.slow
+def test_workers_restarted_through_their_nannies_mid_call():
+    outcomes = _restarting_calls(seed=5, calls=6)
+    assert outcomes["right"] >= 5, outcomes
