@@ -1,6 +1,7 @@
 """Many workers: how codes are built, what a call costs, and a simulation of 1,000 workers.
 
-    python -m dask_coded bench scale [--workers 12,48,96 --calls 8 --scale 4.0]
+    python -m dask_coded bench scale [--workers 12,48,96 --calls 8 --scale 4.0
+                                     --simulate 96,192,500,1000]
 
 1. **Construction**: ``code_for(n, k, r)`` (what ``dc.encode`` builds, ``k = 3n/4``) from
    cold caches, for ``n r`` from 12 to 2,000 coded blocks: the code chosen, seconds, and
@@ -201,7 +202,7 @@ def expected(label: str, model, n: int, k: int, names, groups: int) -> float:
                               workers=names)[0]
 
 
-def simulate(fits: dict, scale: float) -> None:
+def simulate(fits: dict, scale: float, sizes=(96, 192, 500, 1000)) -> None:
     """Part 3: per-call overhead ``a * tasks^p`` fitted per peer, plus the theory."""
     print("\n## simulated calls at scale (overhead fitted on the runs above + "
           f"{scale} s x theory; per-task shifted exponential mu = 1)\n")
@@ -219,7 +220,7 @@ def simulate(fits: dict, scale: float) -> None:
     print("\n| workers n | plain n chunks s | plain 4n chunks s | coded: best k, groups | "
           "coded s | plain 4n / coded |\n|---|---|---|---|---|---|")
     model = dc.stragglers.ShiftedExponential(mu=1.0, scale=1.0)
-    for n in (96, 192, 500, 1000):
+    for n in sizes:
         over = {peer: coef[peer][0] * tasks ** coef[peer][1]
                 for peer, tasks in (("plain 1n", n), ("plain 4n", 4 * n), ("coded", n))}
         p1 = over["plain 1n"] + scale * theory.expected_time("uncoded", n)
@@ -252,12 +253,15 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=float, default=4.0,
                    help="seconds of the whole job without stragglers (default 4.0)")
     p.add_argument("--skip-construction", action="store_true")
+    p.add_argument("--simulate", default="96,192,500,1000",
+                   help="comma-separated numbers of workers simulated (default "
+                        "96,192,500,1000)")
     args = p.parse_args(argv)
     if not args.skip_construction:
         construction()
     fits = {n: on_cluster(n, args.calls, args.scale)
             for n in (int(w) for w in args.workers.split(","))}
-    simulate(fits, args.scale)
+    simulate(fits, args.scale, [int(n) for n in args.simulate.split(",")])
     return 0
 
 

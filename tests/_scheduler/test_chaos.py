@@ -20,7 +20,7 @@ import dask_coded as dc
 
 from cluster_helpers import VALIDATE, until
 
-CALLS = 150
+CALLS = 120
 
 
 def gram(p):

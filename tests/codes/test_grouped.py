@@ -113,6 +113,12 @@ def test_too_few_redundant_workers_for_any_grouping_are_refused_naming_a_k():
         code_for(10, 11, kind="grouped")
 
 
-def test_verify_is_refused_on_a_grouped_code():
-    with pytest.raises(dc.errors.CodeParameterError, match="decodes group by group"):
-        dc.encode(np.ones((80, 2)), 48, 36, verify="detect", client=None)
+def test_verify_checks_a_grouped_code_group_by_group():
+    """Each group waits for its own spare products (2 groups of (24, 18): 19 of each to
+    detect); a group too small for its spares is refused by name."""
+    A, x = np.random.default_rng(3).standard_normal((80, 2)), np.ones(2)
+    CA = dc.encode(A, 48, 36, verify="detect", client=None)
+    assert CA.code.kind == "grouped" and CA.scheme.rule.needs == (19, 19)
+    np.testing.assert_allclose((CA @ x).compute(), A @ x)
+    with pytest.raises(dc.errors.CodeParameterError, match="waits for 26 products of group 0.s 24"):
+        dc.encode(A, 48, 36, verify="correct", errors=4, client=None)
