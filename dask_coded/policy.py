@@ -26,10 +26,10 @@ time of every candidate is simulated (:func:`dask_coded.theory.blocks_time`) und
 straggling model the data shows: per call (a slow worker is slow for all its blocks of
 a call) when a worker's block products of one call vary much less than the call's
 products overall, per task otherwise; at ``r = 1`` the two cannot be told apart, and the
-candidate whose worse ratio to the best of either model is smallest is taken (the next re-choice, which
-can read the model, is then not held back by ``margin``). Released products keep
-running in Dask, so the simulation carries each worker's unfinished block into its next
-call (``coded.auto-k.leftovers``).
+candidate whose worse ratio to the best of either model is smallest is taken (the next
+re-choice, which can read the model, is then not held back by ``margin``). Released
+products keep running in Dask, so the simulation carries each worker's unfinished block
+into its next call (``coded.auto-k.leftovers``).
 """
 
 from __future__ import annotations
