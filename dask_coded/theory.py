@@ -359,12 +359,14 @@ def shuffle_load(strategy: str, q: int, n: int, storage: float) -> float:
     share). ``"coded-caching"``: Maddah-Ali and Niesen's load with ``t = n storage / q``,
     ``(q - storage) / (1 + t)``. ``"segments"``: the segment placement
     (:func:`placement_levels`, what :class:`~dask_coded.shuffle.placement.Placement`
-    builds) with perfectly even demands: a
-    partition moving from ``o`` to ``k`` lacks the segments ``T`` (``|T| = t``) without
-    ``k``; those without ``o`` go in XORs of ``t + 2``, those with ``o`` in XORs of
-    ``t + 1``, so it costs ``(C(n-2, t) / (t+2) + C(n-2, t-1) / (t+1)) / C(n, t)`` of a
-    partition, times the ``q (1 - 1/n)`` partitions that move; levels are mixed as the
-    placement mixes them. Uneven demands (a random deal) cost more: the planner's loss.
+    builds) with perfectly even demands: a partition's segments are cached by
+    ``t``-subsets ``T`` of the workers other than its owner ``o``; moving from ``o`` to
+    ``k`` it lacks the ``(n-1-t) / (n-1)`` of it whose ``T`` leaves out ``k``, each
+    cached by ``T + {o}``, so each goes in an XOR that serves ``t + 2`` workers: it costs
+    ``(n-1-t) / ((n-1)(t+2))`` of a partition, times the ``q (1 - 1/n)`` partitions that
+    move; levels are mixed as the placement mixes them. That is Maddah-Ali and Niesen's
+    load exactly (``t + 1 = n storage / q`` at one level). Uneven demands (a random
+    deal) cost more: the planner's loss.
     """
     if not (n >= 1 and q >= n and q / n <= storage <= q):
         raise ValueError(f"need n >= 1, q >= n and q/n <= storage <= q; got q={q}, n={n}, "
@@ -382,10 +384,7 @@ def shuffle_load(strategy: str, q: int, n: int, storage: float) -> float:
             return q * (1 - 1 / n)  # no room to cache: every moving partition is sent
 
         def per_partition(t: int) -> float:
-            if t >= n:
-                return 0.0
-            c = math.comb
-            return (c(n - 2, t) / (t + 2) + (c(n - 2, t - 1) / (t + 1) if t else 0)) / c(n, t)
+            return max(n - 1 - t, 0) / ((n - 1) * (t + 2))
 
         return q * (1 - 1 / n) * sum(f * per_partition(t) for t, f in levels)
     raise ValueError(f"strategy must be 'uncoded', 'coded', 'coded-caching' or 'segments', "
@@ -397,14 +396,16 @@ def placement_levels(n: int, q: int, storage: float) -> list[tuple[int, float]] 
     ``storage`` partitions per worker (its share of ``ceil(q / n)`` included), or
     ``None`` when no storage is left for caching.
 
-    A worker owning ``m`` partitions caches ``(q - m) tau / n`` more at mean level
-    ``tau``, so ``tau = n (storage - ceil(q/n)) / (q - floor(q/n))``, capped at ``n``; a
-    fractional ``tau`` mixes levels ``floor(tau)`` and ``floor(tau) + 1``.
+    The segments of a partition are cached by subsets of the ``n - 1`` workers other than
+    its owner, so a worker owning ``m`` partitions caches ``(q - m) tau / (n - 1)`` more
+    at mean level ``tau``: ``tau = (n - 1) (storage - ceil(q/n)) / (q - floor(q/n))``,
+    capped at ``n - 1``; a fractional ``tau`` mixes levels ``floor(tau)`` and
+    ``floor(tau) + 1``.
     """
     if n < 2 or q < n:
         return None
     share_max, share_min = -(-q // n), q // n
-    tau = min(float(n), n * (storage - share_max) / (q - share_min))
+    tau = min(float(n - 1), (n - 1) * (storage - share_max) / (q - share_min))
     if tau <= 0:
         return None
     t = int(math.floor(tau + 1e-12))

@@ -29,7 +29,6 @@ all, for every strategy: the same assignments are measured).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 
@@ -78,6 +77,7 @@ def planner_table(workers, alphas, per_worker: int, epochs: int = 5) -> None:
     cluster, seconds."""
     from dask_coded.shuffle import Placement, plan_segments
     from dask_coded.shuffle.deal import deal
+    from dask_coded.shuffle.placement import initial_slots, moved_slots
 
     print("| n | alpha | segments per partition | random deal | /uncoded | balanced deal "
           "| /uncoded | even demands | MN /uncoded | balanced / MN | floor (worst case) "
@@ -98,12 +98,16 @@ def planner_table(workers, alphas, per_worker: int, epochs: int = 5) -> None:
                 for _ in range(epochs):
                     deals.append(deal(kind, rng, names, q, deals[-1]))
                 owners = [{p: w for w, ps in d.items() for p in ps} for d in deals]
+                slots = initial_slots([owners[0][p] for p in range(q)], n)
+                sent = []
                 t = time.perf_counter()
-                load[kind] = np.mean([plan_segments(pl, [6000] * q, a, b).master_bytes / 6000
-                                      for a, b in zip(owners, owners[1:])])
+                for a, b in zip(owners, owners[1:]):  # the slices stay in place
+                    sent.append(plan_segments(pl, [6000] * q, a, b, slots=slots).master_bytes)
+                    slots = moved_slots(slots, a, b)
                 plan_ms = (time.perf_counter() - t) * 1e3 / epochs
+                load[kind] = np.mean(sent) / 6000
             r, b = load["random"], load["balanced"]
-            segments = sum(math.comb(n, t) for t, _ in pl.levels)
+            segments = pl.segment_count
             print(f"| {n} | {alpha} | {segments} | {r:.2f} | {r / uncoded:.3f} | {b:.2f} | "
                   f"{b / uncoded:.3f} | {theory.shuffle_load('segments', q, n, storage):.2f} | "
                   f"{mn:.3f} | {b / uncoded / mn:.2f} | "

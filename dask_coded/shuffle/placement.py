@@ -1,28 +1,37 @@
-"""Structured placement: partitions cut into segments, each cached by a fixed set of workers.
+"""Structured placement: partitions cut into segments, each cached by a set of workers.
 
 Whole-partition caches give the planner few coding chances: every byte of a partition
 shares one set of cachers, and the sets are scattered over ``C(n, .)`` patterns. The
 coded-caching remedy (Maddah-Ali and Niesen; for shuffling Attia and Tandon) is to cut
-every partition into segments and cache each segment on a *fixed* set of workers:
+every partition into segments and cache each segment on a fixed number of workers:
 
-* **placement** at level ``t``: a partition's bytes are cut into ``C(n, t)`` equal
-  segments, one per ``t``-subset ``T`` of the workers; segment ``T`` is cached by every
-  worker of ``T``, and the partition's current owner holds all of it. A worker thus keeps
-  a fraction ``t / n`` of every partition it does not own. Storage between two levels is
-  used by *memory sharing*: a fraction ``1 - lam`` of every partition's bytes is placed at
-  level ``t`` and the rest at ``t + 1``.
-* the placement does not depend on the owners, so it survives every reshuffle: a new owner
-  receives the segments it lacks, an old owner keeps only its own segments.
+* **slots**: the workers other than a partition's owner sit in its ``n - 1`` *slots*
+  (``slots[p, w]``: worker ``w``'s slot in partition ``p``, ``-1`` for the owner).
+* **placement** at level ``t``: a partition's bytes are cut into ``C(n - 1, t)`` equal
+  segments, one per ``t``-subset ``I`` of the slots; segment ``I`` is cached by the
+  workers in the slots of ``I``, and the owner holds all of it. A worker thus keeps a
+  fraction ``t / (n - 1)`` of every partition it does not own. Storage between two
+  levels is used by *memory sharing*: a fraction ``1 - lam`` of every partition's bytes
+  is placed at level ``t`` and the rest at ``t + 1``.
+* **a move relabels, locally**: when partition ``p`` moves from ``o`` to ``k``, ``o``
+  takes ``k``'s slot (:func:`moved_slots`). The segments cached by ``k`` before are now
+  cached by ``o`` in ``k``'s place, so ``o`` keeps exactly them; ``k`` receives the rest;
+  every other worker's slice stays as it is. The owner's whole copy is side information
+  the placement counts: every segment ``k`` lacks is cached by ``t + 1`` workers (its
+  ``t`` and the owner), which is what meets Maddah-Ali and Niesen's load with even
+  demands (:func:`dask_coded.theory.shuffle_load`).
 * **delivery**: worker ``k`` receiving partition ``p`` from old owner ``o`` lacks the
-  segments ``T`` with ``k not in T``; each is cached by ``U = T | {o}``. Data demanded by
-  ``k`` and cached by ``U`` can share one XOR with data demanded by every other member of
-  ``S = U | {k}`` and cached by the rest of ``S``: one transmission serves ``|S|``
-  workers. The demands are unequal (they follow the random assignment), so the planner
-  walks the groups from the largest down; a group sends ``L = `` its smallest member's
-  volume from every member, and what is left of the others moves to the group without the
-  smallest member (still decodable: the data is cached by a superset). A group of one is a
-  unicast. (Padding every XOR to its longest member instead costs more, increasingly so
-  with n; choosing the smaller group by what is already pending there gained nothing.)
+  segments whose slots leave out ``k``'s; each is cached by ``U = T | {o}`` (``T``: the
+  workers in its slots). Data demanded by ``k`` and cached by ``U`` can share one XOR
+  with data demanded by every other member of ``S = U | {k}`` and cached by the rest of
+  ``S``: one transmission serves ``|S| = t + 2`` workers. The demands are unequal (they
+  follow the deal), so the planner walks the groups from the largest down; a group sends
+  ``L = `` its smallest member's volume from every member, and what is left of the
+  others moves to the group without the smallest member (still decodable: the data is
+  cached by a superset). A group of one is a unicast. (Padding every XOR to its longest
+  member instead costs more, increasingly so with n; choosing the smaller group by what
+  is already pending there gained nothing.) The linear program of :mod:`.packing` finds
+  tighter packings of uneven demands.
 
 Invariant, checked by :meth:`SegmentPlan.verify`: every byte a worker lacks of its new
 share is in exactly one packet, every packet's members send equally long streams, and
@@ -48,10 +57,11 @@ from .planner import Plan
 
 @dataclass(frozen=True)
 class Placement:
-    """Which workers (``0 .. n-1``) cache which byte ranges of every partition.
+    """Which slots (``0 .. n-2``: the workers other than the owner, see
+    :func:`initial_slots`) cache which byte ranges of every partition.
 
     ``levels``: ``((t, fraction), ...)``: the first ``fraction`` of each partition's bytes
-    is split into ``C(n, t)`` segments at level ``t``, the next at the next level.
+    is split into ``C(n - 1, t)`` segments at level ``t``, the next at the next level.
     """
 
     n: int
@@ -64,11 +74,12 @@ class Placement:
         of ``ceil(q / n)`` included), or ``None`` if it has more than ``max_segments``
         segments per partition or no storage is left for caching.
 
-        A worker owning ``m`` partitions caches ``(q - m) tau / n`` more at mean level
-        ``tau``, so ``tau = n (storage - ceil(q/n)) / (q - floor(q/n))``, capped at ``n``.
+        A worker owning ``m`` partitions caches ``(q - m) tau / (n - 1)`` more at mean
+        level ``tau``, so ``tau = (n - 1) (storage - ceil(q/n)) / (q - floor(q/n))``,
+        capped at ``n - 1`` (:func:`dask_coded.theory.placement_levels`).
         """
         levels = placement_levels(n, q, storage)
-        if levels is None or sum(math.comb(n, lt) for lt, _ in levels) > max_segments:
+        if levels is None or sum(math.comb(n - 1, lt) for lt, _ in levels) > max_segments:
             return None
         return cls(n, tuple(levels))
 
@@ -76,26 +87,72 @@ class Placement:
     def mean_level(self) -> float:
         return sum(t * f for t, f in self.levels)
 
+    @property
+    def segment_count(self) -> int:
+        """Segments per partition (its subpacketization)."""
+        return sum(math.comb(self.n - 1, t) for t, _ in self.levels)
+
     def segments(self, nbytes: int) -> list[tuple[int, int, frozenset]]:
-        """``[(start, end, cachers)]`` covering ``0 .. nbytes`` (empty ranges dropped)."""
+        """``[(start, end, slots)]`` covering ``0 .. nbytes`` (empty ranges dropped)."""
         return _segments(self, int(nbytes))
 
-    def cached_ranges(self, worker: int, nbytes: int) -> list[tuple[int, int]]:
-        """The byte ranges of a partition ``worker`` caches when it does not own it; its
-        *slice* is their concatenation, in this order."""
-        return [(a, b) for a, b, T in self.segments(nbytes) if worker in T]
+    def cached_ranges(self, slot: int, nbytes: int) -> list[tuple[int, int]]:
+        """The byte ranges of a partition the worker in ``slot`` caches (``-1``, the
+        owner: all of it); a worker's *slice* of a partition it does not own is their
+        concatenation, in this order."""
+        if slot < 0:
+            return [(0, int(nbytes))]
+        return [(a, b) for a, b, I in self.segments(nbytes) if slot in I]
 
     def __repr__(self) -> str:
-        lv = " + ".join(f"{f:.2f} at t={t} ({math.comb(self.n, t)} segments)"
+        lv = " + ".join(f"{f:.2f} at t={t} ({math.comb(self.n - 1, t)} segments)"
                         for t, f in self.levels)
-        return f"Placement(n={self.n}: {lv}; caches {self.mean_level / self.n:.1%} of others)"
+        return (f"Placement(n={self.n}: {lv}; "
+                f"caches {self.mean_level / (self.n - 1):.1%} of others)")
+
+
+def initial_slots(owner: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    """``slots[p, w]``: worker ``w``'s slot in partition ``p`` when the slices are cut
+    afresh: the workers other than the owner ``owner[p]`` in order (``-1``: the owner)."""
+    owner = np.asarray(owner, dtype=np.int64).reshape(-1, 1)
+    if len(owner) and not ((owner >= 0) & (owner < n)).all():
+        raise ValueError(f"every partition needs an owner among workers 0..{n - 1}")
+    w = np.arange(n)[None, :]
+    slots = w - (w > owner)
+    slots[w == owner] = -1
+    return slots.astype(np.int16)
+
+
+def moved_slots(slots: np.ndarray, old_owner: Mapping[int, int],
+                new_owner: Mapping[int, int]) -> np.ndarray:
+    """The slots after a reshuffle: a partition moving from ``o`` to ``k`` gives ``o``
+    ``k``'s slot (``o`` keeps the segments ``k`` cached, ``k`` holds it all)."""
+    out = slots.copy()
+    for p, k in new_owner.items():
+        o = old_owner[p]
+        if o != k:
+            out[p, o], out[p, k] = slots[p, k], -1
+    return out
+
+
+def owners_of(slots: np.ndarray) -> np.ndarray:
+    """``owner[p]``: the worker in no slot of partition ``p``."""
+    return np.argmax(slots < 0, axis=1)
+
+
+def _holders(slots_row: np.ndarray) -> np.ndarray:
+    """``holder[i]``: the worker in slot ``i`` of one partition."""
+    holder = np.empty(len(slots_row) - 1, dtype=np.int64)
+    w = np.flatnonzero(slots_row >= 0)
+    holder[slots_row[w]] = w
+    return holder
 
 
 @lru_cache(maxsize=64)
 def _segments(placement: Placement, nbytes: int) -> list[tuple[int, int, frozenset]]:
     out, start = [], 0.0
     for t, frac in placement.levels:
-        subsets = list(itertools.combinations(range(placement.n), t))
+        subsets = list(itertools.combinations(range(placement.n - 1), t))
         span = frac * nbytes
         edges = [round(start + span * i / len(subsets)) for i in range(len(subsets) + 1)]
         for (a, b), T in zip(itertools.pairwise(edges), subsets):
@@ -135,8 +192,11 @@ class SegmentPlan(Plan):
     (``unicast_bytes``: the missing bytes, each sent to its worker on its own)."""
 
     def verify(self, placement: Placement, sizes: Sequence[int],
-               old_owner: Mapping[int, int], new_owner: Mapping[int, int]) -> None:
-        """Raise ``AssertionError`` unless the module doc's invariant holds."""
+               old_owner: Mapping[int, int], new_owner: Mapping[int, int],
+               slots: np.ndarray | None = None) -> None:
+        """Raise ``AssertionError`` unless the module doc's invariant holds (``slots``:
+        before the reshuffle; default :func:`initial_slots`)."""
+        slots = _slots_for(placement, sizes, old_owner, slots)
         got: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
         for pk in self.packets:
             for w, pieces in pk.streams:
@@ -147,33 +207,54 @@ class SegmentPlan(Plan):
                 for v, pieces in pk.streams:
                     if v != w:
                         for p, a, b in pieces:
-                            assert caches(placement, sizes[p], old_owner[p], w, a, b), (
+                            assert caches(placement, sizes[p], int(slots[p, w]), a, b), (
                                 f"worker {w} cannot cancel partition {p}[{a}:{b}]")
-        want = missing(placement, sizes, old_owner, new_owner)
+        want = missing(placement, sizes, old_owner, new_owner, slots)
         for (w, p), ranges in want.items():
             assert merge(sorted(got.pop((w, p), []))) == merge(ranges), f"{w} gets all of {p}"
         assert not got, f"bytes sent that nobody lacks: {sorted(got)[:3]}"
 
 
-def caches(placement: Placement, nbytes: int, owner: int, worker: int, a: int, b: int) -> bool:
-    """Does ``worker`` hold bytes ``a:b`` of a partition owned by ``owner``?"""
-    if worker == owner:
+def caches(placement: Placement, nbytes: int, slot: int, a: int, b: int) -> bool:
+    """Does the worker in ``slot`` of a partition (``-1``: its owner) hold its bytes
+    ``a:b``?"""
+    if slot < 0:
         return True
-    return all(worker in T for s, e, T in placement.segments(nbytes) if s < b and e > a)
+    return all(slot in I for s, e, I in placement.segments(nbytes) if s < b and e > a)
 
 
 def missing(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
-            new_owner: Mapping[int, int]) -> dict[tuple[int, int], list[tuple[int, int]]]:
+            new_owner: Mapping[int, int], slots: np.ndarray | None = None
+            ) -> dict[tuple[int, int], list[tuple[int, int]]]:
     """``{(worker, partition): [(a, b)]}``: what each new owner lacks (merged ranges)."""
+    slots = _slots_for(placement, sizes, old_owner, slots)
     out = {}
     for p, k in new_owner.items():
         o = old_owner.get(p)
         if o == k:
             continue
-        ranges = [(0, sizes[p])] if o is None else [
-            (a, b) for a, b, T in placement.segments(sizes[p]) if k not in T]
-        out[k, p] = merge(ranges)
+        out[k, p] = merge([(0, sizes[p])] if o is None else [
+            (a, b) for a, b, I in placement.segments(sizes[p]) if slots[p, k] not in I])
     return out
+
+
+def _slots_for(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
+               slots: np.ndarray | None) -> np.ndarray:
+    """``slots``, or the fresh ones of ``old_owner``; checked against ``old_owner``."""
+    q = len(sizes)
+    if slots is None:
+        owner = [old_owner.get(p, 0) for p in range(q)]
+        return initial_slots(owner, placement.n)
+    slots = np.asarray(slots)
+    if slots.shape != (q, placement.n):
+        raise ValueError(f"slots must be (partitions, workers) = {(q, placement.n)}, "
+                         f"got {slots.shape}")
+    wrong = [p for p, o in old_owner.items() if slots[p, o] != -1]
+    if wrong:
+        raise ValueError(f"slots disagree with the owners: partition {wrong[0]} is owned "
+                         f"by worker {old_owner[wrong[0]]}, who has slot "
+                         f"{slots[wrong[0], old_owner[wrong[0]]]}")
+    return slots
 
 
 def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -187,8 +268,8 @@ def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def plan_segments(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
-                  new_owner: Mapping[int, int], lp_variables: int | None = None
-                  ) -> SegmentPlan:
+                  new_owner: Mapping[int, int], lp_variables: int | None = None,
+                  slots: np.ndarray | None = None) -> SegmentPlan:
     """Deliver every new owner's missing segments with XOR packets (see the module doc):
     the fewer bytes of the greedy walk and the linear program of
     :mod:`~dask_coded.shuffle.packing` (when it has at most ``lp_variables`` variables,
@@ -202,16 +283,22 @@ def plan_segments(placement: Placement, sizes: Sequence[int], old_owner: Mapping
     old_owner, new_owner : {partition: worker}
         Owners before and after the reshuffle; every partition has an old owner (the
         placement is in place). Workers are ``0 .. placement.n - 1``.
+    lp_variables : int, optional
+    slots : array of (partitions, workers), optional
+        Each worker's slot in each partition before the reshuffle; default
+        :func:`initial_slots` of ``old_owner`` (slices just cut).
     """
+    slots = _slots_for(placement, sizes, old_owner, slots)
     pending: dict[frozenset, dict[int, list[Piece]]] = defaultdict(lambda: defaultdict(list))
     plan = SegmentPlan()
     for p, k in sorted(new_owner.items()):
         o = old_owner[p]
         if o == k:
             continue
-        for a, b, T in placement.segments(sizes[p]):
-            if k not in T:
-                pending[T | {o, k}][k].append((p, a, b))
+        holder, lacking = _holders(slots[p]), slots[p, k]
+        for a, b, I in placement.segments(sizes[p]):
+            if lacking not in I:
+                pending[frozenset(holder[list(I)].tolist()) | {o, k}][k].append((p, a, b))
                 plan.unicast_bytes += b - a
     limit = int(config.get("shuffle.lp-variables")) if lp_variables is None else lp_variables
     packed = pack(pending, limit) if limit > 0 else None  # reads pending; the walk eats it
@@ -278,13 +365,15 @@ class Routed:
     with more members come first). Piece ``j`` is bytes
     ``start[j]:end[j]`` of partition ``part[j]``, at ``pos[j]`` of member ``member[j]``'s
     stream in packet ``packet[j]``; ``rank[j]`` is that member's place in the packet.
-    Deterministic, so the master and the workers derive the same one from the same
-    owners; arrays, so it pickles and is applied fast."""
+    ``slots`` are the workers' slots before the reshuffle (:func:`moved_slots` gives
+    those after). Deterministic, so the master and the workers derive the same one from
+    the same owners and slots; arrays, so it pickles and is applied fast."""
 
     placement: Placement
     sizes: np.ndarray
     old_owner: np.ndarray
     new_owner: np.ndarray
+    slots: np.ndarray
     nbytes: np.ndarray
     relay: np.ndarray
     offset: np.ndarray
@@ -316,10 +405,11 @@ class Routed:
 
 
 def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
-          new_owner: Mapping[int, int], lp_variables: int | None = None
-          ) -> tuple[SegmentPlan, Routed]:
+          new_owner: Mapping[int, int], lp_variables: int | None = None,
+          slots: np.ndarray | None = None) -> tuple[SegmentPlan, Routed]:
     """:func:`plan_segments` and its :class:`Routed` form."""
-    plan = plan_segments(placement, sizes, old_owner, new_owner, lp_variables)
+    slots = _slots_for(placement, sizes, old_owner, slots)
+    plan = plan_segments(placement, sizes, old_owner, new_owner, lp_variables, slots)
     load: dict[int, int] = defaultdict(int)
     relay = []
     for pk in plan.packets:
@@ -349,12 +439,13 @@ def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, in
     owners = [np.array([m.get(p, -1) for p in range(q)], dtype=np.int64)
               for m in (old_owner, new_owner)]
     return plan, Routed(placement, np.asarray(sizes, dtype=np.int64), *owners,
-                        np.array([pk.nbytes for pk in plan.packets], dtype=np.int64),
+                        np.asarray(slots, dtype=np.int16), np.array([pk.nbytes for pk in plan.packets], dtype=np.int64),
                         np.array(relay, dtype=np.int64), np.array(offset, dtype=np.int64),
                         *cols, unicast_bytes=plan.unicast_bytes)
 
 
 def routed_only(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, int],
-                new_owner: Mapping[int, int], lp_variables: int | None = None) -> Routed:
+                new_owner: Mapping[int, int], lp_variables: int | None = None,
+                slots: np.ndarray | None = None) -> Routed:
     """The workers' copy of :func:`route` (the arrays only)."""
-    return route(placement, sizes, old_owner, new_owner, lp_variables)[1]
+    return route(placement, sizes, old_owner, new_owner, lp_variables, slots)[1]

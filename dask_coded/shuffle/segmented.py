@@ -36,7 +36,7 @@ from dask import delayed
 from distributed.protocol.serialize import to_serialize
 
 from .. import config
-from .placement import Placement, Routed
+from .placement import Placement, Routed, initial_slots, moved_slots
 from .relay import decode_member
 from .xor import as_bytes, bundles, cut_slices, merge_slices
 
@@ -53,6 +53,9 @@ class SegmentedCaches:
         self.stores: dict = {}
         self.bundles: dict = {}
         self.in_place = False
+        #: every worker's slot in every partition, as the stores are once the epochs
+        #: delivered so far are decoded (set by :meth:`fill`, moved by :meth:`deliver`)
+        self.slots: np.ndarray | None = None
         # the master's setting travels with every plan it asks a worker for
         self.lp_variables = int(config.get("shuffle.lp-variables"))
 
@@ -63,11 +66,12 @@ class SegmentedCaches:
                    ) -> tuple[str, str]:
         """Have worker ``worker`` plan the reshuffle from the owners alone, in a thread
         outside its task slots (:class:`RelayPlugin`); returns where to fetch it. The
-        master sends only the owners; it and the decoding workers fetch the plan there."""
+        master sends only the owners (and the slots, :attr:`slots`); it and the decoding
+        workers fetch the plan there."""
         address = self.workers[worker]
         self._call(address, "dask_coded_shuffle_plan", key=key,
                    args=to_serialize((self.placement, self.sizes, old_owner, new_owner,
-                                      self.lp_variables)))
+                                      self.lp_variables, self.slots)))
         return address, key
 
     def fetch_plan(self, planner: tuple[str, str]) -> Routed:
@@ -119,14 +123,19 @@ class SegmentedCaches:
             new[w][p] = f
         for (w, _), f in zip(stores, futures[len(parts):]):
             self.stores[w] = f
+        self.slots = moved_slots(routed.slots, dict(enumerate(old.tolist())),
+                                 dict(enumerate(new_owner.tolist())))
 
     def fill(self, held: dict, key: str) -> list:
         """Every store afresh: each owner cuts each peer's slices of the partitions it
         holds whole (``held``: ``{worker: {p: future}}``), the peer merges them."""
         c, W = self.client, self.workers
         self.release()
+        owner = {p: o for o, w_o in enumerate(W) for p in held[w_o]}
+        self.slots = initial_slots([owner[p] for p in range(len(self.parts))], len(W))
         for j, w_j in enumerate(W):
-            cuts = [c.submit(cut_slices, self.placement, j, held[w_o],
+            cuts = [c.submit(cut_slices, self.placement,
+                             {p: int(self.slots[p, j]) for p in held[w_o]}, held[w_o],
                              key=f"{key}-cut-w{o}-w{j}", workers=[w_o],
                              allow_other_workers=False, pure=False)
                     for o, w_o in enumerate(W) if o != j and held[w_o]]
@@ -139,7 +148,7 @@ class SegmentedCaches:
         for f in [*self.stores.values(), *self.bundles.values()]:
             f.release()
         self.stores, self.bundles = {}, {}
-        self.in_place = False
+        self.in_place, self.slots = False, None
 
 
 def _part(result: dict, p: int):

@@ -345,6 +345,8 @@ class CodedShuffle(Handle):
             segmented = (self.segments is not None and self.segments.in_place and not lost
                          and not joined and complete)
             new: dict[str, dict[int, Any]] = {w: {} for w in self.workers}
+            if self.segments is not None and not segmented:
+                self.segments.slots = None  # the slices are cut afresh after this epoch
             try:
                 delivery = self._segments if segmented else self._whole
                 plan, planner = delivery.plan(self, shares, planner)

@@ -81,9 +81,10 @@ def take_ranges(a: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
     return np.concatenate([b[s:e] for s, e in ranges])
 
 
-def cut_slices(placement, worker: int, parts: dict) -> dict:
-    """``{p: slice}``: what ``worker`` caches of each of ``parts`` (an owner's cut)."""
-    return {p: take_ranges(a, placement.cached_ranges(worker, as_bytes(a).size))
+def cut_slices(placement, slots: dict, parts: dict) -> dict:
+    """``{p: slice}``: what the worker in slot ``slots[p]`` of each of ``parts`` caches
+    of it (an owner's cut)."""
+    return {p: take_ranges(a, placement.cached_ranges(int(slots[p]), as_bytes(a).size))
             for p, a in parts.items()}
 
 
@@ -93,10 +94,10 @@ def merge_slices(*cuts: dict) -> dict:
 
 
 @lru_cache(maxsize=256)
-def slice_layout(placement, worker: int, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where each segment ``worker`` caches of a partition starts in the partition, and
-    in ``worker``'s slice of it."""
-    ranges = np.array(placement.cached_ranges(worker, nbytes), dtype=np.int64).reshape(-1, 2)
+def slice_layout(placement, slot: int, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each segment the worker in ``slot`` caches of a partition starts in the
+    partition, and in that worker's slice of it."""
+    ranges = np.array(placement.cached_ranges(slot, nbytes), dtype=np.int64).reshape(-1, 2)
     lengths = ranges[:, 1] - ranges[:, 0]
     return ranges[:, 0], np.cumsum(lengths) - lengths
 
@@ -125,7 +126,8 @@ def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict
     streams (read from the share or the store) out of the packet: what remains is its own
     stream. Returns
     ``{"parts": {p: array}, "store": new store}``; the new store drops what ``worker``
-    now owns and adds its slices of what it gave up, so the placement stays in place.
+    now owns and adds its slices of what it gave up (in the new owner's old slot), so
+    the placement stays in place (:func:`~dask_coded.shuffle.placement.moved_slots`).
     """
     R, pl, sizes = routed, routed.placement, routed.sizes
     members = R.members
@@ -161,7 +163,7 @@ def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict
         if q in share:
             starts, offs = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         else:
-            starts, offs = slice_layout(pl, worker, int(sizes[q]))
+            starts, offs = slice_layout(pl, int(R.slots[q, worker]), int(sizes[q]))
         keys.append(q * span + starts)
         vals.append(hbase[q] + offs - starts)  # + a byte index gives its place
     keys, vals = np.concatenate(keys), np.concatenate(vals)
@@ -186,7 +188,7 @@ def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict
     # the new partitions: the bytes it cached, then its own pieces of the streams
     out = {p: np.zeros(int(sizes[p]), dtype=np.uint8) for p in outputs}
     for p in outputs:
-        lay = pl.cached_ranges(worker, int(sizes[p]))
+        lay = pl.cached_ranges(int(R.slots[p, worker]), int(sizes[p]))
         if lay:
             src = place(np.full(len(lay), p), np.array([a for a, _ in lay]))
             for (a, b), s in zip(lay, src.tolist()):
@@ -197,6 +199,7 @@ def decode_segments(routed, worker: int, relayed: dict, share: dict, store: dict
         out[p][a:b] = streams[s:s + b - a]
     parts = {p: out[p].view(np.dtype(dt)).reshape(shape) for p, (shape, dt) in outputs.items()}
     new_store = {q: v for q, v in store.items() if R.new_owner[q] != worker}
-    new_store.update(cut_slices(pl, worker, {q: v for q, v in share.items()
-                                             if R.new_owner[q] != worker}))
+    # a partition it gave up: it takes the new owner's slot, whose segments it keeps
+    given = {q: v for q, v in share.items() if R.new_owner[q] != worker}
+    new_store.update(cut_slices(pl, {q: R.slots[q, R.new_owner[q]] for q in given}, given))
     return {"parts": parts, "store": new_store}

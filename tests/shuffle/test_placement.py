@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dask_coded.shuffle import next_caches, plan_delivery
-from dask_coded.shuffle.placement import Placement, plan_segments, route
+from dask_coded.shuffle.placement import (Placement, initial_slots, moved_slots, owners_of,
+                                          plan_segments, route)
 from dask_coded.shuffle.xor import (as_bytes, bundles, cut_slices, decode_segments,
                                     member_ranges, take_ranges)
 
@@ -23,13 +24,15 @@ def test_placement_fits_the_storage_and_covers_every_byte(n, q, storage):
     assert sum(f for _, f in pl.levels) == pytest.approx(1.0)
     share_max, share_min = -(-q // n), q // n
     # the slices of the partitions a worker does not own fit beside its share
-    assert (q - share_min) * pl.mean_level / n <= storage - share_max + 1e-9
+    assert (q - share_min) * pl.mean_level / (n - 1) <= storage - share_max + 1e-9
     segs = pl.segments(1000)
     assert segs[0][0] == 0 and segs[-1][1] == 1000
     assert all(b == c for (_, b, _), (c, _, _) in zip(segs, segs[1:]))  # contiguous
-    for w in range(n):  # every worker caches tau / n of a partition (to rounding)
-        cached = sum(b - a for a, b in pl.cached_ranges(w, 10**6))
-        assert cached == pytest.approx(10**6 * pl.mean_level / n, rel=1e-3)
+    assert len({I for _, _, I in pl.segments(10**6)}) == pl.segment_count
+    for slot in range(n - 1):  # every slot caches tau / (n - 1) of a partition
+        cached = sum(b - a for a, b in pl.cached_ranges(slot, 10**6))
+        assert cached == pytest.approx(10**6 * pl.mean_level / (n - 1), rel=1e-3)
+    assert pl.cached_ranges(-1, 1000) == [(0, 1000)]  # the owner holds it all
 
 
 def test_no_placement_without_room_or_with_too_many_segments():
@@ -68,12 +71,72 @@ def test_workers_decode_bit_exact_and_keep_the_placement(case, dtype, lp_variabl
         _decode_bit_exact(pl, sizes, old, new, dtype)
 
 
-def _decode_bit_exact(pl, sizes, old, new, dtype):
+@st.composite
+def epochs(draw):
+    """A placement and the owners of four epochs in a row."""
+    pl, sizes, old, new = draw(reshuffles())
+    q, n = len(sizes), pl.n
+    later = [{p: draw(st.integers(0, n - 1)) for p in range(q)} for _ in range(2)]
+    return pl, sizes, [old, new, *later]
+
+
+@settings(max_examples=25, deadline=None)
+@given(epochs())
+def test_slices_stay_in_place_over_epochs_in_a_row(case):
+    """Each reshuffle decodes from the slices the one before left (no fresh cut between):
+    a moving partition's old owner takes the new owner's slot."""
+    pl, sizes, owners = case
     rng = np.random.default_rng(sum(sizes))
-    parts = [rng.integers(0, 255, size=s, dtype=np.uint8).view(np.uint8).astype(dtype)
-             for s in sizes]
+    parts = [rng.integers(0, 255, size=s, dtype=np.uint8) for s in sizes]
+    slots = initial_slots([owners[0][p] for p in range(len(sizes))], pl.n)
+    stores = {w: cut_slices(pl, {p: slots[p, w] for p in range(len(parts)) if slots[p, w] >= 0},
+                            {p: parts[p] for p in range(len(parts)) if slots[p, w] >= 0})
+              for w in range(pl.n)}
+    for old, new in zip(owners, owners[1:]):
+        slots, stores = _decode_bit_exact(pl, sizes, old, new, np.uint8, slots, stores, parts)
+    assert (owners_of(slots) == [owners[-1][p] for p in range(len(sizes))]).all()
+
+
+def test_even_demands_meet_maddah_ali_niesen():
+    """Every worker sends 3 of its 12 partitions to every other: the plan sends exactly
+    MN's ``(q - storage) / (1 + n storage / q)`` partitions (the owner's copy counts)."""
+    from dask_coded import theory
+
+    n, m = 4, 12
+    q, storage = n * m, 2 * m  # a share and t = 1 of the others' n - 1
+    old = {p: p // m for p in range(q)}
+    new = {p: (p // m + (p % m) // 3) % n for p in range(q)}  # 3 kept, 3 to each other
+    pl = Placement.for_storage(n, q, storage)
+    assert pl.levels == ((1, 1.0),)
+    plan = plan_segments(pl, [3000] * q, old, new)
+    plan.verify(pl, [3000] * q, old, new)
+    mn = theory.shuffle_load("coded-caching", q, n, storage)
+    assert plan.master_bytes / 3000 == pytest.approx(mn) == theory.shuffle_load(
+        "segments", q, n, storage)
+
+
+def test_slots_must_agree_with_the_owners():
+    pl = Placement.for_storage(4, 8, 5)
+    slots = initial_slots([0] * 8, 4)
+    with pytest.raises(ValueError, match="partition 0 is owned by worker 1"):
+        plan_segments(pl, [100] * 8, {p: 1 for p in range(8)}, {p: 2 for p in range(8)}, slots=slots)
+    with pytest.raises(ValueError, match="needs an owner"):
+        initial_slots([0, 4], 4)
+
+
+def _decode_bit_exact(pl, sizes, old, new, dtype, slots=None, stores=None, parts=None):
+    """Plan, bundle and decode one reshuffle on every worker; check every partition bit
+    for bit, and every store against the cut the moved slots give. Returns the slots and
+    stores after."""
+    if parts is None:
+        rng = np.random.default_rng(sum(sizes))
+        parts = [rng.integers(0, 255, size=s, dtype=np.uint8).view(np.uint8).astype(dtype)
+                 for s in sizes]
     sizes = [p.nbytes for p in parts]
-    plan, routed = route(pl, sizes, old, new)
+    if slots is None:
+        slots = initial_slots([old[p] for p in range(len(sizes))], pl.n)
+    plan, routed = route(pl, sizes, old, new, slots=slots)
+    after = moved_slots(slots, old, new)
     assert routed.master_bytes == plan.master_bytes
     relayed = bundles(routed, [as_bytes(p) for p in parts])
     for r, bundle in relayed.items():  # each bundle is its packets' XORs, in order
@@ -86,9 +149,12 @@ def _decode_bit_exact(pl, sizes, old, new, dtype):
                 want ^= stream
             off = routed.offset[i]
             assert bundle[off:off + want.size].tobytes() == want.tobytes()
+    new_stores = {}
     for w in range(pl.n):
         share = {p: parts[p] for p in old if old[p] == w}
-        store = cut_slices(pl, w, {p: parts[p] for p in old if old[p] != w})
+        store = (stores[w] if stores is not None else
+                 cut_slices(pl, {p: slots[p, w] for p in old if old[p] != w},
+                            {p: parts[p] for p in old if old[p] != w}))
         outputs = {p: (parts[p].shape, parts[p].dtype.str) for p in new
                    if new[p] == w and old[p] != w}
         mine = {r: take_ranges(relayed[r], ranges)  # what the relays send this worker
@@ -97,10 +163,13 @@ def _decode_bit_exact(pl, sizes, old, new, dtype):
         for p in outputs:
             assert got["parts"][p].dtype == parts[p].dtype
             assert got["parts"][p].tobytes() == parts[p].tobytes()
-        # the store after the reshuffle is exactly the fresh cut for the new owners
-        fresh = cut_slices(pl, w, {p: parts[p] for p in new if new[p] != w})
-        assert sorted(got["store"]) == sorted(fresh)
-        assert all(as_bytes(got["store"][p]).tobytes() == fresh[p].tobytes() for p in fresh)
+        # the store after the reshuffle is exactly the cut of the moved slots
+        cut = cut_slices(pl, {p: after[p, w] for p in new if new[p] != w},
+                         {p: parts[p] for p in new if new[p] != w})
+        assert sorted(got["store"]) == sorted(cut)
+        assert all(as_bytes(got["store"][p]).tobytes() == cut[p].tobytes() for p in cut)
+        new_stores[w] = got["store"]
+    return after, new_stores
 
 
 def uncoded_bytes(n, q, storage, epochs, size, seed=0):
