@@ -9,8 +9,9 @@ Invariants kept:
   (so a product lost with its worker is recomputed where its block is re-encoded, never
   left pinned to a dead address);
 * a lost worker's blocks are re-pinned to the live workers holding the fewest blocks of
-  their matrix; a joining worker takes a block from a worker that holds two of one
-  matrix while it holds none.
+  their matrix; when a worker joins (or comes back from a restart) the blocks of each
+  matrix are evened out again (no live worker holds two more than another), by moves
+  that wait for a quiet moment and are tried again when their worker goes meanwhile.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from .records import CodedBlock, Key
 
 logger = logging.getLogger("dask_coded._scheduler")
 
+#: moves given up in a row after which balancing stops until the next worker joins
+MOVE_RETRIES = 20
+#: seconds between a move given up and the next balancing
+MOVE_RETRY_SECONDS = 0.5
+
 
 def encode_spec(ts) -> EncodeTask | None:
     """The :class:`EncodeTask` behind scheduler task ``ts``, if it is one."""
@@ -38,9 +44,17 @@ class Pins:
     def __init__(self, plugin) -> None:
         self.plugin = plugin
         self.blocks: dict[Key, CodedBlock] = {}
-        #: block key -> (block, source, target): moves waiting for the block's products
-        #: in flight to finish (:meth:`quiet` starts them)
-        self.waiting: dict[Key, tuple[CodedBlock, str, str]] = {}
+        #: block key -> (block, source, target): every move decided and not yet done or
+        #: given up (started, waiting or copying); :meth:`balance` counts them as done
+        self.planned: dict[Key, tuple[CodedBlock, str, str]] = {}
+        #: block keys of the planned moves waiting for the block's products in flight to
+        #: finish (:meth:`quiet` starts them again)
+        self.waiting: set = set()
+        #: block keys of the planned moves being copied now
+        self.copying: set = set()
+        #: consecutive moves given up (their target or source went meanwhile): each
+        #: balances again a moment later, up to MOVE_RETRIES in a row
+        self.given_up = 0
 
     @property
     def scheduler(self):
@@ -49,10 +63,13 @@ class Pins:
     def clear(self) -> None:
         self.blocks.clear()
         self.waiting.clear()
+        self.planned.clear()
+        self.copying.clear()
 
     def forget(self, key) -> None:
         self.blocks.pop(key, None)
-        self.waiting.pop(key, None)
+        self.waiting.discard(key)
+        self.planned.pop(key, None)
 
     # ---- new graphs ------------------------------------------------------------------
 
@@ -206,39 +223,73 @@ class Pins:
         if released:
             s.transitions(released, stimulus_id=stimulus_id)
 
-    def rebalance(self, worker: str) -> list[tuple[CodedBlock, str]]:
-        """The moves that give joining ``worker`` its fair share of each matrix's blocks
-        (``floor(blocks / live workers)``), each taken from the worker holding the most,
-        while that one holds at least two more than it: ``[(block, from)]``."""
+    def balance(self) -> list[tuple[CodedBlock, str, str]]:
+        """The moves that even out each matrix's blocks over the live workers (the
+        quarantined left out): while the worker holding the most holds at least two more
+        than the one holding the fewest, one block from the first to the second;
+        ``[(block, from, to)]``. The moves already planned count as made, and their
+        blocks stay put. A worker that joins (or comes back from a restart) takes its
+        share this way."""
         moves = []
-        if worker in self.plugin.quarantine.workers:
-            return moves
+        banned = self.plugin.quarantine.workers
         for matrix in {b.matrix for b in self.blocks.values()}:
-            load = self._load(matrix)
-            if worker not in load:
+            load = Counter({w: n for w, n in self._load(matrix).items() if w not in banned})
+            for block, source, target in self.planned.values():
+                if block.matrix == matrix and source in load and target in load:
+                    load[source] -= 1
+                    load[target] += 1
+            if len(load) < 2:
                 continue
-            fair = sum(load.values()) // len(load)
             chosen: set = set()
-            while load[worker] < fair:
+            while True:
                 crowded = max(load, key=lambda w: (load[w], w))
-                if load[crowded] - load[worker] < 2:
+                emptiest = min(load, key=lambda w: (load[w], w))
+                if load[crowded] - load[emptiest] < 2:
                     break
-                block = next(b for b in self.blocks.values() if b.matrix == matrix
-                             and b.worker == crowded and b.key not in chosen)
+                block = next((b for b in self.blocks.values() if b.matrix == matrix
+                              and b.worker == crowded and b.key not in chosen
+                              and b.key not in self.planned), None)
+                if block is None:
+                    break
                 chosen.add(block.key)
-                moves.append((block, crowded))
+                moves.append((block, crowded, emptiest))
                 load[crowded] -= 1
-                load[worker] += 1
+                load[emptiest] += 1
         return moves
+
+    def forget_worker(self, worker: str) -> None:
+        """``worker`` left: the moves planned from or to it are given up (a copy under
+        way finds out itself); the next worker to join balances again."""
+        for key, (_, source, target) in list(self.planned.items()):
+            if worker in (source, target) and key not in self.copying:
+                self.forget_plan(key)
+
+    def forget_plan(self, key) -> None:
+        """The move of block ``key`` is done or given up."""
+        self.planned.pop(key, None)
+        self.waiting.discard(key)
+
+    def start_moves(self) -> None:
+        """Start the moves of :meth:`balance` (each on the scheduler's loop)."""
+        loop = self.scheduler.loop
+        for block, source, target in self.balance():
+            self.planned[block.key] = (block, source, target)
+            loop.add_callback(self.move, block, source, target)
+
+    def _gave_up(self) -> None:
+        """A move was given up (its target or source went, or the copy failed): balance
+        again a moment later, unless MOVE_RETRIES moves in a row were given up."""
+        self.given_up += 1
+        if self.given_up <= MOVE_RETRIES:
+            self.scheduler.loop.call_later(MOVE_RETRY_SECONDS, self.start_moves)
 
     def quiet(self, ts) -> None:
         """Task ``ts`` left the work in flight: start the moves waiting for it (a block
         made) or for the blocks it reads (on the next loop turn; each checks again that
         no product is in flight)."""
         for key in (ts.key, *(dep.key for dep in ts.dependencies)):
-            waiting = self.waiting.get(key)
-            if waiting is not None:
-                self.scheduler.loop.add_callback(self.move, *waiting)
+            if key in self.waiting:
+                self.scheduler.loop.add_callback(self.move, *self.planned[key])
 
     async def move(self, block: CodedBlock, source: str, target: str) -> None:
         """Copy ``block`` from ``source`` to ``target`` peer to peer, pin it there and
@@ -249,20 +300,33 @@ class Pins:
         it."""
         s = self.scheduler
         ts = s.tasks.get(block.key)
-        if (ts is None or target not in s.workers or block.worker != source
-                or s.status != Status.running):
-            self.waiting.pop(block.key, None)
+        plan = self.planned.get(block.key)
+        if (s.status != Status.running or plan is None or plan[1:] != (source, target)
+                or block.key in self.copying):
+            return  # not this plan's turn: done, given up, or being copied
+        if ts is None or target not in s.workers or block.worker != source:
+            self.forget_plan(block.key)
+            if ts is not None:
+                self._gave_up()
             return
         if ts.state == "processing" or any(d.state not in ("memory", "released", "erred")
                                            for d in ts.dependents):
             # a block being made on source (re-encoded there) is moved once it is made
-            self.waiting[block.key] = (block, source, target)
+            self.waiting.add(block.key)
             return
-        self.waiting.pop(block.key, None)
+        self.waiting.discard(block.key)
         stimulus_id = f"coded-move-block-{target}"
         if ts.state == "memory" and any(ws.address == source for ws in ts.who_has or ()):
-            failed = await s.gather_on_worker(target, {block.key: [source]})
+            self.copying.add(block.key)
+            try:
+                failed = await s.gather_on_worker(target, {block.key: [source]})
+            except Exception:  # the target or the source closing as it copies
+                failed = True
+            finally:
+                self.copying.discard(block.key)
+            self.forget_plan(block.key)
             if failed or s.tasks.get(block.key) is not ts or block.worker != source:
+                self._gave_up()
                 return
             self.pin(ts, block, target, stimulus_id)
             ws = s.workers.get(source)
@@ -272,5 +336,7 @@ class Pins:
                 # then it stays, for the Active Memory Manager to drop once unneeded)
                 s.request_remove_replicas(source, [block.key], stimulus_id=stimulus_id)
         else:
+            self.forget_plan(block.key)
             self.pin(ts, block, target, stimulus_id)
+        self.given_up = 0
         self.plugin.stats["moved"] += 1

@@ -233,6 +233,7 @@ class FirstKPlugin(SchedulerPlugin):
 
     def remove_worker(self, scheduler, worker: str, *, stimulus_id: str = "", **kwargs) -> None:
         self.avoidance.forget_worker(worker)
+        self.pins.forget_worker(worker)
         affected = self.group_table.on_worker(worker)
         if affected:
             scheduler.loop.add_callback(self.group_table.review, affected, stimulus_id,
@@ -245,5 +246,4 @@ class FirstKPlugin(SchedulerPlugin):
                                       f"coded-repin-{time.time()}")
 
     def add_worker(self, scheduler, worker: str) -> None:
-        for block, source in self.pins.rebalance(worker):
-            scheduler.loop.add_callback(self.pins.move, block, source, worker)
+        self.pins.start_moves()

@@ -235,3 +235,28 @@ async def test_a_joining_worker_takes_back_its_share_of_several_blocks(c, s, *wo
         await asyncio.gather(*(w.close() for w in doomed))
         np.testing.assert_allclose(await asyncio.wait_for(c.compute(CA @ x), 20), A @ x)
 
+
+def test_balancing_counts_the_moves_already_planned():
+    """Two workers join one after the other while the first move is still copying: the
+    second balance counts that move as made, so each newcomer gets one block (not the
+    first newcomer two and the second none); a move given up frees its block."""
+    from types import SimpleNamespace
+
+    from dask_coded._scheduler.pins import Pins
+    from dask_coded._scheduler.records import CodedBlock
+
+    workers = {w: None for w in "abcde"}
+    fake = SimpleNamespace(scheduler=SimpleNamespace(workers=workers),
+                           quarantine=SimpleNamespace(workers=set()))
+    pins = Pins(fake)
+    for j, w in enumerate("aabbc"):
+        pins.blocks[("coded-block-m", j)] = CodedBlock(("coded-block-m", j), ("m",), w)
+    workers.pop("e")
+    (first,) = pins.balance()  # d joins: one of a's or b's blocks
+    assert first[2] == "d" and first[1] in "ab"
+    pins.planned[first[0].key] = first
+    workers["e"] = None  # e joins while the first move is under way
+    (second,) = pins.balance()
+    assert second[2] == "e" and second[1] in "ab" and second[1] != first[1]
+    pins.forget_worker("d")  # d left before its copy began: the plan is given up
+    assert not pins.planned and {m[2] for m in pins.balance()} == {"d", "e"}
