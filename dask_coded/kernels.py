@@ -498,11 +498,27 @@ def encode_pair(code: PolynomialScheme, w: int, a_chunks: list, b_chunks: list
     return encode_side(code, w, a_chunks, "a"), encode_side(code, w, b_chunks, "b")
 
 
+def encode_here(code: PolynomialScheme, X: np.ndarray, side: str
+                ) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Every worker's encoded operand of A (``side="a"``) or B (``"b"``), here in this
+    process: ``sum_i c_wi X_i`` for ``w = 0 .. n - 1`` over the blocks of
+    :func:`split_scaled` (split once, not per worker), and the scales ``X`` was divided
+    by first."""
+    blocks, scales = split_scaled(code, X, side)
+    return [code.encode_operand(w, blocks, side) for w in range(code.n_blocks)], scales
+
+
+def encode_pairs(code: PolynomialScheme, A: np.ndarray, B: np.ndarray
+                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple]:
+    """Every worker's pair of encoded operands, here: ``[(sum_i a_wi A_i, sum_j b_wj
+    B_j)]``, and the scales ``(A's, B's)`` the decode multiplies back."""
+    a, a_scales = encode_here(code, A, "a")
+    b, b_scales = encode_here(code, B, "b")
+    return list(zip(a, b)), (a_scales, b_scales)
+
+
 def encode_pairs_and_race(code: PolynomialScheme, a_chunks: list, b_chunks: list
                           ) -> np.ndarray:
     """Local first-threshold-of-n of ``A @ B``: encode every pair, race their products."""
-    a, a_scales = split_scaled(code, np.block(a_chunks), "a")  # once, not per worker
-    b, b_scales = split_scaled(code, np.block(b_chunks), "b")
-    pairs = [(code.encode_operand(w, a, "a"), code.encode_operand(w, b, "b"))
-             for w in range(code.n_blocks)]
-    return race_products(code, pairs, None, pair_product, (a_scales, b_scales))
+    pairs, scales = encode_pairs(code, np.block(a_chunks), np.block(b_chunks))
+    return race_products(code, pairs, None, pair_product, scales)

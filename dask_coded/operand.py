@@ -33,21 +33,12 @@ from .errors import CodedError
 from .graph import (
     EncodeTask, grid, operand_products, pair_scales, product_array, product_group,
 )
-from .kernels import encode_side, identity, pair_product, side_scales, split_scaled
+from .kernels import encode_here, encode_side, identity, pair_product, side_scales
 from .keys import BLOCK_PREFIX, DECODE_PREFIX, SCALES_PREFIX
 from .arrays import as_matrix
 from .schemes import lookup
 from .schemes.polynomial import PolynomialScheme, coded_product
 from .workers import default_client, enough, pick_workers
-
-
-def encode_here(code: PolynomialScheme, X: np.ndarray, side: str
-                ) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Every worker's encoded operand of A (``side="a"``) or B (``"b"``), here in this
-    process: ``sum_i c_wi X_i`` for ``w = 0 .. n - 1`` (a NaN or Inf refused first), and
-    the scales ``X`` was divided by first (:meth:`PolynomialScheme.side_scales`)."""
-    blocks, scales = split_scaled(code, X, side)
-    return [code.encode_operand(w, blocks, side) for w in range(code.n_blocks)], scales
 
 
 class EncodedOperand(Handle):

@@ -298,13 +298,11 @@ def test_detect_on_a_grouped_code_flags_a_wrong_product_in_any_group(data):
 
 def pair_products(scheme, A, B):
     """Every worker's product of a 2-D code, and the scales the decode multiplies back."""
-    from dask_coded.kernels import split_scaled
+    from dask_coded.kernels import encode_pairs
     from dask_coded.schemes.polynomial import coded_product
 
-    a, a_scales = split_scaled(scheme, A, "a")
-    b, b_scales = split_scaled(scheme, B, "b")
-    return ([coded_product(scheme.encode_operand(w, a, "a"), scheme.encode_operand(w, b, "b"))
-             for w in range(scheme.n_blocks)], (a_scales, b_scales))
+    pairs, scales = encode_pairs(scheme, A, B)
+    return [coded_product(a, b) for a, b in pairs], scales
 
 
 def pair_scheme(points, verify, n=6, splits=(2, 2), errors=None):

@@ -20,7 +20,8 @@ what the scheduler wrote (task and state messages, counted apart), peer bytes; c
 uncoded master egress, also with the scheduler's bytes added, next to the paper's
 prediction ``1 / ((alpha + 1/n) n)`` (the target is 1.15 times it) and
 Maddah-Ali–Niesen's; wall time per epoch, unthrottled and throttled. The coded strategy uses the
-segment placement where it applies (``placement="auto"``; the column says which). The
+segment placement where it applies (``--placement auto``; the column says which;
+``--placement both`` measures it with segments and with whole partitions). The
 first epochs are left out of the averages: the initial load (nothing cached) and the
 epochs in which whole-partition caches still fill (``ceil(storage / (q/n))`` epochs in
 all, for every strategy: the same assignments are measured).
@@ -38,7 +39,6 @@ from dask_coded import theory
 from dask_coded.bench import bytecount
 from dask_coded.shuffle import CodedShuffle
 
-STRATEGIES = ("uncoded", "p2p", "coded")
 
 
 def warmup_epochs(q: int, n: int, storage: int) -> int:
@@ -47,13 +47,20 @@ def warmup_epochs(q: int, n: int, storage: int) -> int:
     return -(-storage // (q // n))
 
 
+def runs(placement: str) -> list[tuple[str, str]]:
+    """``[(strategy, placement)]`` measured: every strategy, the coded one with
+    ``placement`` (``"both"``: with segments, then with whole partitions)."""
+    coded = ["segments", "partitions"] if placement == "both" else [placement]
+    return [("uncoded", "auto"), ("p2p", "auto"), *(("coded", pl) for pl in coded)]
+
+
 def run(client, parts, storage, strategy, epochs, warmup, mbps=None, seed=0,
-        deal="balanced"):
+        deal="balanced", placement="auto"):
     """Reports of ``epochs`` epochs after ``warmup`` (the initial load included); the
     master's link throttled to ``mbps`` MB/s during the measured epochs."""
     with bytecount.ByteMeter(client) as meter:
         sh = CodedShuffle(client, parts, storage=storage, strategy=strategy, seed=seed,
-                          meter=meter, deal=deal)
+                          meter=meter, deal=deal, placement=placement)
         try:
             for _ in range(warmup):
                 sh.next_epoch()
@@ -130,6 +137,9 @@ def parse(argv=None) -> argparse.Namespace:
                         "to this many variables (0: the greedy walk alone)")
     p.add_argument("--deal", default="balanced", choices=("balanced", "random"),
                    help="how each epoch deals the partitions (the same for every strategy)")
+    p.add_argument("--placement", default="auto",
+                   choices=("auto", "segments", "partitions", "both"),
+                   help="the coded strategy's caches (both: a row for each)")
     p.add_argument("--planner", action="store_true",
                    help="only the planner against the theory (no cluster)")
     return p.parse_args(argv)
@@ -146,26 +156,26 @@ def _client_bytes(r) -> int:
 def rows_for(n: int, q: int, storage: int, alpha: float, res: dict, how: dict,
              slow: dict) -> None:
     """Print one table row per strategy for ``n`` workers at cache fraction ``alpha``."""
-    unc = _mean(res["uncoded"], _client_bytes)
-    unc_all = _mean(res["uncoded"], lambda r: r.master_bytes)
+    unc = _mean(res["uncoded", "auto"], _client_bytes)
+    unc_all = _mean(res["uncoded", "auto"], lambda r: r.master_bytes)
     paper = q / (n * storage)  # 1 / ((alpha + 1/n) n), alpha = storage/q - 1/n
     mn = (theory.shuffle_load("coded-caching", q, n, storage)
           / theory.shuffle_load("uncoded", q, n, storage))
-    for s in STRATEGIES:
-        rs = res[s]
+    for s, pl in res:
+        rs = res[s, pl]
         master = _mean(rs, _client_bytes)
         payload = _mean(rs, lambda r: r.master_data_bytes)
         # p2p's master sends only what no peer holds: the plan does not model it
         ratio = (payload / _mean(rs, lambda r: r.planned_master_bytes)
                  if s != "p2p" else float("nan"))
-        print(f"| {n} | {alpha} | {s} | {how[s]} | {master / 1e6:.2f} | "
+        print(f"| {n} | {alpha} | {s} | {how[s, pl]} | {master / 1e6:.2f} | "
               f"{ratio:.4f} | {(master - payload) / 1e3:.0f} | "
               f"{_mean(rs, lambda r: r.scheduler_bytes) / 1e3:.0f} | "
               f"{_mean(rs, lambda r: r.peer_bytes) / 1e6:.2f} | "
               f"{master / unc:.3f} | "
               f"{_mean(rs, lambda r: r.master_bytes) / unc_all:.3f} | "
               f"{paper:.3f} | {mn:.3f} | {_mean(rs, lambda r: r.seconds):.3f} | "
-              f"{_mean(slow[s], lambda r: r.seconds):.3f} |", flush=True)
+              f"{_mean(slow[s, pl], lambda r: r.seconds):.3f} |", flush=True)
 
 
 def main(argv=None) -> int:
@@ -204,11 +214,12 @@ def _main(args) -> int:
                 storage = q // n + int(round(alpha * q))
                 warm = warmup_epochs(q, n, storage)
                 res, how = {}, {}
-                for s in STRATEGIES:
-                    res[s], how[s] = run(client, parts, storage, s, args.epochs, warm,
-                                         deal=args.deal)
-                slow = {s: run(client, parts, storage, s, args.throttled_epochs, warm,
-                               mbps=args.mbps, deal=args.deal)[0] for s in STRATEGIES}
+                for s, pl in runs(args.placement):
+                    res[s, pl], how[s, pl] = run(client, parts, storage, s, args.epochs,
+                                                 warm, deal=args.deal, placement=pl)
+                slow = {(s, pl): run(client, parts, storage, s, args.throttled_epochs, warm,
+                                     mbps=args.mbps, deal=args.deal, placement=pl)[0]
+                        for s, pl in runs(args.placement)}
                 rows_for(n, q, storage, alpha, res, how, slow)
     return 0
 

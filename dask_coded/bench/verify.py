@@ -39,7 +39,7 @@ from distributed import Client, LocalCluster, get_task_stream
 
 import dask_coded as dc
 from dask_coded import theory
-from dask_coded.kernels import split_scaled
+from dask_coded.kernels import encode_pairs
 from dask_coded.schemes import build
 from dask_coded.schemes.polynomial import coded_product
 from dask_coded.stragglers import ShiftedExponential, StragglerPlugin
@@ -118,14 +118,11 @@ def detection_limit(A: np.ndarray, x: np.ndarray, n: int, k: int) -> list[str]:
     for points in ("real", "complex"):
         pair = build("polynomial", n, splits=(2, 2), shape_a=A.shape, shape_b=x.shape,
                      points=points, verify="detect")
-        a, a_scales = split_scaled(pair, A, "a")
-        b, b_scales = split_scaled(pair, x, "b")
-        P = [coded_product(pair.encode_operand(w, a, "a"), pair.encode_operand(w, b, "b"))
-             for w in range(n)]
+        pairs, scales = encode_pairs(pair, A, x)
+        P = [coded_product(a, b) for a, b in pairs]
         lines += _limits(f"polynomial (2, 2), {points} points", P, pair.threshold,
                          lambda Q, pair=pair: pair.inspect(Q).excess,
-                         lambda Q, pair=pair, s=(a_scales, b_scales): pair.decode(Q, s),
-                         A @ x)
+                         lambda Q, pair=pair, s=scales: pair.decode(Q, s), A @ x)
     return lines
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from dask.utils import parse_timedelta
+from dask.utils import parse_bytes, parse_timedelta
 from distributed import wait
 from distributed.utils import CancelledError
 
@@ -144,8 +144,10 @@ class CodedShuffle(Handle):
         segments cached by fixed sets of workers (:class:`Placement`), which is what the
         paper's gain needs; ``"partitions"``: whole partitions, kept by ``cache_policy``
         and coded by :func:`plan_delivery`. ``"auto"``: segments unless a partition would
-        need more than ``coded.shuffle.max-segments`` of them. The other strategies
-        always cache whole partitions.
+        need more than ``coded.shuffle.max-segments`` of them, or its segments would be
+        smaller than ``coded.shuffle.min-segment-bytes`` on average (then whole partitions
+        deliver faster, though they send more bytes). The other strategies always cache
+        whole partitions.
     meter : dask_coded.bench.bytecount.ByteMeter, optional
         Counts the bytes each endpoint writes, for the epoch reports (the measurement
         harness: it wraps the transport in every process, so it is opt-in).
@@ -470,6 +472,10 @@ class CodedShuffle(Handle):
                     f"{self.storage} for {len(self.parts)} partitions on "
                     f"{len(self.workers)} workers allows none")
             return None
+        mean_bytes = sum(np.asarray(p).nbytes for p in self.parts) / len(self.parts)
+        if (self._placement_choice == "auto" and mean_bytes / placement.segment_count
+                < parse_bytes(config.get("shuffle.min-segment-bytes"))):
+            return None  # segments too small: their bookkeeping outweighs the bytes
         return SegmentedCaches(self.client, placement, self.workers, self.parts,
                                self.scatter_timeout)
 

@@ -255,11 +255,34 @@ def test_the_memory_manager_stays_off_while_any_shuffle_is_open(client):
     assert client.run_on_scheduler(_amm_and_sessions) == (amm_was_on, before)
 
 
+def test_auto_caches_whole_partitions_where_segments_would_be_tiny(client):
+    """placement="auto" on 4 workers, storage 4 of 8: a partition splits into 3 segments.
+    At 4,000 bytes (1,333-byte segments, below coded.shuffle.min-segment-bytes) it is
+    cached whole; at 40,000 bytes, or with the limit at 0, in segments."""
+    import dask
+
+    tiny = dc.CodedShuffle(client, data(q=8), storage=4)
+    large = dc.CodedShuffle(client, data(q=8, size=5000), storage=4)
+    with dask.config.set({"coded.shuffle.min-segment-bytes": 0}):
+        forced = dc.CodedShuffle(client, data(q=8), storage=4)
+    try:
+        assert tiny.segments is None and "whole partitions" in repr(tiny)
+        assert large.segments.placement.segment_count == 3
+        assert forced.segments is not None
+        for _ in range(3):
+            check_epoch(client, large, large.next_epoch(), data(q=8, size=5000))
+        assert large.report()[-1].coded_packets > 0
+    finally:
+        for sh in (tiny, large, forced):
+            sh.close()
+
+
 def test_two_open_shuffles_keep_their_own_plans(client):
     """Epochs of one shuffle do not evict the plans another open shuffle made ahead on
     the same workers, and a closed shuffle's plans are dropped."""
-    first = dc.CodedShuffle(client, data(q=16), storage=8, seed=0)
-    second = dc.CodedShuffle(client, data(q=16, seed=1), storage=8, seed=1)
+    first = dc.CodedShuffle(client, data(q=16), storage=8, seed=0, placement="segments")
+    second = dc.CodedShuffle(client, data(q=16, seed=1), storage=8, seed=1,
+                             placement="segments")
     try:
         check_epoch(client, first, first.next_epoch(), data(q=16))
         for _ in range(6):  # more than a worker keeps per shuffle
