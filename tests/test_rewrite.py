@@ -853,7 +853,10 @@ async def test_a_plain_first_call_of_a_transpose_reads_the_persisted_chunks(c, s
     assert not [n for n in names if n.startswith("transpose")]
 
 
-@gen_cluster(client=True, nthreads=SIX, config=PLAIN_FIRST, timeout=60)
+# worker 0, the slow one, has a second thread: the row scales (not pinned) may be given
+# to it, and must not wait behind its slow block
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 2)] + SIX[1:], config=PLAIN_FIRST,
+             timeout=60)
 async def test_first_call_plain_goes_coded_once_any_k_blocks_are_in_memory(c, s, *workers):
     """A block made slowly (its worker slow) does not keep the calls plain: the first
     graph that finds the row scales and any ``k`` blocks in memory runs coded, and its
@@ -876,8 +879,13 @@ async def test_first_call_plain_goes_coded_once_any_k_blocks_are_in_memory(c, s,
         return [k for m in plugin.resident.values() for k in m.keys
                 if k in s.tasks and s.tasks[k].state == "memory"]
 
+    def where():  # on failure: where each block and the scales are, and in what state
+        print([(k, s.tasks[k].state, s.tasks[k].processing_on, s.tasks[k].who_has)
+               for m in plugin.resident.values() for k in m.keys if k in s.tasks])
+
     await call()
-    await async_poll_for(lambda: len(in_memory()) == 6, timeout=10)  # 5 blocks, scales
+    await async_poll_for(lambda: len(in_memory()) == 6, timeout=10,  # 5 blocks, scales
+                         fail_func=where)
     slow = [k for m in plugin.resident.values() for k in m.keys if k not in in_memory()]
     assert len(slow) == 1 and s.tasks[slow[0]].processing_on.name == 0
     await call()
