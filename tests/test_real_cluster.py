@@ -54,6 +54,6 @@ def test_coded_products_on_a_command_line_cluster(cli_cluster):
                                               match=("coded-prod",), interruptible=True))
     t = time.perf_counter()
     np.testing.assert_allclose((CA @ (2 * x)).compute(), A @ (2 * x))
-    assert time.perf_counter() - t < 1.5  # the slow worker's 3 s product was not waited for
+    assert time.perf_counter() - t < 0.8 * 3.0  # the slow worker's 3 s product not waited for
     stats = client.sync(client.scheduler.coded_first_k_stats)
     assert stats["pinned"] >= 8 and stats["pruned"] >= 1
