@@ -40,7 +40,6 @@ from dask_coded.bench import bytecount
 from dask_coded.shuffle import CodedShuffle
 
 
-
 def warmup_epochs(q: int, n: int, storage: int) -> int:
     """Epochs until whole-partition caches are full: a worker gains at most one share
     (``q / n`` partitions) of cache per epoch. Segment caches are full after the first."""
