@@ -284,6 +284,8 @@ def plan_segments(placement: Placement, sizes: Sequence[int], old_owner: Mapping
         Owners before and after the reshuffle; every partition has an old owner (the
         placement is in place). Workers are ``0 .. placement.n - 1``.
     lp_variables : int, optional
+        The largest linear program solved beside the walk (default
+        ``coded.shuffle.lp-variables``; 0: the walk alone).
     slots : array of (partitions, workers), optional
         Each worker's slot in each partition before the reshuffle; default
         :func:`initial_slots` of ``old_owner`` (slices just cut).
@@ -439,7 +441,8 @@ def route(placement: Placement, sizes: Sequence[int], old_owner: Mapping[int, in
     owners = [np.array([m.get(p, -1) for p in range(q)], dtype=np.int64)
               for m in (old_owner, new_owner)]
     return plan, Routed(placement, np.asarray(sizes, dtype=np.int64), *owners,
-                        np.asarray(slots, dtype=np.int16), np.array([pk.nbytes for pk in plan.packets], dtype=np.int64),
+                        np.asarray(slots, dtype=np.int16),
+                        np.array([pk.nbytes for pk in plan.packets], dtype=np.int64),
                         np.array(relay, dtype=np.int64), np.array(offset, dtype=np.int64),
                         *cols, unicast_bytes=plan.unicast_bytes)
 
