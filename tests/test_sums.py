@@ -261,6 +261,41 @@ async def test_an_assignment_whose_inputs_were_lost_earlier_is_cut_when_its_work
     await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
 
 
+@pytest.mark.parametrize("stragglers", [2, 1])
+@gen_cluster(client=True, nthreads=SIX, timeout=60)
+async def test_a_finished_sum_lost_before_it_is_fetched_is_made_again(c, s, *workers,
+                                                                     stragglers):
+    """A sum that finished on worker W, its result not fetched yet; the straggler whose
+    product it released dies with the only copy of a partition that product needed
+    (distributed forgets the product); then W dies. The sum is made again from the
+    products still there when the code tolerates both losses, and raises
+    TooFewResultsError saying so when it does not: never a cancelled future."""
+    ps = parts()
+    cp = await CodedPartitions(ps, 6, stragglers, client=c)
+    j = 0
+    await sole_holder(c, s, cp, j)
+    straggler = cp.workers[j]
+    names = {w.address: str(w.name) for w in workers}
+    await c.register_plugin(dc.stragglers.StragglerPlugin(
+        dc.stragglers.SlowWorkers(seconds={names[straggler]: 30.0}), match=("coded-prod",),
+        interruptible=True))
+    total = c.compute(cp.sum(gram))
+    await async_poll_for(lambda: total.key in s.tasks and s.tasks[total.key].state == "memory",
+                         timeout=20)
+    holder = next(iter(s.tasks[total.key].who_has)).address
+    assert holder != straggler
+    await next(w for w in workers if w.address == straggler).close(executor_wait=False)
+    await next(w for w in workers if w.address == holder).close()
+    if stragglers == 2:
+        close(await asyncio.wait_for(total, 20), plain_sum(ps))
+    else:
+        with pytest.raises(dc.errors.TooFewResultsError, match=f"lost worker {holder}"):
+            await asyncio.wait_for(total, 20)
+    assert s.plugins[dc.FirstKPlugin.name].stats["remade"] == 1
+    total.release()
+    await c.unregister_worker_plugin(dc.stragglers.StragglerPlugin.name)
+
+
 def test_a_synchronous_sum_places_lost_assignments_again():
     from distributed import Client, LocalCluster
     with LocalCluster(n_workers=4, threads_per_worker=1, processes=False,

@@ -129,6 +129,7 @@ class Groups:
             if group is not None and group.products.get(product.index) == key:
                 del group.products[product.index]
                 group.finished.discard(product.index)
+                group.forgotten[key] = product.index
         group = self.groups.pop(key, None)
         if group is not None:
             for p in group.products.values():
@@ -346,8 +347,9 @@ class Groups:
         why = f"lost worker {worker} with data its products needed and nothing can make again"
         for key, cut in cuts.items():
             ts, group = tasks.get(key), self.groups.get(key)
-            if ts is None or group is None or ts.state not in (
-                    "waiting", "no-worker", "processing"):
+            if ts is None or group is None or not (
+                    ts.state in ("waiting", "no-worker", "processing")
+                    or ts.state == "memory" and not ts.who_has):  # (to be made again)
                 continue  # done, or gone already
             if any(d in doomed and d not in cut for d in ts.dependencies):
                 continue  # it needs lost data by another path: nothing to save
@@ -363,6 +365,33 @@ class Groups:
                                and d.state != "memory"}, None)
                 self.plugin.stats["failed-early"] += 1
             self.scheduler.loop.add_callback(self._run_if_ready, key, stimulus_id)
+
+    def remake(self, lost, worker: str) -> None:
+        """Decodes among the tasks ``lost`` with ``worker`` (finished, their results not
+        fetched) are made again, and distributed is about to recompute them. One whose
+        products it had released were forgotten since (their inputs lost for good) would
+        be forgotten instead, its future cancelled: it is made again without them (as
+        :class:`Missing`), from the products in memory or made again, or raises
+        :class:`~dask_coded.errors.TooFewResultsError`. Called just before."""
+        tasks = self.scheduler.tasks
+        for key in lost:
+            ts, group = tasks.get(key), self.groups.get(key)
+            if ts is None or group is None or not group.forgotten:
+                continue
+            spec = ts.run_spec
+            gone = {k for k in spec.dependencies if k not in tasks}
+            args = {a.key for a in spec.args if isinstance(a, TaskRef)}
+            if not gone or not gone <= group.forgotten.keys() & args:
+                continue  # it needs no forgotten product, or lost other data for good
+            why = (f"lost worker {worker} with the result; products "
+                   f"{sorted(group.forgotten[k] for k in gone)} it had released were "
+                   f"forgotten since, their inputs lost for good")
+            self._keep_submitted(ts)
+            ts.run_spec = Task(spec.key, spec.func,
+                               *[Missing(why) if isinstance(a, TaskRef) and a.key in gone
+                                 else a for a in spec.args], **spec.kwargs)
+            ts.has_lost_dependencies = False  # what it lost is cut out
+            self.plugin.stats["remade"] += 1
 
     def _run_if_ready(self, key, stimulus_id: str) -> None:
         ts = self.scheduler.tasks.get(key)

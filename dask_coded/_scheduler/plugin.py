@@ -54,8 +54,9 @@ class FirstKPlugin(SchedulerPlugin):
     (``client.register_plugin``; idempotent). ``stats`` counts what it did: ``pruned``
     decodes started early, ``released`` straggler products, ``pinned`` products,
     ``repinned`` blocks of lost workers, ``moved`` blocks spread onto joining workers,
-    ``failed-early`` decodes that could no longer reach their rule, ``expired`` decodes
-    detached at the deadline, ``quarantined`` workers found returning wrong products and
+    ``failed-early`` decodes that could no longer reach their rule, ``remade`` finished
+    decodes lost with their worker and made again without the products forgotten since,
+    ``expired`` decodes detached at the deadline, ``quarantined`` workers found returning wrong products and
     ``evacuated`` blocks moved off them.
     """
 
@@ -135,6 +136,7 @@ class FirstKPlugin(SchedulerPlugin):
         if topic == "all" and isinstance(msg, dict) and msg.get("action") == "remove-worker":
             # logged by remove_worker before it forgets what needed data it cannot remake
             tasks = self.scheduler.tasks
+            self.group_table.remake(msg.get("lost-computed-tasks") or (), msg.get("worker"))
             lost = set(msg.get("lost-scattered-tasks") or ()) | {
                 k for k in msg.get("lost-computed-tasks") or ()
                 if k in tasks and tasks[k].has_lost_dependencies}

@@ -44,6 +44,7 @@ class ProductGroup:
     products: dict = field(default_factory=dict)  # index -> product key
     finished: set = field(default_factory=set)  # indices in memory
     ran_on: dict = field(default_factory=dict)  # index -> the worker that computed it
+    forgotten: dict = field(default_factory=dict)  # product key -> index, once forgotten
     started: bool = False
     observed: bool = False
 

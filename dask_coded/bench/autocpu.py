@@ -17,8 +17,14 @@ Models (``--models``), the quotas set before each call, the same for every peer:
   with ``E`` exponential (``--mu``);
 * ``none``: every worker at the same share.
 
-Peers, each on a fresh cluster of the same shape (no peer inherits another's memory or
-leftovers): plain dask with A in ``n``, ``4n`` and ``8n`` row chunks
+Peers, interleaved on one cluster (``--turn``, default 5): every peer is placed, then in
+turns of ``--turn`` calls each peer runs the turn's calls back to back under the same
+quotas, the peers' order rotated by one every turn, and the wait after a peer's turn
+until no worker is executing counts in its last call (what its released stragglers and
+its background work leave behind is charged to it). Peers met the same moment of the
+machine, so their ratios hold where runs of the same code differ. With ``--turn 0`` each
+peer runs all its calls on a fresh cluster of the same shape instead (no peer inherits
+another's memory or leftovers). The peers: plain dask with A in ``n``, ``4n`` and ``8n`` row chunks
 spread over the workers (work stealing on); the fixed codes of ``--codes`` (``k x r``:
 k blocks needed of n workers, r blocks per worker); auto's starting code as auto runs
 it (its blocks per worker in one product task per worker, ``CA.regroup(1)``);
@@ -47,7 +53,7 @@ from dask_coded.policy import AutoK
 from dask_coded.schemes.mds import exact_blocks
 from .peers import PlainMatrix
 from .quota import CpuQuotas
-from .timing import windows, write_csv
+from .timing import drain, windows, write_csv
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -58,6 +64,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=12000, help="rows of A (default 12000)")
     p.add_argument("--cols", type=int, default=2000, help="columns of A (default 2000)")
     p.add_argument("--calls", type=int, default=30, help="calls per peer (default 30)")
+    p.add_argument("--turn", type=int, default=5,
+                   help="calls per peer's turn, peers interleaved on one cluster; 0: each "
+                        "peer alone on a fresh cluster (default 5)")
     p.add_argument("--share", type=float, default=0.3,
                    help="a healthy worker's share of one core (default 0.3)")
     p.add_argument("--mu", type=float, default=1.0,
@@ -110,17 +119,23 @@ def main(argv=None) -> int:
     truth = [A @ x for x in xs]
     rows = []
     os.makedirs(args.out, exist_ok=True)
+    how = (f"peers interleaved on one cluster in turns of {args.turn} calls" if args.turn
+           else "each peer on a fresh cluster")
     print(f"n={n}, A {args.rows}x{args.cols} @ X {args.cols}x64, {args.calls} calls back to "
-          f"back per peer, each peer on a fresh cluster, healthy share {args.share} of a "
-          f"core", flush=True)
+          f"back per peer, {how}, healthy share {args.share} of a core", flush=True)
     for model in args.models.split(","):
         # per call, each worker's share by its index in address order (seeded)
         plan = shares_of(model, list(range(n)), args.calls, args.share, args.mu, args.seed)
-        results = {}
-        for label, make in _peers(args, codes, A):
-            times, extra = run_peer(args, make, plan, xs, truth)
-            results[label] = times
-            print(f"  {model}: {label}: mean {np.mean(times):.3f} s{extra}", flush=True)
+        peers = list(_peers(args, codes, A))
+        if args.turn:
+            results, extras = run_interleaved(args, peers, plan, xs, truth)
+        else:
+            results, extras = {}, {}
+            for label, make in peers:
+                results[label], extras[label] = run_peer(args, make, plan, xs, truth)
+        for label, times in results.items():
+            print(f"  {model}: {label}: mean {np.mean(times):.3f} s{extras[label]}",
+                  flush=True)
             rows += [{"model": model, "peer": label, "call": i, "seconds": t}
                      for i, t in enumerate(times)]
         _report(model, results, start)
@@ -149,15 +164,67 @@ def run_peer(args, make, plan: list[dict], xs: list, truth: list) -> tuple[list,
                 times.append(time.perf_counter() - t)
                 np.testing.assert_allclose(got, truth[i % 4], rtol=1e-6, atol=1e-6)
             quotas.set({w: 1.0 for w in workers})
-            extra = f", quotas by {quotas.mechanism}"
-            if isinstance(M, dc.CodedMatrix):
-                extra += f", encoded in {M.encoding.seconds:.1f} s"
-                if M.auto:
-                    extra += (f"; ends at (k, r) = ({M.k}, {M.tasks_per_worker}) (tasks "
-                              f"per worker, of {M.blocks_per_worker} blocks); ") + \
-                        "; ".join(_describe(h) for h in M.history if "chosen" in h)
-                dc.release(M)
-        return times, extra
+            return times, _summary(M, quotas)
+
+
+def run_interleaved(args, peers: list, plan: list[dict], xs: list,
+                    truth: list) -> tuple[dict, dict]:
+    """Every peer of ``peers`` on one cluster of ``args.n`` worker processes, placed and
+    encoded at full speed; then in turns of ``args.turn`` calls of ``plan``, each peer
+    runs the turn's calls back to back under their quotas (the order of the peers
+    rotated by one every turn), and the wait after its turn until no worker is executing
+    is added to its last call. Returns ``({label: seconds per call}, {label: what to
+    print})``."""
+    with LocalCluster(n_workers=args.n, threads_per_worker=1, processes=True,
+                      dashboard_address=None, memory_limit=0) as lc, Client(lc) as client:
+        pids = client.run(os.getpid)
+        workers = sorted(pids)
+        with CpuQuotas(pids, args.mechanism) as quotas:
+            made = {}
+            for label, make in peers:
+                made[label] = M = make(client)
+                np.testing.assert_allclose(np.asarray((M @ xs[0]).compute()), truth[0],
+                                           rtol=1e-6, atol=1e-6)
+            times: dict = {label: [] for label in made}
+            for label, calls in turns(list(made), len(plan), args.turn):
+                for i in calls:
+                    quotas.set({workers[w]: share for w, share in plan[i].items()})
+                    t = time.perf_counter()
+                    got = np.asarray((made[label] @ xs[i % 4]).compute())
+                    times[label].append(time.perf_counter() - t)
+                    np.testing.assert_allclose(got, truth[i % 4], rtol=1e-6, atol=1e-6)
+                t = time.perf_counter()
+                drain(client, timeout=300)
+                times[label][-1] += time.perf_counter() - t
+            quotas.set({w: 1.0 for w in workers})
+            return times, {label: _summary(M, quotas) for label, M in made.items()}
+
+
+def turns(labels: list[str], calls: int, turn: int) -> list[tuple[str, range]]:
+    """The order of an interleaved run: ``[(peer, its calls in this turn)]``. Turn ``t``
+    is calls ``t * turn`` to ``(t + 1) * turn - 1`` (fewer in the last), run by every
+    peer in ``labels`` rotated left by ``t``, so that each peer runs every call once and
+    follows each other peer equally often."""
+    out = []
+    for t, first in enumerate(range(0, calls, turn)):
+        shift = t % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            out.append((label, range(first, min(first + turn, calls))))
+    return out
+
+
+def _summary(M, quotas: CpuQuotas) -> str:
+    """What to print after a peer's mean: how quotas were set, a code's encode time and
+    auto's choices; releases a coded matrix."""
+    extra = f", quotas by {quotas.mechanism}"
+    if isinstance(M, dc.CodedMatrix):
+        extra += f", encoded in {M.encoding.seconds:.1f} s"
+        if M.auto:
+            extra += (f"; ends at (k, r) = ({M.k}, {M.tasks_per_worker}) (tasks "
+                      f"per worker, of {M.blocks_per_worker} blocks); ") + \
+                "; ".join(_describe(h) for h in M.history if "chosen" in h)
+        dc.release(M)
+    return extra
 
 
 def _peers(args, codes, A):

@@ -20,7 +20,7 @@ import dask_coded as dc
 
 from cluster_helpers import VALIDATE, until
 
-CALLS = 120
+CALLS = 300
 
 
 def gram(p):
@@ -32,7 +32,7 @@ def processing(s, part: str) -> bool:
 
 
 @pytest.mark.slow
-@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 6, timeout=300,
+@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)] * 6, timeout=240,
              config={**VALIDATE, "coded.first-k.repin-delay": "20ms",
                      "coded.first-k.deadline": "30s",
                      # the kills are the test's, not the tasks' fault: no KilledWorker
@@ -89,7 +89,9 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
         except dc.errors.TooFewResultsError:
             outcomes["too few"] += 1
         except Exception as e:
-            raise AssertionError(f"call {i} ({moment}, {victims} lost, kind {which})") from e
+            story = "\n".join(map(str, s.story(fut.key)[-12:]))
+            raise AssertionError(f"call {i} ({moment}, {victims} lost, kind {which}); the "
+                                 f"scheduler's story of {fut.key}:\n{story}") from e
         else:
             np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8,
                                        err_msg=f"call {i} ({moment}, {victims} lost)")
@@ -97,8 +99,13 @@ async def test_chaos_kills_at_every_moment_and_joins(c, s, *workers):
         fut.release()
         fut = None
         while len(alive) < 6:  # fresh workers join, some as a nanny restarts a lost one
-            name = str(doomed.pop().name) if doomed and rng.random() < 0.5 else None
-            alive.append(await Worker(s.address, nthreads=1, name=name))
+            # (named as a nanny names them: a worker left unnamed is named by its address,
+            # and the scheduler, which resolves names before addresses, would take a
+            # later worker given that port for the named one and never answer it)
+            name = (doomed.pop().name if doomed and rng.random() < 0.5
+                    else f"joined-{i}-{len(alive)}")
+            alive.append(await asyncio.wait_for(
+                Worker(s.address, nthreads=1, name=name), 60))
     assert outcomes["right"] >= CALLS // 2, outcomes
     await until(lambda: not plugin.group_table.groups and not plugin.group_table.products,
                 timeout=20)

@@ -114,12 +114,22 @@ def test_bench_loops_codes_every_product_and_agrees_with_plain_dask(capsys):
     assert float(row("dc.encode").split("|")[2]) > 0
 
 
-def test_bench_auto_cpu_times_every_peer_under_quotas(tmp_path, capsys):
+def test_interleaved_turns_give_every_peer_every_call_once_in_rotation():
+    order = autocpu.turns(["a", "b", "c"], 7, 3)
+    assert [label for label, _ in order] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    for label in "abc":
+        assert [i for p, calls in order if p == label for i in calls] == list(range(7))
+    assert {tuple(calls) for _, calls in order[6:]} == {(6,)}
+
+
+@pytest.mark.parametrize("turn", ["5", "0"])
+def test_bench_auto_cpu_times_every_peer_under_quotas(tmp_path, capsys, turn):
     """Three worker processes under CPU quotas (duty-cycled: works without cgroups), one
     worker at a fifth of the others' share; every result is checked inside."""
     assert autocpu.main(["--n", "3", "--rows", "300", "--cols", "40", "--calls", "10",
                          "--models", "slow", "--plain", "1", "--codes", "2x1",
-                         "--mechanism", "signals", "--out", str(tmp_path)]) == 0
+                         "--mechanism", "signals", "--turn", turn,
+                         "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "auto_cpu.csv")))
     start = f"k={autocpu.AutoK.initial_k(3)} r=1"
     k0 = autocpu.AutoK.initial_k(3)
@@ -133,6 +143,7 @@ def test_bench_auto_cpu_times_every_peer_under_quotas(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "quotas by signals" in out and "auto / best fixed (k=" in out
     assert "the noise, " + start + " run again" in out
+    assert ("interleaved on one cluster in turns of 5" in out) == (turn == "5")
 
 
 def test_bench_scale_prints_construction_calls_and_the_simulation(capsys):
