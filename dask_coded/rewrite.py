@@ -52,12 +52,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import dask
-import dask.array as da
 import numpy as np
 from dask.task_spec import Alias, DataNode, GraphNode, List, Task, TaskRef
 from dask.utils import parse_bytes
 from dask.array.optimization import optimize as default_array_optimize
-from dask.array.routines import _matmul, _tensordot
+from dask.array.routines import _tensordot
 from dask.blockwise import Blockwise
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask.tokenize import tokenize
@@ -69,6 +68,7 @@ from ._scheduler.observations import REWRITES
 from ._scheduler.records import RewriteRecord
 from ._scheduler.residency import resident_keys
 from .errors import CodeParameterError, PlainProductWarning, TooFewWorkersError
+from .flip import LINEAR_IN_A, flip_left_products
 from .tasks import BesideTask
 from .graph import (
     coded_pair_tasks, encode_tasks, encoded_operand_tasks, fold_cuts, operand_keys,
@@ -78,16 +78,13 @@ from .keys import (
     BLOCK_PREFIX, DECODE_PREFIX, NORMS_PREFIX, ROWS_PREFIX, SCALES_PREFIX, key_name,
 )
 from .kernels import (
-    encode_and_race, identity, join_chunks, linear_product, take_block, take_rows,
-    transposed_back, zero_rows,
+    encode_and_race, identity, join_chunks, linear_product, take_block, take_rows, zero_rows,
 )
 from .resident import Resident
 from .schemes import SCHEMES, Scheme, build, lookup
 from .schemes.polynomial import PolynomialScheme
 from .theory import optimal_k, plan_matmul
 from .workers import default_client, live_workers
-
-LINEAR_IN_A = (_matmul, _tensordot)
 
 SCHEMES_2D = ("polynomial", "matdot", "auto")
 
@@ -822,58 +819,6 @@ def _operation(hlg: HighLevelGraph, m: _Match, flipped: bool = False) -> str:
     if flipped:
         return f"{'x' if vector else 'B'} @ A"
     return f"{left} @ {'x' if vector else 'B'}"
-
-
-def flip_left_products(hlg: HighLevelGraph) -> tuple[HighLevelGraph, dict]:
-    """``hlg`` with each product ``x @ A`` (``matmul``, ``x.dot(A)``, ``tensordot`` over
-    x's last axis and A's rows) whose left operand has fewer rows than ``A`` has columns
-    (a vector, or a few rows, times a matrix) written as ``(A.T @ x.T).T``, block by
-    block: the layer keeps its name and keys, each block now the transpose of a block of
-    a new product layer whose left operand is ``A.T`` (dask's own transpose of A, so it
-    shares A.T's coded blocks), which the rewrite then codes. Also ``{new product layer:
-    the layer it stands for}``."""
-    layers, dependencies, flipped = dict(hlg.layers), dict(hlg.dependencies), {}
-    for name, layer in hlg.layers.items():
-        func = getattr(getattr(layer, "task", None), "func", None)
-        if not (isinstance(layer, Blockwise) and func in LINEAR_IN_A
-                and len(layer.indices) == 2 and not layer.new_axes):
-            continue
-        (x, x_ind), (a, a_ind) = layer.indices
-        if (x_ind is None or a_ind is None or len(x_ind) not in (1, 2) or len(a_ind) != 2
-                or x_ind[-1] != a_ind[0] or tuple(layer.output_indices) != (*x_ind, a_ind[1])
-                or x not in hlg.layers or a not in hlg.layers):
-            continue
-        if func is _tensordot and (layer.task.kwargs.get("is_sparse") or tuple(
-                map(tuple, layer.task.kwargs.get("axes", ()))) != ((len(x_ind) - 1,), (0,))):
-            continue
-        x_ann = hlg.layers[x].collection_annotations or {}
-        a_ann = hlg.layers[a].collection_annotations or {}
-        if any(ann.get(f) is None for ann in (x_ann, a_ann) for f in ("chunks", "dtype")):
-            continue
-        rows = sum(x_ann["chunks"][0]) if len(x_ind) == 2 else 1
-        if (rows >= sum(a_ann["chunks"][1]) or np.dtype(a_ann["dtype"]).kind not in "biuf"
-                or "numpy" not in str(a_ann.get("chunk_type", "numpy"))):
-            continue
-        xs = da.Array(hlg, x, chunks=x_ann["chunks"], dtype=x_ann["dtype"])
-        A = da.Array(hlg, a, chunks=a_ann["chunks"], dtype=a_ann["dtype"])
-        vector = xs.ndim == 1
-        if vector:
-            xs = xs[None, :]
-        c, j = a_ind
-        i = x_ind[0] if not vector else f"{name}-row"  # x's rows (one, for a vector)
-        dtype = np.result_type(xs.dtype, A.dtype)
-        product = da.blockwise(_matmul, (j, c, i), A.T, (j, c), xs.T, (c, i),
-                               adjust_chunks={c: 1}, dtype=dtype, concatenate=False)
-        back = da.blockwise(transposed_back, tuple(layer.output_indices), product, (j, c, i),
-                            vector=vector, name=name, dtype=dtype, concatenate=True)
-        graph = back.__dask_graph__()
-        for n, new in graph.layers.items():
-            if n not in hlg.layers or n == name:
-                layers[n], dependencies[n] = new, set(graph.dependencies[n])
-        flipped[product.name] = name
-    if not flipped:
-        return hlg, flipped
-    return HighLevelGraph(layers, dependencies), flipped
 
 
 @contextlib.contextmanager

@@ -22,7 +22,10 @@ import threading
 import time
 import uuid
 
-PERIOD = 0.1  # seconds: the CFS period, and the duty cycle's
+PERIOD = 0.1  # seconds: the duty cycle's period
+#: seconds: the CFS period. Short, so that a call of a few hundred milliseconds spans
+#: many periods and its time does not depend on where in a period its tasks start
+CGROUP_PERIOD = 0.02
 
 
 def _cgroup_root() -> tuple[str, int] | None:
@@ -60,8 +63,8 @@ class _Cgroup:
             f.write(value)
 
     def set(self, share: float) -> None:
-        period = int(PERIOD * 1e6)
-        quota = max(1000, int(share * period))
+        period = int(CGROUP_PERIOD * 1e6)
+        quota = max(1000, int(share * period))  # (the kernel's least: 1 ms)
         if self.version == 2:
             self._write("cpu.max", f"{quota} {period}")
         else:
