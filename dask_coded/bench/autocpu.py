@@ -20,14 +20,14 @@ Models (``--models``), the quotas set before each call, the same for every peer:
 Peers, interleaved on one cluster (``--turn``, default 5): every peer is placed, then in
 turns of ``--turn`` calls each peer runs the turn's calls back to back under the same
 quotas, the peers' order rotated by one every turn, and the wait after a peer's turn
-until no worker is executing counts in its last call (what its released stragglers and
-its background work leave behind is charged to it). Peers met the same moment of the
-machine, so their ratios hold where runs of the same code differ. With ``--turn 0`` each
+until its work is done (no worker executing, auto's re-choice finished) counts in its
+last call (what its released stragglers and its background work leave behind is
+charged to it). The peers meet the same moments of the machine. With ``--turn 0`` each
 peer runs all its calls on a fresh cluster of the same shape instead (no peer inherits
-another's memory or leftovers). The peers: plain dask with A in ``n``, ``4n`` and ``8n`` row chunks
-spread over the workers (work stealing on); the fixed codes of ``--codes`` (``k x r``:
-k blocks needed of n workers, r blocks per worker); auto's starting code as auto runs
-it (its blocks per worker in one product task per worker, ``CA.regroup(1)``);
+another's memory or leftovers). The peers: plain dask with A in ``n``, ``4n`` and ``8n``
+row chunks spread over the workers (work stealing on); the fixed codes of ``--codes``
+(``k x r``: k blocks needed of n workers, r blocks per worker); auto's starting code as
+auto runs it (its blocks per worker in one product task per worker, ``CA.regroup(1)``);
 ``k="auto"`` with ``blocks_per_worker="auto"``. Every peer's A is placed (and encoded)
 before the quotas of the model are set; auto's re-encodes run under them, as they
 would for a user.
@@ -172,9 +172,9 @@ def run_interleaved(args, peers: list, plan: list[dict], xs: list,
     """Every peer of ``peers`` on one cluster of ``args.n`` worker processes, placed and
     encoded at full speed; then in turns of ``args.turn`` calls of ``plan``, each peer
     runs the turn's calls back to back under their quotas (the order of the peers
-    rotated by one every turn), and the wait after its turn until no worker is executing
-    is added to its last call. Returns ``({label: seconds per call}, {label: what to
-    print})``."""
+    rotated by one every turn), and the wait after its turn until its work is done
+    (:func:`settle`) is added to its last call. Returns ``({label: seconds per call},
+    {label: what to print})``."""
     with LocalCluster(n_workers=args.n, threads_per_worker=1, processes=True,
                       dashboard_address=None, memory_limit=0) as lc, Client(lc) as client:
         pids = client.run(os.getpid)
@@ -194,10 +194,20 @@ def run_interleaved(args, peers: list, plan: list[dict], xs: list,
                     times[label].append(time.perf_counter() - t)
                     np.testing.assert_allclose(got, truth[i % 4], rtol=1e-6, atol=1e-6)
                 t = time.perf_counter()
-                drain(client, timeout=300)
+                settle(client, made[label])
                 times[label][-1] += time.perf_counter() - t
             quotas.set({w: 1.0 for w in workers})
             return times, {label: _summary(M, quotas) for label, M in made.items()}
+
+
+def settle(client, M) -> None:
+    """Wait until what ``M``'s calls started is done: auto's re-choice (a thread in this
+    process, which would take the next peer's share of the client's core) and every task
+    still executing on a worker."""
+    retuner = getattr(M, "retuner", None)
+    if retuner is not None and retuner.running is not None:
+        retuner.running.join(timeout=300)
+    drain(client, timeout=300)
 
 
 def turns(labels: list[str], calls: int, turn: int) -> list[tuple[str, range]]:
