@@ -56,8 +56,8 @@ class FirstKPlugin(SchedulerPlugin):
     ``repinned`` blocks of lost workers, ``moved`` blocks spread onto joining workers,
     ``failed-early`` decodes that could no longer reach their rule, ``remade`` finished
     decodes lost with their worker and made again without the products forgotten since,
-    ``expired`` decodes detached at the deadline, ``quarantined`` workers found returning wrong products and
-    ``evacuated`` blocks moved off them.
+    ``expired`` decodes detached at the deadline, ``quarantined`` workers found
+    returning wrong products and ``evacuated`` blocks moved off them.
     """
 
     name = PLUGIN_NAME

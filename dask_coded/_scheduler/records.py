@@ -36,7 +36,9 @@ class ProductGroup:
     ``started``: the decode was detached from its unfinished products (it started
     early, or was failed because its rule can no longer hold); ``since``: when the group
     was first seen (the scheduler's clock), for the deadline; ``observed``: which
-    workers it used and released was told to the avoidance (once per group)."""
+    workers it used and released was told to the avoidance (once per group);
+    ``forgotten``: its products distributed forgot while the decode was kept (released
+    stragglers whose inputs were lost), which a decode made again goes without."""
 
     decode: Key
     spec: GroupSpec
