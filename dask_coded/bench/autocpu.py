@@ -213,8 +213,9 @@ def settle(client, M) -> None:
 def turns(labels: list[str], calls: int, turn: int) -> list[tuple[str, range]]:
     """The order of an interleaved run: ``[(peer, its calls in this turn)]``. Turn ``t``
     is calls ``t * turn`` to ``(t + 1) * turn - 1`` (fewer in the last), run by every
-    peer in ``labels`` rotated left by ``t``, so that each peer runs every call once and
-    follows each other peer equally often."""
+    peer in ``labels`` rotated left by ``t``: each peer runs every call once and opens a
+    turn as often as any other (each follows the same peer whenever it does not open
+    one: what a peer leaves behind is waited for, :func:`settle`)."""
     out = []
     for t, first in enumerate(range(0, calls, turn)):
         shift = t % len(labels)
