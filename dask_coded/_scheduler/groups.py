@@ -386,10 +386,7 @@ class Groups:
             why = (f"lost worker {worker} with the result; products "
                    f"{sorted(group.forgotten[k] for k in gone)} it had released were "
                    f"forgotten since, their inputs lost for good")
-            self._keep_submitted(ts)
-            ts.run_spec = Task(spec.key, spec.func,
-                               *[Missing(why) if isinstance(a, TaskRef) and a.key in gone
-                                 else a for a in spec.args], **spec.kwargs)
+            self._replace_args(ts, gone, why)
             ts.has_lost_dependencies = False  # what it lost is cut out
             self.plugin.stats["remade"] += 1
 
@@ -401,15 +398,20 @@ class Groups:
     def _cut(self, ts, detached: set, why: str | None) -> None:
         """Drop decode ``ts``'s edges to the products ``detached``: their arguments become
         ``None``, or :class:`Missing` ``why``."""
-        detached_keys = {d.key for d in detached}
-        self._keep_submitted(ts)
+        self._keep_submitted(ts)  # before its edges change
         for d in detached:
             drop_dependency(ts, d)
+        self._replace_args(ts, {d.key for d in detached}, why)
+
+    def _replace_args(self, ts, keys: set, why: str | None) -> None:
+        """Decode ``ts``'s arguments naming the products ``keys`` become ``None``, or
+        :class:`Missing` ``why`` (its run spec as submitted kept first)."""
+        self._keep_submitted(ts)
         spec = ts.run_spec
         gone = None if why is None else Missing(why)
         ts.run_spec = Task(
             spec.key, spec.func,
-            *[gone if isinstance(a, TaskRef) and a.key in detached_keys else a for a in spec.args],
+            *[gone if isinstance(a, TaskRef) and a.key in keys else a for a in spec.args],
             **spec.kwargs,
         )
 

@@ -41,6 +41,7 @@ starting code's same window, and auto against the best plain dask peer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 
@@ -148,23 +149,9 @@ def run_peer(args, make, plan: list[dict], xs: list, truth: list) -> tuple[list,
     another's memory or leftovers): placed and encoded at full speed, then one call per
     entry of ``plan`` (``{worker index: share}``) back to back under those quotas, each
     result checked. Returns the seconds per call and what to print after them."""
-    with LocalCluster(n_workers=args.n, threads_per_worker=1, processes=True,
-                      dashboard_address=None, memory_limit=0) as lc, Client(lc) as client:
-        pids = client.run(os.getpid)
-        workers = sorted(pids)
-        with CpuQuotas(pids, args.mechanism) as quotas:
-            M = make(client)
-            np.testing.assert_allclose(np.asarray((M @ xs[0]).compute()), truth[0],
-                                       rtol=1e-6, atol=1e-6)
-            times = []
-            for i, shares in enumerate(plan):
-                quotas.set({workers[w]: share for w, share in shares.items()})
-                t = time.perf_counter()
-                got = np.asarray((M @ xs[i % 4]).compute())
-                times.append(time.perf_counter() - t)
-                np.testing.assert_allclose(got, truth[i % 4], rtol=1e-6, atol=1e-6)
-            quotas.set({w: 1.0 for w in workers})
-            return times, _summary(M, quotas)
+    with _quota_cluster(args) as (client, call, quotas):
+        M = _placed(make, client, xs, truth)
+        return [call(M, plan, i, xs, truth) for i in range(len(plan))], _summary(M, quotas)
 
 
 def run_interleaved(args, peers: list, plan: list[dict], xs: list,
@@ -175,29 +162,46 @@ def run_interleaved(args, peers: list, plan: list[dict], xs: list,
     rotated by one every turn), and the wait after its turn until its work is done
     (:func:`settle`) is added to its last call. Returns ``({label: seconds per call},
     {label: what to print})``."""
+    with _quota_cluster(args) as (client, call, quotas):
+        made = {label: _placed(make, client, xs, truth) for label, make in peers}
+        times: dict = {label: [] for label in made}
+        for label, calls in turns(list(made), len(plan), args.turn):
+            times[label] += [call(made[label], plan, i, xs, truth) for i in calls]
+            t = time.perf_counter()
+            settle(client, made[label])
+            times[label][-1] += time.perf_counter() - t
+        return times, {label: _summary(M, quotas) for label, M in made.items()}
+
+
+@contextlib.contextmanager
+def _quota_cluster(args):
+    """``(client, call, quotas)`` of a cluster of ``args.n`` single-thread worker
+    processes under :class:`CpuQuotas`: ``call(M, plan, i, xs, truth)`` sets the quotas
+    of ``plan[i]``, times ``M @ xs[i % 4]``, checks it against ``truth[i % 4]`` and
+    returns the seconds."""
     with LocalCluster(n_workers=args.n, threads_per_worker=1, processes=True,
                       dashboard_address=None, memory_limit=0) as lc, Client(lc) as client:
         pids = client.run(os.getpid)
         workers = sorted(pids)
         with CpuQuotas(pids, args.mechanism) as quotas:
-            made = {}
-            for label, make in peers:
-                made[label] = M = make(client)
-                np.testing.assert_allclose(np.asarray((M @ xs[0]).compute()), truth[0],
-                                           rtol=1e-6, atol=1e-6)
-            times: dict = {label: [] for label in made}
-            for label, calls in turns(list(made), len(plan), args.turn):
-                for i in calls:
-                    quotas.set({workers[w]: share for w, share in plan[i].items()})
-                    t = time.perf_counter()
-                    got = np.asarray((made[label] @ xs[i % 4]).compute())
-                    times[label].append(time.perf_counter() - t)
-                    np.testing.assert_allclose(got, truth[i % 4], rtol=1e-6, atol=1e-6)
+
+            def call(M, plan: list[dict], i: int, xs: list, truth: list) -> float:
+                quotas.set({workers[w]: share for w, share in plan[i].items()})
                 t = time.perf_counter()
-                settle(client, made[label])
-                times[label][-1] += time.perf_counter() - t
-            quotas.set({w: 1.0 for w in workers})
-            return times, {label: _summary(M, quotas) for label, M in made.items()}
+                got = np.asarray((M @ xs[i % 4]).compute())
+                seconds = time.perf_counter() - t
+                np.testing.assert_allclose(got, truth[i % 4], rtol=1e-6, atol=1e-6)
+                return seconds
+
+            yield client, call, quotas
+
+
+def _placed(make, client, xs: list, truth: list):
+    """``make(client)``, placed and encoded at full speed, its first product checked."""
+    M = make(client)
+    np.testing.assert_allclose(np.asarray((M @ xs[0]).compute()), truth[0],
+                               rtol=1e-6, atol=1e-6)
+    return M
 
 
 def settle(client, M) -> None:
@@ -226,7 +230,9 @@ def turns(labels: list[str], calls: int, turn: int) -> list[tuple[str, range]]:
 
 def _summary(M, quotas: CpuQuotas) -> str:
     """What to print after a peer's mean: how quotas were set, a code's encode time and
-    auto's choices; releases a coded matrix."""
+    auto's choices; gives every worker its whole core back, then releases a coded
+    matrix."""
+    quotas.set(dict.fromkeys(quotas.shares, 1.0))
     extra = f", quotas by {quotas.mechanism}"
     if isinstance(M, dc.CodedMatrix):
         extra += f", encoded in {M.encoding.seconds:.1f} s"
