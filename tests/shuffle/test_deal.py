@@ -96,3 +96,27 @@ def test_balanced_deals_bring_the_segment_planner_to_the_coded_caching_load(n, b
                               for a, b in zip(deals, deals[1:])]) / 1200
     assert load["balanced"] <= balanced * target, load
     assert load["random"] > random * target, load
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.25, 0.5])
+@pytest.mark.parametrize("n,share", [(4, 12), (8, 16), (12, 12)])
+def test_where_n_divides_the_share_every_cached_fraction_is_near_the_coded_caching_load(
+        n, share, alpha):
+    """Where ``n`` divides the share ``q / n``, a balanced deal sends every worker the same
+    number of partitions from every other, and the segment planner comes within 1.10 of
+    Maddah-Ali and Niesen's load at every cached fraction (at a fractional level, alpha =
+    0.1, their formula lies below what sharing storage between two levels reaches)."""
+    q = share * n
+    storage = q // n + int(round(alpha * q))
+    pl = Placement.for_storage(n, q, storage)
+    target = theory.shuffle_load("coded-caching", q, n, storage)
+    workers = list(range(n))
+    rng = np.random.default_rng(1)
+    deals = [random_deal(rng, workers, q)]
+    for _ in range(2):
+        deals.append(balanced_deal(rng, workers, q, deals[-1]))
+    sent = [plan_segments(pl, [1200] * q, owners(a), owners(b)).master_bytes
+            for a, b in zip(deals[1:], deals[2:])]
+    load = np.mean(sent) / 1200
+    assert load <= 1.10 * target, (load, target)
+    assert load < theory.shuffle_load("uncoded", q, n, storage)
