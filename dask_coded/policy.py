@@ -74,6 +74,7 @@ class AutoK:
     leftovers: bool = field(default_factory=lambda: bool(config.get("auto-k.leftovers")))
     background: bool = field(default_factory=lambda: bool(config.get("auto-k.background")))
     horizon: int | None = field(default_factory=lambda: config.get("auto-k.horizon"))
+    confidence: float = field(default_factory=lambda: float(config.get("auto-k.confidence")))
     change_cost: float = field(
         default_factory=lambda: float(config.get("auto-k.change-cost")))
     probation: int = field(default_factory=lambda: int(config.get("auto-k.probation")))
@@ -98,8 +99,8 @@ class AutoK:
         """Whether a change whose model predicts calls ``ratio`` times as long as now
         pays for itself: ``now * (1 - ratio) * remaining > change_cost * encode``, with
         ``now`` the median seconds per call measured (``seen["calls_span"]``),
-        ``remaining`` the calls expected to remain (``horizon``, or as many as so far)
-        and ``encode`` the current encoding's seconds (``seen["encode_seconds"]``).
+        ``remaining`` the calls expected to remain (:meth:`remaining`) and ``encode``
+        the current encoding's seconds (``seen["encode_seconds"]``).
         Without those measurements the model alone decides. Writes its terms into
         ``record``."""
         terms = self._costs(seen, calls)
@@ -110,15 +111,28 @@ class AutoK:
         record.update(now=now, predicted=now * ratio, gain=gain, cost=cost)
         return gain > cost
 
-    def _costs(self, seen: dict, calls: int) -> tuple[float, int, float] | None:
+    def _costs(self, seen: dict, calls: int) -> tuple[float, float, float] | None:
         """``(seconds per call now, calls expected to remain, cost of a change)``, or None
         when not measured."""
         spans = [t for t in seen.get("calls_span") or () if t > 0]
         encode = seen.get("encode_seconds")
         if not spans or encode is None:
             return None
-        remaining = int(self.horizon) if self.horizon is not None else int(calls)
-        return float(np.median(spans)), remaining, self.change_cost * float(encode)
+        return float(np.median(spans)), self.remaining(calls), self.change_cost * float(encode)
+
+    def remaining(self, calls: int) -> float:
+        """The calls a change may count on after ``calls``: ``horizon`` when set, else
+        ``calls * (1 - confidence) / confidence``. A run of unknown length that has made
+        ``c`` calls goes on for at least ``x`` more with probability ``c / (c + x)``
+        (Gott's estimate), so a change that pays back within that many calls pays with
+        probability ``confidence`` (a third of the calls so far at 0.75; as many as so
+        far at 0.5)."""
+        if self.horizon is not None:
+            return float(self.horizon)
+        if not 0 < self.confidence < 1:
+            raise ValueError("coded.auto-k.confidence must lie strictly between 0 and 1, "
+                             f"got {self.confidence!r}")
+        return calls * (1 - self.confidence) / self.confidence
 
     def _nothing_could_pay(self, record: dict, seen: dict, calls: int,
                            free: bool = False) -> bool:

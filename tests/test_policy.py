@@ -1,6 +1,7 @@
 """k="auto": the policy's choices from observed calls (seeded simulations, no cluster)."""
 
 import numpy as np
+import pytest
 
 from dask_coded import theory
 from dask_coded.policy import AutoK, per_call_or_task, persistent_stragglers
@@ -187,21 +188,43 @@ def test_the_first_re_choice_comes_as_soon_as_min_calls_were_seen():
 
 def test_a_change_is_made_only_when_its_gain_pays_for_the_re_encode():
     """The model wants a lower k (mu = 0.2 from k = 9); measured 2 s per call now. With an
-    encode that took 6 s and 10 calls so far the predicted gain (10 calls of 2 s, a
-    sixth faster: about 3 s) does not cover twice the encode: k stays, and the record
-    says why. With 0.5 s of encode, or 1000 calls ahead, it changes."""
+    encode that took 6 s and 10 calls counted ahead (confidence 0.5: as many as so far)
+    the predicted gain (10 calls of 2 s, a sixth faster: about 3 s) does not cover twice
+    the encode: k stays, and the record says why. With 0.5 s of encode, or 1000 calls
+    ahead, it changes."""
     seen = simulate(0.2, 10, 9, seed=3, scale=2.0)
     seen["calls_span"] = [2.0] * 10
-    dear = AutoK(N, min_calls=5, margin=0.0, max_step=N, change_cost=2.0)
+
+    def policy(**kw):
+        return AutoK(N, min_calls=5, margin=0.0, max_step=N, change_cost=2.0, **kw)
+
+    dear = policy(confidence=0.5)
     assert dear.choose(9, {**seen, "encode_seconds": 6.0}, calls=10) == 9
     record = dear.history[-1]
     assert record["why"] == "would not pay for its re-encode"
     assert record["gain"] < record["cost"] == 12.0
     assert 0 < record["predicted"] < record["now"] == 2.0
-    cheap = AutoK(N, min_calls=5, margin=0.0, max_step=N, change_cost=2.0)
-    assert cheap.choose(9, {**seen, "encode_seconds": 0.5}, calls=10) < 9
-    ahead = AutoK(N, min_calls=5, margin=0.0, max_step=N, change_cost=2.0, horizon=1000)
+    assert policy(confidence=0.5).choose(9, {**seen, "encode_seconds": 0.5}, calls=10) < 9
+    ahead = policy(horizon=1000)
     assert ahead.choose(9, {**seen, "encode_seconds": 6.0}, calls=10) < 9
+
+
+def test_an_unknown_horizon_counts_the_calls_a_change_pays_back_in_with_confidence():
+    """After 30 calls of a run of unknown length, at least x more follow with probability
+    30 / (30 + x): 10 calls at 0.75, 30 at 0.5. The gain of the change above (about a
+    third of a second per call) pays for 1 s of change in 30 calls but not in 1.1 (0.9)."""
+    assert AutoK(N, confidence=0.75).remaining(30) == pytest.approx(10)
+    assert AutoK(N, confidence=0.5).remaining(30) == pytest.approx(30)
+    assert AutoK(N, confidence=0.75, horizon=7).remaining(30) == 7
+    with pytest.raises(ValueError, match="confidence must lie strictly between 0 and 1"):
+        AutoK(N, confidence=1.0).remaining(30)
+    seen = simulate(0.2, 10, 9, seed=3, scale=2.0)
+    seen["calls_span"] = [2.0] * 10
+    sure = AutoK(N, min_calls=5, margin=0.0, max_step=N, change_cost=2.0, confidence=0.9)
+    assert sure.choose(9, {**seen, "encode_seconds": 0.5}, calls=10) == 9
+    assert sure.history[-1]["why"] == "would not pay for its re-encode"
+    hopeful = AutoK(N, min_calls=5, margin=0.0, max_step=N, change_cost=2.0, confidence=0.5)
+    assert hopeful.choose(9, {**seen, "encode_seconds": 0.5}, calls=10) < 9
 
 
 def test_a_code_the_regret_guard_turned_back_is_never_chosen_again():
@@ -226,13 +249,15 @@ def test_worse_compares_medians_with_a_tolerance():
 
 
 def test_no_fit_is_made_while_no_change_could_pay():
-    """2 s per call, 10 calls so far, an encode of 30 s: even a code taking no time would
-    save 20 s, less than the 60 s a change costs; the policy keeps the code without
-    fitting (the fit and the simulation cost the client CPU the calls need)."""
+    """2 s per call, 10 calls so far (10 counted ahead at confidence 0.5), an encode of
+    30 s: even a code taking no time would save 20 s, less than the 60 s a change costs;
+    the policy keeps the code without fitting (the fit and the simulation cost the client
+    CPU the calls need)."""
     seen = simulate(0.2, 10, 9, seed=3, scale=2.0)
     seen["calls_span"] = [2.0] * 10
-    for policy, choose in ((AutoK(N, min_calls=5), lambda p, s: p.choose(9, s, calls=10)),
-                           (AutoK(N, min_calls=5, choose_r=True),
+    for policy, choose in ((AutoK(N, min_calls=5, confidence=0.5),
+                            lambda p, s: p.choose(9, s, calls=10)),
+                           (AutoK(N, min_calls=5, choose_r=True, confidence=0.5),
                             lambda p, s: p.choose_blocks(9, 1, s, calls=10))):
         kept = choose(policy, {**seen, "encode_seconds": 30.0})
         record = policy.history[-1]

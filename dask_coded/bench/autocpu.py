@@ -106,14 +106,22 @@ def default_codes(n: int) -> list[tuple[int, int]]:
     return sorted({start, (n - 2, 1), (n - 1, 1), (n - 2, 4), (n - 1, 4)})
 
 
+def start_label(n: int) -> str:
+    """The peer that runs auto's starting code as auto runs it: ``k`` of
+    :meth:`AutoK.initial_k` with ``coded.auto-k.encode-blocks`` coded blocks per worker
+    (the most whose code decodes from any ``k`` workers' blocks) in one product task
+    per worker."""
+    k0 = AutoK.initial_k(n)
+    r0 = exact_blocks(n, k0, int(config.get("auto-k.encode-blocks")))
+    return f"k={k0} r={r0} as 1 task" if r0 > 1 else f"k={k0} r=1"
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     n = args.n
     codes = ([tuple(int(v) for v in c.split("x")) for c in args.codes.split(",")]
              if args.codes else default_codes(n))
-    start = (AutoK.initial_k(n), 1)
-    if start not in codes:
-        codes.append(start)  # auto's starting code is a peer: its windows are the bar
+    start = start_label(n)  # auto's starting code, as auto runs it: its windows are the bar
     rng = np.random.default_rng(args.seed)
     A = rng.standard_normal((args.rows, args.cols))
     xs = [rng.standard_normal((args.cols, 64)) for _ in range(4)]
@@ -167,9 +175,7 @@ def run_interleaved(args, peers: list, plan: list[dict], xs: list,
         times: dict = {label: [] for label in made}
         for label, calls in turns(list(made), len(plan), args.turn):
             times[label] += [call(made[label], plan, i, xs, truth) for i in calls]
-            t = time.perf_counter()
-            settle(client, made[label])
-            times[label][-1] += time.perf_counter() - t
+            times[label][-1] += settle(client, made[label])
         return times, {label: _summary(M, quotas) for label, M in made.items()}
 
 
@@ -204,14 +210,21 @@ def _placed(make, client, xs: list, truth: list):
     return M
 
 
-def settle(client, M) -> None:
-    """Wait until what ``M``'s calls started is done: auto's re-choice (a thread in this
-    process, which would take the next peer's share of the client's core) and every task
-    still executing on a worker."""
+def settle(client, M) -> float:
+    """Wait until what ``M``'s calls started is done; return the seconds to charge to
+    ``M``: the wait for auto's re-choice (a thread in this process, which would take the
+    next peer's share of the client's core) and for every task still executing that was
+    not released (a re-encode's), not the wait for products released while they ran
+    (in a loop they overlap its next call, as every earlier call's did within the
+    turn)."""
+    t = time.perf_counter()
     retuner = getattr(M, "retuner", None)
     if retuner is not None and retuner.running is not None:
         retuner.running.join(timeout=300)
+    drain(client, timeout=300, released=False)
+    charged = time.perf_counter() - t
     drain(client, timeout=300)
+    return charged
 
 
 def turns(labels: list[str], calls: int, turn: int) -> list[tuple[str, range]]:
@@ -254,12 +267,14 @@ def _peers(args, codes, A):
                                                             blocks_per_worker=r)
     k0 = AutoK.initial_k(n)
     r0 = exact_blocks(n, k0, int(config.get("auto-k.encode-blocks")))
-    if r0 > 1:  # auto's start as auto runs it: its blocks in one task per worker
-        yield f"k={k0} r={r0} as 1 task", lambda c: _regrouped(
-            dc.encode(A, n, k0, client=c, blocks_per_worker=r0), 1)
+
+    def start(c):  # auto's start as auto runs it: its blocks in one task per worker
+        return _regrouped(dc.encode(A, n, k0, client=c, blocks_per_worker=r0), 1)
+
+    if start_label(n) not in [f"k={k} r={r}" for k, r in codes]:
+        yield start_label(n), start
     yield "auto", lambda c: dc.encode(A, n, "auto", blocks_per_worker="auto", client=c)
-    k, r = AutoK.initial_k(n), 1  # the start again, after auto: the run-to-run noise
-    yield f"k={k} r={r} again", lambda c: dc.encode(A, n, k, client=c)
+    yield f"{start_label(n)} again", start  # after auto: the noise between two runs
 
 
 def _regrouped(M, tasks_per_worker: int):
@@ -272,7 +287,7 @@ def _describe(h: dict) -> str:
     return f"call {h['calls']}: {chosen}" + (f" ({h['why']})" if h.get("why") else "")
 
 
-def _report(model: str, results: dict, start: tuple) -> None:
+def _report(model: str, results: dict, begin: str) -> None:
     print(f"\n### {model}\n\n| peer | mean s/call | p10 | p90 |\n|---|---|---|---|")
     for label, t in results.items():
         print(f"| {label} | {np.mean(t):.3f} | {np.percentile(t, 10):.3f} | "
@@ -284,7 +299,6 @@ def _report(model: str, results: dict, start: tuple) -> None:
     if auto is None:
         return
     best = min(fixed, key=fixed.get)
-    begin = f"k={start[0]} r={start[1]}"
     worst = float(np.max(windows(auto) / windows(results[begin])))
     bp = min(plain, key=plain.get)
     again = results.get(f"{begin} again")

@@ -44,14 +44,21 @@ def cluster(args: argparse.Namespace) -> Iterator[tuple]:
         yield client, [str(info[a]["name"]) for a in sorted(info)], sorted(info)
 
 
-def drain(client, timeout: float = 30.0) -> None:
-    """Wait until no worker is still executing (released stragglers keep running)."""
+def drain(client, timeout: float = 30.0, released: bool = True) -> bool:
+    """Wait until no worker is still executing (released stragglers keep running); with
+    ``released=False`` only until every task still executing is a released one (the
+    worker's state ``"cancelled"``). Returns whether that came within ``timeout``."""
+
+    def executing(dask_worker) -> int:
+        return sum(released or ts.state != "cancelled"
+                   for ts in dask_worker.state.executing)
+
     deadline = time.time() + timeout
     while time.time() < deadline:
-        busy = client.run(lambda dask_worker: len(dask_worker.state.executing))
-        if not any(busy.values()):
-            return
+        if not any(client.run(executing).values()):
+            return True
         time.sleep(0.02)
+    return False
 
 
 def checked(make, xs: list, truth: list):
