@@ -19,10 +19,12 @@ Models (``--models``), the quotas set before each call, the same for every peer:
 
 Peers, interleaved on one cluster (``--turn``, default 5): every peer is placed, then in
 turns of ``--turn`` calls each peer runs the turn's calls back to back under the same
-quotas, the peers' order rotated by one every turn, and the wait after a peer's turn
-until its work is done (no worker executing, auto's re-choice finished) counts in its
-last call (what its released stragglers and its background work leave behind is
-charged to it). The peers meet the same moments of the machine. With ``--turn 0`` each
+quotas, the peers' order rotated by one every turn. After a peer's turn the next waits
+until no worker is executing; the wait for the peer's background work (auto's
+re-choice, a re-encode's tasks) counts in its last call, the wait for products it
+released while they ran does not (in a loop they overlap its next call, as each
+earlier call's leftovers delay the next within a turn). The peers meet the same
+moments of the machine. With ``--turn 0`` each
 peer runs all its calls on a fresh cluster of the same shape instead (no peer inherits
 another's memory or leftovers). The peers: plain dask with A in ``n``, ``4n`` and ``8n``
 row chunks spread over the workers (work stealing on); the fixed codes of ``--codes``
@@ -35,7 +37,9 @@ would for a user.
 Prints per model: each peer's mean seconds per call over every call from the first,
 the spread (10th and 90th percentile), and the ratios the controller is judged by:
 auto against the best fixed code in hindsight, auto's worst 10-call window against its
-starting code's same window, and auto against the best plain dask peer.
+starting code's same window (and against the mean of the two runs of its start, the
+second run showing how far the same code moves between two runs), and auto against the
+best plain dask peer.
 """
 
 from __future__ import annotations
@@ -302,9 +306,15 @@ def _report(model: str, results: dict, begin: str) -> None:
     worst = float(np.max(windows(auto) / windows(results[begin])))
     bp = min(plain, key=plain.get)
     again = results.get(f"{begin} again")
-    noise = (f"; the noise, {begin} run again: worst window "
-             f"{float(np.max(windows(again) / windows(results[begin]))):.2f}, mean "
-             f"{np.mean(again) / np.mean(results[begin]):.2f}" if again else "")
+    noise = ""
+    if again:
+        start = np.asarray(results[begin])
+        both = (start + np.asarray(again)) / 2  # the start's two runs, call by call
+        noise = (f"; against both runs of its start (their mean): "
+                 f"{float(np.max(windows(auto) / windows(both))):.2f}; the noise, {begin} "
+                 f"run again: worst window {float(np.max(windows(again) / windows(start))):.2f}"
+                 f" (and the other way {float(np.max(windows(start) / windows(again))):.2f})"
+                 f", mean {np.mean(again) / np.mean(start):.2f}")
     print(f"\nauto / best fixed ({best}): {np.mean(auto) / fixed[best]:.2f}; auto's worst "
           f"10-call window / its start ({begin}): {worst:.2f}; best plain ({bp}) / auto: "
           f"{plain[bp] / np.mean(auto):.2f}{noise}\n", flush=True)

@@ -143,6 +143,7 @@ def test_bench_auto_cpu_times_every_peer_under_quotas(tmp_path, capsys, turn):
     out = capsys.readouterr().out
     assert "quotas by signals" in out and "auto / best fixed (k=" in out
     assert "the noise, " + start + " run again" in out
+    assert "against both runs of its start (their mean): " in out
     assert ("interleaved on one cluster in turns of 5" in out) == (turn == "5")
 
 
