@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.linalg
 
-from .errors import CodeParameterError, CorruptResultError
+from .errors import CodeParameterError, CorruptResultError, TooFewResultsError
 from .suspects import LOCAL, TOPIC
 
 
@@ -126,6 +126,12 @@ class Verify:
         """Products a decode waits for beyond the code's threshold: 1 to detect, ``2e``
         to correct ``e``."""
         return 1 if self.mode == "detect" else 2 * self.errors
+
+    def too_few(self, arrived: int, n: int, needs: str) -> TooFewResultsError:
+        """The error for a check that got ``arrived`` of ``n`` products and ``needs``
+        more (what it waits for, e.g. ``"5 (k=4 plus 1 spare)"``)."""
+        return TooFewResultsError(f"only {arrived} of n={n} coded products arrived; "
+                                  f"verify={self.mode!r} checks with {needs}")
 
     def __repr__(self) -> str:
         return ("Verify('detect')" if self.mode == "detect"

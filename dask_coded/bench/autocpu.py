@@ -34,7 +34,8 @@ auto runs it (its blocks per worker in one product task per worker, ``CA.regroup
 before the quotas of the model are set; auto's re-encodes run under them, as they
 would for a user.
 
-Prints per model: each peer's mean seconds per call over every call from the first,
+Prints per model (and with ``--runs`` per run, then for the mean of the runs, call by
+call): each peer's mean seconds per call over every call from the first,
 the spread (10th and 90th percentile), and the ratios the controller is judged by:
 auto against the best fixed code in hindsight, auto's worst 10-call window against its
 starting code's same window (and against the mean of the two runs of its start, the
@@ -69,6 +70,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=12000, help="rows of A (default 12000)")
     p.add_argument("--cols", type=int, default=2000, help="columns of A (default 2000)")
     p.add_argument("--calls", type=int, default=30, help="calls per peer (default 30)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="runs of every model, each on a fresh cluster; the report is also "
+                        "made of their mean, call by call (default 1)")
     p.add_argument("--turn", type=int, default=5,
                    help="calls per peer's turn, peers interleaved on one cluster; 0: each "
                         "peer alone on a fresh cluster (default 5)")
@@ -139,21 +143,33 @@ def main(argv=None) -> int:
     for model in args.models.split(","):
         # per call, each worker's share by its index in address order (seeded)
         plan = shares_of(model, list(range(n)), args.calls, args.share, args.mu, args.seed)
-        peers = list(_peers(args, codes, A))
-        if args.turn:
-            results, extras = run_interleaved(args, peers, plan, xs, truth)
-        else:
-            results, extras = {}, {}
-            for label, make in peers:
-                results[label], extras[label] = run_peer(args, make, plan, xs, truth)
-        for label, times in results.items():
-            print(f"  {model}: {label}: mean {np.mean(times):.3f} s{extras[label]}",
-                  flush=True)
-            rows += [{"model": model, "peer": label, "call": i, "seconds": t}
-                     for i, t in enumerate(times)]
-        _report(model, results, start)
+        runs = []
+        for run in range(args.runs):
+            peers = list(_peers(args, codes, A))
+            if args.turn:
+                results, extras = run_interleaved(args, peers, plan, xs, truth)
+            else:
+                results, extras = {}, {}
+                for label, make in peers:
+                    results[label], extras[label] = run_peer(args, make, plan, xs, truth)
+            for label, times in results.items():
+                print(f"  {model}, run {run}: {label}: mean {np.mean(times):.3f} "
+                      f"s{extras[label]}", flush=True)
+                rows += [{"model": model, "run": run, "peer": label, "call": i, "seconds": t}
+                         for i, t in enumerate(times)]
+            if args.runs > 1:
+                _report(f"{model}, run {run}", results, start)
+            runs.append(results)
+        _report(model if args.runs == 1 else f"{model}, the mean of {args.runs} runs",
+                mean_of_runs(runs), start)
     print("wrote", write_csv(rows, args.out, "auto_cpu.csv"))
     return 0
+
+
+def mean_of_runs(runs: list[dict]) -> dict:
+    """``{peer: seconds per call}`` averaged call by call over ``runs`` (every run makes
+    the same calls under the same quotas)."""
+    return {label: np.mean([r[label] for r in runs], axis=0).tolist() for label in runs[0]}
 
 
 def run_peer(args, make, plan: list[dict], xs: list, truth: list) -> tuple[list, str]:

@@ -257,9 +257,7 @@ class MDSScheme(RowScheme):
                      f"{self.verify.spare} spare)" if self.rule is None else
                      f"each group's k plus {self.verify.spare} spare of that group's "
                      f"products ({self.threshold} in all, {self.code!r})")
-            raise TooFewResultsError(
-                f"only {len(results)} of n={self.code.n} coded products arrived; "
-                f"verify={self.verify.mode!r} checks with {needs}")
+            raise self.verify.too_few(len(results), self.code.n, needs)
         errors = self.verify.errors if self.verify.mode == "correct" else len(results)
         return inspect(self.code, results, scale, errors)
 

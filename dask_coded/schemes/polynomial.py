@@ -46,6 +46,7 @@ bound unscaled and its operands are encoded as they are.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -185,16 +186,16 @@ class PolynomialScheme(Scheme):
         :class:`~dask_coded.errors.TooFewResultsError`."""
         results = {w: p for w, p in enumerate(products) if p is not None}
         if len(results) < self.threshold:
-            raise TooFewResultsError(
-                f"only {len(results)} of n={self.n_blocks} products arrived; "
-                f"verify={self.verify.mode!r} checks with {self.threshold} ("
-                f"{self.code.threshold} plus {self.verify.spare} spare)")
+            raise self.verify.too_few(len(results), self.n_blocks, f"{self.threshold} ("
+                                      f"{self.code.threshold} plus {self.verify.spare} spare)")
         first = np.asarray(next(iter(results.values())))
         errors = self.verify.errors if self.verify.mode == "correct" else len(results)
-        return inspect(self._checked_code(), results, self._scale(first.shape[-1]), errors)
+        return inspect(self._checked_code, results, self._scale(first.shape[-1]), errors)
 
+    @functools.cached_property
     def _checked_code(self) -> BoundedCode:
-        """The interpolation code with each worker's rounding bound (:meth:`inspect`)."""
+        """The interpolation code with each worker's rounding bound (:meth:`inspect`),
+        made once per scheme."""
         a_deg, b_deg = self._exponents()
         bounds = tuple(float(np.abs(self._coefficients(w, a_deg)).sum()
                              * np.abs(self._coefficients(w, b_deg)).sum())

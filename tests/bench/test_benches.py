@@ -122,6 +122,11 @@ def test_interleaved_turns_give_every_peer_every_call_once_in_rotation():
     assert {tuple(calls) for _, calls in order[6:]} == {(6,)}
 
 
+def test_runs_are_averaged_call_by_call():
+    runs = [{"a": [1.0, 3.0], "b": [2.0, 2.0]}, {"a": [3.0, 5.0], "b": [2.0, 4.0]}]
+    assert autocpu.mean_of_runs(runs) == {"a": [2.0, 4.0], "b": [2.0, 3.0]}
+
+
 @pytest.mark.parametrize("turn", ["5", "0"])
 def test_bench_auto_cpu_times_every_peer_under_quotas(tmp_path, capsys, turn):
     """Three worker processes under CPU quotas (duty-cycled: works without cgroups), one
