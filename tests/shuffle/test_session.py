@@ -257,14 +257,14 @@ def test_the_memory_manager_stays_off_while_any_shuffle_is_open(client):
 
 def test_auto_caches_whole_partitions_where_segments_would_be_tiny(client):
     """placement="auto" on 4 workers, storage 4 of 8: a partition splits into 3 segments.
-    At 4,000 bytes (1,333-byte segments, below coded.shuffle.min-segment-bytes) it is
+    At 2,400 bytes (800-byte segments, below coded.shuffle.min-segment-bytes) it is
     cached whole; at 40,000 bytes, or with the limit at 0, in segments."""
     import dask
 
-    tiny = dc.CodedShuffle(client, data(q=8), storage=4)
+    tiny = dc.CodedShuffle(client, data(q=8, size=300), storage=4)
     large = dc.CodedShuffle(client, data(q=8, size=5000), storage=4)
     with dask.config.set({"coded.shuffle.min-segment-bytes": 0}):
-        forced = dc.CodedShuffle(client, data(q=8), storage=4)
+        forced = dc.CodedShuffle(client, data(q=8, size=300), storage=4)
     try:
         assert tiny.segments is None and "whole partitions" in repr(tiny)
         assert large.segments.placement.segment_count == 3
