@@ -128,8 +128,8 @@ class Verify:
         return 1 if self.mode == "detect" else 2 * self.errors
 
     def too_few(self, arrived: int, n: int, needs: str) -> TooFewResultsError:
-        """The error for a check that got ``arrived`` of ``n`` products and ``needs``
-        more (what it waits for, e.g. ``"5 (k=4 plus 1 spare)"``)."""
+        """The error for a check that got ``arrived`` of ``n`` products and waits for
+        ``needs`` (e.g. ``"5 (k=4 plus 1 spare)"``)."""
         return TooFewResultsError(f"only {arrived} of n={n} coded products arrived; "
                                   f"verify={self.mode!r} checks with {needs}")
 
