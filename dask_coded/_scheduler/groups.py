@@ -398,10 +398,9 @@ class Groups:
     def _cut(self, ts, detached: set, why: str | None) -> None:
         """Drop decode ``ts``'s edges to the products ``detached``: their arguments become
         ``None``, or :class:`Missing` ``why``."""
-        self._keep_submitted(ts)  # before its edges change
+        self._replace_args(ts, {d.key for d in detached}, why)  # keeps it as submitted
         for d in detached:
             drop_dependency(ts, d)
-        self._replace_args(ts, {d.key for d in detached}, why)
 
     def _replace_args(self, ts, keys: set, why: str | None) -> None:
         """Decode ``ts``'s arguments naming the products ``keys`` become ``None``, or

@@ -114,13 +114,17 @@ def default_codes(n: int) -> list[tuple[int, int]]:
     return sorted({start, (n - 2, 1), (n - 1, 1), (n - 2, 4), (n - 1, 4)})
 
 
-def start_label(n: int) -> str:
-    """The peer that runs auto's starting code as auto runs it: ``k`` of
-    :meth:`AutoK.initial_k` with ``coded.auto-k.encode-blocks`` coded blocks per worker
-    (the most whose code decodes from any ``k`` workers' blocks) in one product task
-    per worker."""
+def start_code(n: int) -> tuple[int, int]:
+    """Auto's starting code ``(k, blocks per worker)``: ``k`` of :meth:`AutoK.initial_k`
+    with ``coded.auto-k.encode-blocks`` coded blocks per worker (the most whose code
+    decodes from any ``k`` workers' blocks), run as one product task per worker."""
     k0 = AutoK.initial_k(n)
-    r0 = exact_blocks(n, k0, int(config.get("auto-k.encode-blocks")))
+    return k0, exact_blocks(n, k0, int(config.get("auto-k.encode-blocks")))
+
+
+def start_label(n: int) -> str:
+    """The label of the peer that runs :func:`start_code` as auto runs it."""
+    k0, r0 = start_code(n)
     return f"k={k0} r={r0} as 1 task" if r0 > 1 else f"k={k0} r=1"
 
 
@@ -285,8 +289,7 @@ def _peers(args, codes, A):
     for k, r in codes:
         yield f"k={k} r={r}", lambda c, k=k, r=r: dc.encode(A, n, k, client=c,
                                                             blocks_per_worker=r)
-    k0 = AutoK.initial_k(n)
-    r0 = exact_blocks(n, k0, int(config.get("auto-k.encode-blocks")))
+    k0, r0 = start_code(n)
 
     def start(c):  # auto's start as auto runs it: its blocks in one task per worker
         return _regrouped(dc.encode(A, n, k0, client=c, blocks_per_worker=r0), 1)
@@ -319,12 +322,12 @@ def _report(model: str, results: dict, begin: str) -> None:
     if auto is None:
         return
     best = min(fixed, key=fixed.get)
-    worst = float(np.max(windows(auto) / windows(results[begin])))
+    start = np.asarray(results[begin])
+    worst = float(np.max(windows(auto) / windows(start)))
     bp = min(plain, key=plain.get)
     again = results.get(f"{begin} again")
     noise = ""
     if again:
-        start = np.asarray(results[begin])
         both = (start + np.asarray(again)) / 2  # the start's two runs, call by call
         noise = (f"; against both runs of its start (their mean): "
                  f"{float(np.max(windows(auto) / windows(both))):.2f}; the noise, {begin} "
