@@ -8,6 +8,8 @@ scheme of a kind already here needs no change in this module.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from .errors import CodeParameterError
@@ -66,14 +68,34 @@ def encode(data: Any, n: int, k: int | str | None = None, kind: str | None = Non
         if k is None:
             raise CodeParameterError(f"scheme {scheme!r} needs k, how many of the n={n} "
                                      f"products a decode waits for (or k='auto')")
+        _check_params(scheme, encode_matrix, params)
         return encode_matrix(data, n, k, kind, client=client, **params)
     if k is not None:
         raise CodeParameterError(f"k is the 'mds' scheme's threshold; scheme {scheme!r} "
                                  f"sets its own from its parameters")
     if kind is not None:
         params["kind"] = kind
+    target = {"pair": encode_operand, "partitions": CodedPartitions}.get(data_kind, encode_parts)
+    _check_params(scheme, target, params)
     if data_kind == "pair":
         return encode_operand(data, n, scheme, client=client, **params)
     if data_kind == "partitions":
         return CodedPartitions(data, n, client=client, **params)
     return encode_parts(data, n, scheme, client=client, **params)
+
+
+def _check_params(scheme: str, target: Callable, params: dict) -> None:
+    """Refuse, by name, a parameter that ``target`` (the handle's encode) does not take,
+    listing those it takes; a target taking ``**params`` passes them on to a scheme's
+    ``from_params``, which names its own."""
+    signature = inspect.signature(target)
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    taken = [name for name, p in signature.parameters.items()
+             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+             and name not in ("self", "A", "data", "partitions", "parts", "n", "k", "scheme",
+                              "client")]
+    unknown = sorted(set(params) - set(taken))
+    if unknown:
+        raise CodeParameterError(f"scheme {scheme!r} takes no parameter {', '.join(unknown)}; "
+                                 f"it takes {', '.join(taken)}")
