@@ -168,7 +168,7 @@ def test_a_shuffles_epochs_reach_the_page():
                       dashboard_address=None) as cluster, Client(cluster) as client:
         rng = np.random.default_rng(0)
         parts = [rng.standard_normal(500) for _ in range(12)]
-        sh = dc.CodedShuffle(client, parts, storage=6, strategy="coded", seed=1)
+        sh = dc.CodedShuffle(parts, storage=6, strategy="coded", seed=1, client=client)
         try:
             for _ in range(3):
                 sh.next_epoch()

@@ -58,8 +58,8 @@ def run(client, parts, storage, strategy, epochs, warmup, mbps=None, seed=0,
     """Reports of ``epochs`` epochs after ``warmup`` (the initial load included); the
     master's link throttled to ``mbps`` MB/s during the measured epochs."""
     with bytecount.ByteMeter(client) as meter:
-        sh = CodedShuffle(client, parts, storage=storage, strategy=strategy, seed=seed,
-                          meter=meter, deal=deal, placement=placement)
+        sh = CodedShuffle(parts, storage=storage, strategy=strategy, seed=seed,
+                          meter=meter, deal=deal, placement=placement, client=client)
         try:
             for _ in range(warmup):
                 sh.next_epoch()

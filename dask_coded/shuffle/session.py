@@ -39,11 +39,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from dask.utils import parse_bytes, parse_timedelta
-from distributed import wait
+from distributed import Client, wait
 from distributed.utils import CancelledError
 
 from .._scheduler.records import SHUFFLE_TOPIC
 from ..handles import Handle
+from ..workers import default_client
 from .. import config
 from ..errors import CodedError, TooFewWorkersError
 from .collections import FrameFormat
@@ -121,11 +122,12 @@ class CodedShuffle(Handle):
 
     Parameters
     ----------
-    client : distributed.Client
     partitions : list of numpy.ndarray
         The data set, held by the master; one dtype for all.
     storage : int
         Partitions each worker may hold (its share included): at least ``ceil(q / n)``.
+    client : distributed.Client, optional
+        The master's client; default: the current one.
     strategy : {"coded", "uncoded", "p2p"}
     seed : int
         Seeds the assignments: the same seed gives the same assignments for every
@@ -153,9 +155,15 @@ class CodedShuffle(Handle):
         harness: it wraps the transport in every process, so it is opt-in).
     """
 
-    def __init__(self, client, partitions: list, storage: int, strategy: str = "coded",
-                 seed: int = 0, cache_policy: str = "recent", placement: str = "auto",
-                 meter: Any = None, deal: str = "balanced"):
+    def __new__(cls, *args: Any, **kwargs: Any) -> CodedShuffle:
+        if args and isinstance(args[0], Client):  # before __init__ binds the arguments
+            raise TypeError("CodedShuffle takes the partitions first and the client as a "
+                            "keyword: CodedShuffle(partitions, storage, client=client)")
+        return super().__new__(cls)
+
+    def __init__(self, partitions: list, storage: int, *, client: Client | None = None,
+                 strategy: str = "coded", seed: int = 0, cache_policy: str = "recent",
+                 placement: str = "auto", meter: Any = None, deal: str = "balanced"):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if deal not in DEALS:
@@ -175,6 +183,7 @@ class CodedShuffle(Handle):
                 f"the partitions to a fixed-size dtype")
         if not isinstance(storage, (int, np.integer)) or isinstance(storage, bool):
             raise TypeError(f"storage must be a whole number of partitions, got {storage!r}")
+        client = _client(client)
         self.client, self.token = client, uuid.uuid4().hex[:10]
         client.register_plugin(ShuffleCoordinator())
         # lists become tuples through msgpack
@@ -235,15 +244,13 @@ class CodedShuffle(Handle):
         their index, column names and dtypes
         (:class:`~dask_coded.shuffle.collections.FrameFormat`).
         """
-        from distributed import default_client
-
         from .collections import format_of
 
-        client = client if client is not None else default_client()
+        client = _client(client)
         fmt = format_of(collection, strategy)
         parts = fmt.parts(client, collection)
-        sh = cls(client, parts, storage=storage, strategy=strategy, seed=seed, deal=deal,
-                 **kwargs)
+        sh = cls(parts, storage=storage, strategy=strategy, seed=seed, deal=deal,
+                 client=client, **kwargs)
         sh.format = fmt
         return sh
 
@@ -572,3 +579,12 @@ def _drop_stray_replicas(owners: dict, dask_scheduler=None) -> int:
 
 def as_size(a: np.ndarray) -> int:
     return int(np.asarray(a).nbytes)
+
+
+def _client(client: Client | None) -> Client:
+    """``client``, else the current one; the master must be a ``distributed`` client."""
+    client = client if client is not None else default_client()
+    if client is None:
+        raise CodedError("a coded shuffle needs a distributed client, its master: start "
+                         "one (Client(...)) or pass client=")
+    return client

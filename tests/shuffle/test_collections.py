@@ -102,7 +102,7 @@ def test_what_cannot_be_shuffled_is_named(client):
         sh.close()
     with pytest.raises(TypeError, match="dask Array or DataFrame"):
         dc.CodedShuffle.from_dask([np.ones(3)], storage=2, client=client)
-    plain = dc.CodedShuffle(client, [np.ones(3)] * 3, storage=1)
+    plain = dc.CodedShuffle([np.ones(3)] * 3, storage=1, client=client)
     try:
         with pytest.raises(dc.CodedError, match="from_dask"):
             plain.collection()

@@ -39,8 +39,8 @@ def check_epoch(client, sh, assignment, parts):
 def test_every_epoch_is_a_complete_resident_bit_exact_partition(client, strategy, placement,
                                                                 dtype):
     parts = data(dtype=dtype)
-    sh = dc.CodedShuffle(client, parts, storage=12, strategy=strategy, seed=1,
-                         placement=placement)
+    sh = dc.CodedShuffle(parts, storage=12, strategy=strategy, seed=1,
+                         placement=placement, client=client)
     try:
         for _ in range(4):
             check_epoch(client, sh, sh.next_epoch(), parts)
@@ -55,7 +55,7 @@ def test_strategies_deal_the_same_assignments_for_a_seed(client):
     parts = data(q=12)
     runs = {}
     for strategy in ("coded", "uncoded"):
-        sh = dc.CodedShuffle(client, parts, storage=6, strategy=strategy, seed=7)
+        sh = dc.CodedShuffle(parts, storage=6, strategy=strategy, seed=7, client=client)
         runs[strategy] = [sh.next_epoch() for _ in range(3)]
         sh.close()
     assert runs["coded"] == runs["uncoded"]
@@ -64,7 +64,7 @@ def test_strategies_deal_the_same_assignments_for_a_seed(client):
 def test_unequal_partition_sizes_decode(client):
     rng = np.random.default_rng(3)
     parts = [rng.standard_normal(int(s)) for s in rng.integers(10, 400, size=16)]
-    sh = dc.CodedShuffle(client, parts, storage=8, strategy="coded", seed=2)
+    sh = dc.CodedShuffle(parts, storage=8, strategy="coded", seed=2, client=client)
     try:
         for _ in range(4):
             check_epoch(client, sh, sh.next_epoch(), parts)
@@ -81,8 +81,8 @@ def test_structured_dtypes_keep_their_fields(client, placement):
         p = np.zeros(40, dtype=record)
         p["x"], p["n"], p["tag"] = rng.standard_normal(40), rng.integers(0, 99, 40), b"abc"
         parts.append(p)
-    sh = dc.CodedShuffle(client, parts, storage=8, strategy="coded", seed=5,
-                         placement=placement)
+    sh = dc.CodedShuffle(parts, storage=8, strategy="coded", seed=5,
+                         placement=placement, client=client)
     try:
         for _ in range(3):
             check_epoch(client, sh, sh.next_epoch(), parts)  # dtype (with fields) equal
@@ -92,20 +92,24 @@ def test_structured_dtypes_keep_their_fields(client, placement):
 
 def test_bad_input(client):
     with pytest.raises(TypeError, match="storage must be a whole number"):
-        dc.CodedShuffle(client, data(q=8), storage="6")
+        dc.CodedShuffle(data(q=8), storage="6", client=client)
     with pytest.raises(TypeError, match="holds Python object references.*'uncoded'"):
-        dc.CodedShuffle(client, [np.array([{"a": 1}] * 3, dtype=object)] * 4, storage=2)
+        dc.CodedShuffle([np.array([{"a": 1}] * 3, dtype=object)] * 4, storage=2, client=client)
     with pytest.raises(ValueError, match="smaller than one epoch's share"):
-        dc.CodedShuffle(client, data(q=24), storage=5)
+        dc.CodedShuffle(data(q=24), storage=5, client=client)
     with pytest.raises(ValueError, match="share one dtype"):
-        dc.CodedShuffle(client, [np.zeros(3), np.zeros(3, dtype=np.int8)], storage=1)
+        dc.CodedShuffle([np.zeros(3), np.zeros(3, dtype=np.int8)], storage=1, client=client)
     with pytest.raises(ValueError, match="strategy must be"):
-        dc.CodedShuffle(client, data(q=8), storage=4, strategy="fountain")
+        dc.CodedShuffle(data(q=8), storage=4, strategy="fountain", client=client)
     with pytest.raises(ValueError, match="placement must be"):
-        dc.CodedShuffle(client, data(q=8), storage=4, placement="random")
+        dc.CodedShuffle(data(q=8), storage=4, placement="random", client=client)
     with pytest.raises(ValueError, match="placement='segments' needs storage beyond one share"):
-        dc.CodedShuffle(client, data(q=8), storage=2, placement="segments")
-    sh = dc.CodedShuffle(client, data(q=8), storage=4)
+        dc.CodedShuffle(data(q=8), storage=2, placement="segments", client=client)
+    with pytest.raises(TypeError, match=r"partitions first and the client as a keyword"):
+        dc.CodedShuffle(client, data(q=8), storage=4)  # the client where partitions go
+    with client.as_current():
+        sh = dc.CodedShuffle(data(q=8), storage=4)  # the current client is the master
+    assert sh.client is client
     worker = next(iter(sh.next_epoch()))
     with pytest.raises(dc.CodedError, match="holds no share this epoch"):
         sh.futures("tcp://nowhere:1")
@@ -124,8 +128,8 @@ def test_byte_counts_come_from_the_transport_and_match_the_plan():
         reports = {}
         with ByteMeter(client) as meter:
             for strategy in ("uncoded", "coded"):
-                sh = dc.CodedShuffle(client, parts, storage=8, strategy=strategy, seed=0,
-                                     meter=meter)
+                sh = dc.CodedShuffle(parts, storage=8, strategy=strategy, seed=0,
+                                     meter=meter, client=client)
                 for _ in range(4):
                     sh.next_epoch()
                 reports[strategy] = sh.report()[1:]  # epoch 1 is the initial load
@@ -146,7 +150,7 @@ def test_a_user_shuffle_leaves_the_transport_alone(client):
     and its reports carry the plan's bytes only."""
     from distributed.comm.tcp import TCP
 
-    sh = dc.CodedShuffle(client, data(q=8), storage=4)
+    sh = dc.CodedShuffle(data(q=8), storage=4, client=client)
     try:
         sh.next_epoch()
         (r,) = sh.report()
@@ -160,7 +164,7 @@ def test_a_lost_worker_loses_nothing():
     parts = data(q=12)
     with LocalCluster(n_workers=3, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        sh = dc.CodedShuffle(client, parts, storage=8, strategy="coded", seed=0)
+        sh = dc.CodedShuffle(parts, storage=8, strategy="coded", seed=0, client=client)
         sh.next_epoch()
         sh.next_epoch()
         victim = sorted(cluster.workers)[0]
@@ -183,8 +187,8 @@ def test_a_worker_that_joins_is_taken_into_the_shuffle(placement):
     parts = data(q=12)
     with LocalCluster(n_workers=3, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        sh = dc.CodedShuffle(client, parts, storage=8, strategy="coded", seed=0,
-                             placement=placement)
+        sh = dc.CodedShuffle(parts, storage=8, strategy="coded", seed=0,
+                             placement=placement, client=client)
         sh.next_epoch()
         victim = sorted(cluster.workers)[0]
         client.sync(cluster.workers[victim].close)
@@ -210,7 +214,7 @@ def test_a_worker_dying_during_an_epoch_loses_nothing():
     parts = data(q=16, size=65536)  # 512 KiB each
     with LocalCluster(n_workers=4, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        sh = dc.CodedShuffle(client, parts, storage=8, strategy="coded", seed=0)
+        sh = dc.CodedShuffle(parts, storage=8, strategy="coded", seed=0, client=client)
         sh.next_epoch()
         victim = sh.workers[2]
 
@@ -243,10 +247,10 @@ def _amm_and_sessions(dask_scheduler=None):
 
 def test_the_memory_manager_stays_off_while_any_shuffle_is_open(client):
     amm_was_on, before = client.run_on_scheduler(_amm_and_sessions)
-    first = dc.CodedShuffle(client, data(q=8), storage=4, seed=0)
-    second = dc.CodedShuffle(client, data(q=8), storage=4, seed=1)
+    first = dc.CodedShuffle(data(q=8), storage=4, seed=0, client=client)
+    second = dc.CodedShuffle(data(q=8), storage=4, seed=1, client=client)
     with pytest.raises(ValueError, match="smaller than one epoch's share"):
-        dc.CodedShuffle(client, data(q=24), storage=5)  # refused: leaves no session
+        dc.CodedShuffle(data(q=24), storage=5, client=client)  # refused: leaves no session
     assert client.run_on_scheduler(_amm_and_sessions) == (False, before + 2)
     first.close()
     assert client.run_on_scheduler(_amm_and_sessions) == (False, before + 1)
@@ -261,10 +265,10 @@ def test_auto_caches_whole_partitions_where_segments_would_be_tiny(client):
     cached whole; at 40,000 bytes, or with the limit at 0, in segments."""
     import dask
 
-    tiny = dc.CodedShuffle(client, data(q=8, size=300), storage=4)
-    large = dc.CodedShuffle(client, data(q=8, size=5000), storage=4)
+    tiny = dc.CodedShuffle(data(q=8, size=300), storage=4, client=client)
+    large = dc.CodedShuffle(data(q=8, size=5000), storage=4, client=client)
     with dask.config.set({"coded.shuffle.min-segment-bytes": 0}):
-        forced = dc.CodedShuffle(client, data(q=8, size=300), storage=4)
+        forced = dc.CodedShuffle(data(q=8, size=300), storage=4, client=client)
     try:
         assert tiny.segments is None and "whole partitions" in repr(tiny)
         assert large.segments.placement.segment_count == 3
@@ -280,9 +284,9 @@ def test_auto_caches_whole_partitions_where_segments_would_be_tiny(client):
 def test_two_open_shuffles_keep_their_own_plans(client):
     """Epochs of one shuffle do not evict the plans another open shuffle made ahead on
     the same workers, and a closed shuffle's plans are dropped."""
-    first = dc.CodedShuffle(client, data(q=16), storage=8, seed=0, placement="segments")
-    second = dc.CodedShuffle(client, data(q=16, seed=1), storage=8, seed=1,
-                             placement="segments")
+    first = dc.CodedShuffle(data(q=16), storage=8, seed=0, placement="segments", client=client)
+    second = dc.CodedShuffle(data(q=16, seed=1), storage=8, seed=1,
+                             placement="segments", client=client)
     try:
         check_epoch(client, first, first.next_epoch(), data(q=16))
         for _ in range(6):  # more than a worker keeps per shuffle
@@ -302,3 +306,11 @@ def test_two_open_shuffles_keep_their_own_plans(client):
         assert any(f"coded-shuffle-{first.token}" in s for s in client.run(shuffles).values())
     finally:
         first.close()
+
+
+def test_a_shuffle_without_a_distributed_client_says_it_needs_one(monkeypatch):
+    from dask_coded.shuffle import session
+
+    monkeypatch.setattr(session, "default_client", lambda: None)  # no client anywhere
+    with pytest.raises(dc.CodedError, match="needs a distributed client"):
+        dc.CodedShuffle(data(q=8), storage=4)
