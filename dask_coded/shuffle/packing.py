@@ -10,16 +10,20 @@ in packets of members ``M`` and ``x[M]`` the bytes sent as such packets,
     s.t.      sum_M y[c, M] = v[c]                          (every byte is sent)
               sum_{c of w, S >= M} y[c, M] <= x[M]          (w's stream fits, w in M)
 
-solved by HiGHS (``scipy.optimize.linprog``). The greedy walk of ``plan_segments`` (the
-largest groups first, what is left of the others moved to the group without the smallest
-member) is one feasible point of it; when demands are uneven the program finds packings
-the walk misses. Its size grows as ``n`` times the subsets of each group, so
-:func:`pack` declines (returns ``None``) above ``coded.shuffle.lp-variables``.
+solved by HiGHS (``scipy.optimize.linprog``). A class rides only in packets of its whole
+set ``S``, of ``S`` without one other member, or of ``w`` alone (a unicast): the member
+sets a greedy walk uses, and ``|S|`` of them per class instead of the ``2^(|S|-1)``
+subsets of ``S`` holding ``w`` (smaller sets serve fewer workers per byte sent). The
+greedy walk of ``plan_segments`` (the largest groups first, what is left of the others
+moved to the group without the smallest member) is one feasible point of it; when demands
+are uneven the program finds packings the walk misses. :func:`pack` declines (returns
+``None``) above ``coded.shuffle.lp-variables``.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -50,9 +54,10 @@ def pack(pending: dict, limit: int) -> list[tuple[tuple[int, ...], dict[int, lis
     pairs: list[tuple[int, int]] = []  # (class, member set)
     for ci, (w, S, _) in enumerate(classes):
         others = sorted(S - {w})
-        if len(pairs) + 2 ** len(others) > limit:
+        sizes = sorted({0, max(len(others) - 1, 0), len(others)})  # {w}, all but one, all
+        if len(pairs) + sum(math.comb(len(others), r) for r in sizes) > limit:
             return None
-        for r in range(len(others) + 1):
+        for r in sizes:
             for sub in itertools.combinations(others, r):
                 pairs.append((ci, sets.setdefault(frozenset(sub) | {w}, len(sets))))
     nx, ny = len(sets), len(pairs)

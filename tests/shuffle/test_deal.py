@@ -81,14 +81,16 @@ def test_a_seed_gives_the_same_deals_and_a_bad_kind_is_named():
         deal("fair", np.random.default_rng(0), [0, 1], 4)
 
 
-@pytest.mark.parametrize("n,balanced,random", [(8, 1.10, 1.12), (12, 1.05, 1.25)])
-def test_balanced_deals_bring_the_segment_planner_to_the_coded_caching_load(n, balanced,
+@pytest.mark.parametrize("n,alpha,balanced,random", [
+    (8, 0.25, 1.10, 1.12), (8, 0.5, 1.10, 1.12), (12, 0.25, 1.05, 1.25)])
+def test_balanced_deals_bring_the_segment_planner_to_the_coded_caching_load(n, alpha, balanced,
                                                                             random):
-    """alpha = 0.25, q = 12 n: within ``balanced`` of Maddah-Ali and Niesen's load on
-    balanced deals (n = 8: the linear program packs a share of 12 reaching a worker as 1
-    or 2); a random deal's uneven demands cost more than ``random`` times it."""
+    """q = 12 n: within ``balanced`` of Maddah-Ali and Niesen's load on balanced deals
+    (n = 8: the linear program, within its default size, packs a share of 12 reaching a
+    worker as 1 or 2); a random deal's uneven demands cost more than ``random`` times
+    it."""
     q = 12 * n
-    storage = q // n + q // 4
+    storage = q // n + int(round(alpha * q))
     pl = Placement.for_storage(n, q, storage)
     target = theory.shuffle_load("coded-caching", q, n, storage)
     workers = list(range(n))
