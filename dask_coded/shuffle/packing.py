@@ -11,13 +11,15 @@ in packets of members ``M`` and ``x[M]`` the bytes sent as such packets,
               sum_{c of w, S >= M} y[c, M] <= x[M]          (w's stream fits, w in M)
 
 solved by HiGHS (``scipy.optimize.linprog``). A class rides only in packets of its whole
-set ``S``, of ``S`` without one other member, or of ``w`` alone (a unicast): the member
-sets a greedy walk uses, and ``|S|`` of them per class instead of the ``2^(|S|-1)``
-subsets of ``S`` holding ``w`` (smaller sets serve fewer workers per byte sent). The
-greedy walk of ``plan_segments`` (the largest groups first, what is left of the others
-moved to the group without the smallest member) is one feasible point of it; when demands
-are uneven the program finds packings the walk misses. :func:`pack` declines (returns
-``None``) above ``coded.shuffle.lp-variables``.
+set ``S``, of ``S`` without one other member, or of ``w`` alone (a unicast): ``|S|``
+member sets per class instead of the ``2^(|S|-1)`` subsets of ``S`` holding ``w``
+(smaller sets serve fewer workers per byte sent; on the planner's benchmark settings the
+program over every subset, where it fit, planned the same bytes). The greedy walk of
+``plan_segments`` (the largest groups first, what is left of the others moved to the
+group without the smallest member, and on down) can use smaller sets still, so
+``plan_segments`` keeps the cheaper of the two plans; when demands are uneven the
+program finds packings the walk misses. :func:`pack` declines (returns ``None``) above
+``coded.shuffle.lp-variables``.
 """
 
 from __future__ import annotations
