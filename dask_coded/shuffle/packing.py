@@ -11,7 +11,7 @@ in packets of members ``M`` and ``x[M]`` the bytes sent as such packets,
               sum_{c of w, S >= M} y[c, M] <= x[M]          (w's stream fits, w in M)
 
 solved by HiGHS (``scipy.optimize.linprog``). A class rides only in packets of its whole
-set ``S``, of ``S`` without one other member, or of ``w`` alone (a unicast): ``|S|``
+set ``S``, of ``S`` without one other member, or of ``w`` alone (a unicast): ``|S| + 1``
 member sets per class instead of the ``2^(|S|-1)`` subsets of ``S`` holding ``w``
 (smaller sets serve fewer workers per byte sent; on the planner's benchmark settings the
 program over every subset, where it fit, planned the same bytes). The greedy walk of
