@@ -83,6 +83,17 @@ class AutoK:
     rejected: set = field(default_factory=set)
     trials: int = 400
 
+    def __repr__(self) -> str:
+        what = f"k and r in {self.blocks}" if self.choose_r else "k"
+        horizon = (f"{self.horizon} calls to come" if self.horizon is not None
+                   else f"calls to come unknown (confidence {self.confidence})")
+        made = [h for h in self.history if "chosen" in h]
+        rejected = ", ".join(map(str, sorted(self.rejected))) or "none"
+        return (f"AutoK(n={self.n}, chooses {what}; first at call {self.min_calls + 1}, then "
+                f"every {self.every}; {horizon}; a change must gain {self.change_cost}x its "
+                f"re-encode, then is on probation {self.probation} calls; {len(made)} "
+                f"re-choice{'' if len(made) == 1 else 's'}; rejected: {rejected})")
+
     @classmethod
     def initial_k(cls, n: int) -> int:
         """``optimal_k(n, coded.auto-k.initial-mu)``: the k before anything is observed."""

@@ -282,3 +282,23 @@ def test_a_regrouping_is_made_where_a_re_encode_would_not_pay():
     assert chosen in free and chosen[1] > 1
     assert policy.history[-1]["chosen"] == chosen
     assert policy.history[-1]["why"].startswith("regrouped: no re-encode")
+
+
+def test_the_policy_says_what_it_chooses_when_and_what_it_has_done():
+    """The repr reads from the settings and the history, not a fixed text."""
+    import dask
+
+    with dask.config.set({"coded.auto-k.every": 7, "coded.auto-k.min-calls": 3,
+                          "coded.auto-k.confidence": 0.5}):
+        policy = AutoK(6, choose_r=True)
+    text = repr(policy)
+    assert text.startswith("AutoK(n=6, chooses k and r in (")
+    assert "first at call 4, then every 7" in text and "confidence 0.5" in text
+    assert "0 re-choices; rejected: none" in text
+    assert [c for c in range(1, 20) if policy.due(c)][:2] == [4, 11]  # as the repr says
+    policy.history.append({"calls": 4, "chosen": (4, 1)})
+    policy.rejected.add((3, 2))
+    policy.horizon = 50
+    text = repr(policy)
+    assert "50 calls to come" in text and "1 re-choice; rejected: (3, 2)" in text
+    assert repr(AutoK(6)).startswith("AutoK(n=6, chooses k;")
