@@ -147,9 +147,10 @@ class CodedShuffle(Handle):
         paper's gain needs; ``"partitions"``: whole partitions, kept by ``cache_policy``
         and coded by :func:`plan_delivery`. ``"auto"``: segments unless a partition would
         need more than ``coded.shuffle.max-segments`` of them, or its segments would be
-        smaller than ``coded.shuffle.min-segment-bytes`` on average (then whole partitions
-        deliver faster, though they send more bytes). The other strategies always cache
-        whole partitions.
+        smaller than ``coded.shuffle.min-segment-bytes`` on average (0 by default: set it
+        for a master whose link is fast, where whole partitions' fewer pieces can deliver
+        faster though they send more bytes). The other strategies always cache whole
+        partitions.
     meter : dask_coded.bench.bytecount.ByteMeter, optional
         Counts the bytes each endpoint writes, for the epoch reports (the measurement
         harness: it wraps the transport in every process, so it is opt-in).
@@ -231,8 +232,9 @@ class CodedShuffle(Handle):
     # ---- public -------------------------------------------------------------------------
 
     @classmethod
-    def from_dask(cls, collection: da.Array | dd.DataFrame, storage: int, *, client=None, strategy: str = "coded",
-                  seed: int = 0, deal: str = "balanced", **kwargs: Any) -> CodedShuffle:
+    def from_dask(cls, collection: da.Array | dd.DataFrame, storage: int, *,
+                  client: Client | None = None, strategy: str = "coded", seed: int = 0,
+                  deal: str = "balanced", **kwargs: Any) -> CodedShuffle:
         """A shuffle of the partitions of a dask DataFrame or Array (its blocks along
         axis 0); each epoch, :meth:`collection` hands back one of the same kind whose
         partitions are resident where the shuffle put them.
@@ -482,7 +484,7 @@ class CodedShuffle(Handle):
         mean_bytes = sum(np.asarray(p).nbytes for p in self.parts) / len(self.parts)
         if (self._placement_choice == "auto" and mean_bytes / placement.segment_count
                 < parse_bytes(config.get("shuffle.min-segment-bytes"))):
-            return None  # segments too small: their bookkeeping outweighs the bytes
+            return None  # segments below the set size: their bookkeeping outweighs the bytes
         return SegmentedCaches(self.client, placement, self.workers, self.parts,
                                self.scatter_timeout)
 

@@ -259,25 +259,27 @@ def test_the_memory_manager_stays_off_while_any_shuffle_is_open(client):
     assert client.run_on_scheduler(_amm_and_sessions) == (amm_was_on, before)
 
 
-def test_auto_caches_whole_partitions_where_segments_would_be_tiny(client):
+def test_auto_caches_segments_unless_they_are_below_the_set_size(client):
     """placement="auto" on 4 workers, storage 4 of 8: a partition splits into 3 segments.
-    At 2,400 bytes (800-byte segments, below coded.shuffle.min-segment-bytes) it is
-    cached whole; at 40,000 bytes, or with the limit at 0, in segments."""
+    By default (min-segment-bytes 0) even 2,400-byte partitions (800-byte segments) are
+    cached in segments; with coded.shuffle.min-segment-bytes at 1 KiB they are cached
+    whole, and 40,000-byte partitions still in segments."""
     import dask
 
     tiny = dc.CodedShuffle(data(q=8, size=300), storage=4, client=client)
-    large = dc.CodedShuffle(data(q=8, size=5000), storage=4, client=client)
-    with dask.config.set({"coded.shuffle.min-segment-bytes": 0}):
-        forced = dc.CodedShuffle(data(q=8, size=300), storage=4, client=client)
+    with dask.config.set({"coded.shuffle.min-segment-bytes": "1 KiB"}):
+        whole = dc.CodedShuffle(data(q=8, size=300), storage=4, client=client)
+        large = dc.CodedShuffle(data(q=8, size=5000), storage=4, client=client)
     try:
-        assert tiny.segments is None and "whole partitions" in repr(tiny)
+        assert tiny.segments is not None and tiny.segments.placement.segment_count == 3
+        assert whole.segments is None and "whole partitions" in repr(whole)
         assert large.segments.placement.segment_count == 3
-        assert forced.segments is not None
-        for _ in range(3):
-            check_epoch(client, large, large.next_epoch(), data(q=8, size=5000))
-        assert large.report()[-1].coded_packets > 0
+        for sh, size in ((large, 5000), (tiny, 300)):
+            for _ in range(3):
+                check_epoch(client, sh, sh.next_epoch(), data(q=8, size=size))
+            assert sh.report()[-1].coded_packets > 0
     finally:
-        for sh in (tiny, large, forced):
+        for sh in (tiny, whole, large):
             sh.close()
 
 
