@@ -216,7 +216,8 @@ def codable(hlg: HighLevelGraph, layer) -> tuple[Match | None, str | None]:
                   np.result_type(dtype, b_dtype), dtype), None
 
 
-def nbytes(hlg: HighLevelGraph, name: str) -> int:
+def _nbytes(hlg: HighLevelGraph, name: str) -> int:
+    """Bytes of the whole dask array ``name``, from its declared chunks and dtype."""
     ann = hlg.layers[name].collection_annotations or {}
     return int(np.prod([sum(c) for c in ann["chunks"]])) * np.dtype(ann["dtype"]).itemsize
 
@@ -227,7 +228,7 @@ def heavy_operand(hlg: HighLevelGraph, m: Match, blocks: int, budget: int) -> st
     a right operand larger than one coded block and than ``budget`` bytes (``X.T @ X``,
     the Gram matrix) would travel to every worker, where plain dask multiplies each chunk
     beside its data."""
-    b, a = nbytes(hlg, m.b), nbytes(hlg, m.a)
+    b, a = _nbytes(hlg, m.b), _nbytes(hlg, m.a)
     if b <= max(budget, a // blocks):
         return None
     return (f"its right operand ({b / 2**20:.1f} MiB) would travel whole to every worker of "
