@@ -83,8 +83,8 @@ def test_a_seed_gives_the_same_deals_and_a_bad_kind_is_named():
 
 @pytest.mark.parametrize("n,alpha,balanced,random", [
     (8, 0.25, 1.10, 1.12), (8, 0.5, 1.10, 1.12), (12, 0.25, 1.05, 1.25)])
-def test_balanced_deals_bring_the_segment_planner_to_the_coded_caching_load(n, alpha, balanced,
-                                                                            random):
+def test_balanced_deals_bring_the_segment_planner_to_the_coded_caching_load(
+        n, alpha, balanced, random):
     """q = 12 n: within ``balanced`` of Maddah-Ali and Niesen's load on balanced deals
     (n = 8: the linear program, within its default size, packs a share of 12 reaching a
     worker as 1 or 2); a random deal's uneven demands cost more than ``random`` times
