@@ -17,7 +17,7 @@ from .matrix import CodedMatrix
 from .matrix import encode as encode_matrix
 from .operand import EncodedOperand, encode_operand
 from .parts import CodedParts, encode_parts
-from .schemes import lookup
+from .schemes import lookup, refuse_unknown
 from .sums import CodedPartitions
 
 
@@ -75,13 +75,12 @@ def encode(data: Any, n: int, k: int | str | None = None, kind: str | None = Non
                                  f"sets its own from its parameters")
     if kind is not None:
         params["kind"] = kind
-    target = {"pair": encode_operand, "partitions": CodedPartitions}.get(data_kind, encode_parts)
-    _check_params(scheme, target, params)
-    if data_kind == "pair":
-        return encode_operand(data, n, scheme, client=client, **params)
     if data_kind == "partitions":
+        _check_params(scheme, CodedPartitions, params)
         return CodedPartitions(data, n, client=client, **params)
-    return encode_parts(data, n, scheme, client=client, **params)
+    target = encode_operand if data_kind == "pair" else encode_parts
+    _check_params(scheme, target, params)
+    return target(data, n, scheme, client=client, **params)
 
 
 def _check_params(scheme: str, target: Callable, params: dict) -> None:
@@ -95,7 +94,4 @@ def _check_params(scheme: str, target: Callable, params: dict) -> None:
              if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
              and name not in ("self", "A", "data", "partitions", "parts", "n", "k", "scheme",
                               "client")]
-    unknown = sorted(set(params) - set(taken))
-    if unknown:
-        raise CodeParameterError(f"scheme {scheme!r} takes no parameter {', '.join(unknown)}; "
-                                 f"it takes {', '.join(taken)}")
+    refuse_unknown(scheme, taken, params)

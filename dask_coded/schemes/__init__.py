@@ -45,13 +45,19 @@ def build(name: str, n: int, data: str | None = None, **params: Any) -> Scheme:
     """``SCHEMES[name].from_params(n, **params)`` (a scheme that codes ``data``, when
     given), with an unknown parameter refused by name (what the scheme takes is listed)."""
     cls = lookup(name, data)
-    accepted = [p for p in inspect.signature(cls.from_params).parameters if p != "n"]
+    refuse_unknown(name, [p for p in inspect.signature(cls.from_params).parameters
+                          if p != "n"], params)
+    return cls.from_params(n, **params)
+
+
+def refuse_unknown(name: str, accepted: list[str], params: dict) -> None:
+    """A :class:`~dask_coded.errors.CodeParameterError` naming each of ``params`` that
+    scheme ``name`` does not take (``accepted``), and listing those it takes."""
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise CodeParameterError(f"scheme {name!r} takes no parameter {', '.join(unknown)}; "
                                  f"it takes {', '.join(accepted)}")
-    return cls.from_params(n, **params)
 
 
 __all__ = ["SCHEMES", "GradientCode", "MDSScheme", "MatDot", "PartScheme", "PolynomialScheme",
-           "RowScheme", "Scheme", "build", "lookup"]
+           "RowScheme", "Scheme", "build", "lookup", "refuse_unknown"]

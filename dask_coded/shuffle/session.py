@@ -481,7 +481,7 @@ class CodedShuffle(Handle):
                     f"{self.storage} for {len(self.parts)} partitions on "
                     f"{len(self.workers)} workers allows none")
             return None
-        mean_bytes = sum(np.asarray(p).nbytes for p in self.parts) / len(self.parts)
+        mean_bytes = sum(self.sizes) / len(self.sizes)
         if (self._placement_choice == "auto" and mean_bytes / placement.segment_count
                 < parse_bytes(config.get("shuffle.min-segment-bytes"))):
             return None  # segments below the set size: their bookkeeping outweighs the bytes
